@@ -1,0 +1,155 @@
+//! Catalogs hold blueprints and entities. tidemark reads what it owns, checks foreign owners,
+//! and applies an ordered list of writes. Two adapters: `local` (SQLite) and `port` (Port's API).
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+use crate::model::{
+    Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, WriteOptions,
+};
+
+pub mod validate;
+
+/// A change to a blueprint. Additive only: nothing is ever removed or altered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum BlueprintChange {
+    /// Create the blueprint. Relations are added in a second step so cycles work.
+    Create {
+        identifier: String,
+        definition: Blueprint,
+    },
+    /// Add properties and relations the existing blueprint lacks.
+    Update {
+        identifier: String,
+        add_properties: Map<String, Json>,
+        add_relations: Map<String, Json>,
+    },
+}
+
+impl BlueprintChange {
+    pub fn identifier(&self) -> &str {
+        match self {
+            BlueprintChange::Create { identifier, .. }
+            | BlueprintChange::Update { identifier, .. } => identifier,
+        }
+    }
+}
+
+/// One entity write, in the order the plan wants it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Upsert {
+    /// With `write.merge`, only the fields the mapping defines; otherwise the whole entity.
+    pub entity: Entity,
+    /// The account the entity is attributed to from now on.
+    pub account: String,
+    pub kind: String,
+    pub write: WriteOptions,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delete {
+    pub key: EntityKey,
+    pub account: Option<String>,
+}
+
+/// Everything `apply` writes, already ordered: blueprints, upserts (relation targets first), deletes
+/// (dependents first).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Writes {
+    pub blueprints: Vec<BlueprintChange>,
+    pub upserts: Vec<Upsert>,
+    pub deletes: Vec<Delete>,
+}
+
+/// A write the catalog refused, with its message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub action: String,
+    pub key: EntityKey,
+    pub message: String,
+}
+
+/// What an apply did. `written` lists every write the catalog confirmed, even when the apply
+/// stopped early (`stopped` then says why).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub blueprints_written: Vec<String>,
+    pub upserted: Vec<EntityKey>,
+    pub deleted: Vec<EntityKey>,
+    pub rejected: Vec<Rejected>,
+    /// Write requests sent (bulk requests count once).
+    pub write_requests: usize,
+    pub stopped: Option<String>,
+}
+
+/// Catalog failures that stop the run.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("local catalog {path}: {message}")]
+    Local { path: String, message: String },
+    #[error(
+        "the local catalog {path} is locked by another apply (pid {pid}); wait for it to finish"
+    )]
+    Locked { path: String, pid: String },
+    #[error("Port: {0}")]
+    Port(String),
+}
+
+/// Reports progress of a long apply (a progress bar on a terminal).
+pub trait Progress: Send + Sync {
+    fn start(&self, total: u64);
+    fn advance(&self, n: u64);
+    fn finish(&self);
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// A catalog tidemark reconciles into. `owner` is the integration identifier.
+pub trait Catalog: Send + Sync {
+    /// Names the catalog in plans (`local /path/catalog.db`, `port https://api.port.io`).
+    fn describe(&self) -> String;
+
+    /// Every blueprint in the catalog.
+    fn blueprints(&self) -> impl Future<Output = Result<Vec<Blueprint>, CatalogError>> + Send;
+
+    /// Every entity `owner` owns, in any blueprint. `accounts` are the discovered accounts, for
+    /// catalogs that attribute entities by querying per account.
+    fn owned(
+        &self,
+        owner: &str,
+        accounts: &[String],
+    ) -> impl Future<Output = Result<Vec<OwnedEntity>, CatalogError>> + Send;
+
+    /// Entities at `keys` that exist under another owner.
+    fn foreign(
+        &self,
+        owner: &str,
+        keys: &[EntityKey],
+    ) -> impl Future<Output = Result<Vec<ForeignEntity>, CatalogError>> + Send;
+
+    /// Entities of other owners that relate to any of `keys`.
+    fn foreign_references(
+        &self,
+        owner: &str,
+        keys: &[EntityKey],
+    ) -> impl Future<Output = Result<Vec<ForeignReference>, CatalogError>> + Send;
+
+    /// Applies `writes` in order. Per-entity refusals go into `rejected`; a failure that stops the
+    /// apply is returned inside the report (`stopped`) so nothing written is forgotten.
+    fn apply(
+        &self,
+        owner: &str,
+        writes: &Writes,
+        progress: &dyn Progress,
+    ) -> impl Future<Output = ApplyReport> + Send;
+}

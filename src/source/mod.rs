@@ -1,0 +1,126 @@
+//! Sources list raw items per (account, region, kind) and report how discovery and every listing
+//! went. Two adapters: `snapshot` (files on disk) and `aws` (Cloud Control across accounts).
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{KindSpec, RawItem};
+
+pub mod snapshot;
+
+/// Which regions to list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Regions {
+    /// Each account's enabled regions (aws), every recorded region (snapshot).
+    Enabled,
+    List(Vec<String>),
+}
+
+/// What the mappings need listed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListRequest {
+    /// Kinds to list; never includes the synthetic `AWS::Account::Info`.
+    pub kinds: Vec<KindSpec>,
+    pub regions: Regions,
+}
+
+/// How account discovery went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryStatus {
+    Ok,
+    /// Organizations was denied or not in use; only the base account was synced.
+    Fallback,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Discovery {
+    pub status: DiscoveryStatus,
+    pub error: Option<String>,
+}
+
+impl Discovery {
+    pub fn ok() -> Discovery {
+        Discovery {
+            status: DiscoveryStatus::Ok,
+            error: None,
+        }
+    }
+
+    /// Only a complete discovery proves that a missing account is gone.
+    pub fn is_complete(&self) -> bool {
+        self.status == DiscoveryStatus::Ok
+    }
+}
+
+/// One discovered account and how reaching it went.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountReport {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// The Organizations status (`ACTIVE`, …) where known.
+    pub status: Option<String>,
+    /// The account's own ARN from Organizations.
+    pub arn: Option<String>,
+    /// The role tidemark assumes in it.
+    pub role_arn: Option<String>,
+    pub assumed: bool,
+    /// Why the role could not be assumed, with the advice to try.
+    pub error: Option<String>,
+    /// The regions listed for it.
+    pub regions: Vec<String>,
+    /// Why its regions could not be listed; all its scopes are then incomplete.
+    pub regions_error: Option<String>,
+}
+
+/// One (account, region, kind) listing. Only complete listings are `error: None`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Listing {
+    pub account: String,
+    pub region: String,
+    pub kind: String,
+    pub error: Option<String>,
+}
+
+/// Everything a source says about a run besides the items themselves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceReport {
+    pub discovery: Discovery,
+    pub accounts: Vec<AccountReport>,
+    /// Every listing that was attempted or that was needed and not possible, ok or failed.
+    pub listings: Vec<Listing>,
+}
+
+/// Receives items as pages arrive, so a large listing is never held whole by the source.
+pub trait ItemSink: Send {
+    fn items(&mut self, items: Vec<RawItem>);
+}
+
+impl<F: FnMut(Vec<RawItem>) + Send> ItemSink for F {
+    fn items(&mut self, items: Vec<RawItem>) {
+        self(items)
+    }
+}
+
+/// A source failure that stops the run (exit 1): no credentials, an unreadable snapshot.
+/// Failures of one account or listing are not errors: they are reported in `SourceReport`.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("snapshot {path}: {message}")]
+    Snapshot { path: String, message: String },
+    #[error("AWS: {0}")]
+    Aws(String),
+}
+
+/// A place resources are listed from.
+pub trait Source: Send + Sync {
+    /// Lists every needed (account, region, kind), handing items to `sink` as they arrive.
+    fn list(
+        &self,
+        request: &ListRequest,
+        sink: &mut dyn ItemSink,
+    ) -> impl Future<Output = Result<SourceReport, SourceError>> + Send;
+}

@@ -1,0 +1,499 @@
+//! YAML documents as a tree that remembers where every node came from.
+//!
+//! Config and mapping errors must name the file, line and column of the offending value, and
+//! duplicate keys must be errors rather than a silent "last one wins". serde-based YAML
+//! deserialisers lose positions once a value is converted, so we build our own small tree from
+//! the maintained `saphyr-parser` event stream and convert it by hand in `config` and `mapping`.
+
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// A 1-based line and column in a source file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Pos {
+    fn from_span(span: Span) -> Pos {
+        Pos {
+            line: span.start.line(),
+            col: span.start.col() + 1,
+        }
+    }
+}
+
+/// A message tied to a place in a file: `file:line:col: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(file: impl Into<String>, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: file.into(),
+            pos,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.pos.line, self.pos.col, self.message
+        )
+    }
+}
+
+/// One YAML node with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub pos: Pos,
+    pub value: Value,
+}
+
+/// YAML values after core-schema resolution of plain scalars.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A string scalar. `quoted` is false for plain scalars, so callers can tell `'true'` from `true`.
+    Str {
+        text: String,
+        quoted: bool,
+    },
+    Seq(Vec<Node>),
+    /// Keys keep their own positions and their order in the file.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// A short name of the node's type for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) | Value::Float(_) => "a number",
+            Value::Str { .. } => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a map",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+
+    /// The value of `key` in a map node.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// A scalar as text, the way a YAML user reads it (`1` → "1", `true` → "true").
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            Value::Null => Some(String::new()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Str { text, .. } => Some(text.clone()),
+            Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+
+    /// Converts to JSON. Non-string keys become their text.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str { text, .. } => J::String(text.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Finds the node at a JSON pointer (`/a/0/b`), for mapping schema errors back to positions.
+    pub fn at_pointer(&self, pointer: &str) -> Option<&Node> {
+        let mut node = self;
+        for raw in pointer.split('/').skip(1) {
+            let part = raw.replace("~1", "/").replace("~0", "~");
+            node = match &node.value {
+                Value::Map(entries) => entries
+                    .iter()
+                    .find(|(k, _)| k.scalar_text().as_deref() == Some(part.as_str()))
+                    .map(|(_, v)| v)?,
+                Value::Seq(items) => items.get(part.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+}
+
+/// Why a YAML document could not be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{pos_line}:{pos_col}: {message}")]
+pub struct YamlError {
+    pub pos_line: usize,
+    pub pos_col: usize,
+    pub message: String,
+}
+
+impl YamlError {
+    fn at(pos: Pos, message: impl Into<String>) -> YamlError {
+        YamlError {
+            pos_line: pos.line,
+            pos_col: pos.col,
+            message: message.into(),
+        }
+    }
+
+    pub fn pos(&self) -> Pos {
+        Pos {
+            line: self.pos_line,
+            col: self.pos_col,
+        }
+    }
+}
+
+/// Nesting deeper than this is refused: no real config needs it and it bounds recursion.
+const MAX_DEPTH: usize = 128;
+
+/// Parses the first document of `text`. An empty file gives a `Null` node at 1:1. A second
+/// document is an error, since a config or mapping file describes one thing.
+pub fn parse(text: &str) -> Result<Node, YamlError> {
+    let mut builder = Builder {
+        parser: Parser::new_from_str(text),
+        anchors: Vec::new(),
+        depth: 0,
+    };
+    builder.document()
+}
+
+struct Builder<'a> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    anchors: Vec<(usize, Node)>,
+    depth: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn next(&mut self) -> Result<(Event<'a>, Pos), YamlError> {
+        match self.parser.next_event() {
+            Some(Ok((event, span))) => Ok((event, Pos::from_span(span))),
+            Some(Err(e)) => Err(YamlError::at(
+                Pos {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                },
+                e.info().to_string(),
+            )),
+            None => Err(YamlError::at(Pos::default(), "unexpected end of input")),
+        }
+    }
+
+    fn document(&mut self) -> Result<Node, YamlError> {
+        let mut root = None;
+        loop {
+            let (event, pos) = self.next()?;
+            match event {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+                Event::DocumentStart(_) => {
+                    if root.is_some() {
+                        return Err(YamlError::at(
+                            pos,
+                            "a second YAML document: this file must hold exactly one",
+                        ));
+                    }
+                    let (event, pos) = self.next()?;
+                    root = Some(self.node(event, pos)?);
+                }
+                Event::StreamEnd => {
+                    return Ok(root.unwrap_or(Node {
+                        pos: Pos { line: 1, col: 1 },
+                        value: Value::Null,
+                    }));
+                }
+                _ => return Err(YamlError::at(pos, "unexpected YAML event")),
+            }
+        }
+    }
+
+    fn node(&mut self, event: Event<'a>, pos: Pos) -> Result<Node, YamlError> {
+        if self.depth > MAX_DEPTH {
+            return Err(YamlError::at(
+                pos,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = resolve_scalar(&text, style, tag.as_deref(), pos)?;
+                let node = Node { pos, value };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::Alias(id) => self
+                .anchors
+                .iter()
+                .rev()
+                .find(|(a, _)| *a == id)
+                .map(|(_, n)| Node {
+                    pos,
+                    value: n.value.clone(),
+                })
+                .ok_or_else(|| YamlError::at(pos, "alias to an unknown anchor")),
+            Event::SequenceStart(anchor, _) => {
+                self.depth += 1;
+                let mut items = Vec::new();
+                loop {
+                    let (event, item_pos) = self.next()?;
+                    if matches!(event, Event::SequenceEnd) {
+                        break;
+                    }
+                    items.push(self.node(event, item_pos)?);
+                }
+                self.depth -= 1;
+                let node = Node {
+                    pos,
+                    value: Value::Seq(items),
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::MappingStart(anchor, _) => {
+                self.depth += 1;
+                let mut entries: Vec<(Node, Node)> = Vec::new();
+                loop {
+                    let (event, key_pos) = self.next()?;
+                    if matches!(event, Event::MappingEnd) {
+                        break;
+                    }
+                    let key = self.node(event, key_pos)?;
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.value == key.value) {
+                        return Err(YamlError::at(
+                            key.pos,
+                            format!(
+                                "duplicate key {:?} (first defined at line {})",
+                                key.scalar_text().unwrap_or_default(),
+                                first.pos.line
+                            ),
+                        ));
+                    }
+                    let (event, value_pos) = self.next()?;
+                    let value = self.node(event, value_pos)?;
+                    entries.push((key, value));
+                }
+                self.depth -= 1;
+                let node = Node {
+                    pos,
+                    value: Value::Map(entries),
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            _ => Err(YamlError::at(pos, "unexpected YAML event")),
+        }
+    }
+
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor > 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+    }
+}
+
+/// YAML 1.2 core schema resolution for plain scalars; quoted and block scalars stay strings.
+fn resolve_scalar(
+    text: &str,
+    style: ScalarStyle,
+    tag: Option<&saphyr_parser::Tag>,
+    pos: Pos,
+) -> Result<Value, YamlError> {
+    let string = |quoted| Value::Str {
+        text: text.to_string(),
+        quoted,
+    };
+    if let Some(tag) = tag {
+        if tag.is_yaml_core_schema() {
+            return match tag.suffix.as_str() {
+                "str" => Ok(string(true)),
+                "null" => Ok(Value::Null),
+                "bool" | "int" | "float" => Ok(resolve_plain(text)),
+                other => Err(YamlError::at(pos, format!("unsupported tag !!{other}"))),
+            };
+        }
+        return Err(YamlError::at(pos, format!("unsupported tag {tag}")));
+    }
+    if style != ScalarStyle::Plain {
+        return Ok(string(true));
+    }
+    Ok(resolve_plain(text))
+}
+
+fn resolve_plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    if let Some(int) = parse_int(text) {
+        return Value::Int(int);
+    }
+    if looks_like_float(text) {
+        if let Ok(f) = text.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    Value::Str {
+        text: text.to_string(),
+        quoted: false,
+    }
+}
+
+fn parse_int(text: &str) -> Option<i64> {
+    if let Some(hex) = text.strip_prefix("0x") {
+        return i64::from_str_radix(hex, 16).ok();
+    }
+    if let Some(oct) = text.strip_prefix("0o") {
+        return i64::from_str_radix(oct, 8).ok();
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn looks_like_float(text: &str) -> bool {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !body.is_empty()
+        && body.bytes().any(|b| b.is_ascii_digit())
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str) -> Value {
+        parse(text).expect("valid yaml").value
+    }
+
+    #[test]
+    fn plain_scalars_resolve_like_the_core_schema() {
+        assert_eq!(value("true"), Value::Bool(true));
+        assert_eq!(value("12"), Value::Int(12));
+        assert_eq!(value("0.9"), Value::Float(0.9));
+        assert_eq!(value("~"), Value::Null);
+        assert_eq!(
+            value("'true'"),
+            Value::Str {
+                text: "true".into(),
+                quoted: true
+            }
+        );
+        assert_eq!(
+            value(".Properties.Arn"),
+            Value::Str {
+                text: ".Properties.Arn".into(),
+                quoted: false
+            }
+        );
+    }
+
+    #[test]
+    fn nodes_know_their_line_and_column() {
+        let root = parse("a:\n  b: .x\n").expect("valid yaml");
+        let b = root.get("a").and_then(|a| a.get("b")).expect("b");
+        assert_eq!(b.pos, Pos { line: 2, col: 6 });
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = parse("a: 1\nb: 2\na: 3\n").expect_err("duplicate");
+        assert_eq!(err.pos(), Pos { line: 3, col: 1 });
+        assert!(
+            err.message.contains("duplicate key \"a\""),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position() {
+        let err = parse("a: [1, 2\nb: 3\n").expect_err("unclosed");
+        assert!(err.pos_line >= 1);
+    }
+
+    #[test]
+    fn empty_files_are_null() {
+        assert_eq!(value(""), Value::Null);
+        assert_eq!(value("# only a comment\n"), Value::Null);
+    }
+
+    #[test]
+    fn aliases_copy_their_anchor() {
+        let root = parse("a: &x {k: 1}\nb: *x\n").expect("valid yaml");
+        assert_eq!(
+            root.get("b").map(Node::to_json),
+            Some(serde_json::json!({"k": 1}))
+        );
+    }
+
+    #[test]
+    fn json_pointers_find_nodes() {
+        let root = parse("resources:\n  - kind: X\n").expect("valid yaml");
+        let kind = root.at_pointer("/resources/0/kind").expect("kind");
+        assert_eq!(kind.pos.line, 2);
+    }
+}
