@@ -19,5 +19,6 @@
 pub mod catalog;
 pub mod mapping;
 pub mod model;
+pub mod secret;
 pub mod source;
 pub mod yaml;

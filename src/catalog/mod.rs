@@ -10,6 +10,7 @@ use crate::model::{
     Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, WriteOptions,
 };
 
+pub mod port;
 pub mod validate;
 
 /// A change to a blueprint. Additive only: nothing is ever removed or altered.

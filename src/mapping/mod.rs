@@ -3,6 +3,7 @@
 //! the contract the rest of the crate codes against.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
 
 use crate::model::{Entity, KindSpec, RawItem, WriteOptions};
 use crate::yaml::{Diagnostic, Pos};
@@ -91,4 +92,41 @@ impl Redactor {
     pub fn redact(&self, _item: &mut RawItem) {
         unimplemented!()
     }
+}
+
+/// `tidemark map` options: without `kind`, each item's `Type` (or `__Kind`) selects the entries.
+#[derive(Clone, Debug, Default)]
+pub struct MapOptions {
+    pub kind: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Counts for `tidemark map`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MapSummary {
+    pub items: usize,
+    pub entities: usize,
+    pub skipped: usize,
+    pub warnings: usize,
+}
+
+/// Input `tidemark map` cannot read (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct MapInputError {
+    pub message: String,
+}
+
+/// Runs `tidemark map`: items in (a JSON object, array, or JSON lines; raw Cloud Control
+/// descriptions or items as mappings see them), one entity per output line, skipped items and
+/// warnings to `diagnostics`.
+pub fn run_map(
+    _mappings: &Mappings,
+    _options: &MapOptions,
+    _input: &mut dyn BufRead,
+    _out: &mut dyn Write,
+    _diagnostics: &mut dyn Write,
+) -> Result<MapSummary, MapInputError> {
+    unimplemented!()
 }

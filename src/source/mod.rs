@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{KindSpec, RawItem};
 
+pub mod aws;
 pub mod snapshot;
 
 /// Which regions to list.
