@@ -17,6 +17,7 @@
 //! Start reading at [`reconcile::sync`], which runs one list → map → diff pass.
 
 pub mod catalog;
+pub mod config;
 pub mod mapping;
 pub mod model;
 pub mod secret;

@@ -1,0 +1,1281 @@
+//! `tidemark.yaml`: raw YAML → validated [`Config`] with every mapping compiled.
+//!
+//! Loading happens in two stages, like ripgrep's low-level and high-level arguments: the YAML is
+//! parsed into a positioned tree ([`crate::yaml`]), then each section is checked and converted,
+//! collecting every problem as a `file:line:col` [`Diagnostic`] instead of stopping at the first.
+//! `${VAR}` substitution happens on scalar values after parsing; secrets may come from `*File`
+//! keys; Port's and Ocean's environment variables fill keys the file leaves out.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::port::PortConfig;
+use crate::mapping::{LoadOptions, MappingSource, Mappings, Redactor};
+use crate::model::Blueprint;
+use crate::secret::Secret;
+use crate::source::Regions;
+use crate::source::aws::{AwsConfig, MemberAuth};
+use crate::yaml::{self, Diagnostic, Node, Pos, Value};
+
+pub mod builtin;
+pub mod print;
+pub mod schema;
+
+/// The validated configuration.
+pub struct Config {
+    /// The config file, as given.
+    pub path: PathBuf,
+    pub integration: Integration,
+    pub source: SourceConfig,
+    pub catalog: CatalogConfig,
+    pub mappings: Mappings,
+    /// Every mapping file, in load order (for hashing and reload detection).
+    pub mapping_files: Vec<MappingSource>,
+    /// Blueprint definitions from the mapping folders' `blueprints.json`.
+    pub blueprints: Vec<Blueprint>,
+    pub redactor: Redactor,
+    pub resync_interval: Duration,
+    pub watch_cache_limit_mib: u64,
+    /// Files and folders a daemon watches for changes.
+    pub watched_paths: Vec<PathBuf>,
+    /// Hash of the config file and every mapping and blueprint file.
+    pub hash: String,
+    /// Hashes of the sections, so a reload can tell what changed.
+    pub section_hashes: SectionHashes,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("integration", &self.integration)
+            .field("source", &self.source)
+            .field("catalog", &self.catalog)
+            .field(
+                "mapping_files",
+                &self
+                    .mapping_files
+                    .iter()
+                    .map(|m| &m.name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("blueprints", &self.blueprints.len())
+            .field("resync_interval", &self.resync_interval)
+            .field("watch_cache_limit_mib", &self.watch_cache_limit_mib)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SectionHashes {
+    pub integration: String,
+    pub source: String,
+    pub catalog: String,
+    pub mappings: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Integration {
+    pub identifier: String,
+    /// `$datasource`/owner prefixes whose entities tidemark may take over.
+    pub adopt: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    Aws(AwsConfig),
+    Snapshot { path: PathBuf, regions: Regions },
+}
+
+impl SourceConfig {
+    pub fn regions(&self) -> Regions {
+        match self {
+            SourceConfig::Aws(aws) => aws.regions.clone(),
+            SourceConfig::Snapshot { regions, .. } => regions.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatalogConfig {
+    Local { path: PathBuf },
+    Port(PortConfig),
+}
+
+/// Where environment variables come from; tests pass a map instead of the process environment.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// Variables that always hold secrets; jq's `env` never sees them.
+pub const SECRET_ENV_VARS: &[&str] = &[
+    "PORT_CLIENT_ID",
+    "PORT_CLIENT_SECRET",
+    "OCEAN__PORT__CLIENT_ID",
+    "OCEAN__PORT__CLIENT_SECRET",
+    "OCEAN__INTEGRATION__CONFIG__EXTERNAL_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
+
+/// A loaded config with the warnings found on the way.
+pub type Loaded = (Config, Vec<Diagnostic>);
+
+/// Reads, validates and compiles the config at `path`. All errors come back together.
+pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let text = read_config_text(path)
+        .map_err(|message| vec![Diagnostic::new(&file, Pos { line: 1, col: 1 }, message)])?;
+    load_text(path, &text, env)
+}
+
+/// Reads the config file; a symlink loop or a directory is a readable error, not a hang.
+fn read_config_text(path: &Path) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) => Err(format!("cannot read the config file: {e}")),
+    }
+}
+
+/// Like [`load`], with the file's text already read.
+pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx = Cx {
+        file: file.clone(),
+        base,
+        env,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        secret_vars: Vec::new(),
+    };
+    let root = match yaml::parse(text) {
+        Ok(mut root) => {
+            cx.substitute(&mut root);
+            root
+        }
+        Err(e) => return Err(vec![Diagnostic::new(&file, e.pos(), e.message)]),
+    };
+    let root_pos = root.pos;
+    let Some(entries) = root.as_map() else {
+        let found = if root.is_null() {
+            "an empty file"
+        } else {
+            root.type_name()
+        };
+        return Err(vec![Diagnostic::new(
+            &file,
+            root_pos,
+            format!(
+                "a tidemark config must be a map with integration, source and catalog; found {found}"
+            ),
+        )]);
+    };
+    cx.known_keys(
+        entries,
+        &[
+            "integration",
+            "source",
+            "catalog",
+            "mappings",
+            "resync",
+            "watch",
+        ],
+        "",
+    );
+
+    let integration = cx.integration(root.get("integration"), root_pos);
+    let (source, redact) = cx.source(root.get("source"), root_pos);
+    let catalog = cx.catalog(root.get("catalog"), root_pos);
+    let mapping_entries = cx.mapping_entries(root.get("mappings"));
+    let resync_interval = cx.resync(root.get("resync"));
+    let watch_cache_limit_mib = cx.watch(root.get("watch"));
+
+    let mut hidden_env: Vec<String> = SECRET_ENV_VARS.iter().map(|s| s.to_string()).collect();
+    hidden_env.extend(cx.secret_vars.iter().cloned());
+    let (mapping_files, blueprint_files, watched) = cx.resolve_mappings(&mapping_entries);
+    let blueprints = cx.blueprints(&blueprint_files);
+    let redactor = match Redactor::new(&file, &redact) {
+        Ok(r) => Some(r),
+        Err(errors) => {
+            cx.errors.extend(errors);
+            None
+        }
+    };
+    let mappings = match Mappings::load(&mapping_files, &LoadOptions { hidden_env }) {
+        Ok((mappings, warnings)) => {
+            cx.warnings.extend(warnings);
+            Some(mappings)
+        }
+        Err(errors) => {
+            cx.errors.extend(errors);
+            None
+        }
+    };
+
+    let Cx {
+        errors, warnings, ..
+    } = cx;
+    match (
+        integration,
+        source,
+        catalog,
+        mappings,
+        redactor,
+        errors.is_empty(),
+    ) {
+        (Some(integration), Some(source), Some(catalog), Some(mappings), Some(redactor), true) => {
+            let section_hashes = SectionHashes {
+                integration: hash_node(root.get("integration")),
+                source: hash_node(root.get("source")),
+                catalog: hash_node(root.get("catalog")),
+                mappings: hash_files(&mapping_files, &blueprint_files),
+            };
+            let mut hasher = Sha256::new();
+            hasher.update(text.as_bytes());
+            hasher.update(section_hashes.mappings.as_bytes());
+            let hash = hex(&hasher.finalize());
+            let mut watched_paths = vec![path.to_path_buf()];
+            watched_paths.extend(watched);
+            Ok((
+                Config {
+                    path: path.to_path_buf(),
+                    integration,
+                    source,
+                    catalog,
+                    mappings,
+                    mapping_files,
+                    blueprints,
+                    redactor,
+                    resync_interval,
+                    watch_cache_limit_mib,
+                    watched_paths,
+                    hash,
+                    section_hashes,
+                },
+                warnings,
+            ))
+        }
+        _ => {
+            let mut errors = errors;
+            if errors.is_empty() {
+                errors.push(Diagnostic::new(&file, root_pos, "the config is incomplete"));
+            }
+            Err(errors)
+        }
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_node(node: Option<&Node>) -> String {
+    let json = node.map(Node::to_json).unwrap_or(Json::Null);
+    hex(&Sha256::digest(json.to_string().as_bytes()))
+}
+
+fn hash_files(mappings: &[MappingSource], blueprints: &[(String, String)]) -> String {
+    let mut hasher = Sha256::new();
+    for m in mappings {
+        hasher.update(m.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(m.text.as_bytes());
+        hasher.update([0]);
+    }
+    for (name, text) in blueprints {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    }
+    hex(&hasher.finalize())
+}
+
+/// A mapping entry as written in the config, resolved later.
+struct MappingEntry {
+    text: String,
+    pos: Pos,
+}
+
+/// The loading context: where errors go and how paths and variables resolve.
+struct Cx<'a> {
+    file: String,
+    base: PathBuf,
+    env: &'a dyn Env,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    /// Variables referenced by secret fields, hidden from jq's `env`.
+    secret_vars: Vec<String>,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(Diagnostic::new(&self.file, pos, message));
+    }
+
+    /// `${VAR}` in every string scalar; `$${` stays a literal `${`.
+    fn substitute(&mut self, node: &mut Node) {
+        match &mut node.value {
+            Value::Str { text, .. } => {
+                if text.contains("${") {
+                    match substitute_vars(text, self.env) {
+                        Ok(new) => *text = new,
+                        Err(message) => self.error(node.pos, message),
+                    }
+                }
+            }
+            Value::Seq(items) => items.iter_mut().for_each(|n| self.substitute(n)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| self.substitute(v)),
+            _ => {}
+        }
+    }
+
+    fn known_keys(&mut self, entries: &[(Node, Node)], known: &[&str], section: &str) {
+        for (key, _) in entries {
+            let name = key.scalar_text().unwrap_or_default();
+            if !known.contains(&name.as_str()) {
+                let prefix = if section.is_empty() {
+                    String::new()
+                } else {
+                    format!("{section}.")
+                };
+                let hint = closest(&name, known)
+                    .map(|k| format!(" (did you mean {prefix}{k}?)"))
+                    .unwrap_or_default();
+                self.error(
+                    key.pos,
+                    format!(
+                        "unknown key {prefix}{name}{hint}; known keys here: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A map section, or an error naming what it should be.
+    fn section<'n>(
+        &mut self,
+        node: Option<&'n Node>,
+        name: &str,
+        known: &[&str],
+    ) -> Option<&'n [(Node, Node)]> {
+        let node = node?;
+        if node.is_null() {
+            return Some(&[]);
+        }
+        match node.as_map() {
+            Some(entries) => {
+                self.known_keys(entries, known, name);
+                Some(entries)
+            }
+            None => {
+                self.error(
+                    node.pos,
+                    format!("{name} must be a map, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str { text, .. } => Some(text.clone()),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text(),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, node: Option<&Node>, what: &str) -> Vec<String> {
+        let Some(node) = node else { return Vec::new() };
+        if node.is_null() {
+            return Vec::new();
+        }
+        match node.as_seq() {
+            Some(items) => items.iter().filter_map(|n| self.string(n, what)).collect(),
+            None => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "{what} must be a list of strings, found {}",
+                        node.type_name()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let parsed = match &node.value {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str { text, .. } => text.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(
+                node.pos,
+                format!("{what} must be a number, found {}", node.type_name()),
+            );
+        }
+        parsed
+    }
+
+    fn positive_int(&mut self, node: &Node, what: &str) -> Option<u64> {
+        let n = self.number(node, what)?;
+        if n < 1.0 || n.fract() != 0.0 {
+            self.error(
+                node.pos,
+                format!("{what} must be a whole number of at least 1, found {n}"),
+            );
+            return None;
+        }
+        Some(n as u64)
+    }
+
+    fn path(&self, text: &str) -> PathBuf {
+        let p = Path::new(text);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// A secret from `key` or `keyFile`, or from the first environment variable set.
+    fn secret(&mut self, entries: &[(Node, Node)], key: &str, env_vars: &[&str]) -> Option<Secret> {
+        let file_key = format!("{key}File");
+        let direct = entries.iter().find(|(k, _)| k.as_str() == Some(key));
+        let from_file = entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(file_key.as_str()));
+        match (direct, from_file) {
+            (Some((k, _)), Some(_)) => {
+                self.error(k.pos, format!("set either {key} or {file_key}, not both"));
+                None
+            }
+            (Some((_, v)), None) => self.string(v, key).map(Secret::new),
+            (None, Some((_, v))) => {
+                let path = self.string(v, &file_key)?;
+                match std::fs::read_to_string(self.path(&path)) {
+                    Ok(text) => Some(Secret::new(text.trim_end_matches(['\n', '\r']))),
+                    Err(e) => {
+                        self.error(v.pos, format!("{file_key}: cannot read {path}: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, None) => env_vars.iter().find_map(|name| {
+                let value = self.env.var(name)?;
+                self.secret_vars.push(name.to_string());
+                Some(Secret::new(value))
+            }),
+        }
+    }
+
+    fn integration(&mut self, node: Option<&Node>, root: Pos) -> Option<Integration> {
+        let entries = match node {
+            Some(n) => self.section(Some(n), "integration", &["identifier", "adopt"])?,
+            None => &[],
+        };
+        let id_node = entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("identifier"))
+            .map(|(_, v)| v);
+        let pos = id_node.map_or(node.map_or(root, |n| n.pos), |n| n.pos);
+        let identifier = match id_node {
+            Some(n) => self.string(n, "integration.identifier")?,
+            None => match self.env.var("OCEAN__INTEGRATION__IDENTIFIER") {
+                Some(v) => v,
+                None => {
+                    self.error(pos, "integration.identifier is required (or set OCEAN__INTEGRATION__IDENTIFIER)");
+                    return None;
+                }
+            },
+        };
+        if !is_valid_integration_id(&identifier) {
+            self.error(
+                pos,
+                format!(
+                    "integration.identifier {identifier:?} must match [a-z0-9][a-z0-9-]{{0,62}}"
+                ),
+            );
+            return None;
+        }
+        let adopt = self.string_list(node.and_then(|n| n.get("adopt")), "integration.adopt");
+        Some(Integration { identifier, adopt })
+    }
+
+    fn source(
+        &mut self,
+        node: Option<&Node>,
+        root: Pos,
+    ) -> (Option<SourceConfig>, Vec<(String, Pos)>) {
+        let Some(node) = node else {
+            self.error(root, "source is required (source.type: aws | snapshot)");
+            return (None, Vec::new());
+        };
+        let known = [
+            "type",
+            "accounts",
+            "regions",
+            "concurrency",
+            "redact",
+            "path",
+        ];
+        let Some(entries) = self.section(Some(node), "source", &known) else {
+            return (None, Vec::new());
+        };
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let redact = match get("redact") {
+            Some(n) if !n.is_null() => match n.as_seq() {
+                Some(items) => items
+                    .iter()
+                    .filter_map(|i| self.string(i, "source.redact").map(|s| (s, i.pos)))
+                    .collect(),
+                None => {
+                    self.error(n.pos, "source.redact must be a list of jq paths");
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
+        };
+        let regions = match get("regions") {
+            None => Regions::Enabled,
+            Some(n) => match &n.value {
+                Value::Null => Regions::Enabled,
+                Value::Str { text, .. } if text == "enabled" => Regions::Enabled,
+                Value::Seq(_) => {
+                    let list = self.string_list(Some(n), "source.regions");
+                    if list.is_empty() {
+                        self.error(
+                            n.pos,
+                            "source.regions must not be an empty list (use `enabled`)",
+                        );
+                    }
+                    Regions::List(list)
+                }
+                _ => {
+                    self.error(
+                        n.pos,
+                        "source.regions must be `enabled` or a list of regions",
+                    );
+                    Regions::Enabled
+                }
+            },
+        };
+        let kind = match get("type") {
+            Some(n) => self.string(n, "source.type"),
+            None => {
+                self.error(node.pos, "source.type is required: aws | snapshot");
+                None
+            }
+        };
+        let source = match kind.as_deref() {
+            Some("snapshot") => {
+                for key in ["accounts", "concurrency"] {
+                    if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
+                        self.error(k.pos, format!("source.{key} applies to `type: aws` only"));
+                    }
+                }
+                match get("path") {
+                    Some(p) => self
+                        .string(p, "source.path")
+                        .map(|p| SourceConfig::Snapshot {
+                            path: self.path(&p),
+                            regions,
+                        }),
+                    None => {
+                        self.error(node.pos, "source.path is required for `type: snapshot`");
+                        None
+                    }
+                }
+            }
+            Some("aws") => {
+                if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some("path")) {
+                    self.error(k.pos, "source.path applies to `type: snapshot` only");
+                }
+                self.aws(get("accounts"), get("concurrency"), regions)
+            }
+            Some(other) => {
+                let pos = get("type").map_or(node.pos, |n| n.pos);
+                self.error(
+                    pos,
+                    format!("source.type must be aws or snapshot, found {other:?}"),
+                );
+                None
+            }
+            None => None,
+        };
+        (source, redact)
+    }
+
+    fn aws(
+        &mut self,
+        accounts: Option<&Node>,
+        concurrency: Option<&Node>,
+        regions: Regions,
+    ) -> Option<SourceConfig> {
+        let known = [
+            "accountRoleArn",
+            "accountRoleArns",
+            "externalId",
+            "externalIdFile",
+            "memberAuth",
+            "organizationalUnits",
+            "exclude",
+        ];
+        let entries = match accounts {
+            Some(n) => self.section(Some(n), "source.accounts", &known)?,
+            None => &[],
+        };
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let mut account_role_arn =
+            get("accountRoleArn").and_then(|n| self.string(n, "accountRoleArn"));
+        let mut account_role_arns =
+            get("accountRoleArns").map(|n| self.string_list(Some(n), "accountRoleArns"));
+        if account_role_arn.is_some() && account_role_arns.is_some() {
+            let pos = get("accountRoleArns").map_or(Pos::default(), |n| n.pos);
+            self.error(pos, "set accountRoleArn (Organizations mode) or accountRoleArns (explicit list), not both");
+            return None;
+        }
+        if account_role_arn.is_none() && account_role_arns.is_none() {
+            account_role_arn = self
+                .env
+                .var("OCEAN__INTEGRATION__CONFIG__ACCOUNT_ROLE_ARN")
+                .filter(|s| !s.is_empty());
+            if let Some(raw) = self
+                .env
+                .var("OCEAN__INTEGRATION__CONFIG__ACCOUNT_ROLE_ARNS")
+            {
+                match serde_json::from_str::<Vec<String>>(&raw) {
+                    Ok(list) if !list.is_empty() => account_role_arns = Some(list),
+                    Ok(_) => {}
+                    Err(e) => self.error(
+                        accounts.map_or(Pos::default(), |n| n.pos),
+                        format!("OCEAN__INTEGRATION__CONFIG__ACCOUNT_ROLE_ARNS must be a JSON array of role ARNs: {e}"),
+                    ),
+                }
+            }
+            if account_role_arn.is_some() && account_role_arns.is_some() {
+                self.error(
+                    accounts.map_or(Pos::default(), |n| n.pos),
+                    "both OCEAN__INTEGRATION__CONFIG__ACCOUNT_ROLE_ARN and ..._ARNS are set; set one",
+                );
+                return None;
+            }
+        }
+        for (arn, pos) in account_role_arn
+            .iter()
+            .map(|a| {
+                (
+                    a.clone(),
+                    get("accountRoleArn").map_or(Pos::default(), |n| n.pos),
+                )
+            })
+            .chain(account_role_arns.iter().flatten().map(|a| {
+                (
+                    a.clone(),
+                    get("accountRoleArns").map_or(Pos::default(), |n| n.pos),
+                )
+            }))
+            .collect::<Vec<_>>()
+        {
+            if !is_role_arn(&arn) {
+                self.error(
+                    pos,
+                    format!("{arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/Name)"),
+                );
+            }
+        }
+        let external_id = self.secret(
+            entries,
+            "externalId",
+            &["OCEAN__INTEGRATION__CONFIG__EXTERNAL_ID"],
+        );
+        let member_auth = match get("memberAuth") {
+            None => MemberAuth::Auto,
+            Some(n) => match self.string(n, "memberAuth").as_deref() {
+                Some("auto") => MemberAuth::Auto,
+                Some("assumeRole") => MemberAuth::AssumeRole,
+                Some("webIdentity") => MemberAuth::WebIdentity,
+                other => {
+                    self.error(
+                        n.pos,
+                        format!(
+                            "memberAuth must be auto, assumeRole or webIdentity, found {:?}",
+                            other.unwrap_or_default()
+                        ),
+                    );
+                    MemberAuth::Auto
+                }
+            },
+        };
+        let organizational_units =
+            self.string_list(get("organizationalUnits"), "organizationalUnits");
+        for ou in &organizational_units {
+            if !(ou.starts_with("ou-") || ou.starts_with("r-")) {
+                let pos = get("organizationalUnits").map_or(Pos::default(), |n| n.pos);
+                self.error(
+                    pos,
+                    format!("organizationalUnits: {ou:?} is not an OU (ou-…) or root (r-…) id"),
+                );
+            }
+        }
+        if !organizational_units.is_empty() && account_role_arn.is_none() {
+            let pos = get("organizationalUnits").map_or(Pos::default(), |n| n.pos);
+            self.error(
+                pos,
+                "organizationalUnits needs accountRoleArn (Organizations mode)",
+            );
+        }
+        let exclude = self.string_list(get("exclude"), "exclude");
+        let (mut concurrency_accounts, mut requests_per_second) = (5, 10.0);
+        if let Some(entries) = self.section(
+            concurrency,
+            "source.concurrency",
+            &["accounts", "requestsPerSecond"],
+        ) {
+            for (k, v) in entries {
+                match k.as_str() {
+                    Some("accounts") => {
+                        if let Some(n) = self.positive_int(v, "concurrency.accounts") {
+                            concurrency_accounts = n as usize;
+                        }
+                    }
+                    Some("requestsPerSecond") => {
+                        if let Some(n) = self.number(v, "concurrency.requestsPerSecond") {
+                            if n > 0.0 {
+                                requests_per_second = n;
+                            } else {
+                                self.error(v.pos, "concurrency.requestsPerSecond must be above 0");
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Some(SourceConfig::Aws(AwsConfig {
+            account_role_arn,
+            account_role_arns,
+            external_id,
+            member_auth,
+            organizational_units,
+            exclude,
+            regions,
+            concurrency_accounts,
+            requests_per_second,
+        }))
+    }
+
+    fn catalog(&mut self, node: Option<&Node>, root: Pos) -> Option<CatalogConfig> {
+        let Some(node) = node else {
+            self.error(root, "catalog is required (catalog.type: local | port)");
+            return None;
+        };
+        let known = [
+            "type",
+            "path",
+            "baseUrl",
+            "clientId",
+            "clientIdFile",
+            "clientSecret",
+            "clientSecretFile",
+        ];
+        let entries = self.section(Some(node), "catalog", &known)?;
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let kind = match get("type") {
+            Some(n) => self.string(n, "catalog.type")?,
+            None => {
+                self.error(node.pos, "catalog.type is required: local | port");
+                return None;
+            }
+        };
+        match kind.as_str() {
+            "local" => {
+                for key in [
+                    "baseUrl",
+                    "clientId",
+                    "clientIdFile",
+                    "clientSecret",
+                    "clientSecretFile",
+                ] {
+                    if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
+                        self.error(k.pos, format!("catalog.{key} applies to `type: port` only"));
+                    }
+                }
+                let path = match get("path") {
+                    Some(n) => self.string(n, "catalog.path").map(|p| self.path(&p))?,
+                    None => self.path(".tidemark/catalog.db"),
+                };
+                Some(CatalogConfig::Local { path })
+            }
+            "port" => {
+                if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some("path")) {
+                    self.error(k.pos, "catalog.path applies to `type: local` only");
+                }
+                let base_url = match get("baseUrl") {
+                    Some(n) => self.string(n, "catalog.baseUrl")?,
+                    None => self
+                        .env
+                        .var("PORT_BASE_URL")
+                        .or_else(|| self.env.var("OCEAN__PORT__BASE_URL"))
+                        .unwrap_or_else(|| "https://api.port.io".to_string()),
+                };
+                if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+                    let pos = get("baseUrl").map_or(node.pos, |n| n.pos);
+                    self.error(
+                        pos,
+                        format!("catalog.baseUrl must be an http(s) URL, found {base_url:?}"),
+                    );
+                }
+                let client_id = self.secret(
+                    entries,
+                    "clientId",
+                    &["PORT_CLIENT_ID", "OCEAN__PORT__CLIENT_ID"],
+                );
+                let client_secret = self.secret(
+                    entries,
+                    "clientSecret",
+                    &["PORT_CLIENT_SECRET", "OCEAN__PORT__CLIENT_SECRET"],
+                );
+                if client_id.is_none() {
+                    self.error(
+                        node.pos,
+                        "catalog.clientId is required for Port (or set PORT_CLIENT_ID)",
+                    );
+                }
+                if client_secret.is_none() {
+                    self.error(
+                        node.pos,
+                        "catalog.clientSecret is required for Port (or clientSecretFile, or set PORT_CLIENT_SECRET)",
+                    );
+                }
+                Some(CatalogConfig::Port(PortConfig {
+                    base_url: base_url.trim_end_matches('/').to_string(),
+                    client_id: client_id?,
+                    client_secret: client_secret?,
+                }))
+            }
+            other => {
+                let pos = get("type").map_or(node.pos, |n| n.pos);
+                self.error(
+                    pos,
+                    format!("catalog.type must be local or port, found {other:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn mapping_entries(&mut self, node: Option<&Node>) -> Vec<MappingEntry> {
+        let Some(node) = node.filter(|n| !n.is_null()) else {
+            return vec![MappingEntry {
+                text: builtin::BUILTIN_AWS.to_string(),
+                pos: Pos { line: 1, col: 1 },
+            }];
+        };
+        let Some(items) = node.as_seq() else {
+            self.error(
+                node.pos,
+                format!(
+                    "mappings must be a list of files, folders or builtin:aws, found {}",
+                    node.type_name()
+                ),
+            );
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.error(node.pos, "mappings must not be empty");
+        }
+        items
+            .iter()
+            .filter_map(|n| {
+                self.string(n, "mappings entry")
+                    .map(|text| MappingEntry { text, pos: n.pos })
+            })
+            .collect()
+    }
+
+    /// Mapping files in order, blueprint files (name, text), and paths to watch.
+    fn resolve_mappings(
+        &mut self,
+        entries: &[MappingEntry],
+    ) -> (Vec<MappingSource>, Vec<(String, String)>, Vec<PathBuf>) {
+        let mut files = Vec::new();
+        let mut blueprints: Vec<(String, String)> = Vec::new();
+        let mut watched = Vec::new();
+        let add_blueprints =
+            |dir: &Path, blueprints: &mut Vec<(String, String)>, this: &mut Self| {
+                let path = dir.join("blueprints.json");
+                let name = path.display().to_string();
+                if blueprints.iter().any(|(n, _)| *n == name) {
+                    return;
+                }
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => blueprints.push((name, text)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => this.errors.push(Diagnostic::new(
+                        &name,
+                        Pos { line: 1, col: 1 },
+                        format!("cannot read: {e}"),
+                    )),
+                }
+            };
+        for entry in entries {
+            if entry.text == builtin::BUILTIN_AWS {
+                files.push(MappingSource {
+                    name: builtin::AWS_MAPPING_NAME.to_string(),
+                    text: builtin::AWS_MAPPING.to_string(),
+                });
+                blueprints.push((
+                    builtin::AWS_BLUEPRINTS_NAME.to_string(),
+                    builtin::AWS_BLUEPRINTS.to_string(),
+                ));
+                continue;
+            }
+            if let Some(other) = entry.text.strip_prefix("builtin:") {
+                self.error(
+                    entry.pos,
+                    format!("unknown builtin mapping builtin:{other}; the only one is builtin:aws"),
+                );
+                continue;
+            }
+            let path = self.path(&entry.text);
+            if path.is_dir() {
+                watched.push(path.clone());
+                let mut names: Vec<PathBuf> = match std::fs::read_dir(&path) {
+                    Ok(dir) => dir
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            p.extension().is_some_and(|x| x == "yaml" || x == "yml") && p.is_file()
+                        })
+                        .collect(),
+                    Err(e) => {
+                        self.error(
+                            entry.pos,
+                            format!("cannot read the mapping folder {}: {e}", path.display()),
+                        );
+                        continue;
+                    }
+                };
+                names.sort();
+                if names.is_empty() {
+                    self.warnings.push(Diagnostic::new(
+                        &self.file,
+                        entry.pos,
+                        format!(
+                            "the mapping folder {} has no .yaml or .yml files",
+                            path.display()
+                        ),
+                    ));
+                }
+                for p in names {
+                    self.read_mapping(&p, entry.pos, &mut files);
+                }
+                add_blueprints(&path, &mut blueprints, self);
+            } else {
+                watched.push(path.clone());
+                self.read_mapping(&path, entry.pos, &mut files);
+                if let Some(dir) = path.parent() {
+                    watched.push(dir.join("blueprints.json"));
+                    add_blueprints(dir, &mut blueprints, self);
+                }
+            }
+        }
+        (files, blueprints, watched)
+    }
+
+    fn read_mapping(&mut self, path: &Path, pos: Pos, files: &mut Vec<MappingSource>) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => files.push(MappingSource {
+                name: path.display().to_string(),
+                text,
+            }),
+            Err(e) => self.error(
+                pos,
+                format!("cannot read the mapping file {}: {e}", path.display()),
+            ),
+        }
+    }
+
+    /// Blueprint definitions from every `blueprints.json`; two different definitions of one
+    /// blueprint are an error.
+    fn blueprints(&mut self, files: &[(String, String)]) -> Vec<Blueprint> {
+        let mut out: Vec<(Blueprint, String)> = Vec::new();
+        for (name, text) in files {
+            let parsed: Json = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.errors.push(Diagnostic::new(
+                        name,
+                        Pos {
+                            line: e.line(),
+                            col: e.column(),
+                        },
+                        format!("invalid JSON: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let Some(items) = parsed.as_array() else {
+                self.errors.push(Diagnostic::new(
+                    name,
+                    Pos { line: 1, col: 1 },
+                    "blueprints.json must be a JSON array of blueprint definitions",
+                ));
+                continue;
+            };
+            for (i, item) in items.iter().enumerate() {
+                let bp = Blueprint(item.clone());
+                let id = bp.identifier().to_string();
+                let at = Pos {
+                    line: line_of_index(text, i),
+                    col: 1,
+                };
+                if id.is_empty() || !crate::catalog::validate::is_valid_blueprint_identifier(&id) {
+                    self.errors.push(Diagnostic::new(
+                        name,
+                        at,
+                        format!("blueprint #{i} has no valid identifier"),
+                    ));
+                    continue;
+                }
+                if item.get("title").and_then(Json::as_str).is_none() {
+                    self.errors.push(Diagnostic::new(
+                        name,
+                        at,
+                        format!("blueprint {id:?} needs a title"),
+                    ));
+                }
+                match out.iter().find(|(b, _)| b.identifier() == id) {
+                    Some((existing, from)) if existing != &bp => self.errors.push(Diagnostic::new(
+                        name,
+                        at,
+                        format!("blueprint {id:?} is defined differently in {from}"),
+                    )),
+                    Some(_) => {}
+                    None => out.push((bp, name.clone())),
+                }
+            }
+        }
+        out.into_iter().map(|(b, _)| b).collect()
+    }
+
+    fn resync(&mut self, node: Option<&Node>) -> Duration {
+        let default = Duration::from_secs(3600);
+        let Some(entries) = self.section(node, "resync", &["interval"]) else {
+            return default;
+        };
+        let Some((_, v)) = entries.iter().find(|(k, _)| k.as_str() == Some("interval")) else {
+            return default;
+        };
+        let Some(text) = self.string(v, "resync.interval") else {
+            return default;
+        };
+        match humantime::parse_duration(&text) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                self.error(v.pos, "resync.interval must be at least 1s");
+                default
+            }
+            Err(e) => {
+                self.error(
+                    v.pos,
+                    format!("resync.interval {text:?} is not a duration like 30s, 15m or 1h: {e}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn watch(&mut self, node: Option<&Node>) -> u64 {
+        let default = 512;
+        let Some(entries) = self.section(node, "watch", &["cacheLimitMiB"]) else {
+            return default;
+        };
+        let Some((_, v)) = entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("cacheLimitMiB"))
+        else {
+            return default;
+        };
+        match self.number(v, "watch.cacheLimitMiB") {
+            Some(n) if n >= 0.0 && n.fract() == 0.0 => n as u64,
+            Some(_) => {
+                self.error(v.pos, "watch.cacheLimitMiB must be a whole number of MiB");
+                default
+            }
+            None => default,
+        }
+    }
+}
+
+/// The approximate line of the `index`-th element of a top-level JSON array (for messages).
+fn line_of_index(text: &str, index: usize) -> usize {
+    let mut depth = 0usize;
+    let mut seen = 0usize;
+    let mut line = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' | '[' => {
+                if depth == 1 && c == '{' {
+                    if seen == index {
+                        return line;
+                    }
+                    seen += 1;
+                }
+                depth += 1;
+            }
+            '}' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    1
+}
+
+/// Replaces `${VAR}` with the variable's value; `$${` is a literal `${`.
+pub fn substitute_vars(text: &str, env: &dyn Env) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let Some(end) = tail.find('}') else {
+                return Err(format!("unclosed ${{ in {text:?}"));
+            };
+            let name = &tail[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("${{{name}}} is not a valid variable name"));
+            }
+            match env.var(name) {
+                Some(value) => out.push_str(&value),
+                None => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn is_valid_integration_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<path/>name`.
+pub fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|name| !name.is_empty())
+}
+
+/// The known key closest to a misspelt one, for "did you mean".
+fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+
+fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+fn load_str(text: &str, vars: &[(&str, &str)]) -> Result<Loaded, Vec<Diagnostic>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tidemark.yaml");
+    std::fs::write(&path, text).expect("write");
+    load(&path, &env(vars))
+}
+
+const MINIMAL: &str = "integration: {identifier: demo}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\n";
+
+fn messages(errors: &[Diagnostic]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn variables_are_substituted_and_dollar_dollar_escapes() {
+    let e = env(&[("A", "x"), ("B", "y")]);
+    assert_eq!(substitute_vars("${A}-${B}", &e).as_deref(), Ok("x-y"));
+    assert_eq!(
+        substitute_vars("$${A} costs $5", &e).as_deref(),
+        Ok("${A} costs $5")
+    );
+    assert_eq!(
+        substitute_vars("${MISSING}", &e),
+        Err("environment variable MISSING is not set".to_string())
+    );
+}
+
+#[test]
+fn role_arns_are_recognised() {
+    assert!(is_role_arn(
+        "arn:aws:iam::111111111111:role/PortOceanReadRole"
+    ));
+    assert!(is_role_arn(
+        "arn:aws-cn:iam::111111111111:role/path/to/Role"
+    ));
+    assert!(!is_role_arn("arn:aws:iam::1111:role/X"));
+    assert!(!is_role_arn("arn:aws:iam::111111111111:user/X"));
+}
+
+#[test]
+fn a_minimal_config_gets_the_documented_defaults() {
+    let (config, _) = load_str(MINIMAL, &[]).expect("valid");
+    assert_eq!(config.integration.identifier, "demo");
+    assert_eq!(config.resync_interval, Duration::from_secs(3600));
+    assert_eq!(config.watch_cache_limit_mib, 512);
+    assert_eq!(config.mapping_files[0].name, builtin::AWS_MAPPING_NAME);
+    match &config.catalog {
+        CatalogConfig::Local { path } => {
+            assert!(path.ends_with(".tidemark/catalog.db"), "{}", path.display())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match &config.source {
+        SourceConfig::Snapshot { path, regions } => {
+            assert!(path.ends_with("snap") && path.is_absolute() || path.parent().is_some());
+            assert_eq!(regions, &Regions::Enabled);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_with_positions_and_a_hint() {
+    let errors =
+        load_str(&format!("{MINIMAL}resynk: {{interval: 1h}}\n"), &[]).expect_err("unknown key");
+    let text = messages(&errors);
+    assert!(
+        text.contains(":4:1: unknown key resynk (did you mean resync?)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unset_variable_is_an_error_naming_it() {
+    let errors = load_str(
+        "integration: {identifier: demo}\nsource: {type: aws, accounts: {externalId: '${EXTERNAL_ID}'}}\ncatalog: {type: local}\n",
+        &[],
+    )
+    .expect_err("unset");
+    assert!(
+        messages(&errors).contains(":2:46: environment variable EXTERNAL_ID is not set"),
+        "{}",
+        messages(&errors)
+    );
+}
+
+#[test]
+fn port_settings_fall_back_to_port_and_ocean_variables() {
+    let text = "integration: {identifier: demo}\nsource: {type: snapshot, path: s}\ncatalog: {type: port}\n";
+    let (config, _) = load_str(
+        text,
+        &[
+            ("OCEAN__PORT__CLIENT_ID", "id"),
+            ("PORT_CLIENT_SECRET", "sec"),
+            ("PORT_BASE_URL", "https://api.us.port.io/"),
+        ],
+    )
+    .expect("valid");
+    match config.catalog {
+        CatalogConfig::Port(port) => {
+            assert_eq!(port.client_id.expose(), "id");
+            assert_eq!(port.client_secret.expose(), "sec");
+            assert_eq!(port.base_url, "https://api.us.port.io");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn ocean_variables_fill_the_aws_accounts_and_integration() {
+    let text = "source: {type: aws}\ncatalog: {type: local}\n";
+    let (config, _) = load_str(
+        text,
+        &[
+            ("OCEAN__INTEGRATION__IDENTIFIER", "from-ocean"),
+            (
+                "OCEAN__INTEGRATION__CONFIG__ACCOUNT_ROLE_ARNS",
+                r#"["arn:aws:iam::222222222222:role/R"]"#,
+            ),
+            ("OCEAN__INTEGRATION__CONFIG__EXTERNAL_ID", "ext"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(config.integration.identifier, "from-ocean");
+    match config.source {
+        SourceConfig::Aws(aws) => {
+            assert_eq!(
+                aws.account_role_arns,
+                Some(vec!["arn:aws:iam::222222222222:role/R".to_string()])
+            );
+            assert_eq!(aws.external_id.as_ref().map(Secret::expose), Some("ext"));
+            assert_eq!(aws.concurrency_accounts, 5);
+            assert_eq!(aws.requests_per_second, 10.0);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn secrets_can_come_from_files_relative_to_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret.txt"), "s3cr3t\n").expect("write");
+    let path = dir.path().join("tidemark.yaml");
+    std::fs::write(
+        &path,
+        "integration: {identifier: demo}\nsource: {type: snapshot, path: s}\ncatalog: {type: port, clientId: x, clientSecretFile: secret.txt}\n",
+    )
+    .expect("write");
+    let (config, _) = load(&path, &env(&[])).expect("valid");
+    let CatalogConfig::Port(port) = &config.catalog else {
+        panic!("port")
+    };
+    assert_eq!(port.client_secret.expose(), "s3cr3t");
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn both_arn_keys_are_an_error() {
+    let errors = load_str(
+        "integration: {identifier: demo}\nsource:\n  type: aws\n  accounts:\n    accountRoleArn: arn:aws:iam::111111111111:role/R\n    accountRoleArns: [arn:aws:iam::222222222222:role/R]\ncatalog: {type: local}\n",
+        &[],
+    )
+    .expect_err("both");
+    assert!(
+        messages(&errors).contains(":6:22: set accountRoleArn"),
+        "{}",
+        messages(&errors)
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let errors = load_str(
+        "integration: {identifier: Bad_Id}\nsource: {type: nope}\ncatalog: {type: local, baseUrl: x}\nresync: {interval: soon}\n",
+        &[],
+    )
+    .expect_err("invalid");
+    assert_eq!(errors.len(), 4, "{}", messages(&errors));
+}
+
+#[test]
+fn a_list_instead_of_a_map_is_a_clear_error() {
+    let errors = load_str("- a\n- b\n", &[]).expect_err("list");
+    assert!(
+        messages(&errors).contains(":1:1: a tidemark config must be a map"),
+        "{}",
+        messages(&errors)
+    );
+    let errors = load_str("", &[]).expect_err("empty");
+    assert!(
+        messages(&errors).contains("found an empty file"),
+        "{}",
+        messages(&errors)
+    );
+}
+
+#[test]
+fn a_config_symlink_loop_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::os::unix::fs::symlink(&b, &a).expect("symlink");
+    std::os::unix::fs::symlink(&a, &b).expect("symlink");
+    let errors = load(&a, &env(&[])).expect_err("loop");
+    assert!(
+        messages(&errors).contains("cannot read the config file"),
+        "{}",
+        messages(&errors)
+    );
+}
+
+#[test]
+fn blueprints_defined_twice_differently_are_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (sub, title) in [("one", "A"), ("two", "B")] {
+        let d = dir.path().join(sub);
+        std::fs::create_dir(&d).expect("mkdir");
+        std::fs::write(d.join("m.yaml"), "resources: []\n").expect("write");
+        std::fs::write(
+            d.join("blueprints.json"),
+            format!(
+                r#"[{{"identifier": "x", "title": "{title}", "schema": {{"properties": {{}}}}}}]"#
+            ),
+        )
+        .expect("write");
+    }
+    let path = dir.path().join("tidemark.yaml");
+    std::fs::write(&path, format!("{MINIMAL}mappings: [one, two]\n")).expect("write");
+    let errors = load(&path, &env(&[])).expect_err("conflict");
+    assert!(
+        messages(&errors).contains("blueprint \"x\" is defined differently"),
+        "{}",
+        messages(&errors)
+    );
+}
+
+#[test]
+fn the_schemas_accept_the_documented_example_and_reject_unknown_keys() {
+    let ok = "integration: {identifier: aws-prod, adopt: []}\nsource:\n  type: aws\n  accounts:\n    accountRoleArn: arn:aws:iam::111111111111:role/PortOceanReadRole\n    memberAuth: auto\n  regions: enabled\n  concurrency: {accounts: 5, requestsPerSecond: 10}\ncatalog: {type: port, baseUrl: 'https://api.port.io', clientId: x, clientSecret: y}\nmappings: [builtin:aws]\nresync: {interval: 1h}\nwatch: {cacheLimitMiB: 512}\n";
+    assert_eq!(schema::check(schema::Schema::Config, "t.yaml", ok), vec![]);
+    let bad = format!("{ok}extra: 1\n");
+    let errors = schema::check(schema::Schema::Config, "t.yaml", &bad);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        schema::check(schema::Schema::Mapping, "m.yaml", builtin::AWS_MAPPING),
+        vec![]
+    );
+}
+
+#[test]
+fn validate_print_masks_secrets() {
+    let text = "integration: {identifier: demo}\nsource: {type: aws, accounts: {externalId: ext-123}}\ncatalog: {type: port, clientId: id-123, clientSecret: sec-123}\n";
+    let (config, _) = load_str(text, &[]).expect("valid");
+    let printed = print::to_yaml(&print::effective(&config));
+    assert!(
+        printed.contains("clientSecret: '***'") || printed.contains("clientSecret: \"***\""),
+        "{printed}"
+    );
+    for secret in ["ext-123", "id-123", "sec-123"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    let _ = Path::new("");
+}
