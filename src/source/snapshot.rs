@@ -1,1 +1,557 @@
+//! The snapshot source: what an AWS listing recorded, replayed from files (SPEC "Snapshot source
+//! format"). The manifest keeps every account's and scope's status, so replaying a snapshot taken
+//! during an outage withholds the same deletes the live run would have.
+//!
+//! ```text
+//! DIR/manifest.json
+//! DIR/<account-id>/<region>/<Type with :: replaced by _>.json   [{"Identifier", "Properties"}, …]
+//! ```
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::{
+    AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing, Regions, Source,
+    SourceError, SourceReport,
+};
+use crate::model::{RawItem, is_global_kind};
+
+pub const FORMAT_VERSION: &str = "1";
+const MANIFEST: &str = "manifest.json";
+
+/// `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: String,
+    #[serde(default)]
+    pub recorded_at: Option<String>,
+    #[serde(default = "Discovery::ok")]
+    pub discovery: Discovery,
+    pub accounts: Vec<ManifestAccount>,
+    #[serde(default)]
+    pub scopes: Vec<ManifestScope>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestAccount {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Name", default)]
+    pub name: Option<String>,
+    #[serde(rename = "Email", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "Arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default = "yes")]
+    pub assumed: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Set when the account's regions could not be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions_error: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestScope {
+    pub account: String,
+    pub region: String,
+    pub kind: String,
+    pub status: ScopeStatus,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeStatus {
+    Ok,
+    Failed,
+}
+
+/// One recorded resource.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedItem {
+    #[serde(rename = "Identifier")]
+    pub identifier: String,
+    /// An object, or a JSON string as Cloud Control returns it.
+    #[serde(rename = "Properties", default)]
+    pub properties: Json,
+}
+
+/// The file a scope's items live in.
+pub fn scope_file(dir: &Path, account: &str, region: &str, kind: &str) -> PathBuf {
+    dir.join(account)
+        .join(region)
+        .join(format!("{}.json", kind.replace("::", "_")))
+}
+
+pub struct SnapshotSource {
+    dir: PathBuf,
+    regions: Regions,
+}
+
+impl SnapshotSource {
+    pub fn new(dir: impl Into<PathBuf>, regions: Regions) -> SnapshotSource {
+        SnapshotSource {
+            dir: dir.into(),
+            regions,
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> SourceError {
+        SourceError::Snapshot {
+            path: self.dir.display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn read_manifest(&self) -> Result<Manifest, SourceError> {
+        let path = self.dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| self.error(format!("cannot read {MANIFEST}: {e}")))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| self.error(format!("{MANIFEST}:{}:{}: {e}", e.line(), e.column())))?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(self.error(format!(
+                "{MANIFEST}: format_version {:?} is not supported (this tidemark reads {FORMAT_VERSION:?})",
+                manifest.format_version
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// Reads one scope file. Any problem fails the scope, never the run.
+    fn read_scope(
+        &self,
+        account: &ManifestAccount,
+        region: &str,
+        kind: &str,
+    ) -> Result<Vec<RawItem>, String> {
+        let path = scope_file(&self.dir, &account.id, region, kind);
+        let shown = path
+            .strip_prefix(&self.dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("recorded as ok, but {shown} cannot be read: {e}"))?;
+        let items: Vec<RecordedItem> = serde_json::from_str(&text)
+            .map_err(|e| format!("{shown}:{}:{}: {e}", e.line(), e.column()))?;
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let properties = match item.properties {
+                    Json::String(s) => serde_json::from_str(&s).map_err(|e| {
+                        format!(
+                            "{shown}: item {i} ({}): Properties is not valid JSON: {e}",
+                            item.identifier
+                        )
+                    })?,
+                    Json::Null => Json::Object(Default::default()),
+                    other => other,
+                };
+                Ok(RawItem {
+                    account: account.id.clone(),
+                    account_name: account.name.clone(),
+                    region: region.to_string(),
+                    kind: kind.to_string(),
+                    identifier: item.identifier,
+                    properties,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Source for SnapshotSource {
+    async fn list(
+        &self,
+        request: &ListRequest,
+        sink: &mut dyn ItemSink,
+    ) -> Result<SourceReport, SourceError> {
+        let manifest = self.read_manifest()?;
+        let recorded: BTreeMap<(&str, &str, &str), &ManifestScope> = manifest
+            .scopes
+            .iter()
+            .map(|s| ((s.account.as_str(), s.region.as_str(), s.kind.as_str()), s))
+            .collect();
+        let mut accounts = Vec::new();
+        let mut listings = Vec::new();
+        for account in &manifest.accounts {
+            let regions: Vec<String> = match &self.regions {
+                Regions::List(list) => list.clone(),
+                Regions::Enabled => manifest
+                    .scopes
+                    .iter()
+                    .filter(|s| s.account == account.id && s.region != crate::model::GLOBAL_REGION)
+                    .map(|s| s.region.clone())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            };
+            accounts.push(AccountReport {
+                id: account.id.clone(),
+                name: account.name.clone(),
+                email: account.email.clone(),
+                status: account.status.clone(),
+                arn: account.arn.clone(),
+                role_arn: None,
+                assumed: account.assumed,
+                error: account.error.clone(),
+                regions: regions.clone(),
+                regions_error: account.regions_error.clone(),
+            });
+            if !account.assumed || account.regions_error.is_some() {
+                continue;
+            }
+            for spec in &request.kinds {
+                let mut admitted: Vec<&String> = regions
+                    .iter()
+                    .filter(|r| spec.region_policy.admits(r))
+                    .collect();
+                admitted.sort();
+                if is_global_kind(&spec.kind) {
+                    admitted.truncate(1);
+                }
+                for region in admitted {
+                    let key = (account.id.as_str(), region.as_str(), spec.kind.as_str());
+                    // A global kind may have been recorded under another of the account's regions.
+                    let scope = recorded.get(&key).copied().or_else(|| {
+                        is_global_kind(&spec.kind)
+                            .then(|| {
+                                manifest.scopes.iter().find(|s| {
+                                    s.account == account.id
+                                        && s.kind == spec.kind
+                                        && s.status == ScopeStatus::Ok
+                                })
+                            })
+                            .flatten()
+                    });
+                    let result = match scope {
+                        None => Err("not recorded in the snapshot".to_string()),
+                        Some(s) if s.status == ScopeStatus::Failed => Err(s
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| "recorded as failed".to_string())),
+                        Some(s) => {
+                            self.read_scope(account, &s.region, &spec.kind)
+                                .map(|mut items| {
+                                    // Items keep the region the plan asked for, like a live global listing.
+                                    for item in &mut items {
+                                        item.region = region.clone();
+                                    }
+                                    items
+                                })
+                        }
+                    };
+                    let error = match result {
+                        Ok(items) => {
+                            if !items.is_empty() {
+                                sink.items(items);
+                            }
+                            None
+                        }
+                        Err(e) => Some(e),
+                    };
+                    listings.push(Listing {
+                        account: account.id.clone(),
+                        region: region.clone(),
+                        kind: spec.kind.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(SourceReport {
+            discovery: manifest.discovery,
+            accounts,
+            listings,
+        })
+    }
+}
+
+/// Writes a snapshot of a listing: every scope file first, the manifest last, so a folder with a
+/// manifest is always complete.
+pub fn write_snapshot(
+    dir: &Path,
+    report: &SourceReport,
+    items: &[RawItem],
+    recorded_at: &str,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut by_scope: BTreeMap<(&str, &str, &str), Vec<RecordedItem>> = BTreeMap::new();
+    for listing in report.listings.iter().filter(|l| l.error.is_none()) {
+        by_scope
+            .entry((&listing.account, &listing.region, &listing.kind))
+            .or_default();
+    }
+    for item in items {
+        if let Some(list) = by_scope.get_mut(&(
+            item.account.as_str(),
+            item.region.as_str(),
+            item.kind.as_str(),
+        )) {
+            list.push(RecordedItem {
+                identifier: item.identifier.clone(),
+                properties: item.properties.clone(),
+            });
+        }
+    }
+    for ((account, region, kind), list) in &by_scope {
+        let path = scope_file(dir, account, region, kind);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut text = serde_json::to_string_pretty(list).map_err(std::io::Error::other)?;
+        text.push('\n');
+        std::fs::write(path, text)?;
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION.to_string(),
+        recorded_at: Some(recorded_at.to_string()),
+        discovery: report.discovery.clone(),
+        accounts: report
+            .accounts
+            .iter()
+            .map(|a| ManifestAccount {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                email: a.email.clone(),
+                status: a.status.clone(),
+                arn: a.arn.clone(),
+                assumed: a.assumed,
+                error: a.error.clone(),
+                regions_error: a.regions_error.clone(),
+            })
+            .collect(),
+        scopes: report
+            .listings
+            .iter()
+            .map(|l| ManifestScope {
+                account: l.account.clone(),
+                region: l.region.clone(),
+                kind: l.kind.clone(),
+                status: if l.error.is_none() {
+                    ScopeStatus::Ok
+                } else {
+                    ScopeStatus::Failed
+                },
+                error: l.error.clone(),
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let tmp = dir.join(".manifest.json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, dir.join(MANIFEST))
+}
+
+impl Discovery {
+    pub fn failed(error: impl Into<String>) -> Discovery {
+        Discovery {
+            status: DiscoveryStatus::Failed,
+            error: Some(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KindSpec, RegionPolicy};
+    use serde_json::json;
+
+    fn spec(kind: &str) -> KindSpec {
+        KindSpec {
+            kind: kind.into(),
+            region_policy: RegionPolicy::default(),
+            use_get_resource_api: false,
+            resource_model: None,
+        }
+    }
+
+    fn write(dir: &Path, rel: &str, value: Json) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, value.to_string()).expect("write");
+    }
+
+    async fn list(dir: &Path, kinds: &[&str]) -> (SourceReport, Vec<RawItem>) {
+        let source = SnapshotSource::new(dir, Regions::Enabled);
+        let mut items = Vec::new();
+        let request = ListRequest {
+            kinds: kinds.iter().map(|k| spec(k)).collect(),
+            regions: Regions::Enabled,
+        };
+        let report = source
+            .list(&request, &mut |batch: Vec<RawItem>| items.extend(batch))
+            .await
+            .expect("listing");
+        (report, items)
+    }
+
+    fn manifest(scopes: Json) -> Json {
+        json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z",
+               "accounts": [{"Id": "222222222222", "Name": "prod", "assumed": true, "error": null},
+                            {"Id": "333333333333", "Name": "staging", "assumed": false, "error": "AccessDenied: no"}],
+               "scopes": scopes})
+    }
+
+    #[tokio::test]
+    async fn ok_scopes_are_read_failed_and_unrecorded_ones_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "manifest.json",
+            manifest(json!([
+                {"account": "222222222222", "region": "us-east-1", "kind": "AWS::Lambda::Function", "status": "ok", "error": null},
+                {"account": "222222222222", "region": "eu-west-1", "kind": "AWS::Lambda::Function", "status": "failed", "error": "ThrottlingException: slow down"}
+            ])),
+        );
+        write(
+            dir.path(),
+            "222222222222/us-east-1/AWS_Lambda_Function.json",
+            json!([{"Identifier": "fn", "Properties": "{\"FunctionName\":\"fn\"}"}]),
+        );
+        let (report, items) = list(dir.path(), &["AWS::Lambda::Function", "AWS::SQS::Queue"]).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].properties, json!({"FunctionName": "fn"}));
+        assert_eq!(items[0].account_name.as_deref(), Some("prod"));
+        let errors: Vec<(&str, &str, Option<&str>)> = report
+            .listings
+            .iter()
+            .map(|l| (l.region.as_str(), l.kind.as_str(), l.error.as_deref()))
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                (
+                    "eu-west-1",
+                    "AWS::Lambda::Function",
+                    Some("ThrottlingException: slow down")
+                ),
+                ("us-east-1", "AWS::Lambda::Function", None),
+                (
+                    "eu-west-1",
+                    "AWS::SQS::Queue",
+                    Some("not recorded in the snapshot")
+                ),
+                (
+                    "us-east-1",
+                    "AWS::SQS::Queue",
+                    Some("not recorded in the snapshot")
+                ),
+            ]
+        );
+        assert!(!report.accounts[1].assumed);
+    }
+
+    #[tokio::test]
+    async fn a_scope_recorded_ok_without_its_file_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "manifest.json",
+            manifest(
+                json!([{"account": "222222222222", "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}]),
+            ),
+        );
+        let (report, _) = list(dir.path(), &["AWS::SQS::Queue"]).await;
+        assert!(
+            report.listings[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("recorded as ok"))
+        );
+    }
+
+    #[tokio::test]
+    async fn global_kinds_are_listed_once_per_account() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "manifest.json",
+            manifest(json!([
+                {"account": "222222222222", "region": "us-east-1", "kind": "AWS::S3::Bucket", "status": "ok", "error": null},
+                {"account": "222222222222", "region": "eu-west-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}
+            ])),
+        );
+        write(
+            dir.path(),
+            "222222222222/us-east-1/AWS_S3_Bucket.json",
+            json!([{"Identifier": "b", "Properties": {}}]),
+        );
+        write(
+            dir.path(),
+            "222222222222/eu-west-1/AWS_SQS_Queue.json",
+            json!([]),
+        );
+        let (report, items) = list(dir.path(), &["AWS::S3::Bucket"]).await;
+        assert_eq!(report.listings.len(), 1);
+        assert_eq!(report.listings[0].region, "eu-west-1");
+        assert_eq!(report.listings[0].error, None);
+        assert_eq!(items.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn written_snapshots_read_back_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = SourceReport {
+            discovery: Discovery::ok(),
+            accounts: vec![AccountReport {
+                id: "222222222222".into(),
+                name: Some("prod".into()),
+                assumed: true,
+                regions: vec!["us-east-1".into()],
+                ..Default::default()
+            }],
+            listings: vec![Listing {
+                account: "222222222222".into(),
+                region: "us-east-1".into(),
+                kind: "AWS::SQS::Queue".into(),
+                error: None,
+            }],
+        };
+        let item = RawItem {
+            account: "222222222222".into(),
+            account_name: Some("prod".into()),
+            region: "us-east-1".into(),
+            kind: "AWS::SQS::Queue".into(),
+            identifier: "q".into(),
+            properties: json!({"QueueName": "q"}),
+        };
+        write_snapshot(dir.path(), &report, std::slice::from_ref(&item), "now").expect("write");
+        let (read, items) = list(dir.path(), &["AWS::SQS::Queue"]).await;
+        assert_eq!(items, vec![item]);
+        assert_eq!(read.listings, report.listings);
+    }
+
+    #[tokio::test]
+    async fn a_missing_manifest_is_a_run_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = SnapshotSource::new(dir.path(), Regions::Enabled);
+        let request = ListRequest {
+            kinds: vec![],
+            regions: Regions::Enabled,
+        };
+        let err = source
+            .list(&request, &mut |_: Vec<RawItem>| {})
+            .await
+            .expect_err("no manifest");
+        assert!(
+            err.to_string().contains("cannot read manifest.json"),
+            "{err}"
+        );
+    }
+}
