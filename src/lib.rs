@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod config;
 pub mod mapping;
 pub mod model;
+pub mod reconcile;
 pub mod secret;
 pub mod source;
 pub mod yaml;

@@ -1,0 +1,253 @@
+//! Entity comparison after normalisation (SPEC "Diff"): absent equals `null` (and `[]` for team),
+//! numbers compare numerically, team and many-relations compare as sets, and with merge only the
+//! fields the mapping defines are compared.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::model::Entity;
+
+/// Which fields a comparison looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompareSet {
+    pub title: bool,
+    pub icon: bool,
+    pub team: bool,
+    pub properties: BTreeSet<String>,
+    pub relations: BTreeSet<String>,
+}
+
+impl CompareSet {
+    /// With `enableMergeEntity`: exactly what the mapping produces, since Port's merge leaves
+    /// everything else in place.
+    pub fn merge(desired: &Entity) -> CompareSet {
+        CompareSet {
+            title: desired.title.is_some(),
+            icon: desired.icon.is_some(),
+            team: desired.team.is_some(),
+            properties: keys(&desired.properties),
+            relations: keys(&desired.relations),
+        }
+    }
+
+    /// Without merge the write replaces the entity, so everything on either side counts.
+    pub fn replace(desired: &Entity, current: &Entity) -> CompareSet {
+        CompareSet {
+            title: true,
+            icon: true,
+            team: true,
+            properties: keys(&desired.properties)
+                .union(&keys(&current.properties))
+                .cloned()
+                .collect(),
+            relations: keys(&desired.relations)
+                .union(&keys(&current.relations))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Every field of one entity (creates, deletes).
+    pub fn all(entity: &Entity) -> CompareSet {
+        CompareSet {
+            title: true,
+            icon: true,
+            team: true,
+            properties: keys(&entity.properties),
+            relations: keys(&entity.relations),
+        }
+    }
+}
+
+fn keys(map: &Option<Map<String, Json>>) -> BTreeSet<String> {
+    map.iter().flat_map(|m| m.keys().cloned()).collect()
+}
+
+/// The compared fields of `entity` in canonical form: every field and key of `set` is present
+/// (absent becomes `null`), so two normalised values are equal exactly when the entities are
+/// equal under SPEC's rules.
+pub fn normalize(entity: &Entity, set: &CompareSet) -> Json {
+    let mut out = Map::new();
+    let scalar = |v: &Option<Json>| v.as_ref().map(canonical).unwrap_or(Json::Null);
+    if set.title {
+        out.insert("title".into(), scalar(&entity.title));
+    }
+    if set.icon {
+        out.insert("icon".into(), scalar(&entity.icon));
+    }
+    if set.team {
+        out.insert("team".into(), normalize_team(entity.team.as_ref()));
+    }
+    let pick = |map: &Option<Map<String, Json>>, names: &BTreeSet<String>, as_set: bool| -> Json {
+        let mut picked = Map::new();
+        for name in names {
+            let value = map
+                .as_ref()
+                .and_then(|m| m.get(name))
+                .map(canonical)
+                .unwrap_or(Json::Null);
+            picked.insert(name.clone(), if as_set { sorted_set(value) } else { value });
+        }
+        Json::Object(picked)
+    };
+    out.insert(
+        "properties".into(),
+        pick(&entity.properties, &set.properties, false),
+    );
+    out.insert(
+        "relations".into(),
+        pick(&entity.relations, &set.relations, true),
+    );
+    Json::Object(out)
+}
+
+/// `team`: absent, null and `[]` are the same; a single team is a one-element set.
+fn normalize_team(team: Option<&Json>) -> Json {
+    match team {
+        None | Some(Json::Null) => json!([]),
+        Some(Json::String(s)) => json!([s]),
+        Some(Json::Array(items)) => sorted_set(Json::Array(items.iter().map(canonical).collect())),
+        Some(other) => canonical(other),
+    }
+}
+
+/// Arrays of a set-valued field, sorted and deduplicated.
+fn sorted_set(value: Json) -> Json {
+    match value {
+        Json::Array(mut items) => {
+            items.sort_by_key(|v| v.to_string());
+            items.dedup();
+            Json::Array(items)
+        }
+        other => other,
+    }
+}
+
+/// Numbers in one form, so that `1` and `1.0` compare equal.
+pub fn canonical(value: &Json) -> Json {
+    match value {
+        Json::Number(n) => {
+            if n.is_f64() {
+                if let Some(f) = n.as_f64() {
+                    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                        return json!(f as i64);
+                    }
+                }
+            }
+            Json::Number(n.clone())
+        }
+        Json::Array(items) => Json::Array(items.iter().map(canonical).collect()),
+        Json::Object(map) => {
+            Json::Object(map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// An entity back from normalised fields (for writes from a plan file).
+pub fn entity_from_fields(blueprint: &str, identifier: &str, fields: &Json) -> Entity {
+    let mut entity = Entity::new(blueprint, identifier);
+    entity.title = fields.get("title").cloned();
+    entity.icon = fields.get("icon").cloned();
+    entity.team = fields.get("team").cloned();
+    entity.properties = fields.get("properties").and_then(Json::as_object).cloned();
+    entity.relations = fields.get("relations").and_then(Json::as_object).cloned();
+    entity
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(mut value: Json) -> Entity {
+        value["blueprint"] = json!("b");
+        value["identifier"] = json!("i");
+        serde_json::from_value(value).expect("entity")
+    }
+
+    fn same_merge(desired: Json, current: Json) -> bool {
+        let d = entity(desired);
+        let c = entity(current);
+        let set = CompareSet::merge(&d);
+        normalize(&d, &set) == normalize(&c, &set)
+    }
+
+    fn same_replace(desired: Json, current: Json) -> bool {
+        let d = entity(desired);
+        let c = entity(current);
+        let set = CompareSet::replace(&d, &c);
+        normalize(&d, &set) == normalize(&c, &set)
+    }
+
+    #[test]
+    fn absent_equals_null() {
+        assert!(same_replace(
+            json!({"title": null, "properties": {"a": null}}),
+            json!({"relations": {}})
+        ));
+    }
+
+    #[test]
+    fn team_absent_null_and_empty_are_equal_and_compare_as_sets() {
+        assert!(same_replace(json!({"team": []}), json!({"team": null})));
+        assert!(same_replace(json!({}), json!({"team": []})));
+        assert!(same_replace(
+            json!({"team": ["b", "a"]}),
+            json!({"team": ["a", "b", "a"]})
+        ));
+        assert!(same_replace(json!({"team": "a"}), json!({"team": ["a"]})));
+    }
+
+    #[test]
+    fn numbers_compare_numerically() {
+        assert!(same_replace(
+            json!({"properties": {"n": 1}}),
+            json!({"properties": {"n": 1.0}})
+        ));
+        assert!(!same_replace(
+            json!({"properties": {"n": 1}}),
+            json!({"properties": {"n": 1.5}})
+        ));
+    }
+
+    #[test]
+    fn many_relations_compare_as_sets_but_property_arrays_keep_order() {
+        assert!(same_replace(
+            json!({"relations": {"r": ["x", "y"]}}),
+            json!({"relations": {"r": ["y", "x"]}})
+        ));
+        assert!(!same_replace(
+            json!({"properties": {"p": [1, 2]}}),
+            json!({"properties": {"p": [2, 1]}})
+        ));
+    }
+
+    #[test]
+    fn merge_compares_only_what_the_mapping_defines() {
+        assert!(same_merge(
+            json!({"properties": {"a": 1}}),
+            json!({"title": "kept", "icon": "x", "properties": {"a": 1, "other": 2}, "relations": {"r": "z"}})
+        ));
+        assert!(!same_merge(
+            json!({"title": "new", "properties": {"a": 1}}),
+            json!({"title": "old", "properties": {"a": 1}})
+        ));
+    }
+
+    #[test]
+    fn replace_sees_keys_the_mapping_no_longer_produces() {
+        assert!(!same_replace(
+            json!({"properties": {"a": 1}}),
+            json!({"properties": {"a": 1, "gone": 2}})
+        ));
+    }
+
+    #[test]
+    fn an_explicit_null_clears_a_value_under_merge() {
+        assert!(!same_merge(
+            json!({"properties": {"a": null}}),
+            json!({"properties": {"a": 5}})
+        ));
+    }
+}

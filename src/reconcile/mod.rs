@@ -1,0 +1,312 @@
+//! One reconcile pass: list → map → read the catalog → plan → apply. The planning itself is pure
+//! ([`plan::plan`]); this module only gathers its inputs from a [`Source`] and a [`Catalog`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value as Json};
+
+use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress};
+use crate::config::Config;
+use crate::mapping::Mappings;
+use crate::model::{ACCOUNT_INFO_KIND, Desired, EntityKey, GLOBAL_REGION, Origin, RawItem};
+use crate::source::{AccountReport, ItemSink, ListRequest, Source, SourceError, SourceReport};
+
+pub mod diff;
+pub mod order;
+pub mod plan;
+
+pub use plan::{Issue, MassDelete, Plan};
+
+/// What listing and mapping produced.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    pub report: Option<SourceReport>,
+    pub desired: Vec<Desired>,
+    pub mapping_errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+    /// Items listed per kind (account items included).
+    pub listed: BTreeMap<String, usize>,
+    /// The redacted raw items, when asked for (the watch cache, snapshots).
+    pub raw: Option<Vec<RawItem>>,
+}
+
+impl Collected {
+    fn map(&mut self, mappings: &Mappings, item: &RawItem) {
+        *self.listed.entry(item.kind.clone()).or_default() += 1;
+        let outcome = mappings.map_item(item);
+        let issue = |message: String| Issue {
+            account: Some(item.account.clone()),
+            region: Some(item.region.clone()),
+            kind: Some(item.kind.clone()),
+            item: Some(item.identifier.clone()),
+            message,
+        };
+        self.warnings
+            .extend(outcome.warnings.into_iter().map(issue));
+        self.mapping_errors
+            .extend(outcome.errors.into_iter().map(issue));
+        let origin = Origin {
+            account: item.account.clone(),
+            kind: item.kind.clone(),
+            region: item.region.clone(),
+            item: item.identifier.clone(),
+        };
+        self.desired
+            .extend(outcome.entities.into_iter().map(|m| Desired {
+                entity: m.entity,
+                origin: origin.clone(),
+                write: m.write,
+            }));
+    }
+}
+
+/// What to list for `config`'s mappings.
+pub fn list_request(config: &Config) -> ListRequest {
+    ListRequest {
+        kinds: config
+            .mappings
+            .kinds()
+            .into_iter()
+            .filter(|k| k.kind != ACCOUNT_INFO_KIND)
+            .collect(),
+        regions: config.source.regions(),
+    }
+}
+
+/// The synthetic `AWS::Account::Info` items, from discovery data.
+pub fn account_items(accounts: &[AccountReport]) -> Vec<RawItem> {
+    accounts
+        .iter()
+        .map(|a| {
+            let mut props = Map::new();
+            props.insert("Id".into(), Json::String(a.id.clone()));
+            props.insert(
+                "Name".into(),
+                Json::String(a.name.clone().unwrap_or_else(|| a.id.clone())),
+            );
+            for (key, value) in [("Email", &a.email), ("Status", &a.status), ("Arn", &a.arn)] {
+                if let Some(v) = value {
+                    props.insert(key.into(), Json::String(v.clone()));
+                }
+            }
+            RawItem {
+                account: a.id.clone(),
+                account_name: a.name.clone(),
+                region: GLOBAL_REGION.into(),
+                kind: ACCOUNT_INFO_KIND.into(),
+                identifier: a.id.clone(),
+                properties: Json::Object(props),
+            }
+        })
+        .collect()
+}
+
+/// Lists every needed scope, redacting and mapping items as pages arrive.
+pub async fn collect<S: Source>(
+    config: &Config,
+    source: &S,
+    keep_raw: bool,
+) -> Result<Collected, SourceError> {
+    let request = list_request(config);
+    let mut collected = Collected {
+        raw: keep_raw.then(Vec::new),
+        ..Default::default()
+    };
+    let report = {
+        let mut sink = |items: Vec<RawItem>| {
+            for mut item in items {
+                config.redactor.redact(&mut item);
+                collected.map(&config.mappings, &item);
+                if let Some(raw) = collected.raw.as_mut() {
+                    raw.push(item);
+                }
+            }
+        };
+        source
+            .list(&request, &mut sink as &mut dyn ItemSink)
+            .await?
+    };
+    let wants_accounts = config
+        .mappings
+        .kinds()
+        .iter()
+        .any(|k| k.kind == ACCOUNT_INFO_KIND);
+    if wants_accounts {
+        for item in account_items(&report.accounts) {
+            collected.map(&config.mappings, &item);
+        }
+    }
+    collected.report = Some(report);
+    Ok(collected)
+}
+
+/// Re-maps cached raw items with (possibly new) mappings: the watch fast path.
+pub fn remap(mappings: &Mappings, report: &SourceReport, raw: &[RawItem]) -> Collected {
+    let mut collected = Collected::default();
+    for item in raw {
+        collected.map(mappings, item);
+    }
+    if mappings.kinds().iter().any(|k| k.kind == ACCOUNT_INFO_KIND) {
+        for item in account_items(&report.accounts) {
+            collected.map(mappings, &item);
+        }
+    }
+    collected.report = Some(report.clone());
+    collected
+}
+
+/// `plan`/`apply` flags that change the plan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanOptions {
+    pub allow_mass_delete: MassDelete,
+    pub adopt: bool,
+}
+
+/// Reads the catalog and computes the plan for what was collected.
+pub async fn plan<C: Catalog>(
+    config: &Config,
+    collected: &Collected,
+    catalog: &C,
+    options: &PlanOptions,
+) -> Result<Plan, CatalogError> {
+    let empty = SourceReport {
+        discovery: crate::source::Discovery::ok(),
+        accounts: Vec::new(),
+        listings: Vec::new(),
+    };
+    let report = collected.report.as_ref().unwrap_or(&empty);
+    let owner = &config.integration.identifier;
+    let accounts: Vec<String> = report.accounts.iter().map(|a| a.id.clone()).collect();
+    let catalog_blueprints = catalog.blueprints().await?;
+    let owned = catalog.owned(owner, &accounts).await?;
+    let owned_keys: BTreeSet<EntityKey> = owned.iter().map(|o| o.entity.key()).collect();
+    let desired_keys: BTreeSet<EntityKey> =
+        collected.desired.iter().map(|d| d.entity.key()).collect();
+    let new_keys: Vec<EntityKey> = desired_keys.difference(&owned_keys).cloned().collect();
+    let foreign = if new_keys.is_empty() {
+        Vec::new()
+    } else {
+        catalog.foreign(owner, &new_keys).await?
+    };
+    let gone_keys: Vec<EntityKey> = owned_keys.difference(&desired_keys).cloned().collect();
+    let foreign_references = if gone_keys.is_empty() {
+        Vec::new()
+    } else {
+        catalog.foreign_references(owner, &gone_keys).await?
+    };
+    let producible = config
+        .mappings
+        .kinds()
+        .into_iter()
+        .map(|k| {
+            let p = config.mappings.producible_blueprints(&k.kind);
+            (k.kind, p)
+        })
+        .collect();
+    Ok(plan::plan(plan::PlanInput {
+        integration: owner,
+        adopt_prefixes: &config.integration.adopt,
+        adopt_all: options.adopt,
+        allow_mass_delete: options.allow_mass_delete.clone(),
+        catalog: catalog.describe(),
+        config_hash: config.hash.clone(),
+        desired: collected.desired.clone(),
+        owned,
+        foreign,
+        foreign_references,
+        report,
+        mapping_errors: collected.mapping_errors.clone(),
+        warnings: collected.warnings.clone(),
+        producible,
+        threshold: config.mappings.deletion_threshold(),
+        desired_blueprints: &config.blueprints,
+        catalog_blueprints: &catalog_blueprints,
+    }))
+}
+
+/// Why a saved plan may no longer be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StalePlan {
+    #[error("the plan was made for {planned}, but the configured catalog is {current}")]
+    Catalog { planned: String, current: String },
+    #[error("the config or mappings changed since the plan was made")]
+    Config,
+    #[error("the owned entities of account {account} changed since the plan was made")]
+    Account { account: String },
+    #[error("{key} now exists under another owner; plan again")]
+    Foreign { key: EntityKey },
+    #[error("the catalog's blueprints changed since the plan was made")]
+    Blueprints,
+    #[error("the plan has format_version {0:?}; this tidemark applies \"1\"")]
+    Format(String),
+    #[error(transparent)]
+    Read(#[from] CatalogError),
+}
+
+/// Checks that `plan` still describes the catalog (AWS is not listed again).
+pub async fn check_fresh<C: Catalog>(
+    config: &Config,
+    catalog: &C,
+    plan: &Plan,
+) -> Result<(), StalePlan> {
+    if plan.format_version != plan::FORMAT_VERSION {
+        return Err(StalePlan::Format(plan.format_version.clone()));
+    }
+    if plan.basis.catalog != catalog.describe() {
+        return Err(StalePlan::Catalog {
+            planned: plan.basis.catalog.clone(),
+            current: catalog.describe(),
+        });
+    }
+    if plan.basis.config_hash != config.hash {
+        return Err(StalePlan::Config);
+    }
+    let accounts: Vec<String> = plan.accounts.iter().map(|a| a.id.clone()).collect();
+    let owned = catalog
+        .owned(&config.integration.identifier, &accounts)
+        .await?;
+    let now = plan::owned_hashes(&owned);
+    let all: BTreeSet<&String> = now.keys().chain(plan.basis.accounts.keys()).collect();
+    for account in all {
+        if now.get(account) != plan.basis.accounts.get(account) {
+            return Err(StalePlan::Account {
+                account: account.clone(),
+            });
+        }
+    }
+    let creates: Vec<EntityKey> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == plan::Action::Create)
+        .map(|c| c.key())
+        .collect();
+    if !creates.is_empty() {
+        if let Some(f) = catalog
+            .foreign(&config.integration.identifier, &creates)
+            .await?
+            .first()
+        {
+            return Err(StalePlan::Foreign {
+                key: f.entity.key(),
+            });
+        }
+    }
+    let catalog_blueprints = catalog.blueprints().await?;
+    if plan::blueprint_plan(&config.blueprints, &catalog_blueprints) != plan.blueprints {
+        return Err(StalePlan::Blueprints);
+    }
+    Ok(())
+}
+
+/// Applies a plan's writes.
+pub async fn apply<C: Catalog>(
+    catalog: &C,
+    owner: &str,
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> ApplyReport {
+    catalog.apply(owner, &plan.writes(), progress).await
+}
+
+#[cfg(test)]
+mod tests;
