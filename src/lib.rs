@@ -21,6 +21,7 @@ pub mod config;
 pub mod mapping;
 pub mod model;
 pub mod reconcile;
+pub mod render;
 pub mod secret;
 pub mod source;
 pub mod yaml;
