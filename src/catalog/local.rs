@@ -37,9 +37,7 @@ use super::validate::{is_valid_blueprint_identifier, validate_entity};
 use super::{
     ApplyReport, BlueprintChange, Catalog, CatalogError, Delete, Progress, Rejected, Upsert, Writes,
 };
-use crate::model::{
-    Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity,
-};
+use crate::model::{Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
 
 /// The tables, created on open. Kept readable on purpose: users inspect the file with `sqlite3`.
 pub const SCHEMA: &str = r#"
@@ -450,9 +448,8 @@ impl Catalog for LocalCatalog {
                 return report;
             }
         };
-        progress.start(
-            (writes.blueprints.len() + writes.upserts.len() + writes.deletes.len()) as u64,
-        );
+        progress
+            .start((writes.blueprints.len() + writes.upserts.len() + writes.deletes.len()) as u64);
         if let Err(e) = self.apply_locked(owner, writes, progress, &mut report) {
             report.stopped = Some(self.error(e).to_string());
         }
@@ -531,7 +528,12 @@ fn json_error(column: usize, e: serde_json::Error) -> rusqlite::Error {
 fn keys_json(keys: &[EntityKey]) -> String {
     Json::Array(
         keys.iter()
-            .map(|k| Json::Array(vec![k.blueprint.clone().into(), k.identifier.clone().into()]))
+            .map(|k| {
+                Json::Array(vec![
+                    k.blueprint.clone().into(),
+                    k.identifier.clone().into(),
+                ])
+            })
             .collect(),
     )
     .to_string()
@@ -614,8 +616,12 @@ fn load_blueprint(conn: &Connection, identifier: &str) -> rusqlite::Result<Optio
         .prepare_cached("SELECT definition FROM blueprints WHERE identifier = ?1")?
         .query_row([identifier], |row| row.get(0))
         .optional()?;
-    text.map(|t| serde_json::from_str(&t).map(Blueprint).map_err(|e| json_error(0, e)))
-        .transpose()
+    text.map(|t| {
+        serde_json::from_str(&t)
+            .map(Blueprint)
+            .map_err(|e| json_error(0, e))
+    })
+    .transpose()
 }
 
 struct Found {
@@ -797,7 +803,11 @@ impl Applier<'_> {
                         "INSERT INTO blueprints (identifier, definition, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?3)",
                     )?
-                    .execute(params![identifier, first_step.0.to_string(), now])?;
+                    .execute(params![
+                        identifier,
+                        first_step.0.to_string(),
+                        now
+                    ])?;
                 }
             }
             written.push(identifier.clone());
@@ -832,7 +842,14 @@ impl Applier<'_> {
                 rejected.push((identifier.clone(), problem));
                 continue;
             }
-            store_additions(&tx, identifier, existing, add_properties, add_relations, &now)?;
+            store_additions(
+                &tx,
+                identifier,
+                existing,
+                add_properties,
+                add_relations,
+                &now,
+            )?;
             written.push(identifier.clone());
         }
         tx.commit()?;
@@ -1094,7 +1111,11 @@ fn upsert_one(
 }
 
 /// Deletes one entity like Port's `delete_dependents=false`. `Some(message)` when refused.
-fn delete_one(tx: &Transaction<'_>, owner: &str, key: &EntityKey) -> rusqlite::Result<Option<String>> {
+fn delete_one(
+    tx: &Transaction<'_>,
+    owner: &str,
+    key: &EntityKey,
+) -> rusqlite::Result<Option<String>> {
     let Some(found) = find_entity(tx, key)? else {
         // Already gone: the desired end state holds.
         return Ok(None);
@@ -1115,7 +1136,12 @@ fn delete_one(tx: &Transaction<'_>, owner: &str, key: &EntityKey) -> rusqlite::R
         .query_map(params![key.blueprint, key.identifier], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     if !dependents.is_empty() {
-        let shown = dependents.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        let shown = dependents
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         let more = if dependents.len() > 5 { ", ..." } else { "" };
         return Ok(Some(format!(
             "cannot delete {key}: other entities relate to it ({shown}{more}); \
