@@ -184,7 +184,7 @@ impl LocalCatalog {
                     kind: row.get(2)?,
                     blueprint: row.get(3)?,
                     identifier: row.get(4)?,
-                    entity: parse_entity(&row.get_ref(5)?.as_str()?.to_owned())?,
+                    entity: parse_entity(row.get_ref(5)?.as_str()?)?,
                     placeholder: row.get(6)?,
                     content_hash: row.get(7)?,
                     created_at: row.get(8)?,
