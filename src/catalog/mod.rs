@@ -10,6 +10,7 @@ use crate::model::{
     Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, WriteOptions,
 };
 
+pub mod local;
 pub mod port;
 pub mod validate;
 

@@ -39,10 +39,11 @@ pub fn validate_entity(
         ));
     }
     for (field, value) in [("title", &entity.title), ("icon", &entity.icon)] {
-        if let Some(v) = value {
-            if !v.is_null() && !v.is_string() {
-                errors.push(format!("{field} must be a string, got {}", type_of(v)));
-            }
+        if let Some(v) = value
+            && !v.is_null()
+            && !v.is_string()
+        {
+            errors.push(format!("{field} must be a string, got {}", type_of(v)));
         }
     }
     if let Some(team) = &entity.team {
@@ -168,26 +169,26 @@ fn check_value(path: &str, def: &Json, value: &Json, errors: &mut Vec<String>) {
         errors.push(format!("{path} must be {ty}, got {}", type_of(value)));
         return;
     }
-    if let Some(options) = def.get("enum").and_then(Json::as_array) {
-        if !options.contains(value) {
-            errors.push(format!(
-                "{path} must be one of {}, got {value}",
-                Json::Array(options.clone())
-            ));
-        }
+    if let Some(options) = def.get("enum").and_then(Json::as_array)
+        && !options.contains(value)
+    {
+        errors.push(format!(
+            "{path} must be one of {}, got {value}",
+            Json::Array(options.clone())
+        ));
     }
     match value {
         Json::String(s) => {
             let len = s.chars().count() as u64;
-            if let Some(min) = def.get("minLength").and_then(Json::as_u64) {
-                if len < min {
-                    errors.push(format!("{path} is shorter than {min} characters"));
-                }
+            if let Some(min) = def.get("minLength").and_then(Json::as_u64)
+                && len < min
+            {
+                errors.push(format!("{path} is shorter than {min} characters"));
             }
-            if let Some(max) = def.get("maxLength").and_then(Json::as_u64) {
-                if len > max {
-                    errors.push(format!("{path} is longer than {max} characters"));
-                }
+            if let Some(max) = def.get("maxLength").and_then(Json::as_u64)
+                && len > max
+            {
+                errors.push(format!("{path} is longer than {max} characters"));
             }
             if let Some(pattern) = def.get("pattern").and_then(Json::as_str) {
                 match regex::Regex::new(pattern) {
@@ -197,10 +198,10 @@ fn check_value(path: &str, def: &Json, value: &Json, errors: &mut Vec<String>) {
                     _ => {}
                 }
             }
-            if let Some(format) = def.get("format").and_then(Json::as_str) {
-                if !format_ok(format, s) {
-                    errors.push(format!("{path} is not a valid {format}: {s:?}"));
-                }
+            if let Some(format) = def.get("format").and_then(Json::as_str)
+                && !format_ok(format, s)
+            {
+                errors.push(format!("{path} is not a valid {format}: {s:?}"));
             }
         }
         Json::Number(n) => {
