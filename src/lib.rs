@@ -16,6 +16,7 @@
 //!
 //! Start reading at [`reconcile::sync`], which runs one list → map → diff pass.
 
+pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod mapping;

@@ -1,55 +1,171 @@
-//! The `tidemark` binary: flags → command → exit code. All behaviour lives in the library.
+//! The `tidemark` binary: flags → command → exit code. All behaviour lives in the library; this
+//! file parses flags, prints, and decides exit codes in one place.
 
-use std::io::{self, BufReader};
-use std::path::PathBuf;
+use std::io::{self, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
 
+use tidemark::app::{AnyCatalog, AnySource};
+use tidemark::catalog::{Catalog, Progress};
+use tidemark::config::{self, Config, ProcessEnv};
 use tidemark::mapping::{self, LoadOptions, MapOptions, MappingSource, Mappings};
+use tidemark::reconcile::{self, MassDelete, Plan, PlanOptions};
+use tidemark::render::{self, Style};
+use tidemark::source::snapshot::write_snapshot;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "tidemark",
     version,
-    about = "Keeps a software catalog in step with the resources of many AWS accounts"
+    about = "Keeps a software catalog in step with the resources of many AWS accounts",
+    after_help = "Exit codes: 0 success; 2 changes (plan --detailed-exitcode); 3 partial (incomplete scope, withheld change, rejected write); 1 error."
 )]
 struct Cli {
-    /// error | warn | info | debug | trace (or RUST_LOG)
+    /// error | warn | info | debug | trace (default: RUST_LOG, else warn; info for watch)
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<String>,
-    /// text | json
-    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
-    log_format: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(clap::Args, Debug)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = "tidemark.yaml")]
+    config: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct GuardArgs {
+    /// Lift the deletion guards for every account, or for the listed ones (=ID,ID).
+    #[arg(long, value_name = "ACCOUNT,…", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    allow_mass_delete: Option<String>,
+    /// Take over entities that another owner wrote at keys tidemark wants.
+    #[arg(long)]
+    adopt: bool,
+}
+
+impl GuardArgs {
+    fn options(&self) -> PlanOptions {
+        PlanOptions {
+            allow_mass_delete: match &self.allow_mass_delete {
+                None => MassDelete::None,
+                Some(v) => MassDelete::from_flag(Some(v.as_str()).filter(|s| !s.is_empty())),
+            },
+            adopt: self.adopt,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs mappings on raw resources and prints the entities as JSON lines.
+    /// Lists sources, maps and diffs; writes nothing to the catalog.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Also write the plan as JSON to this file, for `apply --plan`.
+        #[arg(long, value_name = "PLAN.json")]
+        out: Option<PathBuf>,
+        /// Exit 2 when there are changes (and nothing partial).
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[command(flatten)]
+        guards: GuardArgs,
+    },
+    /// Plans, then applies only the changes (or exactly a saved plan).
+    Apply {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Apply exactly this plan file; refused if the catalog changed since.
+        #[arg(long, value_name = "PLAN.json")]
+        plan: Option<PathBuf>,
+        #[command(flatten)]
+        guards: GuardArgs,
+    },
+    /// Parses the config and every mapping, compiles every jq expression, checks the schemas.
+    Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the effective config, secrets as ***.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Runs a mapping file on raw resources and prints the entities as JSON lines.
     Map {
         #[arg(long, value_name = "FILE")]
         mapping: PathBuf,
+        /// Treat every item as this kind (default: each item's Type or __Kind).
         #[arg(long)]
         kind: Option<String>,
+        /// Fills __AccountId when an item has none.
         #[arg(long)]
         account: Option<String>,
+        /// Fills __Region when an item has none.
         #[arg(long)]
         region: Option<String>,
-        /// A file, or - for standard input (the default).
+        /// A JSON object, array or JSON lines file; - or absent for standard input.
         #[arg(long, value_name = "FILE")]
         input: Option<String>,
     },
+    /// Discovered accounts, their roles, whether each could be assumed, and their regions.
+    Accounts {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Records what the configured source lists, in the snapshot format.
+    Snapshot {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// The entities tidemark owns in the configured catalog, one JSON line each.
+    Entities {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "BP")]
+        blueprint: Option<String>,
+    },
 }
 
-/// Exit codes from SPEC: 0 success, 2 changes (plan --detailed-exitcode), 3 partial, 1 error.
+/// Exit codes from SPEC; precedence 1 > 3 > 2 > 0.
+const EXIT_OK: u8 = 0;
 const EXIT_ERROR: u8 = 1;
+const EXIT_CHANGES: u8 = 2;
+const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let default_level = "warn";
+    init_logging(cli.log_level.as_deref(), default_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -58,55 +174,295 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<u8> {
-    match cli.command {
+fn init_logging(level: Option<&str>, default: &str, format: LogFormat) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Plan {
+            config,
+            format,
+            out,
+            detailed_exitcode,
+            guards,
+        } => {
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
+            let source = AnySource::open(&config).await?;
+            let catalog = AnyCatalog::open(&config)?;
+            let collected = reconcile::collect(&config, &source, false).await?;
+            let plan = reconcile::plan(&config, &collected, &catalog, &guards.options()).await?;
+            print_plan(&plan, format)?;
+            if let Some(path) = out {
+                std::fs::write(&path, render::json(&plan)).with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(if plan.is_partial() {
+                EXIT_PARTIAL
+            } else if detailed_exitcode && plan.has_changes() {
+                EXIT_CHANGES
+            } else {
+                EXIT_OK
+            })
+        }
+        Command::Apply { config, plan, guards } => {
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
+            let catalog = AnyCatalog::open(&config)?;
+            let plan = match plan {
+                Some(path) => {
+                    if guards.allow_mass_delete.is_some() || guards.adopt {
+                        return Err(anyhow!(
+                            "--allow-mass-delete and --adopt were decided when the plan was made (see its basis); do not give them with --plan"
+                        ));
+                    }
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let plan: Plan = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a tidemark plan", path.display()))?;
+                    reconcile::check_fresh(&config, &catalog, &plan)
+                        .await
+                        .with_context(|| format!("refusing to apply the stale plan {}", path.display()))?;
+                    plan
+                }
+                None => {
+                    let source = AnySource::open(&config).await?;
+                    let collected = reconcile::collect(&config, &source, false).await?;
+                    reconcile::plan(&config, &collected, &catalog, &guards.options()).await?
+                }
+            };
+            print_plan(&plan, PlanFormat::Text)?;
+            if !plan.has_changes() {
+                return Ok(if plan.is_partial() { EXIT_PARTIAL } else { EXIT_OK });
+            }
+            let progress = BarProgress::new();
+            let report = reconcile::apply(&catalog, &config.integration.identifier, &plan, &progress).await;
+            progress.finish();
+            print!("{}", render::apply_report(&report));
+            io::stdout().flush()?;
+            Ok(if report.stopped.is_some() {
+                EXIT_ERROR
+            } else if plan.is_partial() || !report.rejected.is_empty() {
+                EXIT_PARTIAL
+            } else {
+                EXIT_OK
+            })
+        }
+        Command::Validate { config, print } => {
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
+            let mut errors = config::schema::check(config::schema::Schema::Config, &config.path.display().to_string(), &std::fs::read_to_string(&config.path)?);
+            for m in &config.mapping_files {
+                errors.extend(config::schema::check(config::schema::Schema::Mapping, &m.name, &m.text));
+            }
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                return Ok(EXIT_ERROR);
+            }
+            if print {
+                print!("{}", config::print::to_yaml(&config::print::effective(&config)));
+            } else {
+                println!(
+                    "{}: valid ({} mapping files, {} kinds, {} blueprints)",
+                    config.path.display(),
+                    config.mapping_files.len(),
+                    config.mappings.kinds().len(),
+                    config.blueprints.len()
+                );
+            }
+            Ok(EXIT_OK)
+        }
         Command::Map {
             mapping,
             kind,
             account,
             region,
             input,
-        } => {
-            let text = std::fs::read_to_string(&mapping)
-                .with_context(|| format!("reading {}", mapping.display()))?;
-            let source = MappingSource {
-                name: mapping.display().to_string(),
-                text,
-            };
-            let (mappings, warnings) = match Mappings::load(&[source], &LoadOptions::default()) {
-                Ok(loaded) => loaded,
-                Err(errors) => {
-                    for e in &errors {
-                        eprintln!("error: {e}");
-                    }
-                    return Ok(EXIT_ERROR);
+        } => run_map(&mapping, MapOptions { kind, account, region }, input.as_deref()),
+        Command::Accounts { config } => {
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
+            let source = AnySource::open(&config).await?;
+            let (discovery, accounts) = source.accounts().await?;
+            let mut partial = !discovery.is_complete();
+            if let Some(e) = &discovery.error {
+                eprintln!("warning: account discovery {:?}: {e}", discovery.status);
+            }
+            let mut out = io::stdout().lock();
+            writeln!(out, "{:<14} {:<24} {:<9} {:<50} REGIONS", "ACCOUNT", "NAME", "ASSUMED", "ROLE")?;
+            for a in &accounts {
+                let regions = if let Some(e) = &a.regions_error { format!("(failed: {e})") } else { a.regions.join(",") };
+                writeln!(
+                    out,
+                    "{:<14} {:<24} {:<9} {:<50} {}",
+                    a.id,
+                    a.name.as_deref().unwrap_or("-"),
+                    if a.assumed { "yes" } else { "NO" },
+                    a.role_arn.as_deref().unwrap_or("-"),
+                    regions
+                )?;
+                if let Some(e) = &a.error {
+                    writeln!(out, "    {e}")?;
                 }
+                partial |= !a.assumed || a.regions_error.is_some();
+            }
+            Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
+        }
+        Command::Snapshot { config, out } => {
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
+            let source = AnySource::open(&config).await?;
+            let collected = reconcile::collect(&config, &source, true).await?;
+            let report = collected.report.clone().ok_or_else(|| anyhow!("the source reported nothing"))?;
+            let raw = collected.raw.unwrap_or_default();
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            write_snapshot(&out, &report, &raw, &now).with_context(|| format!("writing the snapshot to {}", out.display()))?;
+            let failed = report.listings.iter().filter(|l| l.error.is_some()).count();
+            eprintln!(
+                "recorded {} items from {} accounts and {} listings ({} failed) in {}",
+                raw.len(),
+                report.accounts.len(),
+                report.listings.len(),
+                failed,
+                out.display()
+            );
+            let partial = failed > 0 || !report.discovery.is_complete() || report.accounts.iter().any(|a| !a.assumed || a.regions_error.is_some());
+            Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
+        }
+        Command::Entities { config, blueprint } => {
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
+            let catalog = AnyCatalog::open(&config)?;
+            let accounts = match &catalog {
+                AnyCatalog::Local(_) => Vec::new(),
             };
+            let mut owned = catalog.owned(&config.integration.identifier, &accounts).await?;
+            owned.sort_by(|a, b| a.entity.key().cmp(&b.entity.key()));
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            for o in owned.iter().filter(|o| blueprint.as_deref().is_none_or(|b| o.entity.blueprint == b)) {
+                let line = serde_json::json!({
+                    "blueprint": o.entity.blueprint,
+                    "identifier": o.entity.identifier,
+                    "account": o.account,
+                    "kind": o.kind,
+                    "entity": o.entity,
+                });
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Loads the config, printing every error and warning; `None` means exit 1.
+fn load_config(path: &Path) -> Option<Config> {
+    match config::load(path, &ProcessEnv) {
+        Ok((config, warnings)) => {
             for w in &warnings {
                 eprintln!("warning: {w}");
             }
-            let options = MapOptions {
-                kind,
-                account,
-                region,
-            };
-            let stdout = io::stdout();
-            let mut out = io::BufWriter::new(stdout.lock());
-            let mut diagnostics = io::stderr();
-            match input.as_deref() {
-                None | Some("-") => {
-                    let stdin = io::stdin();
-                    let mut reader = stdin.lock();
-                    mapping::run_map(&mappings, &options, &mut reader, &mut out, &mut diagnostics)?;
-                }
-                Some(path) => {
-                    let file =
-                        std::fs::File::open(path).with_context(|| format!("reading {path}"))?;
-                    let mut reader = BufReader::new(file);
-                    mapping::run_map(&mappings, &options, &mut reader, &mut out, &mut diagnostics)?;
-                }
+            Some(config)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
             }
-            Ok(0)
+            None
+        }
+    }
+}
+
+fn print_plan(plan: &Plan, format: PlanFormat) -> anyhow::Result<()> {
+    let style = Style {
+        color: io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let text = match format {
+        PlanFormat::Text => render::text(plan, style),
+        PlanFormat::Json => render::json(plan),
+        PlanFormat::Markdown => render::markdown(plan),
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let source = MappingSource {
+        name: path.display().to_string(),
+        text,
+    };
+    let hidden_env = config::SECRET_ENV_VARS.iter().map(|s| s.to_string()).collect();
+    let (mappings, warnings) = match Mappings::load(&[source], &LoadOptions { hidden_env }) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return Ok(EXIT_ERROR);
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut diagnostics = io::stderr();
+    match input {
+        None | Some("-") => {
+            let stdin = io::stdin();
+            let mut reader = stdin.lock();
+            mapping::run_map(&mappings, &options, &mut reader, &mut out, &mut diagnostics)?;
+        }
+        Some(file) => {
+            let f = std::fs::File::open(file).with_context(|| format!("reading {file}"))?;
+            let mut reader = BufReader::with_capacity(1 << 16, f);
+            mapping::run_map(&mappings, &options, &mut reader, &mut out, &mut diagnostics)?;
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// A progress bar on a terminal; nothing otherwise.
+struct BarProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl BarProgress {
+    fn new() -> BarProgress {
+        let bar = io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} applying [{bar:40}] {pos}/{len} writes ({eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        BarProgress { bar }
+    }
+}
+
+impl Progress for BarProgress {
+    fn start(&self, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
         }
     }
 }

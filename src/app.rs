@@ -1,0 +1,102 @@
+//! Picks the configured source and catalog adapters. The binary and the daemon both start here.
+
+use crate::catalog::local::LocalCatalog;
+use crate::catalog::{
+    ApplyReport, Catalog, CatalogError, Progress, Writes,
+};
+use crate::config::{CatalogConfig, Config, SourceConfig};
+use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
+use crate::source::snapshot::SnapshotSource;
+use crate::source::{AccountReport, Discovery, ItemSink, ListRequest, Source, SourceError, SourceReport};
+
+/// The configured source.
+pub enum AnySource {
+    Snapshot(SnapshotSource),
+}
+
+impl AnySource {
+    pub async fn open(config: &Config) -> Result<AnySource, SourceError> {
+        match &config.source {
+            SourceConfig::Snapshot { path, regions } => Ok(AnySource::Snapshot(SnapshotSource::new(path, regions.clone()))),
+            SourceConfig::Aws(_) => Err(SourceError::Aws(
+                "the AWS source is not available in this build yet; use source.type: snapshot".into(),
+            )),
+        }
+    }
+
+    /// Discovered accounts without listing any resources (`tidemark accounts`, `entities`).
+    pub async fn accounts(&self) -> Result<(Discovery, Vec<AccountReport>), SourceError> {
+        match self {
+            AnySource::Snapshot(s) => {
+                let request = ListRequest {
+                    kinds: Vec::new(),
+                    regions: crate::source::Regions::Enabled,
+                };
+                let report = s.list(&request, &mut |_: Vec<crate::model::RawItem>| {}).await?;
+                Ok((report.discovery, report.accounts))
+            }
+        }
+    }
+}
+
+impl Source for AnySource {
+    async fn list(&self, request: &ListRequest, sink: &mut dyn ItemSink) -> Result<SourceReport, SourceError> {
+        match self {
+            AnySource::Snapshot(s) => s.list(request, sink).await,
+        }
+    }
+}
+
+/// The configured catalog.
+pub enum AnyCatalog {
+    Local(LocalCatalog),
+}
+
+impl AnyCatalog {
+    pub fn open(config: &Config) -> Result<AnyCatalog, CatalogError> {
+        match &config.catalog {
+            CatalogConfig::Local { path } => Ok(AnyCatalog::Local(LocalCatalog::open(path)?)),
+            CatalogConfig::Port(_) => Err(CatalogError::Port(
+                "the Port catalog is not available in this build yet; use catalog.type: local".into(),
+            )),
+        }
+    }
+}
+
+impl Catalog for AnyCatalog {
+    fn describe(&self) -> String {
+        match self {
+            AnyCatalog::Local(c) => c.describe(),
+        }
+    }
+
+    async fn blueprints(&self) -> Result<Vec<Blueprint>, CatalogError> {
+        match self {
+            AnyCatalog::Local(c) => c.blueprints().await,
+        }
+    }
+
+    async fn owned(&self, owner: &str, accounts: &[String]) -> Result<Vec<OwnedEntity>, CatalogError> {
+        match self {
+            AnyCatalog::Local(c) => c.owned(owner, accounts).await,
+        }
+    }
+
+    async fn foreign(&self, owner: &str, keys: &[EntityKey]) -> Result<Vec<ForeignEntity>, CatalogError> {
+        match self {
+            AnyCatalog::Local(c) => c.foreign(owner, keys).await,
+        }
+    }
+
+    async fn foreign_references(&self, owner: &str, keys: &[EntityKey]) -> Result<Vec<ForeignReference>, CatalogError> {
+        match self {
+            AnyCatalog::Local(c) => c.foreign_references(owner, keys).await,
+        }
+    }
+
+    async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
+        match self {
+            AnyCatalog::Local(c) => c.apply(owner, writes, progress).await,
+        }
+    }
+}
