@@ -1,0 +1,433 @@
+//! End-to-end tests: the real `tidemark` binary on the demo and on purpose-built snapshots, with
+//! the local SQLite catalog. Each test works in its own temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value as Json, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
+const PROD: &str = "222222222222";
+const STAGING: &str = "333333333333";
+
+/// A temp dir with a config, a snapshot and mappings.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn config(&self) -> String {
+        self.path("tidemark.yaml").display().to_string()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn write_json(&self, rel: &str, value: &Json) {
+        self.write(rel, &serde_json::to_string_pretty(value).expect("json"));
+    }
+
+    fn read_json(&self, rel: &str) -> Json {
+        serde_json::from_str(&std::fs::read_to_string(self.path(rel)).expect("read")).expect("json")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run tidemark")
+    }
+
+    /// `plan --format json` → (exit code, plan).
+    fn plan(&self, extra: &[&str]) -> (i32, Json) {
+        let config = self.config();
+        let mut args = vec!["plan", "-c", &config, "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let plan = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("plan is not JSON ({e}): {}\n{}", text(&out.stdout), text(&out.stderr)));
+        (code(&out), plan)
+    }
+
+    fn apply(&self, extra: &[&str]) -> Output {
+        let config = self.config();
+        let mut args = vec!["apply", "-c", &config];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// Owned entities as `tidemark entities` prints them.
+    fn entities(&self) -> Vec<Json> {
+        let config = self.config();
+        let out = self.run(&["entities", "-c", &config]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// The demo, copied so the test can change it.
+fn demo() -> Workspace {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo"), dir.path());
+    Workspace { dir }
+}
+
+const MAPPING: &str = r#"
+resources:
+  - kind: AWS::Account::Info
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Id
+          title: .Properties.Name
+          blueprint: '"account"'
+  - kind: AWS::SQS::Queue
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Arn
+          title: .Properties.QueueName
+          blueprint: '"queue"'
+          properties:
+            region: .__Region
+            retention: .Properties.MessageRetentionPeriod
+          relations:
+            account: .__AccountId
+"#;
+
+const BLUEPRINTS: &str = r#"[
+  {"identifier": "account", "title": "Account", "schema": {"properties": {}}, "relations": {}},
+  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"region": {"type": "string"}, "retention": {"type": "number"}}},
+   "relations": {"account": {"target": "account", "many": false, "required": false}}}
+]"#;
+
+fn queue(account: &str, region: &str, name: &str) -> Json {
+    json!({"Identifier": format!("https://sqs.{region}.amazonaws.com/{account}/{name}"),
+           "Properties": {"QueueName": name, "Arn": format!("arn:aws:sqs:{region}:{account}:{name}"), "MessageRetentionPeriod": 345600}})
+}
+
+/// Two accounts, one region, four queues each, with a small custom mapping.
+fn small() -> Workspace {
+    let ws = Workspace { dir: tempfile::tempdir().expect("tempdir") };
+    ws.write(
+        "tidemark.yaml",
+        "integration: {identifier: e2e}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",
+    );
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.write_json(
+        "snap/manifest.json",
+        &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z", "discovery": {"status": "ok", "error": null},
+                "accounts": [{"Id": PROD, "Name": "prod", "assumed": true, "error": null},
+                             {"Id": STAGING, "Name": "staging", "assumed": true, "error": null}],
+                "scopes": [{"account": PROD, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null},
+                           {"account": STAGING, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}]}),
+    );
+    for account in [PROD, STAGING] {
+        let queues: Vec<Json> = (0..4).map(|i| queue(account, "us-east-1", &format!("q{i}"))).collect();
+        ws.write_json(&format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"), &Json::Array(queues));
+    }
+    ws
+}
+
+fn edit_queues(ws: &Workspace, account: &str, edit: impl FnOnce(&mut Vec<Json>)) {
+    let rel = format!("snap/{account}/us-east-1/AWS_SQS_Queue.json");
+    let mut queues: Vec<Json> = serde_json::from_value(ws.read_json(&rel)).expect("array");
+    edit(&mut queues);
+    ws.write_json(&rel, &Json::Array(queues));
+}
+
+fn edit_manifest(ws: &Workspace, edit: impl FnOnce(&mut Json)) {
+    let mut manifest = ws.read_json("snap/manifest.json");
+    edit(&mut manifest);
+    ws.write_json("snap/manifest.json", &manifest);
+}
+
+fn summary(plan: &Json) -> Json {
+    plan["summary"].clone()
+}
+
+fn reasons(plan: &Json) -> Vec<(String, String)> {
+    plan["withheld"]
+        .as_array()
+        .expect("withheld")
+        .iter()
+        .map(|w| (w["identifier"].as_str().unwrap_or_default().to_string(), w["reason"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+#[test]
+fn the_demo_applies_everything_and_a_second_apply_writes_nothing() {
+    let ws = demo();
+    let first = ws.apply(&[]);
+    assert_eq!(code(&first), 0, "{}\n{}", text(&first.stdout), text(&first.stderr));
+    assert!(text(&first.stdout).contains("Applied:"), "{}", text(&first.stdout));
+    let entities = ws.entities();
+    assert!(entities.len() >= 90, "only {} entities", entities.len());
+    assert!(entities.iter().any(|e| e["blueprint"] == "awsAccount" && e["identifier"] == PROD));
+
+    let second = ws.apply(&[]);
+    assert_eq!(code(&second), 0, "{}", text(&second.stderr));
+    assert!(text(&second.stdout).starts_with("No changes"), "{}", text(&second.stdout));
+    assert!(!text(&second.stdout).contains("Applied:"));
+    assert_eq!(ws.entities(), entities, "the second apply changed the catalog");
+}
+
+#[test]
+fn the_demo_never_maps_secret_environment_values() {
+    let ws = demo();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    let db = std::fs::read(ws.path(".tidemark/catalog.db")).expect("catalog file");
+    assert!(!String::from_utf8_lossy(&db).contains("do-not-map-me"));
+}
+
+#[test]
+fn a_changed_property_is_exactly_one_update() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    edit_queues(&ws, PROD, |q| q[1]["Properties"]["MessageRetentionPeriod"] = json!(60));
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 0);
+    assert_eq!(summary(&plan), json!({"create": 0, "update": 1, "delete": 0, "unchanged": 9, "withheld": 0}));
+    assert_eq!(plan["changes"][0]["identifier"], "arn:aws:sqs:us-east-1:222222222222:q1");
+    assert_eq!(plan["changes"][0]["before"]["properties"]["retention"], 345600);
+    assert_eq!(plan["changes"][0]["after"]["properties"]["retention"], 60);
+    let (exit, _) = ws.plan(&["--detailed-exitcode"]);
+    assert_eq!(exit, 2);
+    assert_eq!(code(&ws.apply(&[])), 0);
+    let (exit, plan) = ws.plan(&["--detailed-exitcode"]);
+    assert_eq!((exit, summary(&plan)["update"].clone()), (0, json!(0)));
+}
+
+#[test]
+fn a_removed_resource_is_exactly_one_delete() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    edit_queues(&ws, STAGING, |q| {
+        q.remove(3);
+    });
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 0);
+    assert_eq!(summary(&plan), json!({"create": 0, "update": 0, "delete": 1, "unchanged": 9, "withheld": 0}));
+    assert_eq!(plan["changes"][0]["action"], "delete");
+    assert_eq!(plan["changes"][0]["account"], STAGING);
+    let out = ws.apply(&[]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(ws.entities().len(), 9);
+}
+
+#[test]
+fn a_failed_scope_in_the_manifest_withholds_exactly_its_deletes() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    // Both accounts lose a queue, but only prod's listing failed.
+    edit_queues(&ws, PROD, |q| {
+        q.remove(0);
+    });
+    edit_queues(&ws, STAGING, |q| {
+        q.remove(0);
+    });
+    edit_manifest(&ws, |m| {
+        m["scopes"][0]["status"] = json!("failed");
+        m["scopes"][0]["error"] = json!("AccessDeniedException: not authorized to perform cloudformation:ListResources");
+    });
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 3);
+    // prod's whole queue listing failed, so none of its 4 queues may be deleted; staging's 1 goes.
+    assert_eq!(summary(&plan)["delete"], 1);
+    assert_eq!(plan["changes"][0]["account"], STAGING);
+    let withheld = reasons(&plan);
+    assert_eq!(withheld.len(), 4, "{withheld:?}");
+    assert!(withheld.iter().all(|(_, r)| r == "scope_failed"));
+    assert_eq!(plan["scopes"][0]["kind"], "AWS::SQS::Queue");
+    assert_eq!(plan["scopes"][0]["status"], "failed");
+    let out = ws.apply(&[]);
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    assert_eq!(ws.entities().len(), 9);
+}
+
+#[test]
+fn an_unassumable_account_keeps_its_entities_and_exits_3() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    edit_manifest(&ws, |m| {
+        m["accounts"][1]["assumed"] = json!(false);
+        m["accounts"][1]["error"] = json!("AccessDenied: check the role's trust policy and the ExternalId");
+        m["scopes"].as_array_mut().expect("scopes").remove(1);
+    });
+    std::fs::remove_dir_all(ws.path(&format!("snap/{STAGING}"))).expect("rm");
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 3);
+    assert_eq!(summary(&plan)["delete"], 0);
+    let withheld = reasons(&plan);
+    assert_eq!(withheld.len(), 4, "{withheld:?}");
+    assert!(withheld.iter().all(|(_, r)| r == "account_unassumable"));
+    let account = plan["accounts"].as_array().expect("accounts").iter().find(|a| a["id"] == STAGING).cloned().expect("staging");
+    assert_eq!(account["status"], "unassumable");
+    assert_eq!(code(&ws.apply(&[])), 3);
+    assert_eq!(ws.entities().len(), 10);
+}
+
+#[test]
+fn a_mapping_error_skips_the_item_and_withholds_its_scopes_deletes() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    edit_queues(&ws, PROD, |q| {
+        q[0]["Properties"].as_object_mut().expect("props").remove("Arn");
+        q.remove(3);
+    });
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 3);
+    assert_eq!(plan["mapping_errors"].as_array().map(Vec::len), Some(1));
+    assert!(plan["mapping_errors"][0]["message"].as_str().unwrap_or_default().contains("identifier"));
+    assert_eq!(plan["mapping_errors"][0]["item"], "https://sqs.us-east-1.amazonaws.com/222222222222/q0");
+    assert_eq!(summary(&plan)["delete"], 0);
+    assert_eq!(reasons(&plan).len(), 2, "{:?}", reasons(&plan));
+    assert!(reasons(&plan).iter().all(|(_, r)| r == "mapping_error"));
+}
+
+#[test]
+fn a_stale_plan_file_is_refused() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    edit_queues(&ws, PROD, |q| q[1]["Properties"]["MessageRetentionPeriod"] = json!(60));
+    let plan_path = ws.path("plan.json").display().to_string();
+    let (exit, _) = ws.plan(&["--out", &plan_path]);
+    assert_eq!(exit, 0);
+    // Someone applies first: the saved plan no longer describes the catalog.
+    edit_queues(&ws, PROD, |q| q[2]["Properties"]["MessageRetentionPeriod"] = json!(61));
+    assert_eq!(code(&ws.apply(&[])), 0);
+    let out = ws.apply(&["--plan", &plan_path]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("stale"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_fresh_plan_file_applies_exactly_and_refuses_guard_flags() {
+    let ws = small();
+    let plan_path = ws.path("plan.json").display().to_string();
+    let (exit, _) = ws.plan(&["--out", &plan_path]);
+    assert_eq!(exit, 0);
+    let out = ws.apply(&["--plan", &plan_path, "--adopt"]);
+    assert_eq!(code(&out), 1);
+    let out = ws.apply(&["--plan", &plan_path]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(ws.entities().len(), 10);
+}
+
+#[test]
+fn removing_an_account_needs_a_confirmed_mass_delete() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    edit_manifest(&ws, |m| {
+        m["accounts"].as_array_mut().expect("accounts").remove(1);
+        m["scopes"].as_array_mut().expect("scopes").remove(1);
+    });
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 3);
+    assert!(reasons(&plan).iter().all(|(_, r)| r == "all_entities"), "{:?}", reasons(&plan));
+    assert_eq!(reasons(&plan).len(), 5);
+    let out = ws.apply(&[&format!("--allow-mass-delete={STAGING}")]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    assert_eq!(ws.entities().len(), 5);
+}
+
+#[test]
+fn validate_reports_every_broken_file_with_positions_and_nothing_runs() {
+    let ws = small();
+    ws.write(
+        "tidemark.yaml",
+        "integration: {identifier: e2e}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings]\nresynk: {interval: 1h}\n",
+    );
+    ws.write("mappings/queues.yaml", &MAPPING.replace(".Properties.QueueName", ".Properties.QueueName | ascii_downcase("));
+    ws.write("mappings/broken.yaml", "resources:\n  - kind: AWS::S3::Bucket\n    port: [unclosed\n");
+    let config = ws.config();
+    let out = ws.run(&["validate", "-c", &config]);
+    assert_eq!(code(&out), 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("tidemark.yaml:5:1: unknown key resynk"), "{stderr}");
+    assert!(stderr.contains("queues.yaml:"), "{stderr}");
+    assert!(stderr.contains("broken.yaml:"), "{stderr}");
+    for line in stderr.lines().filter(|l| l.starts_with("error:")) {
+        let location = line.split_whitespace().nth(1).unwrap_or_default();
+        assert!(location.split(':').count() >= 4, "no file:line:col in {line}");
+    }
+    for command in ["plan", "apply"] {
+        let out = ws.run(&[command, "-c", &config]);
+        assert_eq!(code(&out), 1, "{command}");
+    }
+    assert!(!ws.path(".tidemark/catalog.db").exists(), "a broken config wrote to the catalog");
+}
+
+#[test]
+fn validate_passes_on_the_demo_and_prints_secrets_masked() {
+    let ws = demo();
+    let out = ws.run(&["validate", "-c", &ws.config()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let out = ws.run(&["validate", "-c", &ws.config(), "--print"]);
+    assert_eq!(code(&out), 0);
+    assert!(text(&out.stdout).contains("identifier: demo"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_create_over_another_owners_entity_is_withheld_unless_adopted() {
+    let ws = small();
+    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db")).expect("open");
+    let mut theirs = tidemark::model::Entity::new("queue", "arn:aws:sqs:us-east-1:222222222222:q0");
+    theirs.title = Some(json!("theirs"));
+    catalog.insert_blueprint(&tidemark::model::Blueprint(serde_json::from_str::<Json>(BLUEPRINTS).expect("json")[1].clone())).expect("bp");
+    catalog.insert_foreign("port-ocean/aws-v3/1.0/aws/exporter", &theirs).expect("seed");
+    drop(catalog);
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 3);
+    assert_eq!(reasons(&plan), vec![("arn:aws:sqs:us-east-1:222222222222:q0".to_string(), "foreign_owner".to_string())]);
+    let (exit, plan) = ws.plan(&["--adopt"]);
+    assert_eq!(exit, 0);
+    assert_eq!(summary(&plan)["withheld"], 0);
+    assert!(plan["changes"].as_array().expect("changes").iter().any(|c| c["adopted_from"] == "port-ocean/aws-v3/1.0/aws/exporter"));
+}
+
+#[test]
+fn markdown_and_text_plans_render() {
+    let ws = small();
+    let config = ws.config();
+    let out = ws.run(&["plan", "-c", &config, "--format", "markdown"]);
+    assert_eq!(code(&out), 0);
+    assert!(text(&out.stdout).contains("<details>"));
+    let out = ws.run(&["plan", "-c", &config]);
+    assert!(text(&out.stdout).starts_with("Plan: 2 blueprint changes, 10 to create"), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains('\x1b'));
+}
