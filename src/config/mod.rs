@@ -339,12 +339,10 @@ impl Cx<'_> {
     /// `${VAR}` in every string scalar; `$${` stays a literal `${`.
     fn substitute(&mut self, node: &mut Node) {
         match &mut node.value {
-            Value::Str { text, .. } => {
-                if text.contains("${") {
-                    match substitute_vars(text, self.env) {
-                        Ok(new) => *text = new,
-                        Err(message) => self.error(node.pos, message),
-                    }
+            Value::Str { text, .. } if text.contains("${") => {
+                match substitute_vars(text, self.env) {
+                    Ok(new) => *text = new,
+                    Err(message) => self.error(node.pos, message),
                 }
             }
             Value::Seq(items) => items.iter_mut().for_each(|n| self.substitute(n)),

@@ -66,7 +66,7 @@ pub fn check_node(schema: Schema, file: &str, root: &Node) -> Vec<Diagnostic> {
             Diagnostic::new(file, pos, format!("schema: {at}{e}"))
         })
         .collect();
-    out.sort_by(|a, b| a.pos.cmp(&b.pos));
+    out.sort_by_key(|a| a.pos);
     out.dedup();
     out
 }

@@ -128,12 +128,12 @@ fn sorted_set(value: Json) -> Json {
 pub fn canonical(value: &Json) -> Json {
     match value {
         Json::Number(n) => {
-            if n.is_f64() {
-                if let Some(f) = n.as_f64() {
-                    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
-                        return json!(f as i64);
-                    }
-                }
+            if n.is_f64()
+                && let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9_007_199_254_740_992.0
+            {
+                return json!(f as i64);
             }
             Json::Number(n.clone())
         }

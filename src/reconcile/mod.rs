@@ -280,16 +280,15 @@ pub async fn check_fresh<C: Catalog>(
         .filter(|c| c.action == plan::Action::Create)
         .map(|c| c.key())
         .collect();
-    if !creates.is_empty() {
-        if let Some(f) = catalog
+    if !creates.is_empty()
+        && let Some(f) = catalog
             .foreign(&config.integration.identifier, &creates)
             .await?
             .first()
-        {
-            return Err(StalePlan::Foreign {
-                key: f.entity.key(),
-            });
-        }
+    {
+        return Err(StalePlan::Foreign {
+            key: f.entity.key(),
+        });
     }
     let catalog_blueprints = catalog.blueprints().await?;
     if plan::blueprint_plan(&config.blueprints, &catalog_blueprints) != plan.blueprints {

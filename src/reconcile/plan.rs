@@ -453,7 +453,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         .iter()
         .filter(|o| !desired_by_key.contains_key(&o.entity.key()))
         .collect();
-    candidates.sort_by(|a, b| a.entity.key().cmp(&b.entity.key()));
+    candidates.sort_by_key(|a| a.entity.key());
     let mut deletes: BTreeMap<EntityKey, &OwnedEntity> = BTreeMap::new();
     let mut kept: Vec<(&OwnedEntity, Option<(Reason, String)>)> = Vec::new();
     for o in candidates {
@@ -479,21 +479,21 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     }
     let keys: Vec<EntityKey> = deletes.keys().cloned().collect();
     for key in keys {
-        if let Some(refs) = foreign_refs.get(&key) {
-            if let Some(o) = deletes.remove(&key) {
-                let who: Vec<String> = refs
-                    .iter()
-                    .take(3)
-                    .map(|r| format!("{} ({})", r.referrer, r.owner))
-                    .collect();
-                kept.push((
-                    o,
-                    Some((
-                        Reason::ForeignDependents,
-                        format!("entities of other owners relate to it: {}", who.join(", ")),
-                    )),
-                ));
-            }
+        if let Some(refs) = foreign_refs.get(&key)
+            && let Some(o) = deletes.remove(&key)
+        {
+            let who: Vec<String> = refs
+                .iter()
+                .take(3)
+                .map(|r| format!("{} ({})", r.referrer, r.owner))
+                .collect();
+            kept.push((
+                o,
+                Some((
+                    Reason::ForeignDependents,
+                    format!("entities of other owners relate to it: {}", who.join(", ")),
+                )),
+            ));
         }
     }
 
