@@ -958,82 +958,57 @@ fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("open with plain rusqlite")
 }
 
-/// Not a test: measures the 20,000-entity figures recorded in `bench/local_catalog.md`. Run with
-/// `cargo test --release --test local_catalog -- --ignored --nocapture`.
+#[test]
+fn a_file_from_a_newer_tidemark_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("catalog.db");
+    drop(LocalCatalog::open(&path).expect("create"));
+    rusqlite_connection(&path)
+        .pragma_update(None, "user_version", 99)
+        .expect("bump version");
+    let error = LocalCatalog::open(&path).err().expect("refused");
+    let message = error.to_string();
+    assert!(message.contains("newer tidemark"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+}
+
 #[tokio::test]
-#[ignore = "benchmark; prints figures instead of asserting on time"]
-async fn measure_twenty_thousand_entities() {
-    use std::time::Instant;
+async fn entities_filter_by_owner_and_blueprint() {
     let f = fixture().await;
-    let n = 20_000;
-    let writes = Writes {
-        blueprints: vec![],
-        upserts: (0..n)
-            .map(|i| {
-                upsert(
-                    entity(
-                        "bucket",
-                        &format!("arn:aws:s3:::bucket-{i}"),
-                        json!({"title": format!("bucket-{i}"), "icon": "Bucket", "team": [],
-                               "properties": {"region": "us-east-1", "size": i, "tier": "hot",
-                                              "tags": {"env": "prod", "owner": "team-a", "cost-center": "1234"}},
-                               "relations": {"account": format!("{:012}", i % 50)}}),
-                    ),
-                    &format!("{:012}", i % 50),
-                    true,
-                    true,
-                )
-            })
-            .collect(),
-        deletes: vec![],
-    };
-    let started = Instant::now();
-    let report = f.catalog.apply(OWNER, &writes, &NoProgress).await;
-    let apply_create = started.elapsed();
-    assert_eq!(report.upserted.len(), n);
-
-    let started = Instant::now();
-    let report = f.catalog.apply(OWNER, &writes, &NoProgress).await;
-    let apply_update = started.elapsed();
-    assert_eq!(report.upserted.len(), n);
-
-    let mut owned_times = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let owned = f.catalog.owned(OWNER, &[]).await.expect("owned");
-        owned_times.push(started.elapsed());
-        assert_eq!(owned.len(), n + 50);
-    }
-    let keys: Vec<EntityKey> = writes.upserts.iter().map(|u| u.entity.key()).collect();
-    let started = Instant::now();
-    f.catalog.foreign(OWNER, &keys).await.expect("foreign");
-    let foreign = started.elapsed();
-    let started = Instant::now();
+    upserts(
+        &f.catalog,
+        vec![
+            upsert(entity("awsAccount", "1", json!({})), "1", true, true),
+            upsert(entity("bucket", "ours", json!({})), "1", true, true),
+        ],
+    )
+    .await;
     f.catalog
-        .foreign_references(OWNER, &keys)
-        .await
-        .expect("refs");
-    let references = started.elapsed();
-    let deletes = Writes {
-        deletes: keys
-            .iter()
-            .map(|k| Delete {
-                key: k.clone(),
-                account: None,
-            })
-            .collect(),
-        ..Writes::default()
+        .insert_foreign(OTHER, &entity("bucket", "theirs", json!({})))
+        .expect("seed");
+    let ids = |owner: Option<&str>, bp: Option<&str>| -> Vec<String> {
+        f.catalog
+            .entities(owner, bp)
+            .expect("entities")
+            .into_iter()
+            .map(|e| format!("{}:{}/{}", e.owner, e.blueprint, e.identifier))
+            .collect()
     };
-    let started = Instant::now();
-    let report = f.catalog.apply(OWNER, &deletes, &NoProgress).await;
-    let apply_delete = started.elapsed();
-    assert_eq!(report.deleted.len(), n);
-    let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
-    println!("apply {n} creates: {apply_create:?}");
-    println!("apply {n} updates: {apply_update:?}");
-    println!("owned {} entities (5 runs): {owned_times:?}", n + 50);
-    println!("foreign over {n} keys: {foreign:?}");
-    println!("foreign_references over {n} keys: {references:?}");
-    println!("apply {n} deletes: {apply_delete:?}");
-    println!("file size after deletes (WAL not checkpointed): {size} bytes");
+    assert_eq!(
+        ids(None, None),
+        [
+            "aws-prod:awsAccount/1",
+            "aws-prod:bucket/ours",
+            "someone-else:bucket/theirs"
+        ]
+    );
+    assert_eq!(
+        ids(Some(OWNER), None),
+        ["aws-prod:awsAccount/1", "aws-prod:bucket/ours"]
+    );
+    assert_eq!(ids(Some(OWNER), Some("bucket")), ["aws-prod:bucket/ours"]);
+    assert_eq!(
+        ids(None, Some("bucket")),
+        ["aws-prod:bucket/ours", "someone-else:bucket/theirs"]
+    );
 }
