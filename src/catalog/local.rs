@@ -17,6 +17,20 @@
 //! That trade is right here because the catalog converges: the next `apply` rewrites whatever a
 //! lost commit held, while `FULL` would add an fsync per batch to every apply.
 //!
+//! Writes behave like Port's API as tidemark calls it: upserts validate against the blueprint and
+//! merge (`merge=true`) or replace; missing relation targets are created empty (owned by the
+//! writer, attributed to the referring entity's account, `placeholder = 1`) or fail as "not
+//! found" and are retried after the rest of the batch; deletes never cascade and are refused
+//! while another entity relates to the target. `write_requests` counts entity and blueprint
+//! writes, not the placeholders they create.
+//!
+//! Crash safety: every 500 entities are one transaction, and each write is an idempotent upsert
+//! or delete, so a crash leaves whole batches behind and re-running the same apply converges.
+//!
+//! One writer: `apply` holds an exclusive lock on `<db>.lock` (which holds the writer's pid) for
+//! its whole run. A second apply waits up to 30 s, then stops with [`CatalogError::Locked`]. Reads
+//! take no lock; WAL lets them run beside a writer.
+//!
 //! The SQLite calls run on the calling task. They are local and short (a 20,000-entity `owned`
 //! is tens of milliseconds); only `apply` runs long, and it is the one thing the process is doing
 //! when it runs.
