@@ -957,3 +957,58 @@ async fn the_file_is_plain_sqlite_with_entity_json_as_text() {
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("open with plain rusqlite")
 }
+
+#[test]
+fn a_file_from_a_newer_tidemark_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("catalog.db");
+    drop(LocalCatalog::open(&path).expect("create"));
+    rusqlite_connection(&path)
+        .pragma_update(None, "user_version", 99)
+        .expect("bump version");
+    let error = LocalCatalog::open(&path).err().expect("refused");
+    let message = error.to_string();
+    assert!(message.contains("newer tidemark"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+}
+
+#[tokio::test]
+async fn entities_filter_by_owner_and_blueprint() {
+    let f = fixture().await;
+    upserts(
+        &f.catalog,
+        vec![
+            upsert(entity("awsAccount", "1", json!({})), "1", true, true),
+            upsert(entity("bucket", "ours", json!({})), "1", true, true),
+        ],
+    )
+    .await;
+    f.catalog
+        .insert_foreign(OTHER, &entity("bucket", "theirs", json!({})))
+        .expect("seed");
+    let ids = |owner: Option<&str>, bp: Option<&str>| -> Vec<String> {
+        f.catalog
+            .entities(owner, bp)
+            .expect("entities")
+            .into_iter()
+            .map(|e| format!("{}:{}/{}", e.owner, e.blueprint, e.identifier))
+            .collect()
+    };
+    assert_eq!(
+        ids(None, None),
+        [
+            "aws-prod:awsAccount/1",
+            "aws-prod:bucket/ours",
+            "someone-else:bucket/theirs"
+        ]
+    );
+    assert_eq!(
+        ids(Some(OWNER), None),
+        ["aws-prod:awsAccount/1", "aws-prod:bucket/ours"]
+    );
+    assert_eq!(ids(Some(OWNER), Some("bucket")), ["aws-prod:bucket/ours"]);
+    assert_eq!(
+        ids(None, Some("bucket")),
+        ["aws-prod:bucket/ours", "someone-else:bucket/theirs"]
+    );
+}
