@@ -9,6 +9,8 @@ mod file;
 mod jq;
 mod redact;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 
