@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-20000}
 RUNS=${2:-5}
-TOOLS=bench/.tools
+TOOLS=bench/map/.tools
 WORK=${TMPDIR:-/tmp}/tidemark-bench-map
 mkdir -p "$WORK"
 

@@ -35,12 +35,12 @@ pub(crate) fn rewrite_single_quotes(expr: &str) -> String {
 pub(crate) enum Form {
     /// A literal: the same value for every item.
     Const(Json),
-    /// `.a.b.c`: null when a key is missing.
-    Path(Vec<String>),
+    /// `.a.b[0].c`: null when a key or index is missing.
+    Path(Vec<Step>),
     /// `"prefix" + .a.b` or `.a.b + "suffix"`.
     Concat {
         prefix: String,
-        path: Vec<String>,
+        path: Vec<Step>,
         suffix: String,
     },
     Jq,
@@ -67,17 +67,40 @@ pub(crate) enum Eval {
     Error(String),
 }
 
+/// One step of a plain path.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Step {
+    Key(String),
+    Index(i64),
+}
+
 fn path_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"^(\.[A-Za-z_][A-Za-z0-9_]*)+$").unwrap_or_else(|_| unreachable!())
+        Regex::new(r"^\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\[-?[0-9]{1,9}\])*$")
+            .unwrap_or_else(|_| unreachable!())
     })
 }
 
-fn parse_path(text: &str) -> Option<Vec<String>> {
-    path_re()
-        .is_match(text)
-        .then(|| text[1..].split('.').map(str::to_string).collect())
+fn step_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]").unwrap_or_else(|_| unreachable!())
+    })
+}
+
+fn parse_path(text: &str) -> Option<Vec<Step>> {
+    if !path_re().is_match(text) {
+        return None;
+    }
+    step_re()
+        .captures_iter(text)
+        .map(|c| match (c.get(1), c.get(2)) {
+            (Some(key), _) => Some(Step::Key(key.as_str().to_string())),
+            (None, Some(i)) => i.as_str().parse().ok().map(Step::Index),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A JSON string literal without interpolation.
@@ -200,17 +223,23 @@ impl ValCache {
     }
 }
 
-/// Walks `path` from `value`; `None` when a step indexes something that is not an object or
-/// null (jq raises an error there, which the interpreter reports with jq's wording).
-fn walk(mut value: &Json, path: &[String]) -> Option<Json> {
-    for key in path {
-        match value {
-            Json::Object(map) => match map.get(key) {
-                Some(v) => value = v,
-                None => return Some(Json::Null),
-            },
-            Json::Null => return Some(Json::Null),
+/// Walks `path` from `value`; `None` when a step indexes a value of the wrong type (jq raises
+/// an error there, which the interpreter reports with jq's wording).
+fn walk(mut value: &Json, path: &[Step]) -> Option<Json> {
+    for step in path {
+        let next = match (step, value) {
+            (_, Json::Null) => None,
+            (Step::Key(key), Json::Object(map)) => map.get(key),
+            (Step::Index(i), Json::Array(items)) => {
+                let len = items.len() as i64;
+                let at = if *i < 0 { len + i } else { *i };
+                usize::try_from(at).ok().and_then(|at| items.get(at))
+            }
             _ => return None,
+        };
+        match next {
+            Some(v) => value = v,
+            None => return Some(Json::Null),
         }
     }
     Some(value.clone())
@@ -218,12 +247,14 @@ fn walk(mut value: &Json, path: &[String]) -> Option<Json> {
 
 impl Input<'_> {
     /// A plain path's value, without building the whole input.
-    fn lookup(&self, path: &[String]) -> Option<Json> {
+    fn lookup(&self, path: &[Step]) -> Option<Json> {
         let item = match self {
             Input::Json(json) => return walk(json, path),
             Input::Item(item) => item,
         };
-        let (first, rest) = path.split_first()?;
+        let (Step::Key(first), rest) = path.split_first()? else {
+            return None;
+        };
         let text = |s: &str| Some(Json::String(s.to_string()));
         match (first.as_str(), rest.is_empty()) {
             ("Properties", _) => walk(&item.properties, rest),
@@ -318,6 +349,10 @@ mod tests {
         for text in [
             ".Properties.BucketName",
             ".Properties.Missing.Deeper",
+            ".Properties.Tags[0].Key",
+            ".Properties.Tags[-1].Value",
+            ".Properties.Tags[5]",
+            ".Properties.BucketName[0]",
             ".__ExtraContext.AccountName",
             ".Identifier",
             ".__Kind",
