@@ -96,11 +96,14 @@ pub struct SourceReport {
 }
 
 /// Receives items as pages arrive, so a large listing is never held whole by the source.
-pub trait ItemSink: Send {
+///
+/// Not `Send`: the sink maps items with jq, whose values are reference-counted without atomics.
+/// Sources that list concurrently send pages to the task that called `list`, which feeds the sink.
+pub trait ItemSink {
     fn items(&mut self, items: Vec<RawItem>);
 }
 
-impl<F: FnMut(Vec<RawItem>) + Send> ItemSink for F {
+impl<F: FnMut(Vec<RawItem>)> ItemSink for F {
     fn items(&mut self, items: Vec<RawItem>) {
         self(items)
     }
@@ -123,5 +126,5 @@ pub trait Source: Send + Sync {
         &self,
         request: &ListRequest,
         sink: &mut dyn ItemSink,
-    ) -> impl Future<Output = Result<SourceReport, SourceError>> + Send;
+    ) -> impl Future<Output = Result<SourceReport, SourceError>>;
 }
