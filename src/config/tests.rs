@@ -95,7 +95,7 @@ fn an_unset_variable_is_an_error_naming_it() {
     )
     .expect_err("unset");
     assert!(
-        messages(&errors).contains(":2:46: environment variable EXTERNAL_ID is not set"),
+        messages(&errors).contains(":2:44: environment variable EXTERNAL_ID is not set"),
         "{}",
         messages(&errors)
     );
