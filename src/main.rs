@@ -213,7 +213,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             };
             let source = AnySource::open(&config).await?;
             let catalog = AnyCatalog::open(&config)?;
-            let collected = reconcile::collect(&config, &source, false).await?;
+            let collected =
+                reconcile::collect(&config, &source, false, &BarProgress::listing()).await?;
             let plan = reconcile::plan(&config, &collected, &catalog, &guards.options()).await?;
             print_plan(&plan, format)?;
             if let Some(path) = out {
@@ -257,7 +258,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 }
                 None => {
                     let source = AnySource::open(&config).await?;
-                    let collected = reconcile::collect(&config, &source, false).await?;
+                    let collected =
+                        reconcile::collect(&config, &source, false, &BarProgress::listing())
+                            .await?;
                     reconcile::plan(&config, &collected, &catalog, &guards.options()).await?
                 }
             };
@@ -379,7 +382,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 return Ok(EXIT_ERROR);
             };
             let source = AnySource::open(&config).await?;
-            let collected = reconcile::collect(&config, &source, true).await?;
+            let collected =
+                reconcile::collect(&config, &source, true, &BarProgress::listing()).await?;
             let report = collected
                 .report
                 .clone()
@@ -518,6 +522,22 @@ struct BarProgress {
 }
 
 impl BarProgress {
+    /// A spinner counting listed resources; it clears itself when dropped.
+    fn listing() -> BarProgress {
+        let bar = io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} listing: {pos} resources ({per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        BarProgress { bar }
+    }
+
     fn new() -> BarProgress {
         let bar = io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
@@ -530,6 +550,14 @@ impl BarProgress {
             bar
         });
         BarProgress { bar }
+    }
+}
+
+impl Drop for BarProgress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
     }
 }
 

@@ -106,6 +106,7 @@ pub async fn collect<S: Source>(
     config: &Config,
     source: &S,
     keep_raw: bool,
+    progress: &dyn Progress,
 ) -> Result<Collected, SourceError> {
     let request = list_request(config);
     let mut collected = Collected {
@@ -114,6 +115,7 @@ pub async fn collect<S: Source>(
     };
     let report = {
         let mut sink = |items: Vec<RawItem>| {
+            progress.advance(items.len() as u64);
             for mut item in items {
                 config.redactor.redact(&mut item);
                 collected.map(&config.mappings, &item);
