@@ -567,3 +567,43 @@ fn secret_values_planted_in_fixtures_never_reach_an_entity() {
         }
     }
 }
+
+/// GetResource costs one call per item, so it is only for kinds whose list handler returns too
+/// little, and each such entry says why in the comment right above it.
+#[test]
+fn every_get_resource_entry_explains_why_in_a_comment() {
+    let text = fs::read_to_string(mapping_path()).expect("mappings/aws.yaml is readable");
+    let lines: Vec<&str> = text.lines().collect();
+    let tree = mapping_tree();
+    let resources = tree
+        .get("resources")
+        .and_then(Node::as_seq)
+        .expect("aws.yaml has a resources list");
+    let mut with_get = Vec::new();
+    for res in resources {
+        let uses_get = res
+            .at_pointer("/selector/useGetResourceAPI")
+            .is_some_and(|n| n.scalar_text().as_deref() == Some("true"));
+        if !uses_get {
+            continue;
+        }
+        let kind = res.get("kind").and_then(Node::as_str).unwrap_or_default();
+        with_get.push(kind.to_string());
+        // The entry's node starts at its first key (`kind:`); the comment block sits above it.
+        let comment: Vec<&str> = lines[..res.pos.line.saturating_sub(1)]
+            .iter()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with('#'))
+            .copied()
+            .collect();
+        assert!(
+            comment.iter().any(|l| l.contains("GetResource")),
+            "{kind} (aws.yaml:{}) uses GetResource without a comment saying why",
+            res.pos.line
+        );
+    }
+    assert!(
+        !with_get.is_empty(),
+        "no entry uses GetResource, so this test checked nothing"
+    );
+}
