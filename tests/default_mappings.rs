@@ -174,13 +174,15 @@ fn entries() -> Vec<Entry> {
         .collect()
 }
 
-/// Runs `tidemark map` on a file of items, treating every item as `kind`.
-fn run_map(kind: &str, input: &Path) -> Output {
+/// Runs `tidemark map` on a file of items; each item's `Type` selects its mapping entries.
+/// One run covers every kind: loading the defaults compiles all their jq expressions, which
+/// is the slow part of a run.
+fn run_map(input: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .arg("map")
         .arg("--mapping")
         .arg(mapping_path())
-        .args(["--kind", kind, "--account", ACCOUNT, "--region", REGION])
+        .args(["--account", ACCOUNT, "--region", REGION])
         .arg("--input")
         .arg(input)
         .output()
@@ -188,13 +190,13 @@ fn run_map(kind: &str, input: &Path) -> Output {
 }
 
 /// The entities `tidemark map` printed, one JSON value per line.
-fn mapped_entities(kind: &str, input: &Path) -> Vec<Json> {
-    let out = run_map(kind, input);
+fn mapped_entities(input: &Path) -> Vec<Json> {
+    let out = run_map(input);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{kind}: tidemark map exited with {:?}\nstderr:\n{stderr}",
+        "tidemark map exited with {:?}\nstderr:\n{stderr}",
         out.status.code()
     );
     stdout
@@ -202,9 +204,68 @@ fn mapped_entities(kind: &str, input: &Path) -> Vec<Json> {
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("{kind}: output line is not JSON ({e}): {line}"))
+                .unwrap_or_else(|e| panic!("output line is not JSON ({e}): {line}"))
         })
         .collect()
+}
+
+/// Every kind's fixture items (with `Type` set to the kind, after `shape` has had its say) and
+/// its expected entities. `shape` returns `None` to leave an item out.
+fn fixtures(shape: impl Fn(&Json) -> Option<Json>) -> Vec<(&'static str, Vec<Json>, Vec<Json>)> {
+    REQUIRED_KINDS
+        .iter()
+        .map(|&kind| {
+            let dir = fixture_dir(kind);
+            let items = read_json(&dir.join("input.json"));
+            let expected = read_json(&dir.join("expected.json"));
+            let (Some(items), Some(expected)) = (items.as_array(), expected.as_array()) else {
+                panic!("{kind}: fixtures must be arrays");
+            };
+            assert_eq!(items.len(), expected.len(), "{kind}: one entity per item");
+            let mut kept_items = Vec::new();
+            let mut kept_expected = Vec::new();
+            for (item, entity) in items.iter().zip(expected) {
+                if let Some(mut item) = shape(item) {
+                    item["Type"] = json!(kind);
+                    kept_items.push(item);
+                    kept_expected.push(entity.clone());
+                }
+            }
+            (kind, kept_items, kept_expected)
+        })
+        .collect()
+}
+
+/// Maps all fixtures in one `tidemark map` run and compares each kind's entities with its
+/// expected ones (the engine keeps input order; each fixture item gives one entity).
+fn assert_fixtures_map_to_expected(fixtures: &[(&str, Vec<Json>, Vec<Json>)]) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let input = tmp.path().join("items.json");
+    let all: Vec<Json> = fixtures
+        .iter()
+        .flat_map(|(_, items, _)| items.clone())
+        .collect();
+    fs::write(&input, Json::Array(all).to_string()).expect("write the combined fixture");
+    let mut actual = mapped_entities(&input).into_iter();
+    let mut failures = Vec::new();
+    for (kind, items, expected) in fixtures {
+        let got: Vec<Json> = actual.by_ref().take(items.len()).collect();
+        if &got != expected {
+            failures.push(format!(
+                "{kind}:\nexpected {}\n  actual {}",
+                pretty(&Json::Array(expected.clone())),
+                pretty(&Json::Array(got))
+            ));
+        }
+    }
+    let extra: Vec<Json> = actual.collect();
+    if !extra.is_empty() {
+        failures.push(format!(
+            "unexpected extra entities: {}",
+            pretty(&Json::Array(extra))
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 fn pretty(v: &Json) -> String {
@@ -235,60 +296,22 @@ fn the_defaults_cover_every_kind_the_issue_lists_with_a_fixture() {
 
 #[test]
 fn every_kind_maps_to_its_golden_entities_through_tidemark_map() {
-    let mut failures = Vec::new();
-    for kind in REQUIRED_KINDS {
-        let dir = fixture_dir(kind);
-        let expected = read_json(&dir.join("expected.json"));
-        let actual = Json::Array(mapped_entities(kind, &dir.join("input.json")));
-        if actual != expected {
-            failures.push(format!(
-                "{kind}:\nexpected {}\n  actual {}",
-                pretty(&expected),
-                pretty(&actual)
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_fixtures_map_to_expected(&fixtures(|item| Some(item.clone())));
 }
 
 /// Cloud Control returns `Properties` as a JSON string; `map` must parse it and give the same
 /// entities as for the parsed fixture items.
 #[test]
 fn raw_cloud_control_descriptions_map_to_the_same_entities() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let mut failures = Vec::new();
-    for kind in REQUIRED_KINDS {
-        let dir = fixture_dir(kind);
-        let items = read_json(&dir.join("input.json"));
-        let expected = read_json(&dir.join("expected.json"));
-        let (Some(items), Some(expected)) = (items.as_array(), expected.as_array()) else {
-            panic!("{kind}: fixtures must be arrays");
-        };
-        // Items that carry their own account or region are not raw descriptions; skip them.
-        let mut raw = Vec::new();
-        let mut wanted = Vec::new();
-        for (item, entity) in items.iter().zip(expected) {
-            let obj = item.as_object().expect("fixture items are objects");
-            if obj.keys().any(|k| k.starts_with("__")) {
-                continue;
-            }
-            let properties = serde_json::to_string(&obj["Properties"]).expect("serialises");
-            raw.push(json!({"Identifier": obj["Identifier"], "Properties": properties}));
-            wanted.push(entity.clone());
+    assert_fixtures_map_to_expected(&fixtures(|item| {
+        let obj = item.as_object().expect("fixture items are objects");
+        // Items that carry their own account or region are not raw descriptions; leave them out.
+        if obj.keys().any(|k| k.starts_with("__")) {
+            return None;
         }
-        let file = tmp.path().join(format!("{}.json", kind.replace("::", "_")));
-        fs::write(&file, Json::Array(raw).to_string()).expect("write raw fixture");
-        let actual = Json::Array(mapped_entities(kind, &file));
-        let wanted = Json::Array(wanted);
-        if actual != wanted {
-            failures.push(format!(
-                "{kind}:\nexpected {}\n  actual {}",
-                pretty(&wanted),
-                pretty(&actual)
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+        let properties = serde_json::to_string(&obj["Properties"]).expect("serialises");
+        Some(json!({"Identifier": obj["Identifier"], "Properties": properties}))
+    }));
 }
 
 #[test]
@@ -543,27 +566,29 @@ fn no_default_mapping_reads_environment_variables_or_secret_values() {
 
 #[test]
 fn secret_values_planted_in_fixtures_never_reach_an_entity() {
-    for kind in [
-        "AWS::Lambda::Function",
-        "AWS::SecretsManager::Secret",
-        "AWS::CloudFront::Distribution",
-    ] {
-        let input = fixture_dir(kind).join("input.json");
-        let planted = fs::read_to_string(&input).expect("fixture is readable");
+    let fixtures = fixtures(|item| Some(item.clone()));
+    let planted = Json::Array(
+        fixtures
+            .iter()
+            .flat_map(|(_, items, _)| items.clone())
+            .collect(),
+    );
+    let planted_text = planted.to_string();
+    for canary in SECRET_CANARIES {
         assert!(
-            SECRET_CANARIES.iter().any(|c| planted.contains(c)),
-            "{kind}: the fixture lost its planted secret, so this test would prove nothing"
+            planted_text.contains(canary),
+            "the fixtures lost the planted {canary:?}, so this test would prove nothing"
         );
-        let out = run_map(kind, &input);
-        assert!(out.status.success(), "{kind}: tidemark map failed");
-        for stream in [&out.stdout, &out.stderr] {
-            let text = String::from_utf8_lossy(stream);
-            for canary in SECRET_CANARIES {
-                assert!(
-                    !text.contains(canary),
-                    "{kind}: {canary} reached the output"
-                );
-            }
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let input = tmp.path().join("items.json");
+    fs::write(&input, planted_text).expect("write the combined fixture");
+    let out = run_map(&input);
+    assert!(out.status.success(), "tidemark map failed");
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        for canary in SECRET_CANARIES {
+            assert!(!text.contains(canary), "{canary} reached the output");
         }
     }
 }

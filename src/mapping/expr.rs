@@ -334,10 +334,7 @@ mod tests {
     #[test]
     fn single_quoted_delimiters_become_double_quotes_as_in_ocean() {
         assert_eq!(rewrite_single_quotes("'awsS3Bucket'"), "\"awsS3Bucket\"");
-        assert_eq!(
-            rewrite_single_quotes(".a + '-' + .b"),
-            ".a + \"-\" + .b"
-        );
+        assert_eq!(rewrite_single_quotes(".a + '-' + .b"), ".a + \"-\" + .b");
         assert_eq!(rewrite_single_quotes("\"it's\""), "\"it's\"");
         assert_eq!(eval("'arn:' + .Identifier"), Eval::Value(json!("arn:b1")));
     }
@@ -388,6 +385,9 @@ mod tests {
         );
         assert_eq!(eval("empty"), Eval::Empty);
         assert_eq!(eval("error(\"boom\")"), Eval::Error("boom".into()));
-        assert_eq!(eval("keys_unsorted | first"), Eval::Value(json!("Identifier")));
+        assert_eq!(
+            eval("keys_unsorted | first"),
+            Eval::Value(json!("Identifier"))
+        );
     }
 }

@@ -140,7 +140,10 @@ impl Ctx<'_> {
             None => {
                 self.error(
                     node.pos,
-                    format!("{what} must be a list of strings, found {}", node.type_name()),
+                    format!(
+                        "{what} must be a list of strings, found {}",
+                        node.type_name()
+                    ),
                 );
                 Vec::new()
             }
@@ -237,7 +240,12 @@ const TOP_KEYS: &[&str] = &[
     "resources",
 ];
 const RESOURCE_KEYS: &[&str] = &["kind", "selector", "port"];
-const SELECTOR_KEYS: &[&str] = &["query", "regionPolicy", "useGetResourceAPI", "resourceModel"];
+const SELECTOR_KEYS: &[&str] = &[
+    "query",
+    "regionPolicy",
+    "useGetResourceAPI",
+    "resourceModel",
+];
 const REGION_POLICY_KEYS: &[&str] = &["allow", "deny"];
 const PORT_KEYS: &[&str] = &[
     "entity",
@@ -579,10 +587,7 @@ mod tests {
             deletion_path(". as $root | .spec.items[0] | map(.)").as_deref(),
             Some(".spec.items[0]")
         );
-        assert_eq!(
-            deletion_path("(.a.b // [])").as_deref(),
-            Some(".a.b")
-        );
+        assert_eq!(deletion_path("(.a.b // [])").as_deref(), Some(".a.b"));
         assert_eq!(deletion_path("[.a[]]"), None);
     }
 }

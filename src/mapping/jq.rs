@@ -190,7 +190,9 @@ pub(crate) fn write_jq_json(out: &mut String, val: &Val) {
                     out.push(',');
                 }
                 match k {
-                    Val::TStr(b) | Val::BStr(b) => write_jq_string(out, &String::from_utf8_lossy(b)),
+                    Val::TStr(b) | Val::BStr(b) => {
+                        write_jq_string(out, &String::from_utf8_lossy(b))
+                    }
                     other => {
                         let mut key = String::new();
                         write_jq_json(&mut key, other);
@@ -243,9 +245,17 @@ pub(crate) fn jq_double(f: f64) -> String {
     if f.is_nan() {
         return "null".to_string();
     }
-    let f = if f.is_infinite() { f64::MAX.copysign(f) } else { f };
+    let f = if f.is_infinite() {
+        f64::MAX.copysign(f)
+    } else {
+        f
+    };
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // `{:e}` gives the shortest round-trip digits: "d.ddde±x".
     let sci = format!("{:e}", f.abs());
@@ -257,7 +267,11 @@ pub(crate) fn jq_double(f: f64) -> String {
     let sign = if f < 0.0 { "-" } else { "" };
     if decpt <= -4 || decpt > ndigits + 15 {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{esign}{:02}", exp.abs())
     } else if decpt <= 0 {

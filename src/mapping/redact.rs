@@ -287,6 +287,10 @@ mod tests {
         .expect_err("invalid");
         let lines: Vec<usize> = errs.iter().map(|d| d.pos.line).collect();
         assert_eq!(lines, vec![4, 5, 6]);
-        assert!(errs[0].to_string().starts_with("tidemark.yaml:4:7: redact path"));
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("tidemark.yaml:4:7: redact path")
+        );
     }
 }
