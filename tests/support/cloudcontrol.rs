@@ -128,6 +128,7 @@ struct Data {
     calls: Vec<CcCall>,
     rejected_expired: usize,
     latency: Duration,
+    organizations_error: String,
 }
 
 struct CcState {
@@ -171,7 +172,14 @@ impl CloudControl {
 
     /// Adds a resource whose list and get answers are the same properties.
     pub fn add(&self, account: &str, region: &str, kind: &str, identifier: &str, properties: Json) {
-        self.add_raw(account, region, kind, identifier, &properties.to_string(), properties);
+        self.add_raw(
+            account,
+            region,
+            kind,
+            identifier,
+            &properties.to_string(),
+            properties,
+        );
     }
 
     /// Adds a resource with `ListResources` properties given verbatim (possibly invalid JSON) and
@@ -201,6 +209,11 @@ impl CloudControl {
 
     pub fn inject(&self, fault: Fault) {
         self.data().faults.push(fault);
+    }
+
+    /// The error code every Organizations call gets when pointed here.
+    pub fn refuse_organizations(&self, code: &str) {
+        self.data().organizations_error = code.to_string();
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -239,7 +252,13 @@ fn credential_scope(headers: &HeaderMap) -> Option<(String, String)> {
 
 impl CcState {
     /// The matching fault's answer, if any (consuming one use of a throttle).
-    fn fault(&self, account: &str, region: &str, kind: Option<&str>, regions_call: bool) -> Option<Response> {
+    fn fault(
+        &self,
+        account: &str,
+        region: &str,
+        kind: Option<&str>,
+        regions_call: bool,
+    ) -> Option<Response> {
         let mut data = self.data.lock().expect("lock");
         for fault in data.faults.iter_mut() {
             let matches = fault.account.as_deref().is_none_or(|a| a == account)
@@ -275,7 +294,10 @@ impl CcState {
     async fn caller(&self, headers: &HeaderMap) -> Result<(String, String), Response> {
         let latency = self.data.lock().expect("lock").latency;
         let Some((key, region)) = credential_scope(headers) else {
-            return Err(json_error("MissingAuthenticationTokenException", "no credentials"));
+            return Err(json_error(
+                "MissingAuthenticationTokenException",
+                "no credentials",
+            ));
         };
         let account = match self.keys.account(&key).await {
             Ok(account) => account,
@@ -293,7 +315,11 @@ impl CcState {
     }
 }
 
-async fn cloud_control(State(state): State<Arc<CcState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn cloud_control(
+    State(state): State<Arc<CcState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (account, region) = match state.caller(&headers).await {
         Ok(caller) => caller,
         Err(response) => return response,
@@ -306,8 +332,21 @@ async fn cloud_control(State(state): State<Arc<CcState>>, headers: HeaderMap, bo
     let Ok(input) = serde_json::from_slice::<Json>(&body) else {
         return json_error("SerializationException", "body is not JSON");
     };
+    if target.starts_with("AWSOrganizationsV20161128.") {
+        // Stands in for an Organizations that refuses this caller (moto never does).
+        let code = state.data.lock().expect("lock").organizations_error.clone();
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/x-amz-json-1.1")],
+            json!({"__type": code, "Message": "You don't have permissions to access this resource."}).to_string(),
+        )
+            .into_response();
+    }
     let kind = input["TypeName"].as_str().unwrap_or_default().to_string();
-    let operation = target.strip_prefix("CloudApiService.").unwrap_or(&target).to_string();
+    let operation = target
+        .strip_prefix("CloudApiService.")
+        .unwrap_or(&target)
+        .to_string();
     state.data.lock().expect("lock").calls.push(CcCall {
         operation: operation.clone(),
         account: account.clone(),
@@ -359,11 +398,18 @@ async fn cloud_control(State(state): State<Arc<CcState>>, headers: HeaderMap, bo
                 None => json_error("ResourceNotFoundException", &format!("{id} not found")),
             }
         }
-        other => json_error("UnknownOperationException", &format!("the stand-in does not serve {other}")),
+        other => json_error(
+            "UnknownOperationException",
+            &format!("the stand-in does not serve {other}"),
+        ),
     }
 }
 
-async fn list_regions(State(state): State<Arc<CcState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn list_regions(
+    State(state): State<Arc<CcState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (account, region) = match state.caller(&headers).await {
         Ok(caller) => caller,
         Err(response) => return response,

@@ -38,7 +38,10 @@ impl Moto {
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "moto_server did not start on {url}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {url}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Moto { url, _child: child }

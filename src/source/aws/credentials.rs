@@ -22,9 +22,13 @@ const REFRESH_MARGIN_SHARE: f64 = 0.2;
 /// How a role is entered.
 #[derive(Clone)]
 pub(crate) enum AssumeMethod {
-    AssumeRole { external_id: Option<Secret> },
+    AssumeRole {
+        external_id: Option<Secret>,
+    },
     /// The token file is re-read on every call: EKS rotates it under a running pod.
-    WebIdentity { token_file: PathBuf },
+    WebIdentity {
+        token_file: PathBuf,
+    },
 }
 
 impl fmt::Debug for AssumeMethod {
@@ -174,12 +178,13 @@ impl RoleCredentials {
             }
             AssumeMethod::WebIdentity { token_file } => {
                 tracing::debug!(role_arn = %self.role_arn, session = %self.session_name, token_file = %token_file.display(), "sts:AssumeRoleWithWebIdentity");
-                let token = tokio::fs::read_to_string(token_file)
-                    .await
-                    .map_err(|e| AssumeFailure {
-                        code: "WebIdentityTokenUnreadable".into(),
-                        message: format!("cannot read {}: {e}", token_file.display()),
-                    })?;
+                let token =
+                    tokio::fs::read_to_string(token_file)
+                        .await
+                        .map_err(|e| AssumeFailure {
+                            code: "WebIdentityTokenUnreadable".into(),
+                            message: format!("cannot read {}: {e}", token_file.display()),
+                        })?;
                 self.sts
                     .assume_role_with_web_identity()
                     .role_arn(&self.role_arn)

@@ -50,13 +50,12 @@ pub(crate) fn parse_role_arn(arn: &str) -> Option<RoleArn<'_>> {
         parts.next()?,
     );
     let is_account_id = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    (prefix == "arn" && service == "iam" && is_account_id && resource.starts_with("role/")).then_some(
-        RoleArn {
+    (prefix == "arn" && service == "iam" && is_account_id && resource.starts_with("role/"))
+        .then_some(RoleArn {
             partition,
             account,
             resource,
-        },
-    )
+        })
 }
 
 /// The member role in Organizations mode: same partition, path and name, the member's account.
@@ -140,6 +139,14 @@ pub(crate) async fn list_organization(
             if next_token.is_none() {
                 break;
             }
+        }
+        // The management account is always a member, so an empty answer is not an organization:
+        // it is what some stand-ins give a caller that AWS would deny. Proving every account gone
+        // from it would be exactly the mistake this tool exists to avoid.
+        if accounts.is_empty() {
+            return Err(OrgsFailure::Failed(
+                "ListAccounts returned no account, not even the management account".into(),
+            ));
         }
     } else {
         // Breadth-first over the OU tree; `visited` guards against listing a child OU twice when

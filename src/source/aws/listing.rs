@@ -228,10 +228,9 @@ impl AccountLister {
                         .set_resource_model(resource_model.clone())
                         .set_next_token(next_token.clone())
                         .customize()
-                        .config_override(
-                            aws_sdk_cloudcontrol::config::Builder::default()
-                                .region(aws_sdk_cloudcontrol::config::Region::new(region.to_string())),
-                        )
+                        .config_override(aws_sdk_cloudcontrol::config::Builder::default().region(
+                            aws_sdk_cloudcontrol::config::Region::new(region.to_string()),
+                        ))
                         .send()
                 })
                 .await?;

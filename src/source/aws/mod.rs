@@ -84,7 +84,9 @@ pub enum AwsError {
         "memberAuth: webIdentity needs a web identity token: set AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN"
     )]
     NoWebIdentityToken,
-    #[error("source.accounts: {value:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)")]
+    #[error(
+        "source.accounts: {value:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
+    )]
     BadRoleArn { value: String },
     #[error("the listing task stopped unexpectedly: {0}")]
     Internal(String),
@@ -213,22 +215,24 @@ impl AwsSource {
         }
         let endpoints = base.endpoints.clone();
         let unsigned_sts = sts_client(&base.sdk_config, &endpoints, None);
-        let base_credentials = match &base.web_identity {
-            Some(web) => SharedCredentialsProvider::new(SharedRole(Arc::new(RoleCredentials::new(
-                unsigned_sts,
-                web.role_arn.clone(),
-                "tidemark".to_string(),
-                AssumeMethod::WebIdentity {
-                    token_file: web.token_file.clone(),
-                },
-            )))),
-            None => base
-                .sdk_config
-                .credentials_provider()
-                .ok_or_else(|| AwsError::NoCredentials {
-                    message: "no credentials provider is configured".into(),
+        let base_credentials =
+            match &base.web_identity {
+                Some(web) => {
+                    SharedCredentialsProvider::new(SharedRole(Arc::new(RoleCredentials::new(
+                        unsigned_sts,
+                        web.role_arn.clone(),
+                        "tidemark".to_string(),
+                        AssumeMethod::WebIdentity {
+                            token_file: web.token_file.clone(),
+                        },
+                    ))))
+                }
+                None => base.sdk_config.credentials_provider().ok_or_else(|| {
+                    AwsError::NoCredentials {
+                        message: "no credentials provider is configured".into(),
+                    }
                 })?,
-        };
+            };
         base_credentials
             .provide_credentials()
             .await
@@ -344,8 +348,8 @@ impl Inner {
             // Retries are ours: each attempt must take a token from the bucket, and the error
             // classes that fail a scope are SPEC's, not the SDK's.
             .retry_config(aws_sdk_cloudcontrol::config::retry::RetryConfig::disabled());
-        let mut acct = aws_sdk_account::config::Builder::from(&self.sdk)
-            .credentials_provider(credentials);
+        let mut acct =
+            aws_sdk_account::config::Builder::from(&self.sdk).credentials_provider(credentials);
         if role.is_some() {
             // The role caches and refreshes its own credentials with SPEC's margin; a second
             // cache in front of it would hand out credentials it already decided to renew.
@@ -660,7 +664,10 @@ async fn enabled_regions(client: &aws_sdk_account::Client) -> Result<Vec<String>
             .send()
             .await
             .map_err(|e| match e.code() {
-                Some(code) => format!("account:ListRegions: {code}: {}", e.message().unwrap_or_default()),
+                Some(code) => format!(
+                    "account:ListRegions: {code}: {}",
+                    e.message().unwrap_or_default()
+                ),
                 None => format!("account:ListRegions: {}", DisplayErrorContext(&e)),
             })?;
         regions.extend(
@@ -746,7 +753,11 @@ mod tests {
             .collect();
         let kinds = vec![
             spec("AWS::S3::Bucket", &[], &["eu-west-1"]),
-            spec("AWS::EC2::Instance", &["us-west-2", "eu-west-1"], &["eu-west-1"]),
+            spec(
+                "AWS::EC2::Instance",
+                &["us-west-2", "eu-west-1"],
+                &["eu-west-1"],
+            ),
             spec("AWS::IAM::Role", &[], &[]),
         ];
         let scopes: Vec<(String, String)> = scopes_for(&regions, &kinds)

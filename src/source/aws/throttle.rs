@@ -93,7 +93,10 @@ mod tests {
             let ceiling = BACKOFF_BASE
                 .saturating_mul(1u32 << attempt.min(16))
                 .min(BACKOFF_CAP);
-            assert!(d <= ceiling && d >= ceiling.mul_f64(0.1), "{attempt}: {d:?}");
+            assert!(
+                d <= ceiling && d >= ceiling.mul_f64(0.1),
+                "{attempt}: {d:?}"
+            );
         }
     }
 
