@@ -119,10 +119,14 @@ pub struct CcCall {
     pub resource_model: Option<String>,
 }
 
+/// (account, region, kind)
+type ScopeKey = (String, String, String);
+/// (identifier, `ListResources` properties as sent, full model for `GetResource`)
+type Stored = (String, String, Json);
+
 #[derive(Default)]
 struct Data {
-    /// (account, region, kind) → [(identifier, list properties, full properties)]
-    resources: HashMap<(String, String, String), Vec<(String, String, Json)>>,
+    resources: HashMap<ScopeKey, Vec<Stored>>,
     regions: HashMap<String, Vec<String>>,
     faults: Vec<Fault>,
     calls: Vec<CcCall>,

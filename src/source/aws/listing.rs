@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn invalid_properties_fail_with_the_item_named() {
-        let err = parse_properties("my-bucket", Some("{not json")).unwrap_err();
+        let err = parse_properties("my-bucket", Some("{not json")).expect_err("invalid JSON");
         assert_eq!(err.code, "InvalidProperties");
         assert!(err.message.contains("my-bucket"), "{}", err.message);
     }
