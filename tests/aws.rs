@@ -912,3 +912,52 @@ async fn a_sync_that_outlives_its_credentials_still_completes() {
         "refreshed before expiry, never after"
     );
 }
+
+/// The listing benchmark (bench/aws/run.sh, figures in BENCHMARKS-aws.md): 20 accounts × 3 regions
+/// × 5 kinds × 3 pages, every stand-in call 50 ms. Prints wall times; asserts only completeness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by bench/aws/run.sh"]
+async fn bench_listing_twenty_accounts() {
+    const LATENCY: Duration = Duration::from_millis(50);
+    let regions = ["eu-west-1", "us-east-1", "us-west-2"];
+    let kinds = ["AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::Lambda::Function", "AWS::EC2::Instance", "AWS::ECS::Cluster"];
+    let accounts: Vec<String> = (0..20).map(|i| format!("{:012}", 200_000_000_000u64 + i)).collect();
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    for a in &accounts {
+        for r in regions {
+            for k in kinds {
+                for i in 0..9 {
+                    cc.add(a, r, k, &format!("{k}-{i}"), json!({"Index": i}));
+                }
+            }
+        }
+    }
+    sts.set_latency(LATENCY);
+    cc.set_latency(LATENCY);
+    let req = request(kinds.iter().map(|k| kind(k)).collect(), list_of(&regions));
+    for rps in [1000.0, 10.0] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let mut cfg = config();
+            cfg.account_role_arns = Some(accounts.iter().map(|a| role(a)).collect());
+            cfg.concurrency_accounts = 5;
+            cfg.requests_per_second = rps;
+            // A new source each time, so that every run assumes every role again.
+            let source = standin_source(&sts, &cc, cfg).await;
+            let start = std::time::Instant::now();
+            let (report, items) = run(&source, &req).await;
+            times.push(start.elapsed());
+            assert_eq!(items.len(), 20 * 3 * 5 * 9);
+            assert!(report.listings.iter().all(|l| l.error.is_none()));
+        }
+        times.sort();
+        println!(
+            "BENCH requestsPerSecond={rps}: min {:.3} s, median {:.3} s, max {:.3} s over {} runs",
+            times[0].as_secs_f64(),
+            times[times.len() / 2].as_secs_f64(),
+            times[times.len() - 1].as_secs_f64(),
+            times.len()
+        );
+    }
+}

@@ -59,6 +59,7 @@ struct StsState {
     denied_roles: Mutex<HashSet<String>>,
     required_external_id: Mutex<Option<String>>,
     lifetime: Mutex<Option<Duration>>,
+    latency: Mutex<Duration>,
     keys: Arc<KeyRegistry>,
     counter: AtomicU64,
 }
@@ -121,6 +122,11 @@ impl StsStandIn {
         *self.state.lifetime.lock().expect("lock") = Some(lifetime);
     }
 
+    /// Delays every answer, as a distant STS would.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.state.latency.lock().expect("lock") = latency;
+    }
+
     pub fn calls(&self) -> Vec<StsCall> {
         self.state.calls.lock().expect("lock").clone()
     }
@@ -177,6 +183,10 @@ fn xml_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn handle(State(state): State<Arc<StsState>>, body: Bytes) -> Response {
+    let latency = *state.latency.lock().expect("lock");
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let form = parse_form(&body);
     let action = form.get("Action").cloned().unwrap_or_default();
     let call = StsCall {
