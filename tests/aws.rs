@@ -913,6 +913,65 @@ async fn a_sync_that_outlives_its_credentials_still_completes() {
     );
 }
 
+#[tokio::test]
+async fn an_unassumable_organizations_role_fails_discovery_with_advice() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    sts.deny_role(&role("999999999999"));
+    let mut cfg = config();
+    cfg.account_role_arn = Some(role("999999999999"));
+    let source = standin_source(&sts, &cc, cfg).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"])),
+    )
+    .await;
+    assert_eq!(report.discovery.status, DiscoveryStatus::Failed);
+    assert!(
+        report
+            .discovery
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("trust policy")
+    );
+    let management = account(&report.accounts, "999999999999");
+    assert!(!management.assumed);
+    assert!(
+        management
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("AccessDenied")
+    );
+    assert!(items.is_empty() && report.listings.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_region_is_a_clear_error() {
+    let sdk = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                BASE_KEY,
+                "base-secret",
+                None,
+                None,
+                "test",
+            )),
+        )
+        .build();
+    let base = BaseAws {
+        sdk_config: sdk,
+        web_identity: None,
+        endpoints: ServiceEndpoints::default(),
+    };
+    let err = AwsSource::with_base(config(), base)
+        .await
+        .expect_err("no region");
+    assert!(err.to_string().contains("AWS_REGION"), "{err}");
+}
+
 /// The listing benchmark (bench/aws/run.sh, figures in BENCHMARKS-aws.md): 20 accounts × 3 regions
 /// × 5 kinds × 3 pages, every stand-in call 50 ms. Prints wall times; asserts only completeness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -920,8 +979,16 @@ async fn a_sync_that_outlives_its_credentials_still_completes() {
 async fn bench_listing_twenty_accounts() {
     const LATENCY: Duration = Duration::from_millis(50);
     let regions = ["eu-west-1", "us-east-1", "us-west-2"];
-    let kinds = ["AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::Lambda::Function", "AWS::EC2::Instance", "AWS::ECS::Cluster"];
-    let accounts: Vec<String> = (0..20).map(|i| format!("{:012}", 200_000_000_000u64 + i)).collect();
+    let kinds = [
+        "AWS::SQS::Queue",
+        "AWS::SNS::Topic",
+        "AWS::Lambda::Function",
+        "AWS::EC2::Instance",
+        "AWS::ECS::Cluster",
+    ];
+    let accounts: Vec<String> = (0..20)
+        .map(|i| format!("{:012}", 200_000_000_000u64 + i))
+        .collect();
     let sts = StsStandIn::start().await;
     let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
     for a in &accounts {

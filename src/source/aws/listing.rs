@@ -300,7 +300,7 @@ impl AccountLister {
                 let region = region.to_string();
                 let kind = kind.to_string();
                 running.spawn(async move {
-                    let described = this
+                    let described = match this
                         .call(&bucket, || {
                             this.client
                                 .get_resource()
@@ -314,12 +314,20 @@ impl AccountLister {
                                 )
                                 .send()
                         })
-                        .await?;
+                        .await
+                    {
+                        Ok(described) => described,
+                        // Deleted between the list and the get: it is gone, which is no failure.
+                        Err(f) if f.code == "ResourceNotFoundException" => {
+                            return Ok::<_, ScopeFailure>((index, None));
+                        }
+                        Err(f) => return Err(f),
+                    };
                     let properties = match described.resource_description() {
                         Some(d) => parse_properties(&item.identifier, d.properties())?,
                         None => item.properties.clone(),
                     };
-                    Ok::<_, ScopeFailure>((index, RawItem { properties, ..item }))
+                    Ok((index, Some(RawItem { properties, ..item })))
                 });
             }
             let Some(joined) = running.join_next().await else {
@@ -328,7 +336,7 @@ impl AccountLister {
             let (index, item) = joined.map_err(|e| {
                 ScopeFailure::new("Internal", format!("GetResource task failed: {e}"))
             })??;
-            full[index] = Some(item);
+            full[index] = item;
         }
         Ok(full.into_iter().flatten().collect())
     }
