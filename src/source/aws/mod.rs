@@ -1,8 +1,39 @@
 //! The AWS source: base credentials, account discovery, member role assumption, regions and
-//! Cloud Control listing. CONFIG TYPES ONLY for now; the source is being written.
+//! Cloud Control listing, streamed page by page into the mapping.
+//!
+//! One run: discover accounts (every run: accounts come and go) → for at most
+//! `concurrency.accounts` accounts at once: assume its role → its regions → every (region, kind)
+//! listing, paced by a token bucket per (account, region). Nothing that goes wrong for one account
+//! or listing stops the run; it is reported in [`SourceReport`] so that the reconciler withholds
+//! the deletes it cannot prove.
 
+mod credentials;
+mod discovery;
+mod listing;
+mod throttle;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::model::{KindSpec, RawItem, is_global_kind};
 use crate::secret::Secret;
-use crate::source::Regions;
+use crate::source::{
+    AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing, Regions, Source,
+    SourceError, SourceReport,
+};
+
+pub use credentials::AssumeFailure;
+use credentials::{AssumeMethod, RoleCredentials, SharedRole, session_name};
+use discovery::{OrgsFailure, Target, parse_role_arn};
+use listing::{AccountLister, Remembered};
 
 /// How member accounts are entered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,4 +61,733 @@ pub struct AwsConfig {
     pub concurrency_accounts: usize,
     /// Token bucket rate per (account, region).
     pub requests_per_second: f64,
+}
+
+/// Pages in flight between the listings and the mapping: enough to keep every listing busy while
+/// the mapping catches up, small enough that memory stays bounded however many accounts there are.
+const PAGES_IN_FLIGHT: usize = 64;
+/// (region, kind) listings of one account in flight at once; the token bucket paces their requests.
+const SCOPES_IN_FLIGHT_PER_ACCOUNT: usize = 32;
+
+/// Failures that stop a run before any account is reached (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error(
+        "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION), or `region` in the AWS profile"
+    )]
+    NoRegion,
+    #[error(
+        "no usable AWS credentials: {message} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN)"
+    )]
+    NoCredentials { message: String },
+    #[error(
+        "memberAuth: webIdentity needs a web identity token: set AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN"
+    )]
+    NoWebIdentityToken,
+    #[error(
+        "source.accounts: {value:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
+    )]
+    BadRoleArn { value: String },
+    #[error("the listing task stopped unexpectedly: {0}")]
+    Internal(String),
+}
+
+impl From<AwsError> for SourceError {
+    fn from(err: AwsError) -> SourceError {
+        SourceError::Aws(err.to_string())
+    }
+}
+
+/// Per-service endpoint overrides, beside what `AWS_ENDPOINT_URL(_<SERVICE>)` already gives the
+/// SDK config. Tests use them to put each service on its own local stand-in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    pub sts: Option<String>,
+    pub organizations: Option<String>,
+    pub cloudcontrol: Option<String>,
+    pub account: Option<String>,
+}
+
+/// Base credentials that are a web identity (IRSA): the token file and the role it enters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebIdentityBase {
+    pub token_file: PathBuf,
+    pub role_arn: String,
+}
+
+/// Where the AWS source starts from: an SDK config (region, base credentials, endpoints),
+/// and whether the base identity is a web identity.
+#[derive(Clone, Debug)]
+pub struct BaseAws {
+    pub sdk_config: SdkConfig,
+    /// When set, the base credentials come from `AssumeRoleWithWebIdentity` with this token file
+    /// (called through tidemark's own STS client, so endpoint overrides apply), replacing those of
+    /// `sdk_config`, and `memberAuth: auto` means web identity.
+    pub web_identity: Option<WebIdentityBase>,
+    pub endpoints: ServiceEndpoints,
+}
+
+impl BaseAws {
+    /// The SDK's default chain and region, with web identity detected from the environment
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, unless static keys come first in the chain).
+    pub async fn from_env() -> BaseAws {
+        let sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let web_identity = match (
+            var("AWS_WEB_IDENTITY_TOKEN_FILE"),
+            var("AWS_ROLE_ARN"),
+            var("AWS_ACCESS_KEY_ID"),
+        ) {
+            (Some(token_file), Some(role_arn), None) => Some(WebIdentityBase {
+                token_file: PathBuf::from(token_file),
+                role_arn,
+            }),
+            _ => None,
+        };
+        BaseAws {
+            sdk_config,
+            web_identity,
+            endpoints: ServiceEndpoints::default(),
+        }
+    }
+}
+
+/// Lists Cloud Control resources across the configured accounts.
+#[derive(Clone)]
+pub struct AwsSource {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AwsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // AwsConfig's Debug already masks the ExternalId; credentials are never reachable from here.
+        f.debug_struct("AwsSource")
+            .field("config", &self.inner.config)
+            .field("member_auth", &self.inner.member_method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One account's clients, built on first use and kept for later runs (watch mode).
+struct AccountClients {
+    role: Option<Arc<RoleCredentials>>,
+    cloudcontrol: aws_sdk_cloudcontrol::Client,
+    account: aws_sdk_account::Client,
+}
+
+struct Inner {
+    config: AwsConfig,
+    sdk: SdkConfig,
+    endpoints: ServiceEndpoints,
+    /// Signs `AssumeRole` with the base credentials; `AssumeRoleWithWebIdentity` is unsigned.
+    sts: aws_sdk_sts::Client,
+    base_credentials: SharedCredentialsProvider,
+    member_method: AssumeMethod,
+    /// Keyed by role ARN (`""`: the base account), so credentials outlive one run.
+    accounts: Mutex<HashMap<String, Arc<AccountClients>>>,
+}
+
+/// Everything one account yields besides its items.
+struct AccountOutcome {
+    report: AccountReport,
+    listings: Vec<Listing>,
+}
+
+impl AwsSource {
+    /// The source with base credentials from the SDK's default chain and the usual region sources.
+    pub async fn new(config: AwsConfig) -> Result<AwsSource, SourceError> {
+        AwsSource::with_base(config, BaseAws::from_env().await).await
+    }
+
+    /// The source from an explicit starting point (tests, or embedding with a custom SDK config).
+    pub async fn with_base(config: AwsConfig, base: BaseAws) -> Result<AwsSource, SourceError> {
+        if base.sdk_config.region().is_none() {
+            return Err(AwsError::NoRegion.into());
+        }
+        for arn in config
+            .account_role_arn
+            .iter()
+            .chain(config.account_role_arns.iter().flatten())
+        {
+            if parse_role_arn(arn).is_none() {
+                return Err(AwsError::BadRoleArn { value: arn.clone() }.into());
+            }
+        }
+        let endpoints = base.endpoints.clone();
+        let unsigned_sts = sts_client(&base.sdk_config, &endpoints, None);
+        let base_credentials =
+            match &base.web_identity {
+                Some(web) => {
+                    SharedCredentialsProvider::new(SharedRole(Arc::new(RoleCredentials::new(
+                        unsigned_sts,
+                        web.role_arn.clone(),
+                        "tidemark".to_string(),
+                        AssumeMethod::WebIdentity {
+                            token_file: web.token_file.clone(),
+                        },
+                    ))))
+                }
+                None => base.sdk_config.credentials_provider().ok_or_else(|| {
+                    AwsError::NoCredentials {
+                        message: "no credentials provider is configured".into(),
+                    }
+                })?,
+            };
+        base_credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| AwsError::NoCredentials {
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        let member_method = match (config.member_auth, &base.web_identity) {
+            (MemberAuth::WebIdentity | MemberAuth::Auto, Some(web)) => AssumeMethod::WebIdentity {
+                token_file: web.token_file.clone(),
+            },
+            (MemberAuth::WebIdentity, None) => return Err(AwsError::NoWebIdentityToken.into()),
+            (MemberAuth::AssumeRole | MemberAuth::Auto, _) => AssumeMethod::AssumeRole {
+                external_id: config.external_id.clone(),
+            },
+        };
+        let sts = sts_client(&base.sdk_config, &endpoints, Some(base_credentials.clone()));
+        Ok(AwsSource {
+            inner: Arc::new(Inner {
+                config,
+                sdk: base.sdk_config,
+                endpoints,
+                sts,
+                base_credentials,
+                member_method,
+                accounts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// What `tidemark accounts` shows: discovery, then per account whether its role could be
+    /// assumed (with the advice to try) and its regions. Lists no resources.
+    pub async fn accounts(&self) -> Result<(Discovery, Vec<AccountReport>), SourceError> {
+        let (discovery, targets) = self.inner.discover().await;
+        let regions = self.inner.config.regions.clone();
+        let outcomes = self
+            .inner
+            .clone()
+            .for_each_account(targets, move |inner, target| {
+                let regions = regions.clone();
+                async move { inner.enter_account(&target, &regions).await.0 }
+            })
+            .await?;
+        Ok((discovery, outcomes))
+    }
+}
+
+fn sts_client(
+    sdk: &SdkConfig,
+    endpoints: &ServiceEndpoints,
+    credentials: Option<SharedCredentialsProvider>,
+) -> aws_sdk_sts::Client {
+    let mut builder = aws_sdk_sts::config::Builder::from(sdk);
+    if let Some(url) = &endpoints.sts {
+        builder = builder.endpoint_url(url);
+    }
+    if let Some(credentials) = credentials {
+        builder = builder.credentials_provider(credentials);
+    }
+    aws_sdk_sts::Client::from_conf(builder.build())
+}
+
+/// The fix to try for a role that cannot be assumed, from Port's troubleshooting guide.
+fn assume_advice(role_arn: &str, method: &AssumeMethod, failure: &AssumeFailure) -> String {
+    let how = match method {
+        AssumeMethod::AssumeRole { external_id } => format!(
+            "check that the role ARN is right and the role exists; that its trust policy allows the base identity to call sts:AssumeRole; {}; and that the base identity has the sts:AssumeRole permission on this role",
+            if external_id.is_some() {
+                "that the configured externalId matches the trust policy's sts:ExternalId condition"
+            } else {
+                "that the trust policy does not require an sts:ExternalId (none is configured)"
+            }
+        ),
+        AssumeMethod::WebIdentity { .. } => "check that the role ARN is right and the role exists; that the account has an OIDC provider for the cluster's issuer and the role's trust policy allows it (sts:AssumeRoleWithWebIdentity, with the service account's sub and aud); and that the base identity has the sts:AssumeRoleWithWebIdentity permission".to_string(),
+    };
+    format!("cannot assume {role_arn}: {failure}. To fix: {how}")
+}
+
+impl Inner {
+    fn role(&self, role_arn: &str, account: &str) -> Arc<RoleCredentials> {
+        Arc::new(RoleCredentials::new(
+            self.sts.clone(),
+            role_arn.to_string(),
+            session_name(account),
+            self.member_method.clone(),
+        ))
+    }
+
+    /// The clients of the account entered with `role_arn` (`None`: base credentials), built once.
+    fn clients(&self, role_arn: Option<&str>, account: &str) -> Arc<AccountClients> {
+        let key = role_arn.unwrap_or_default().to_string();
+        if let Ok(cache) = self.accounts.lock()
+            && let Some(clients) = cache.get(&key)
+        {
+            return Arc::clone(clients);
+        }
+        let role = role_arn.map(|arn| self.role(arn, account));
+        let clients = Arc::new(self.build_clients(role));
+        if let Ok(mut cache) = self.accounts.lock() {
+            // Another task may have raced us here; keep the first so that all share one cache.
+            return Arc::clone(cache.entry(key).or_insert(clients));
+        }
+        clients
+    }
+
+    fn build_clients(&self, role: Option<Arc<RoleCredentials>>) -> AccountClients {
+        use aws_sdk_cloudcontrol::config::IdentityCache;
+        let credentials = match &role {
+            Some(role) => SharedCredentialsProvider::new(SharedRole(Arc::clone(role))),
+            None => self.base_credentials.clone(),
+        };
+        let mut cc = aws_sdk_cloudcontrol::config::Builder::from(&self.sdk)
+            .credentials_provider(credentials.clone())
+            // Retries are ours: each attempt must take a token from the bucket, and the error
+            // classes that fail a scope are SPEC's, not the SDK's.
+            .retry_config(aws_sdk_cloudcontrol::config::retry::RetryConfig::disabled());
+        let mut acct =
+            aws_sdk_account::config::Builder::from(&self.sdk).credentials_provider(credentials);
+        if role.is_some() {
+            // The role caches and refreshes its own credentials with SPEC's margin; a second
+            // cache in front of it would hand out credentials it already decided to renew.
+            cc = cc.identity_cache(IdentityCache::no_cache());
+            acct = acct.identity_cache(aws_sdk_account::config::IdentityCache::no_cache());
+        }
+        if let Some(url) = &self.endpoints.cloudcontrol {
+            cc = cc.endpoint_url(url);
+        }
+        if let Some(url) = &self.endpoints.account {
+            acct = acct.endpoint_url(url);
+        }
+        AccountClients {
+            role,
+            cloudcontrol: aws_sdk_cloudcontrol::Client::from_conf(cc.build()),
+            account: aws_sdk_account::Client::from_conf(acct.build()),
+        }
+    }
+
+    /// The base credentials' own account.
+    async fn base_account(&self) -> Result<String, String> {
+        let me = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
+                None => DisplayErrorContext(&e).to_string(),
+            })?;
+        me.account()
+            .map(str::to_string)
+            .ok_or_else(|| "sts:GetCallerIdentity returned no account".to_string())
+    }
+
+    /// The accounts to sync this run and how discovery went.
+    async fn discover(&self) -> (Discovery, Vec<Target>) {
+        let exclude = &self.config.exclude;
+        let (discovery, targets) = self.discover_unfiltered().await;
+        let targets = targets
+            .into_iter()
+            .filter(|t| !exclude.contains(&t.id))
+            .collect();
+        (discovery, targets)
+    }
+
+    async fn discover_unfiltered(&self) -> (Discovery, Vec<Target>) {
+        if let Some(arns) = &self.config.account_role_arns {
+            let mut targets: Vec<Target> = Vec::new();
+            for arn in arns {
+                let id = parse_role_arn(arn)
+                    .map(|r| r.account.to_string())
+                    .unwrap_or_else(|| arn.clone());
+                if !targets.iter().any(|t| t.id == id) {
+                    targets.push(Target::bare(id, Some(arn.clone())));
+                }
+            }
+            return (Discovery::ok(), targets);
+        }
+        let Some(org_arn) = &self.config.account_role_arn else {
+            return match self.base_account().await {
+                Ok(id) => (Discovery::ok(), vec![Target::bare(id, None)]),
+                Err(e) => (
+                    failed_discovery(format!("cannot identify the base account: {e}")),
+                    Vec::new(),
+                ),
+            };
+        };
+        let Some(org_role) = parse_role_arn(org_arn) else {
+            return (
+                failed_discovery(format!("{org_arn:?} is not an IAM role ARN")),
+                Vec::new(),
+            );
+        };
+        let management = org_role.account.to_string();
+        let clients = self.clients(Some(org_arn), &management);
+        let Some(role) = &clients.role else {
+            return (failed_discovery("internal: no role".into()), Vec::new());
+        };
+        if let Err(failure) = role.credentials().await {
+            // The management account stays in the list, so that its report carries the advice.
+            let error = assume_advice(org_arn, &self.member_method, &failure);
+            tracing::warn!(role_arn = %org_arn, "account discovery failed: {error}");
+            return (
+                failed_discovery(error),
+                vec![Target::bare(management, Some(org_arn.clone()))],
+            );
+        }
+        let orgs = {
+            let mut b = aws_sdk_organizations::config::Builder::from(&self.sdk)
+                .credentials_provider(SharedCredentialsProvider::new(SharedRole(Arc::clone(role))))
+                .identity_cache(aws_sdk_organizations::config::IdentityCache::no_cache());
+            if let Some(url) = &self.endpoints.organizations {
+                b = b.endpoint_url(url);
+            }
+            aws_sdk_organizations::Client::from_conf(b.build())
+        };
+        match discovery::list_organization(&orgs, &org_role, &self.config.organizational_units)
+            .await
+        {
+            Ok(targets) => (Discovery::ok(), targets),
+            Err(OrgsFailure::Fallback(error)) => {
+                tracing::warn!(
+                    "AWS Organizations answered {error}; falling back to the base account alone (no account counts as gone this run)"
+                );
+                let discovery = Discovery {
+                    status: DiscoveryStatus::Fallback,
+                    error: Some(format!(
+                        "Organizations: {error}; synced the base account only. Check that {org_arn} is in the management or a delegated administrator account and that Organizations is enabled"
+                    )),
+                };
+                match self.base_account().await {
+                    Ok(id) => (discovery, vec![Target::bare(id, None)]),
+                    Err(e) => (
+                        failed_discovery(format!(
+                            "Organizations: {error}; and the base account cannot be identified: {e}"
+                        )),
+                        Vec::new(),
+                    ),
+                }
+            }
+            Err(OrgsFailure::Failed(error)) => {
+                tracing::warn!("account discovery failed: {error}");
+                (
+                    failed_discovery(format!("Organizations: {error}")),
+                    Vec::new(),
+                )
+            }
+        }
+    }
+
+    /// Runs `work` for each target, at most `concurrency.accounts` at once, in target order.
+    async fn for_each_account<T, F, Fut>(
+        self: Arc<Self>,
+        targets: Vec<Target>,
+        work: F,
+    ) -> Result<Vec<T>, SourceError>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Inner>, Target) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency_accounts.max(1)));
+        let mut running = JoinSet::new();
+        for (index, target) in targets.into_iter().enumerate() {
+            let permits = Arc::clone(&permits);
+            let job = work(Arc::clone(&self), target);
+            running.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                (index, job.await)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = running.join_next().await {
+            results.push(joined.map_err(|e| AwsError::Internal(e.to_string()))?);
+        }
+        results.sort_by_key(|(index, _)| *index);
+        Ok(results.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Assumes the account's role and looks up its regions. Returns the report and, when the
+    /// account is usable, its lister and regions.
+    async fn enter_account(
+        &self,
+        target: &Target,
+        regions: &Regions,
+    ) -> (AccountReport, Option<(Arc<AccountClients>, Vec<String>)>) {
+        let mut report = AccountReport {
+            id: target.id.clone(),
+            name: target.name.clone(),
+            email: target.email.clone(),
+            status: target.status.clone(),
+            arn: target.arn.clone(),
+            role_arn: target.role_arn.clone(),
+            ..AccountReport::default()
+        };
+        let clients = self.clients(target.role_arn.as_deref(), &target.id);
+        if let (Some(role), Some(role_arn)) = (&clients.role, &target.role_arn)
+            && let Err(failure) = role.credentials().await
+        {
+            let error = assume_advice(role_arn, &self.member_method, &failure);
+            tracing::warn!(account = %target.id, "account unassumable: {error}");
+            report.error = Some(error);
+            return (report, None);
+        }
+        report.assumed = true;
+        let regions = match regions {
+            Regions::List(list) => Ok(list.clone()),
+            Regions::Enabled => enabled_regions(&clients.account).await,
+        };
+        match regions {
+            Ok(regions) => {
+                report.regions = regions.clone();
+                (report, Some((clients, regions)))
+            }
+            Err(error) => {
+                tracing::warn!(account = %target.id, "cannot list the account's regions: {error}");
+                report.regions_error = Some(error);
+                (report, None)
+            }
+        }
+    }
+
+    /// One account: enter it, then list every (region, kind) it needs.
+    async fn sync_account(
+        self: Arc<Self>,
+        target: Target,
+        request: Arc<ListRequest>,
+        remembered: Arc<Remembered>,
+        out: mpsc::Sender<Vec<RawItem>>,
+    ) -> AccountOutcome {
+        let (report, usable) = self.enter_account(&target, &request.regions).await;
+        let Some((clients, regions)) = usable else {
+            return AccountOutcome {
+                report,
+                listings: Vec::new(),
+            };
+        };
+        let lister = Arc::new(AccountLister {
+            account: target.id.clone(),
+            // Explicit list and single-account modes know no name: the id stands in (SPEC).
+            account_name: Some(target.name.clone().unwrap_or_else(|| target.id.clone())),
+            client: clients.cloudcontrol.clone(),
+            role: clients.role.clone(),
+            requests_per_second: self.config.requests_per_second,
+            buckets: Mutex::new(HashMap::new()),
+        });
+        let scopes = scopes_for(&regions, &request.kinds);
+        let permits = Arc::new(Semaphore::new(SCOPES_IN_FLIGHT_PER_ACCOUNT));
+        let mut running = JoinSet::new();
+        for (region, spec) in scopes {
+            let lister = Arc::clone(&lister);
+            let remembered = Arc::clone(&remembered);
+            let out = out.clone();
+            let permits = Arc::clone(&permits);
+            running.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = lister.list_scope(&region, &spec, &remembered, &out).await;
+                Listing {
+                    account: lister.account.clone(),
+                    region,
+                    kind: spec.kind.clone(),
+                    error: result.err().map(|f| f.to_string()),
+                }
+            });
+        }
+        let mut listings = Vec::new();
+        while let Some(joined) = running.join_next().await {
+            match joined {
+                Ok(listing) => listings.push(listing),
+                Err(e) => tracing::error!(account = %target.id, "a listing task failed: {e}"),
+            }
+        }
+        for failed in listings.iter().filter(|l| l.error.is_some()) {
+            tracing::warn!(account = %failed.account, region = %failed.region, kind = %failed.kind, error = failed.error.as_deref().unwrap_or_default(), "listing failed");
+        }
+        AccountOutcome { report, listings }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        request: ListRequest,
+        out: mpsc::Sender<Vec<RawItem>>,
+    ) -> Result<SourceReport, SourceError> {
+        let (discovery, targets) = self.discover().await;
+        tracing::info!(accounts = targets.len(), status = ?discovery.status, "discovered accounts");
+        let request = Arc::new(request);
+        let remembered = Arc::new(Remembered::default());
+        let outcomes = Arc::clone(&self)
+            .for_each_account(targets, move |inner, target| {
+                inner.sync_account(
+                    target,
+                    Arc::clone(&request),
+                    Arc::clone(&remembered),
+                    out.clone(),
+                )
+            })
+            .await?;
+        let mut accounts = Vec::new();
+        let mut listings = Vec::new();
+        for outcome in outcomes {
+            accounts.push(outcome.report);
+            listings.extend(outcome.listings);
+        }
+        listings.sort();
+        Ok(SourceReport {
+            discovery,
+            accounts,
+            listings,
+        })
+    }
+}
+
+fn failed_discovery(error: String) -> Discovery {
+    Discovery {
+        status: DiscoveryStatus::Failed,
+        error: Some(error),
+    }
+}
+
+/// The account's enabled regions, every page (Ocean read only the first).
+async fn enabled_regions(client: &aws_sdk_account::Client) -> Result<Vec<String>, String> {
+    use aws_sdk_account::types::RegionOptStatus;
+    let mut regions = Vec::new();
+    let mut next_token = None;
+    loop {
+        let page = client
+            .list_regions()
+            .region_opt_status_contains(RegionOptStatus::Enabled)
+            .region_opt_status_contains(RegionOptStatus::EnabledByDefault)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                Some(code) => format!(
+                    "account:ListRegions: {code}: {}",
+                    e.message().unwrap_or_default()
+                ),
+                None => format!("account:ListRegions: {}", DisplayErrorContext(&e)),
+            })?;
+        regions.extend(
+            page.regions()
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r.region_opt_status(),
+                        None | Some(RegionOptStatus::Enabled | RegionOptStatus::EnabledByDefault)
+                    )
+                })
+                .filter_map(|r| r.region_name().map(str::to_string)),
+        );
+        next_token = page.next_token().map(str::to_string);
+        if next_token.is_none() {
+            break;
+        }
+    }
+    regions.sort();
+    regions.dedup();
+    Ok(regions)
+}
+
+/// The (region, kind) listings an account needs: each kind in the regions its policy admits;
+/// global kinds once, from the first such region in sorted order.
+fn scopes_for(regions: &[String], kinds: &[KindSpec]) -> Vec<(String, KindSpec)> {
+    let mut sorted: Vec<&String> = regions.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut scopes = Vec::new();
+    for spec in kinds {
+        let admitted = sorted
+            .iter()
+            .filter(|r| spec.region_policy.admits(r))
+            .map(|r| r.to_string());
+        if is_global_kind(&spec.kind) {
+            scopes.extend(admitted.take(1).map(|r| (r, spec.clone())));
+        } else {
+            scopes.extend(admitted.map(|r| (r, spec.clone())));
+        }
+    }
+    scopes
+}
+
+impl Source for AwsSource {
+    async fn list(
+        &self,
+        request: &ListRequest,
+        sink: &mut dyn ItemSink,
+    ) -> Result<SourceReport, SourceError> {
+        let (tx, mut rx) = mpsc::channel(PAGES_IN_FLIGHT);
+        let run = tokio::spawn(Arc::clone(&self.inner).run(request.clone(), tx));
+        while let Some(items) = rx.recv().await {
+            sink.items(items);
+        }
+        run.await
+            .map_err(|e| SourceError::from(AwsError::Internal(e.to_string())))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RegionPolicy;
+
+    fn spec(kind: &str, allow: &[&str], deny: &[&str]) -> KindSpec {
+        KindSpec {
+            kind: kind.into(),
+            region_policy: RegionPolicy {
+                allow: allow.iter().map(|s| s.to_string()).collect(),
+                deny: deny.iter().map(|s| s.to_string()).collect(),
+            },
+            use_get_resource_api: false,
+            resource_model: None,
+        }
+    }
+
+    #[test]
+    fn global_kinds_are_listed_once_from_the_first_admitted_region() {
+        let regions: Vec<String> = ["us-west-2", "eu-west-1", "us-east-1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let kinds = vec![
+            spec("AWS::S3::Bucket", &[], &["eu-west-1"]),
+            spec(
+                "AWS::EC2::Instance",
+                &["us-west-2", "eu-west-1"],
+                &["eu-west-1"],
+            ),
+            spec("AWS::IAM::Role", &[], &[]),
+        ];
+        let scopes: Vec<(String, String)> = scopes_for(&regions, &kinds)
+            .into_iter()
+            .map(|(r, s)| (r, s.kind))
+            .collect();
+        assert_eq!(
+            scopes,
+            vec![
+                ("us-east-1".to_string(), "AWS::S3::Bucket".to_string()),
+                ("us-west-2".to_string(), "AWS::EC2::Instance".to_string()),
+                ("eu-west-1".to_string(), "AWS::IAM::Role".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_advice_never_contains_the_external_id() {
+        let method = AssumeMethod::AssumeRole {
+            external_id: Some(Secret::new("very-secret-external-id")),
+        };
+        let failure = AssumeFailure {
+            code: "AccessDenied".into(),
+            message: "not authorized".into(),
+        };
+        let advice = assume_advice("arn:aws:iam::222222222222:role/R", &method, &failure);
+        assert!(!advice.contains("very-secret"));
+        assert!(advice.contains("AccessDenied: not authorized"));
+        assert!(advice.contains("trust policy"));
+        assert!(advice.contains("externalId"));
+        assert!(advice.contains("sts:AssumeRole permission"));
+    }
 }

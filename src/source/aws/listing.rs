@@ -1,0 +1,391 @@
+//! Cloud Control listing of one (account, region, kind): every page of `ListResources`, optional
+//! `GetResource` per item, retries for throttling and transient failures, and the error classes
+//! that fail a scope.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_cloudcontrol::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use serde_json::Value as Json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::credentials::RoleCredentials;
+use super::throttle::{MAX_ATTEMPTS, TokenBucket, backoff};
+use crate::model::{KindSpec, RawItem};
+
+/// A listing that keeps returning `NextToken` past this many pages is broken, not large: Cloud
+/// Control pages hold ~25 items, so this is ~250,000 resources of one type in one region.
+pub(crate) const MAX_PAGES: usize = 10_000;
+/// `GetResource` calls in flight per scope; the token bucket still paces them.
+const GET_RESOURCE_FAN_OUT: usize = 8;
+
+/// Cloud Control error codes that no retry will fix.
+const PERMANENT: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnsupportedActionException",
+    "TypeNotFoundException",
+    "InvalidRequestException",
+    "ResourceNotFoundException",
+    "UnauthorizedOperation",
+];
+/// Permanent for a type in a region, whatever the account: remembered for the run.
+const PERMANENT_FOR_TYPE: &[&str] = &["UnsupportedActionException", "TypeNotFoundException"];
+const THROTTLING: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServiceUnavailableException",
+    "ServiceInternalErrorException",
+    "InternalFailure",
+];
+const EXPIRED: &[&str] = &["ExpiredTokenException", "ExpiredToken", "RequestExpired"];
+
+/// Why a scope failed, as it goes into the plan's `scopes`: `Code: message`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub(crate) struct ScopeFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl ScopeFailure {
+    fn new(code: impl Into<String>, message: impl Into<String>) -> ScopeFailure {
+        ScopeFailure {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Types that Cloud Control said it cannot list in a region, so no account asks again this run.
+#[derive(Debug, Default)]
+pub(crate) struct Remembered(Mutex<HashMap<(String, String), ScopeFailure>>);
+
+impl Remembered {
+    pub(crate) fn get(&self, region: &str, kind: &str) -> Option<ScopeFailure> {
+        let map = self.0.lock().ok()?;
+        map.get(&(region.to_string(), kind.to_string())).cloned()
+    }
+
+    fn remember(&self, region: &str, kind: &str, failure: &ScopeFailure) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert((region.to_string(), kind.to_string()), failure.clone());
+        }
+    }
+}
+
+/// One account's Cloud Control client and pacing, shared by all its scopes.
+pub(crate) struct AccountLister {
+    pub account: String,
+    pub account_name: Option<String>,
+    pub client: aws_sdk_cloudcontrol::Client,
+    /// Present for assumed roles, so that credentials a service calls expired are renewed.
+    pub role: Option<Arc<RoleCredentials>>,
+    pub requests_per_second: f64,
+    pub buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
+}
+
+enum Attempt {
+    Retry(ScopeFailure),
+    Expired(ScopeFailure),
+    Fail(ScopeFailure),
+}
+
+fn classify<E>(err: &SdkError<E>) -> Attempt
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match err.code() {
+        Some(code) => {
+            let failure = ScopeFailure::new(code, err.message().unwrap_or_default());
+            if EXPIRED.contains(&code) {
+                Attempt::Expired(failure)
+            } else if THROTTLING.contains(&code) || matches!(status, Some(429 | 500..=599)) {
+                Attempt::Retry(failure)
+            } else if PERMANENT.contains(&code) {
+                Attempt::Fail(failure)
+            } else {
+                // An unknown 4xx code is most likely a request we got wrong: retrying won't help.
+                Attempt::Fail(failure)
+            }
+        }
+        None => {
+            let message = DisplayErrorContext(err).to_string();
+            match err {
+                SdkError::ConstructionFailure(_) => {
+                    Attempt::Fail(ScopeFailure::new("RequestFailed", message))
+                }
+                // Timeouts, refused connections and unparseable (often HTML 5xx) answers are
+                // transient until proven otherwise.
+                _ => Attempt::Retry(ScopeFailure::new(
+                    match status {
+                        Some(s) => format!("HTTP{s}"),
+                        None => "NetworkError".to_string(),
+                    },
+                    message,
+                )),
+            }
+        }
+    }
+}
+
+impl AccountLister {
+    fn bucket(&self, region: &str) -> Arc<TokenBucket> {
+        match self.buckets.lock() {
+            Ok(mut buckets) => buckets
+                .entry(region.to_string())
+                .or_insert_with(|| Arc::new(TokenBucket::new(self.requests_per_second)))
+                .clone(),
+            Err(_) => Arc::new(TokenBucket::new(self.requests_per_second)),
+        }
+    }
+
+    /// Runs one Cloud Control call with pacing and retries.
+    async fn call<T, E, F, Fut>(&self, bucket: &TokenBucket, mut send: F) -> Result<T, ScopeFailure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let mut attempt = 0;
+        loop {
+            bucket.acquire().await;
+            let err = match send().await {
+                Ok(out) => return Ok(out),
+                Err(err) => err,
+            };
+            attempt += 1;
+            let failure = match classify(&err) {
+                Attempt::Fail(f) => return Err(f),
+                Attempt::Retry(f) => f,
+                Attempt::Expired(f) => {
+                    if let Some(role) = &self.role {
+                        role.invalidate();
+                    }
+                    f
+                }
+            };
+            if attempt >= MAX_ATTEMPTS {
+                return Err(ScopeFailure::new(
+                    failure.code,
+                    format!(
+                        "{} (gave up after {MAX_ATTEMPTS} attempts)",
+                        failure.message
+                    ),
+                ));
+            }
+            let wait = backoff(attempt - 1);
+            tracing::debug!(account = %self.account, code = %failure.code, ?wait, attempt, "retrying Cloud Control call");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Lists one scope, sending each page's items to `out` as it arrives. Items sent before a
+    /// failure stay sent (creates and updates may go ahead); the failure marks the scope incomplete.
+    pub(crate) async fn list_scope(
+        self: &Arc<Self>,
+        region: &str,
+        spec: &KindSpec,
+        remembered: &Remembered,
+        out: &mpsc::Sender<Vec<RawItem>>,
+    ) -> Result<(), ScopeFailure> {
+        if let Some(failure) = remembered.get(region, &spec.kind) {
+            return Err(failure);
+        }
+        let result = self.list_pages(region, spec, out).await;
+        if let Err(failure) = &result
+            && PERMANENT_FOR_TYPE.contains(&failure.code.as_str())
+        {
+            remembered.remember(region, &spec.kind, failure);
+        }
+        result
+    }
+
+    async fn list_pages(
+        self: &Arc<Self>,
+        region: &str,
+        spec: &KindSpec,
+        out: &mpsc::Sender<Vec<RawItem>>,
+    ) -> Result<(), ScopeFailure> {
+        let bucket = self.bucket(region);
+        let resource_model = spec.resource_model.as_ref().map(|m| match m {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let mut next_token: Option<String> = None;
+        let mut seen_tokens = HashSet::new();
+        for _page in 0..MAX_PAGES {
+            let page = self
+                .call(&bucket, || {
+                    self.client
+                        .list_resources()
+                        .type_name(&spec.kind)
+                        .set_resource_model(resource_model.clone())
+                        .set_next_token(next_token.clone())
+                        .customize()
+                        .config_override(aws_sdk_cloudcontrol::config::Builder::default().region(
+                            aws_sdk_cloudcontrol::config::Region::new(region.to_string()),
+                        ))
+                        .send()
+                })
+                .await?;
+            let mut items = Vec::with_capacity(page.resource_descriptions().len());
+            for description in page.resource_descriptions() {
+                let identifier = description.identifier().unwrap_or_default().to_string();
+                let properties = parse_properties(&identifier, description.properties())?;
+                items.push(self.item(region, &spec.kind, identifier, properties));
+            }
+            if spec.use_get_resource_api && !items.is_empty() {
+                items = self.get_each(region, &spec.kind, &bucket, items).await?;
+            }
+            if !items.is_empty() && out.send(items).await.is_err() {
+                return Err(ScopeFailure::new(
+                    "Cancelled",
+                    "the run stopped before this listing finished",
+                ));
+            }
+            match page.next_token() {
+                None | Some("") => return Ok(()),
+                Some(token) => {
+                    if !seen_tokens.insert(token.to_string()) {
+                        return Err(ScopeFailure::new(
+                            "PaginationLoop",
+                            "Cloud Control returned a NextToken it had returned before",
+                        ));
+                    }
+                    next_token = Some(token.to_string());
+                }
+            }
+        }
+        Err(ScopeFailure::new(
+            "PaginationLimit",
+            format!("still returning NextToken after {MAX_PAGES} pages"),
+        ))
+    }
+
+    fn item(&self, region: &str, kind: &str, identifier: String, properties: Json) -> RawItem {
+        RawItem {
+            account: self.account.clone(),
+            account_name: self.account_name.clone(),
+            region: region.to_string(),
+            kind: kind.to_string(),
+            identifier,
+            properties,
+        }
+    }
+
+    /// Replaces each item's properties with the full model from `GetResource`, a few at a time.
+    async fn get_each(
+        self: &Arc<Self>,
+        region: &str,
+        kind: &str,
+        bucket: &Arc<TokenBucket>,
+        items: Vec<RawItem>,
+    ) -> Result<Vec<RawItem>, ScopeFailure> {
+        let mut full: Vec<Option<RawItem>> = vec![None; items.len()];
+        let mut pending = items.into_iter().enumerate();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < GET_RESOURCE_FAN_OUT {
+                let Some((index, item)) = pending.next() else {
+                    break;
+                };
+                let this = Arc::clone(self);
+                let bucket = Arc::clone(bucket);
+                let region = region.to_string();
+                let kind = kind.to_string();
+                running.spawn(async move {
+                    let described = match this
+                        .call(&bucket, || {
+                            this.client
+                                .get_resource()
+                                .type_name(&kind)
+                                .identifier(&item.identifier)
+                                .customize()
+                                .config_override(
+                                    aws_sdk_cloudcontrol::config::Builder::default().region(
+                                        aws_sdk_cloudcontrol::config::Region::new(region.clone()),
+                                    ),
+                                )
+                                .send()
+                        })
+                        .await
+                    {
+                        Ok(described) => described,
+                        // Deleted between the list and the get: it is gone, which is no failure.
+                        Err(f) if f.code == "ResourceNotFoundException" => {
+                            return Ok::<_, ScopeFailure>((index, None));
+                        }
+                        Err(f) => return Err(f),
+                    };
+                    let properties = match described.resource_description() {
+                        Some(d) => parse_properties(&item.identifier, d.properties())?,
+                        None => item.properties.clone(),
+                    };
+                    Ok((index, Some(RawItem { properties, ..item })))
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (index, item) = joined.map_err(|e| {
+                ScopeFailure::new("Internal", format!("GetResource task failed: {e}"))
+            })??;
+            full[index] = item;
+        }
+        Ok(full.into_iter().flatten().collect())
+    }
+}
+
+/// Cloud Control returns `Properties` as a JSON string; anything else fails the scope with the
+/// item named, because a half-read item could map to wrong values.
+pub(crate) fn parse_properties(
+    identifier: &str,
+    properties: Option<&str>,
+) -> Result<Json, ScopeFailure> {
+    match properties {
+        None | Some("") => Ok(Json::Object(Default::default())),
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            ScopeFailure::new(
+                "InvalidProperties",
+                format!("item {identifier:?}: Properties is not valid JSON ({e})"),
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn properties_are_parsed_from_their_json_string() {
+        assert_eq!(
+            parse_properties("b", Some(r#"{"BucketName":"b","Tags":[]}"#)),
+            Ok(json!({"BucketName": "b", "Tags": []}))
+        );
+        assert_eq!(parse_properties("b", None), Ok(json!({})));
+    }
+
+    #[test]
+    fn invalid_properties_fail_with_the_item_named() {
+        let err = parse_properties("my-bucket", Some("{not json")).expect_err("invalid JSON");
+        assert_eq!(err.code, "InvalidProperties");
+        assert!(err.message.contains("my-bucket"), "{}", err.message);
+    }
+
+    #[test]
+    fn type_failures_are_remembered_per_region_and_kind() {
+        let remembered = Remembered::default();
+        let f = ScopeFailure::new("TypeNotFoundException", "no such type");
+        remembered.remember("us-east-1", "AWS::X::Y", &f);
+        assert_eq!(remembered.get("us-east-1", "AWS::X::Y"), Some(f));
+        assert_eq!(remembered.get("eu-west-1", "AWS::X::Y"), None);
+    }
+}

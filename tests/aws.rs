@@ -1,0 +1,1030 @@
+//! The AWS source through the real SDK clients: moto server for STS and Organizations, our STS
+//! stand-in where enforcement or recording is needed, and our Cloud Control stand-in.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use serde_json::json;
+use tidemark::model::{KindSpec, RawItem, RegionPolicy};
+use tidemark::secret::Secret;
+use tidemark::source::aws::{
+    AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints, WebIdentityBase,
+};
+use tidemark::source::{
+    AccountReport, DiscoveryStatus, ListRequest, Listing, Regions, Source, SourceReport,
+};
+
+use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
+use support::moto::Moto;
+use support::sts::StsStandIn;
+
+/// moto's default account: static keys it does not know belong here.
+const MOTO_ACCOUNT: &str = "123456789012";
+const BASE_KEY: &str = "AKIATIDEMARKTEST0001";
+
+async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            BASE_KEY,
+            "base-secret",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await
+}
+
+fn config() -> AwsConfig {
+    AwsConfig {
+        account_role_arn: None,
+        account_role_arns: None,
+        external_id: None,
+        member_auth: MemberAuth::Auto,
+        organizational_units: Vec::new(),
+        exclude: Vec::new(),
+        regions: Regions::Enabled,
+        concurrency_accounts: 5,
+        requests_per_second: 1000.0,
+    }
+}
+
+fn kind(name: &str) -> KindSpec {
+    KindSpec {
+        kind: name.into(),
+        region_policy: RegionPolicy::default(),
+        use_get_resource_api: false,
+        resource_model: None,
+    }
+}
+
+fn request(kinds: Vec<KindSpec>, regions: Regions) -> ListRequest {
+    ListRequest { kinds, regions }
+}
+
+fn list_of(regions: &[&str]) -> Regions {
+    Regions::List(regions.iter().map(|r| r.to_string()).collect())
+}
+
+async fn run(source: &AwsSource, request: &ListRequest) -> (SourceReport, Vec<RawItem>) {
+    let mut items = Vec::new();
+    let mut sink = |page: Vec<RawItem>| items.extend(page);
+    let report = source
+        .list(request, &mut sink)
+        .await
+        .expect("the run completes");
+    (report, items)
+}
+
+/// A source on moto (STS, Organizations) and the Cloud Control stand-in.
+async fn moto_source(moto: &Moto, cc: &CloudControl, config: AwsConfig) -> AwsSource {
+    let base = BaseAws {
+        sdk_config: sdk_config(&moto.url).await,
+        web_identity: None,
+        endpoints: ServiceEndpoints {
+            cloudcontrol: Some(cc.url.clone()),
+            account: Some(cc.url.clone()),
+            ..ServiceEndpoints::default()
+        },
+    };
+    AwsSource::with_base(config, base).await.expect("source")
+}
+
+/// A source on our STS stand-in and the Cloud Control stand-in.
+async fn standin_source(sts: &StsStandIn, cc: &CloudControl, config: AwsConfig) -> AwsSource {
+    sts.register_base_key(BASE_KEY);
+    let base = BaseAws {
+        sdk_config: sdk_config(&sts.url).await,
+        web_identity: None,
+        endpoints: ServiceEndpoints {
+            cloudcontrol: Some(cc.url.clone()),
+            account: Some(cc.url.clone()),
+            ..ServiceEndpoints::default()
+        },
+    };
+    AwsSource::with_base(config, base).await.expect("source")
+}
+
+fn role(account: &str) -> String {
+    format!("arn:aws:iam::{account}:role/PortOceanReadRole")
+}
+
+fn ok_listings(report: &SourceReport) -> Vec<(String, String, String)> {
+    report
+        .listings
+        .iter()
+        .filter(|l| l.error.is_none())
+        .map(|l| (l.account.clone(), l.region.clone(), l.kind.clone()))
+        .collect()
+}
+
+fn account<'a>(report: &'a [AccountReport], id: &str) -> &'a AccountReport {
+    report
+        .iter()
+        .find(|a| a.id == id)
+        .unwrap_or_else(|| panic!("account {id} not reported in {report:?}"))
+}
+
+fn orgs_client(sdk: &SdkConfig) -> aws_sdk_organizations::Client {
+    aws_sdk_organizations::Client::new(sdk)
+}
+
+async fn create_account(orgs: &aws_sdk_organizations::Client, name: &str) -> String {
+    let created = orgs
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await
+        .expect("create account");
+    created
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("account id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn single_account_mode_lists_the_base_account_in_its_enabled_regions() {
+    let moto = Moto::start().await;
+    let cc = CloudControl::start(Keys::moto(&moto.url)).await;
+    cc.set_regions(MOTO_ACCOUNT, &["us-west-2", "us-east-1", "eu-west-1"]);
+    for i in 0..7 {
+        cc.add(
+            MOTO_ACCOUNT,
+            "eu-west-1",
+            "AWS::S3::Bucket",
+            &format!("bucket-{i}"),
+            json!({"BucketName": format!("bucket-{i}")}),
+        );
+    }
+    cc.add(
+        MOTO_ACCOUNT,
+        "us-east-1",
+        "AWS::EC2::Instance",
+        "i-1",
+        json!({"InstanceId": "i-1"}),
+    );
+    cc.add(
+        MOTO_ACCOUNT,
+        "us-west-2",
+        "AWS::EC2::Instance",
+        "i-2",
+        json!({"InstanceId": "i-2"}),
+    );
+    let source = moto_source(&moto, &cc, config()).await;
+    let mut ec2 = kind("AWS::EC2::Instance");
+    ec2.region_policy.deny = vec!["us-west-2".into()];
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::S3::Bucket"), ec2], Regions::Enabled),
+    )
+    .await;
+
+    assert_eq!(report.discovery.status, DiscoveryStatus::Ok);
+    assert_eq!(report.accounts.len(), 1);
+    let me = &report.accounts[0];
+    assert_eq!(me.id, MOTO_ACCOUNT);
+    assert!(me.assumed && me.error.is_none() && me.role_arn.is_none());
+    assert_eq!(me.regions, vec!["eu-west-1", "us-east-1", "us-west-2"]);
+    // The bucket listing happens once, from the first region; EC2 is denied in us-west-2.
+    assert_eq!(
+        ok_listings(&report),
+        vec![
+            (
+                MOTO_ACCOUNT.into(),
+                "eu-west-1".into(),
+                "AWS::EC2::Instance".into()
+            ),
+            (
+                MOTO_ACCOUNT.into(),
+                "eu-west-1".into(),
+                "AWS::S3::Bucket".into()
+            ),
+            (
+                MOTO_ACCOUNT.into(),
+                "us-east-1".into(),
+                "AWS::EC2::Instance".into()
+            ),
+        ]
+    );
+    assert_eq!(report.listings.len(), 3);
+    let buckets: BTreeSet<&str> = items
+        .iter()
+        .filter(|i| i.kind == "AWS::S3::Bucket")
+        .map(|i| i.identifier.as_str())
+        .collect();
+    assert_eq!(buckets.len(), 7, "every page of buckets arrived");
+    let instance = items
+        .iter()
+        .find(|i| i.identifier == "i-1")
+        .expect("i-1 listed");
+    assert_eq!(instance.properties, json!({"InstanceId": "i-1"}));
+    assert_eq!(instance.account_name.as_deref(), Some(MOTO_ACCOUNT));
+    assert!(!items.iter().any(|i| i.identifier == "i-2"));
+}
+
+#[tokio::test]
+async fn organizations_mode_pages_through_every_active_account_except_excluded_ones() {
+    let moto = Moto::start().await;
+    let sdk = sdk_config(&moto.url).await;
+    let orgs = orgs_client(&sdk);
+    orgs.create_organization()
+        .send()
+        .await
+        .expect("organization");
+    // More than one ListAccounts page (moto pages at 100).
+    let mut members = Vec::new();
+    for i in 0..102 {
+        members.push(create_account(&orgs, &format!("member{i}")).await);
+    }
+    let suspended = members[0].clone();
+    orgs.close_account()
+        .account_id(&suspended)
+        .send()
+        .await
+        .expect("close");
+    let excluded = members[1].clone();
+    let cc = CloudControl::start(Keys::moto(&moto.url)).await;
+    for m in &members {
+        cc.add(
+            m,
+            "us-east-1",
+            "AWS::SNS::Topic",
+            &format!("topic-of-{m}"),
+            json!({"Owner": m}),
+        );
+    }
+    let mut cfg = config();
+    cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
+    cfg.exclude = vec![excluded.clone()];
+    let source = moto_source(&moto, &cc, cfg).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SNS::Topic")], list_of(&["us-east-1"])),
+    )
+    .await;
+
+    assert_eq!(
+        report.discovery.status,
+        DiscoveryStatus::Ok,
+        "{:?}",
+        report.discovery
+    );
+    let ids: BTreeSet<&str> = report.accounts.iter().map(|a| a.id.as_str()).collect();
+    let mut expected: BTreeSet<&str> = members[2..].iter().map(String::as_str).collect();
+    expected.insert(MOTO_ACCOUNT);
+    assert_eq!(
+        ids, expected,
+        "ACTIVE accounts, the management account included, minus excluded"
+    );
+    for a in &report.accounts {
+        assert!(a.assumed, "{a:?}");
+        assert_eq!(a.role_arn.as_deref(), Some(role(&a.id).as_str()));
+        assert_eq!(a.status.as_deref(), Some("ACTIVE"));
+    }
+    let named = account(&report.accounts, &members[5]);
+    assert_eq!(named.name.as_deref(), Some("member5"));
+    assert_eq!(named.email.as_deref(), Some("member5@example.com"));
+    // Each member's items were listed with that member's own credentials.
+    assert_eq!(items.len(), 100);
+    for item in &items {
+        assert_eq!(item.identifier, format!("topic-of-{}", item.account));
+        assert_eq!(
+            item.account_name.as_deref(),
+            Some(
+                format!(
+                    "member{}",
+                    members
+                        .iter()
+                        .position(|m| *m == item.account)
+                        .unwrap_or(999)
+                )
+                .as_str()
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn organizational_units_are_walked_with_their_children_only() {
+    let moto = Moto::start().await;
+    let sdk = sdk_config(&moto.url).await;
+    let orgs = orgs_client(&sdk);
+    orgs.create_organization()
+        .send()
+        .await
+        .expect("organization");
+    let root = orgs.list_roots().send().await.expect("roots").roots()[0]
+        .id()
+        .expect("root id")
+        .to_string();
+    let ou = |parent: String, name: &'static str| {
+        let orgs = orgs.clone();
+        async move {
+            orgs.create_organizational_unit()
+                .parent_id(parent)
+                .name(name)
+                .send()
+                .await
+                .expect("OU")
+                .organizational_unit()
+                .and_then(|o| o.id())
+                .expect("OU id")
+                .to_string()
+        }
+    };
+    let prod = ou(root.clone(), "prod").await;
+    let prod_eu = ou(prod.clone(), "prod-eu").await;
+    let other = ou(root.clone(), "other").await;
+    let move_to = |account: String, from: String, to: String| {
+        let orgs = orgs.clone();
+        async move {
+            orgs.move_account()
+                .account_id(account)
+                .source_parent_id(from)
+                .destination_parent_id(to)
+                .send()
+                .await
+                .expect("move");
+        }
+    };
+    let a1 = create_account(&orgs, "prod-app").await;
+    move_to(a1.clone(), root.clone(), prod.clone()).await;
+    let suspended = create_account(&orgs, "prod-old").await;
+    move_to(suspended.clone(), root.clone(), prod.clone()).await;
+    orgs.close_account()
+        .account_id(&suspended)
+        .send()
+        .await
+        .expect("close");
+    // More than one ListAccountsForParent page (moto pages at 20).
+    let mut eu = Vec::new();
+    for i in 0..22 {
+        let id = create_account(&orgs, &format!("prod-eu-{i}")).await;
+        move_to(id.clone(), root.clone(), prod_eu.clone()).await;
+        eu.push(id);
+    }
+    let excluded = eu[3].clone();
+    let elsewhere = create_account(&orgs, "other-app").await;
+    move_to(elsewhere.clone(), root.clone(), other.clone()).await;
+
+    let cc = CloudControl::start(Keys::moto(&moto.url)).await;
+    let mut cfg = config();
+    cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
+    cfg.organizational_units = vec![prod.clone()];
+    cfg.exclude = vec![excluded.clone()];
+    let source = moto_source(&moto, &cc, cfg).await;
+    let (discovery, accounts) = source.accounts().await.expect("accounts");
+
+    assert_eq!(discovery.status, DiscoveryStatus::Ok);
+    let ids: BTreeSet<String> = accounts.iter().map(|a| a.id.clone()).collect();
+    let mut expected: BTreeSet<String> = eu.iter().filter(|id| **id != excluded).cloned().collect();
+    expected.insert(a1.clone());
+    assert_eq!(ids, expected);
+    assert!(!ids.contains(&elsewhere) && !ids.contains(MOTO_ACCOUNT) && !ids.contains(&suspended));
+    // `accounts` looks the regions up without listing anything.
+    assert!(
+        accounts
+            .iter()
+            .all(|a| a.assumed && a.regions == vec!["us-east-1"])
+    );
+    assert!(cc.calls().iter().all(|c| c.operation != "ListResources"));
+}
+
+#[tokio::test]
+async fn organizations_denied_falls_back_to_the_base_account_and_says_so() {
+    let moto = Moto::start().await;
+    let cc = CloudControl::start(Keys::moto(&moto.url)).await;
+    cc.refuse_organizations("AccessDeniedException");
+    cc.add(
+        MOTO_ACCOUNT,
+        "us-east-1",
+        "AWS::SQS::Queue",
+        "q1",
+        json!({}),
+    );
+    let mut cfg = config();
+    cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
+    let base = BaseAws {
+        sdk_config: sdk_config(&moto.url).await,
+        web_identity: None,
+        endpoints: ServiceEndpoints {
+            organizations: Some(cc.url.clone()),
+            cloudcontrol: Some(cc.url.clone()),
+            account: Some(cc.url.clone()),
+            ..ServiceEndpoints::default()
+        },
+    };
+    let source = AwsSource::with_base(cfg, base).await.expect("source");
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"])),
+    )
+    .await;
+
+    assert_eq!(report.discovery.status, DiscoveryStatus::Fallback);
+    assert!(!report.discovery.is_complete());
+    let error = report
+        .discovery
+        .error
+        .clone()
+        .expect("the fallback is explained");
+    assert!(error.contains("AccessDeniedException"), "{error}");
+    assert_eq!(report.accounts.len(), 1);
+    assert_eq!(report.accounts[0].id, MOTO_ACCOUNT);
+    assert!(
+        report.accounts[0].role_arn.is_none(),
+        "the base credentials are used"
+    );
+    assert_eq!(items.len(), 1);
+}
+
+#[tokio::test]
+async fn an_empty_organization_answer_is_a_failed_discovery_not_proof_of_absence() {
+    // moto answers ListAccounts with nothing when there is no organization, where AWS would refuse.
+    let moto = Moto::start().await;
+    let cc = CloudControl::start(Keys::moto(&moto.url)).await;
+    let mut cfg = config();
+    cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
+    let source = moto_source(&moto, &cc, cfg).await;
+    let (discovery, accounts) = source.accounts().await.expect("accounts");
+    assert_eq!(discovery.status, DiscoveryStatus::Failed);
+    assert!(discovery.error.unwrap_or_default().contains("no account"));
+    assert!(accounts.is_empty());
+}
+
+#[tokio::test]
+async fn explicit_list_sends_the_external_id_and_reports_a_denied_account_with_advice() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    sts.require_external_id("ext-4f2a9c");
+    sts.deny_role(&role("444444444444"));
+    cc.add(
+        "222222222222",
+        "us-east-1",
+        "AWS::SQS::Queue",
+        "q2",
+        json!({}),
+    );
+    cc.add(
+        "333333333333",
+        "us-east-1",
+        "AWS::SQS::Queue",
+        "q3",
+        json!({}),
+    );
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![
+        role("222222222222"),
+        role("333333333333"),
+        role("444444444444"),
+    ]);
+    cfg.external_id = Some(Secret::new("ext-4f2a9c"));
+    let source = standin_source(&sts, &cc, cfg).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"])),
+    )
+    .await;
+
+    assert_eq!(report.discovery.status, DiscoveryStatus::Ok);
+    let ids: Vec<&str> = report.accounts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, vec!["222222222222", "333333333333", "444444444444"]);
+    let assume_calls: Vec<_> = sts
+        .calls()
+        .into_iter()
+        .filter(|c| c.action == "AssumeRole")
+        .collect();
+    assert_eq!(assume_calls.len(), 3);
+    for call in &assume_calls {
+        assert_eq!(call.external_id.as_deref(), Some("ext-4f2a9c"));
+        let account = call
+            .role_arn
+            .as_deref()
+            .unwrap_or_default()
+            .split(':')
+            .nth(4)
+            .unwrap_or_default();
+        assert_eq!(
+            call.session_name.as_deref(),
+            Some(format!("tidemark-{account}").as_str())
+        );
+    }
+    let denied = account(&report.accounts, "444444444444");
+    assert!(!denied.assumed);
+    let error = denied.error.clone().expect("the denial is reported");
+    for advice in [
+        "AccessDenied",
+        "role ARN",
+        "trust policy",
+        "externalId",
+        "sts:AssumeRole permission",
+    ] {
+        assert!(error.contains(advice), "{advice:?} missing from {error}");
+    }
+    assert!(!report.listings.iter().any(|l| l.account == "444444444444"));
+    let mut names = BTreeSet::new();
+    for item in &items {
+        names.insert((
+            item.account.clone(),
+            item.identifier.clone(),
+            item.account_name.clone(),
+        ));
+    }
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            (
+                "222222222222".to_string(),
+                "q2".to_string(),
+                Some("222222222222".to_string())
+            ),
+            (
+                "333333333333".to_string(),
+                "q3".to_string(),
+                Some("333333333333".to_string())
+            ),
+        ])
+    );
+    // The ExternalId appears nowhere tidemark prints.
+    let printed = format!(
+        "{report:?} {source:?} {}",
+        serde_json::to_string(&report).expect("json")
+    );
+    assert!(!printed.contains("ext-4f2a9c"), "{printed}");
+
+    // `accounts` shows the same verdicts without listing.
+    let (_, accounts) = source.accounts().await.expect("accounts");
+    assert!(!account(&accounts, "444444444444").assumed);
+    assert!(account(&accounts, "222222222222").assumed);
+}
+
+#[tokio::test]
+async fn a_wrong_external_id_makes_every_account_unassumable() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    sts.require_external_id("the-right-one");
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![role("222222222222")]);
+    cfg.external_id = Some(Secret::new("a-wrong-one"));
+    let source = standin_source(&sts, &cc, cfg).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"])),
+    )
+    .await;
+    assert!(items.is_empty());
+    let a = account(&report.accounts, "222222222222");
+    assert!(!a.assumed);
+    assert!(
+        a.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("externalId")
+    );
+    assert!(!format!("{report:?}").contains("a-wrong-one"));
+}
+
+#[tokio::test]
+async fn web_identity_reads_the_token_file_on_every_call() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    // Short credentials, so that the second run must assume again.
+    sts.set_lifetime(Duration::from_secs(1));
+    cc.add(
+        "222222222222",
+        "us-east-1",
+        "AWS::SQS::Queue",
+        "q2",
+        json!({}),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "token-one\n").expect("token");
+    let base = BaseAws {
+        sdk_config: sdk_config(&sts.url).await,
+        web_identity: Some(WebIdentityBase {
+            token_file: token_file.clone(),
+            role_arn: "arn:aws:iam::111111111111:role/irsa".into(),
+        }),
+        endpoints: ServiceEndpoints {
+            cloudcontrol: Some(cc.url.clone()),
+            account: Some(cc.url.clone()),
+            ..ServiceEndpoints::default()
+        },
+    };
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![role("222222222222")]);
+    cfg.external_id = Some(Secret::new("ignored-for-web-identity"));
+    let source = AwsSource::with_base(cfg, base).await.expect("source");
+    let req = request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"]));
+    let (first, items) = run(&source, &req).await;
+    assert!(account(&first.accounts, "222222222222").assumed);
+    assert_eq!(items.len(), 1);
+
+    std::fs::write(&token_file, "token-two\n").expect("token");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (second, items) = run(&source, &req).await;
+    assert!(account(&second.accounts, "222222222222").assumed);
+    assert_eq!(items.len(), 1);
+
+    let member_calls: Vec<_> = sts
+        .calls()
+        .into_iter()
+        .filter(|c| c.role_arn.as_deref() == Some(role("222222222222").as_str()))
+        .collect();
+    assert!(member_calls.len() >= 2, "{member_calls:?}");
+    assert!(
+        member_calls
+            .iter()
+            .all(|c| c.action == "AssumeRoleWithWebIdentity" && c.external_id.is_none())
+    );
+    assert_eq!(
+        member_calls[0].web_identity_token.as_deref(),
+        Some("token-one")
+    );
+    assert_eq!(
+        member_calls
+            .last()
+            .and_then(|c| c.web_identity_token.as_deref()),
+        Some("token-two")
+    );
+    assert!(
+        sts.calls()
+            .iter()
+            .any(|c| c.role_arn.as_deref() == Some("arn:aws:iam::111111111111:role/irsa"))
+    );
+}
+
+#[tokio::test]
+async fn failed_throttled_and_unsupported_listings_are_reported_per_scope() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    for acct in ["222222222222", "333333333333"] {
+        for i in 0..5 {
+            cc.add(
+                acct,
+                "us-east-1",
+                "AWS::Lambda::Function",
+                &format!("f{i}"),
+                json!({"FunctionName": format!("f{i}")}),
+            );
+            cc.add(
+                acct,
+                "us-east-1",
+                "AWS::ECS::Cluster",
+                &format!("c{i}"),
+                json!({}),
+            );
+        }
+    }
+    cc.add_raw(
+        "222222222222",
+        "us-east-1",
+        "AWS::SNS::Topic",
+        "t1",
+        "{\"TopicName\":",
+        json!({}),
+    );
+    cc.add_raw(
+        "222222222222",
+        "us-east-1",
+        "AWS::Kinesis::Stream",
+        "s1",
+        "{\"Name\":\"s1\"}",
+        json!({"Name": "s1", "ShardCount": 2}),
+    );
+    cc.add(
+        "222222222222",
+        "us-east-1",
+        "AWS::EKS::Nodegroup",
+        "ng1",
+        json!({}),
+    );
+    cc.inject(Fault {
+        account: Some("222222222222".into()),
+        region: None,
+        kind: Some("AWS::ECS::Cluster".into()),
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: "not authorized to list ECS".into(),
+        },
+    });
+    cc.inject(Fault {
+        account: None,
+        region: None,
+        kind: Some("AWS::Lambda::Function".into()),
+        effect: Effect::Throttle { times: 4 },
+    });
+    cc.inject(Fault {
+        account: None,
+        region: None,
+        kind: Some("AWS::Made::Up".into()),
+        effect: Effect::Error {
+            code: "TypeNotFoundException".into(),
+            message: "no such type".into(),
+        },
+    });
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![role("222222222222"), role("333333333333")]);
+    // One account at a time, so that the second sees what the first learnt.
+    cfg.concurrency_accounts = 1;
+    let source = standin_source(&sts, &cc, cfg).await;
+    let mut kinesis = kind("AWS::Kinesis::Stream");
+    kinesis.use_get_resource_api = true;
+    let mut nodegroup = kind("AWS::EKS::Nodegroup");
+    nodegroup.resource_model = Some(json!({"ClusterName": "c1"}));
+    let kinds = vec![
+        kind("AWS::Lambda::Function"),
+        kind("AWS::ECS::Cluster"),
+        kind("AWS::Made::Up"),
+        kind("AWS::SNS::Topic"),
+        kinesis,
+        nodegroup,
+    ];
+    let (report, items) = run(&source, &request(kinds, list_of(&["us-east-1"]))).await;
+
+    let status = |acct: &str, kind: &str| -> Listing {
+        report
+            .listings
+            .iter()
+            .find(|l| l.account == acct && l.kind == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no listing {acct} {kind}"))
+    };
+    // Denied: that scope fails with the AWS code and message; the other account's is fine.
+    assert_eq!(
+        status("222222222222", "AWS::ECS::Cluster").error.as_deref(),
+        Some("AccessDeniedException: not authorized to list ECS")
+    );
+    assert_eq!(status("333333333333", "AWS::ECS::Cluster").error, None);
+    // Throttled, then recovered: complete, every item.
+    assert_eq!(status("222222222222", "AWS::Lambda::Function").error, None);
+    let functions = items
+        .iter()
+        .filter(|i| i.kind == "AWS::Lambda::Function")
+        .count();
+    assert_eq!(functions, 10);
+    // Unknown type: failed in both accounts, asked only once.
+    assert!(
+        status("222222222222", "AWS::Made::Up")
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("TypeNotFoundException")
+    );
+    assert!(
+        status("333333333333", "AWS::Made::Up")
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("TypeNotFoundException")
+    );
+    assert_eq!(
+        cc.calls()
+            .iter()
+            .filter(|c| c.kind == "AWS::Made::Up")
+            .count(),
+        1
+    );
+    // Unparseable Properties: the scope fails naming the item.
+    let topic = status("222222222222", "AWS::SNS::Topic")
+        .error
+        .unwrap_or_default();
+    assert!(
+        topic.starts_with("InvalidProperties") && topic.contains("t1"),
+        "{topic}"
+    );
+    // GetResource gives the full model.
+    let stream = items.iter().find(|i| i.identifier == "s1").expect("stream");
+    assert_eq!(stream.properties, json!({"Name": "s1", "ShardCount": 2}));
+    assert_eq!(
+        cc.calls()
+            .iter()
+            .filter(|c| c.operation == "GetResource")
+            .count(),
+        1
+    );
+    // The resource model is passed through as a JSON string.
+    let model = cc
+        .calls()
+        .into_iter()
+        .find(|c| c.kind == "AWS::EKS::Nodegroup")
+        .and_then(|c| c.resource_model);
+    assert_eq!(
+        model.map(|m| serde_json::from_str::<serde_json::Value>(&m).expect("json")),
+        Some(json!({"ClusterName": "c1"}))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_region_lookup_is_reported_for_the_account() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions("222222222222", &["eu-west-1", "us-east-1", "eu-central-1"]);
+    cc.inject(Fault {
+        account: Some("333333333333".into()),
+        region: None,
+        kind: None,
+        effect: Effect::DenyRegions,
+    });
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![role("222222222222"), role("333333333333")]);
+    let source = standin_source(&sts, &cc, cfg).await;
+    let (report, _) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], Regions::Enabled),
+    )
+    .await;
+    let ok = account(&report.accounts, "222222222222");
+    assert_eq!(
+        ok.regions,
+        vec!["eu-central-1", "eu-west-1", "us-east-1"],
+        "all pages of ListRegions"
+    );
+    let failed = account(&report.accounts, "333333333333");
+    assert!(failed.assumed);
+    assert!(
+        failed
+            .regions_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("AccessDenied"),
+        "{failed:?}"
+    );
+    assert!(!report.listings.iter().any(|l| l.account == "333333333333"));
+    assert_eq!(
+        report
+            .listings
+            .iter()
+            .filter(|l| l.account == "222222222222")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_sync_that_outlives_its_credentials_still_completes() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    sts.set_lifetime(Duration::from_secs(2));
+    // 8 pages at 400 ms each: about 3.2 s of listing on 2-second credentials.
+    cc.set_latency(Duration::from_millis(400));
+    for i in 0..24 {
+        cc.add(
+            "222222222222",
+            "us-east-1",
+            "AWS::SQS::Queue",
+            &format!("q{i}"),
+            json!({}),
+        );
+    }
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![role("222222222222")]);
+    let source = standin_source(&sts, &cc, cfg).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"])),
+    )
+    .await;
+    assert_eq!(report.listings.len(), 1);
+    assert_eq!(report.listings[0].error, None);
+    assert_eq!(items.len(), 24);
+    let assumed = sts
+        .calls()
+        .iter()
+        .filter(|c| c.action == "AssumeRole")
+        .count();
+    assert!(
+        assumed >= 2,
+        "the credentials were refreshed ({assumed} AssumeRole calls)"
+    );
+    assert_eq!(
+        cc.rejected_expired(),
+        0,
+        "refreshed before expiry, never after"
+    );
+}
+
+#[tokio::test]
+async fn an_unassumable_organizations_role_fails_discovery_with_advice() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    sts.deny_role(&role("999999999999"));
+    let mut cfg = config();
+    cfg.account_role_arn = Some(role("999999999999"));
+    let source = standin_source(&sts, &cc, cfg).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"])),
+    )
+    .await;
+    assert_eq!(report.discovery.status, DiscoveryStatus::Failed);
+    assert!(
+        report
+            .discovery
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("trust policy")
+    );
+    let management = account(&report.accounts, "999999999999");
+    assert!(!management.assumed);
+    assert!(
+        management
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("AccessDenied")
+    );
+    assert!(items.is_empty() && report.listings.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_region_is_a_clear_error() {
+    let sdk = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                BASE_KEY,
+                "base-secret",
+                None,
+                None,
+                "test",
+            )),
+        )
+        .build();
+    let base = BaseAws {
+        sdk_config: sdk,
+        web_identity: None,
+        endpoints: ServiceEndpoints::default(),
+    };
+    let err = AwsSource::with_base(config(), base)
+        .await
+        .expect_err("no region");
+    assert!(err.to_string().contains("AWS_REGION"), "{err}");
+}
+
+/// The listing benchmark (bench/aws/run.sh, figures in BENCHMARKS-aws.md): 20 accounts × 3 regions
+/// × 5 kinds × 3 pages, every stand-in call 50 ms. Prints wall times; asserts only completeness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by bench/aws/run.sh"]
+async fn bench_listing_twenty_accounts() {
+    const LATENCY: Duration = Duration::from_millis(50);
+    let regions = ["eu-west-1", "us-east-1", "us-west-2"];
+    let kinds = [
+        "AWS::SQS::Queue",
+        "AWS::SNS::Topic",
+        "AWS::Lambda::Function",
+        "AWS::EC2::Instance",
+        "AWS::ECS::Cluster",
+    ];
+    let accounts: Vec<String> = (0..20)
+        .map(|i| format!("{:012}", 200_000_000_000u64 + i))
+        .collect();
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    for a in &accounts {
+        for r in regions {
+            for k in kinds {
+                for i in 0..9 {
+                    cc.add(a, r, k, &format!("{k}-{i}"), json!({"Index": i}));
+                }
+            }
+        }
+    }
+    sts.set_latency(LATENCY);
+    cc.set_latency(LATENCY);
+    let req = request(kinds.iter().map(|k| kind(k)).collect(), list_of(&regions));
+    for rps in [1000.0, 10.0] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let mut cfg = config();
+            cfg.account_role_arns = Some(accounts.iter().map(|a| role(a)).collect());
+            cfg.concurrency_accounts = 5;
+            cfg.requests_per_second = rps;
+            // A new source each time, so that every run assumes every role again.
+            let source = standin_source(&sts, &cc, cfg).await;
+            let start = std::time::Instant::now();
+            let (report, items) = run(&source, &req).await;
+            times.push(start.elapsed());
+            assert_eq!(items.len(), 20 * 3 * 5 * 9);
+            assert!(report.listings.iter().all(|l| l.error.is_none()));
+        }
+        times.sort();
+        println!(
+            "BENCH requestsPerSecond={rps}: min {:.3} s, median {:.3} s, max {:.3} s over {} runs",
+            times[0].as_secs_f64(),
+            times[times.len() / 2].as_secs_f64(),
+            times[times.len() - 1].as_secs_f64(),
+            times.len()
+        );
+    }
+}
