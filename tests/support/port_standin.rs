@@ -88,6 +88,8 @@ pub struct Faults {
     pub token_lifetime_secs: u64,
     /// Requests per 5-minute window before 429s.
     pub rate_limit: usize,
+    /// Length of the rate-limit window (Port's is 5 minutes).
+    pub rate_window: Duration,
     /// Send `x-ratelimit-reset` as an epoch time instead of seconds.
     pub epoch_reset: bool,
     pub hostile_search: Option<Hostile>,
@@ -106,6 +108,7 @@ impl Default for Faults {
             expose_datasource: false,
             token_lifetime_secs: 10_800,
             rate_limit: 1_000_000,
+            rate_window: RATE_WINDOW,
             epoch_reset: false,
             hostile_search: None,
             hostile_bulk: None,
@@ -239,7 +242,10 @@ impl PortStandIn {
     }
 
     pub fn add_blueprint(&self, blueprint: Json) {
-        let id = blueprint["identifier"].as_str().unwrap_or_default().to_string();
+        let id = blueprint["identifier"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         self.lock().blueprints.insert(id, blueprint);
     }
 
@@ -401,8 +407,12 @@ fn ok(body: Json) -> Outcome {
 
 impl Inner {
     fn rate_headers(&self) -> Vec<(&'static str, String)> {
-        let elapsed = self.window_start.elapsed();
-        let reset_secs = RATE_WINDOW.saturating_sub(elapsed).as_secs().max(1);
+        let left = self
+            .faults
+            .rate_window
+            .saturating_sub(self.window_start.elapsed());
+        // Rounded up, so a client that waits this long finds a fresh window.
+        let reset_secs = left.as_millis().div_ceil(1000).max(1) as u64;
         let reset = if self.faults.epoch_reset {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -413,7 +423,10 @@ impl Inner {
             reset_secs.to_string()
         };
         vec![
-            ("x-ratelimit-period", RATE_WINDOW.as_secs().to_string()),
+            (
+                "x-ratelimit-period",
+                self.faults.rate_window.as_secs().to_string(),
+            ),
             ("x-ratelimit-limit", self.faults.rate_limit.to_string()),
             (
                 "x-ratelimit-remaining",
@@ -451,7 +464,7 @@ impl Inner {
             self.counters.writes += 1;
         }
 
-        if self.window_start.elapsed() >= RATE_WINDOW {
+        if self.window_start.elapsed() >= self.faults.rate_window {
             self.window_start = Instant::now();
             self.window_count = 0;
         }
@@ -483,7 +496,11 @@ impl Inner {
             }
         }
         if req.body.len() > BODY_LIMIT {
-            return error(413, "request_too_large", "Request body is too large (limit is 1MiB)");
+            return error(
+                413,
+                "request_too_large",
+                "Request body is too large (limit is 1MiB)",
+            );
         }
         if is_auth {
             return self.issue_token(req);
@@ -585,7 +602,11 @@ impl Inner {
             return error(422, "invalid_request", "identifier is required");
         };
         if self.blueprints.contains_key(id) {
-            return error(409, "identifier_taken", format!("blueprint {id} already exists"));
+            return error(
+                409,
+                "identifier_taken",
+                format!("blueprint {id} already exists"),
+            );
         }
         if let Err(e) = self.check_relation_targets(body) {
             return e;
@@ -631,10 +652,16 @@ impl Inner {
         }
         match self.faults.hostile_bulk {
             Some(Hostile::Html) => {
-                return Outcome::Raw(StatusCode::OK, "<html><body>maintenance</body></html>".into());
+                return Outcome::Raw(
+                    StatusCode::OK,
+                    "<html><body>maintenance</body></html>".into(),
+                );
             }
             Some(Hostile::Truncated) => {
-                return Outcome::Raw(StatusCode::OK, r#"{"ok": true, "entities": [{"ident"#.into());
+                return Outcome::Raw(
+                    StatusCode::OK,
+                    r#"{"ok": true, "entities": [{"ident"#.into(),
+                );
             }
             Some(Hostile::NotOk) => return ok(json!({"ok": false, "error": "internal"})),
             _ => {}
@@ -695,7 +722,11 @@ impl Inner {
         let key = (bp.to_string(), identifier.clone());
         let existing = self.entities.get(&key).cloned();
         if existing.is_some() && !upsert {
-            return Err((409, "identifier_taken".into(), format!("{identifier} exists")));
+            return Err((
+                409,
+                "identifier_taken".into(),
+                format!("{identifier} exists"),
+            ));
         }
         let mut next = Map::new();
         next.insert("identifier".into(), json!(identifier));
@@ -757,7 +788,10 @@ impl Inner {
                     return Err((
                         404,
                         "not_found".into(),
-                        format!("related entity {target} of blueprint {} was not found", def.target),
+                        format!(
+                            "related entity {target} of blueprint {} was not found",
+                            def.target
+                        ),
                     ));
                 }
             }
@@ -857,7 +891,9 @@ impl Inner {
         };
         match self.faults.hostile_search {
             Some(Hostile::Html) => Outcome::Raw(StatusCode::OK, "<html>login</html>".into()),
-            Some(Hostile::Truncated) => Outcome::Raw(StatusCode::OK, r#"{"ok": true, "entities": [{"#.into()),
+            Some(Hostile::Truncated) => {
+                Outcome::Raw(StatusCode::OK, r#"{"ok": true, "entities": [{"#.into())
+            }
             Some(Hostile::NotOk) => ok(json!({"ok": false, "error": "internal"})),
             _ => ok(json!({"ok": true, "entities": page, "next": next})),
         }
@@ -899,7 +935,12 @@ impl Inner {
             if e.blueprint == bp && deleting.contains(&e.identifier) {
                 continue;
             }
-            let blueprint = Blueprint(self.blueprints.get(&e.blueprint).cloned().unwrap_or(Json::Null));
+            let blueprint = Blueprint(
+                self.blueprints
+                    .get(&e.blueprint)
+                    .cloned()
+                    .unwrap_or(Json::Null),
+            );
             let Some(rels) = e.body.get("relations").and_then(Json::as_object) else {
                 continue;
             };
@@ -922,12 +963,20 @@ impl Inner {
             return error(422, "invalid_request", "entities must be a list");
         };
         if ids.is_empty() || ids.len() > BULK_DELETE_MAX {
-            return error(422, "invalid_request", format!("entities must hold 1 to {BULK_DELETE_MAX} items"));
+            return error(
+                422,
+                "invalid_request",
+                format!("entities must hold 1 to {BULK_DELETE_MAX} items"),
+            );
         }
         if !self.blueprints.contains_key(bp) {
             return error(404, "not_found", format!("blueprint {bp} was not found"));
         }
-        let ids: BTreeSet<String> = ids.iter().filter_map(Json::as_str).map(str::to_string).collect();
+        let ids: BTreeSet<String> = ids
+            .iter()
+            .filter_map(Json::as_str)
+            .map(str::to_string)
+            .collect();
         if !req.flag("delete_dependents") {
             for id in &ids {
                 let deps = self.dependents(bp, id, &ids);
@@ -942,7 +991,11 @@ impl Inner {
         }
         let mut deleted = Vec::new();
         for id in &ids {
-            if self.entities.remove(&(bp.to_string(), id.clone())).is_some() {
+            if self
+                .entities
+                .remove(&(bp.to_string(), id.clone()))
+                .is_some()
+            {
                 deleted.push(id.clone());
             }
         }
@@ -950,13 +1003,20 @@ impl Inner {
     }
 
     fn delete_one(&mut self, req: &Incoming<'_>, bp: &str, id: &str) -> Outcome {
-        if !self.entities.contains_key(&(bp.to_string(), id.to_string())) {
+        if !self
+            .entities
+            .contains_key(&(bp.to_string(), id.to_string()))
+        {
             return error(404, "not_found", format!("entity {id} was not found"));
         }
         if !req.flag("delete_dependents") {
             let deps = self.dependents(bp, id, &BTreeSet::new());
             if !deps.is_empty() {
-                return error(422, "has_dependents", format!("{id} has dependent entities: {}", deps.join(", ")));
+                return error(
+                    422,
+                    "has_dependents",
+                    format!("{id} has dependent entities: {}", deps.join(", ")),
+                );
             }
         }
         self.entities.remove(&(bp.to_string(), id.to_string()));

@@ -77,7 +77,9 @@ pub enum PortError {
         attempts: u32,
         message: String,
     },
-    #[error("{method} {path}: Port answered {status} with a body that is not valid JSON: {snippet}")]
+    #[error(
+        "{method} {path}: Port answered {status} with a body that is not valid JSON: {snippet}"
+    )]
     NotJson {
         method: String,
         path: String,
@@ -404,20 +406,23 @@ impl Http {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
         };
+        if status == 429 {
+            // Port says when to come back (Retry-After first, then the window's reset); until
+            // then no request of ours would get through.
+            if let Some(wait) = header_wait(headers) {
+                self.pause_for(wait);
+            }
+            return;
+        }
         let reset = headers
             .get("x-ratelimit-reset")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_wait);
         let (Some(remaining), Some(reset)) = (number("x-ratelimit-remaining"), reset) else {
-            if status == 429 {
-                if let Some(wait) = header_wait(headers) {
-                    self.pause_for(wait);
-                }
-            }
             return;
         };
         let limit = number("x-ratelimit-limit").unwrap_or(0.0);
-        if remaining <= 0.0 || status == 429 {
+        if remaining <= 0.0 {
             self.pause_for(reset);
         } else if limit > 0.0 && remaining < limit / 10.0 {
             self.pause_for(reset.div_f64(remaining));
@@ -494,7 +499,11 @@ fn header_wait(headers: &HeaderMap) -> Option<Duration> {
 
 /// A wait given as seconds (`"2"`, `"1.5"`) or as an epoch time in seconds (`"1767225600"`).
 pub(crate) fn parse_wait(value: &str) -> Option<Duration> {
-    let n = value.trim().parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)?;
+    let n = value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)?;
     if n > EPOCH_THRESHOLD_SECS {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -545,7 +554,10 @@ mod tests {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let wait = parse_wait(&(now + 30).to_string()).unwrap_or_default();
-        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
         assert_eq!(parse_wait("1000"), Some(Duration::from_secs(1000)));
         assert_eq!(parse_wait(&(now - 100).to_string()), Some(Duration::ZERO));
         assert_eq!(parse_wait("soon"), None);
@@ -590,6 +602,9 @@ mod tests {
         let cut = parse_reply(&Method::GET, "/x", 200, br#"{"ok": true, "entities": ["#);
         assert!(matches!(cut, Err(PortError::NotJson { .. })), "{cut:?}");
         let not_ok = parse_reply(&Method::GET, "/x", 200, br#"{"ok": false, "error": "e"}"#);
-        assert!(matches!(not_ok, Err(PortError::Refused { .. })), "{not_ok:?}");
+        assert!(
+            matches!(not_ok, Err(PortError::Refused { .. })),
+            "{not_ok:?}"
+        );
     }
 }

@@ -97,10 +97,7 @@ impl PortCatalog {
             )));
         }
         let base_url = config.base_url.trim_end_matches('/').to_string();
-        let agent = format!(
-            "{AGENT_PREFIX}{}/{integration}",
-            env!("CARGO_PKG_VERSION")
-        );
+        let agent = format!("{AGENT_PREFIX}{}/{integration}", env!("CARGO_PKG_VERSION"));
         let http = Http::new(config, agent, options.retry, options.concurrency)
             .map_err(|e| CatalogError::Port(e.to_string()))?;
         Ok(PortCatalog {
@@ -229,7 +226,10 @@ mod tests {
     fn debug_output_never_shows_credentials() {
         let catalog = PortCatalog::new(config(), "aws-prod").expect("valid");
         let shown = format!("{catalog:?} {:?}", config());
-        assert!(!shown.contains("hunter2") && !shown.contains("id-123"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("id-123"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -116,12 +116,14 @@ pub(super) async fn foreign(
     adopt_prefixes: &[String],
     keys: &[EntityKey],
 ) -> Result<Vec<ForeignEntity>, PortError> {
-    let tasks = identifier_batches(keys).into_iter().map(|(blueprint, ids)| {
-        let http = Arc::clone(http);
-        let integration = integration.to_string();
-        let prefixes = adopt_prefixes.to_vec();
-        async move { foreign_batch(&http, &integration, &prefixes, &blueprint, ids).await }
-    });
+    let tasks = identifier_batches(keys)
+        .into_iter()
+        .map(|(blueprint, ids)| {
+            let http = Arc::clone(http);
+            let integration = integration.to_string();
+            let prefixes = adopt_prefixes.to_vec();
+            async move { foreign_batch(&http, &integration, &prefixes, &blueprint, ids).await }
+        });
     let mut found: Vec<ForeignEntity> = run_all(tasks).await?.into_iter().flatten().collect();
     found.sort_by(|a, b| a.entity.key().cmp(&b.entity.key()));
     Ok(found)
@@ -139,7 +141,10 @@ async fn foreign_batch(
     let Some(existing) = search(http, blueprint, identifier_query(&ids, Vec::new())).await? else {
         return Ok(Vec::new());
     };
-    let found_ids: Vec<String> = existing.iter().map(|e| e.entity.identifier.clone()).collect();
+    let found_ids: Vec<String> = existing
+        .iter()
+        .map(|e| e.entity.identifier.clone())
+        .collect();
     if found_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -220,21 +225,13 @@ pub(super) async fn foreign_references(
                 let name = relation.name.clone();
                 let chunk = chunk.to_vec();
                 tasks.push(async move {
-                    references_batch(
-                        &http,
-                        &integration,
-                        &referrer_bp,
-                        &name,
-                        &target_bp,
-                        chunk,
-                    )
-                    .await
+                    references_batch(&http, &integration, &referrer_bp, &name, &target_bp, chunk)
+                        .await
                 });
             }
         }
     }
-    let mut refs: Vec<ForeignReference> =
-        run_all(tasks).await?.into_iter().flatten().collect();
+    let mut refs: Vec<ForeignReference> = run_all(tasks).await?.into_iter().flatten().collect();
     refs.sort();
     refs.dedup();
     Ok(refs)
@@ -325,7 +322,11 @@ struct Found {
 }
 
 /// Every page of a search within `blueprint`. `None` when the blueprint does not exist.
-async fn search(http: &Http, blueprint: &str, query: Json) -> Result<Option<Vec<Found>>, PortError> {
+async fn search(
+    http: &Http,
+    blueprint: &str,
+    query: Json,
+) -> Result<Option<Vec<Found>>, PortError> {
     let path = format!(
         "/blueprints/{}/entities/search?exclude_calculated_properties=true",
         encode_segment(blueprint)
@@ -360,7 +361,10 @@ async fn search(http: &Http, blueprint: &str, query: Json) -> Result<Option<Vec<
             Some(Json::String(next)) if next.is_empty() => break,
             Some(Json::String(next)) => {
                 if cursor.as_deref() == Some(next.as_str()) {
-                    return Err(unexpected(&context, "Port returned the same page cursor twice"));
+                    return Err(unexpected(
+                        &context,
+                        "Port returned the same page cursor twice",
+                    ));
                 }
                 cursor = Some(next.clone());
             }
@@ -421,7 +425,11 @@ fn object_field(
 }
 
 /// Every page of the ownership listing for one datasource prefix and suffix.
-async fn list_datasource(http: &Http, prefix: &str, suffix: &str) -> Result<Vec<EntityKey>, PortError> {
+async fn list_datasource(
+    http: &Http,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<EntityKey>, PortError> {
     let path = "/blueprints/entities/datasource-entities";
     let context = format!("ownership listing for {suffix}");
     let mut keys = Vec::new();
@@ -462,7 +470,10 @@ async fn list_datasource(http: &Http, prefix: &str, suffix: &str) -> Result<Vec<
             Some(Json::String(next)) if next.is_empty() => break,
             Some(Json::String(next)) => {
                 if cursor.as_deref() == Some(next.as_str()) {
-                    return Err(unexpected(&context, "Port returned the same page cursor twice"));
+                    return Err(unexpected(
+                        &context,
+                        "Port returned the same page cursor twice",
+                    ));
                 }
                 cursor = Some(next.clone());
             }
@@ -488,9 +499,8 @@ fn is_placeholder(entity: &Entity) -> bool {
     };
     let no_values = |m: &Option<Map<String, Json>>| {
         m.as_ref().is_none_or(|m| {
-            m.values().all(|v| {
-                v.is_null() || v.as_array().is_some_and(Vec::is_empty)
-            })
+            m.values()
+                .all(|v| v.is_null() || v.as_array().is_some_and(Vec::is_empty))
         })
     };
     let title_empty = empty(&entity.title)
@@ -550,7 +560,12 @@ mod tests {
         e.title = Some(json!("111"));
         e.properties = Some(Map::new());
         assert!(is_placeholder(&e));
-        e.properties = Some(json!({"name": "prod"}).as_object().cloned().unwrap_or_default());
+        e.properties = Some(
+            json!({"name": "prod"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
         assert!(!is_placeholder(&e));
     }
 
@@ -558,10 +573,17 @@ mod tests {
     fn search_results_of_another_blueprint_are_an_error() {
         let raw = json!({"identifier": "a", "blueprint": "other"});
         assert!(parse_found("ctx", "mine", &raw).is_err());
-        let ok = parse_found("ctx", "mine", &json!({"identifier": "a", "blueprint": "mine",
-            "properties": {"x": 1}, "$datasource": "port-ocean/aws-v3/1/x/exporter"}));
+        let ok = parse_found(
+            "ctx",
+            "mine",
+            &json!({"identifier": "a", "blueprint": "mine",
+            "properties": {"x": 1}, "$datasource": "port-ocean/aws-v3/1/x/exporter"}),
+        );
         let ok = ok.expect("valid");
-        assert_eq!(ok.datasource.as_deref(), Some("port-ocean/aws-v3/1/x/exporter"));
+        assert_eq!(
+            ok.datasource.as_deref(),
+            Some("port-ocean/aws-v3/1/x/exporter")
+        );
         assert_eq!(ok.entity.properties, json!({"x": 1}).as_object().cloned());
     }
 
@@ -571,10 +593,18 @@ mod tests {
             .map(|i| EntityKey::new(if i % 2 == 0 { "a" } else { "b" }, format!("id{i}")))
             .collect();
         let batches = identifier_batches(&keys);
-        let sizes: Vec<(String, usize)> = batches.iter().map(|(b, ids)| (b.clone(), ids.len())).collect();
+        let sizes: Vec<(String, usize)> = batches
+            .iter()
+            .map(|(b, ids)| (b.clone(), ids.len()))
+            .collect();
         assert_eq!(
             sizes,
-            vec![("a".into(), 100), ("a".into(), 25), ("b".into(), 100), ("b".into(), 25)]
+            vec![
+                ("a".into(), 100),
+                ("a".into(), 25),
+                ("b".into(), 100),
+                ("b".into(), 25)
+            ]
         );
     }
 }

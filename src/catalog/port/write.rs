@@ -23,7 +23,11 @@ const BULK_BODY_MAX_BYTES: usize = 900 * 1024;
 /// Passes over entities whose relation targets were missing; each pass must make progress.
 const MAX_DEPENDENCY_PASSES: usize = 10;
 
-pub(super) async fn apply(http: &Arc<Http>, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
+pub(super) async fn apply(
+    http: &Arc<Http>,
+    writes: &Writes,
+    progress: &dyn Progress,
+) -> ApplyReport {
     let before = http.counts().writes;
     let mut report = ApplyReport::default();
     progress.start((writes.blueprints.len() + writes.upserts.len() + writes.deletes.len()) as u64);
@@ -99,7 +103,13 @@ async fn apply_blueprints(
             obj.insert("identifier".into(), Json::String(identifier.to_string()));
         }
         let reply = http
-            .send(Method::POST, "/blueprints", Some(&body), None, Traffic::Write)
+            .send(
+                Method::POST,
+                "/blueprints",
+                Some(&body),
+                None,
+                Traffic::Write,
+            )
             .await?;
         match reply.status {
             s if (200..300).contains(&s) => {
@@ -147,7 +157,9 @@ async fn apply_blueprints(
                 add_relations,
             } => add_missing(http, identifier, add_properties, add_relations).await?,
         }
-        report.blueprints_written.push(change.identifier().to_string());
+        report
+            .blueprints_written
+            .push(change.identifier().to_string());
         progress.advance(1);
     }
     Ok(())
@@ -206,7 +218,12 @@ async fn add_missing(
         return Ok(());
     }
     schema.insert("properties".into(), Json::Object(props));
-    patch_blueprint(http, identifier, json!({"schema": schema, "relations": rels})).await
+    patch_blueprint(
+        http,
+        identifier,
+        json!({"schema": schema, "relations": rels}),
+    )
+    .await
 }
 
 async fn patch_blueprint(http: &Http, identifier: &str, body: Json) -> Result<(), PortError> {
@@ -265,7 +282,10 @@ async fn apply_upserts(
             break;
         }
         deferred.sort_by_key(|d| d.order);
-        tracing::debug!(count = deferred.len(), "retrying upserts whose relation targets were missing");
+        tracing::debug!(
+            count = deferred.len(),
+            "retrying upserts whose relation targets were missing"
+        );
         pending = deferred.into_iter().map(|d| (d.order, d.upsert)).collect();
     }
     Ok(())
@@ -295,7 +315,9 @@ async fn upsert_pass(
                 let http = Arc::clone(http);
                 let blueprint = blueprint.clone();
                 let account = account.clone();
-                set.spawn(async move { send_upserts(&http, &blueprint, &account, write, batch).await });
+                set.spawn(
+                    async move { send_upserts(&http, &blueprint, &account, write, batch).await },
+                );
             }
         }
         let fatal = collect(&mut set, report, progress, &mut deferred).await;
@@ -334,17 +356,24 @@ fn upsert_batches(
     let mut current: Vec<(usize, Upsert)> = Vec::new();
     let mut bytes = 0;
     for item in items {
-        let size = serde_json::to_vec(&item.1.entity).map(|v| v.len()).unwrap_or(0) + 1;
+        let size = serde_json::to_vec(&item.1.entity)
+            .map(|v| v.len())
+            .unwrap_or(0)
+            + 1;
         if size > BULK_BODY_MAX_BYTES {
             report.rejected.push(Rejected {
                 action: "upsert".into(),
                 key: item.1.entity.key(),
-                message: format!("the entity is {size} bytes, more than Port's 1 MiB request limit"),
+                message: format!(
+                    "the entity is {size} bytes, more than Port's 1 MiB request limit"
+                ),
             });
             progress.advance(1);
             continue;
         }
-        if !current.is_empty() && (current.len() == BULK_UPSERT_MAX || bytes + size > BULK_BODY_MAX_BYTES) {
+        if !current.is_empty()
+            && (current.len() == BULK_UPSERT_MAX || bytes + size > BULK_BODY_MAX_BYTES)
+        {
             batches.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -374,7 +403,8 @@ async fn collect(
                 ..BatchResult::default()
             },
         };
-        progress.advance((result.upserted.len() + result.deleted.len() + result.rejected.len()) as u64);
+        progress
+            .advance((result.upserted.len() + result.deleted.len() + result.rejected.len()) as u64);
         report.upserted.extend(result.upserted);
         report.deleted.extend(result.deleted);
         report.rejected.extend(result.rejected);
@@ -407,7 +437,13 @@ async fn send_upserts(
         let entities: Vec<&crate::model::Entity> = batch.iter().map(|(_, u)| &u.entity).collect();
         let body = json!({ "entities": entities });
         let reply = match http
-            .send(Method::POST, &path, Some(&body), Some(account), Traffic::Write)
+            .send(
+                Method::POST,
+                &path,
+                Some(&body),
+                Some(account),
+                Traffic::Write,
+            )
             .await
         {
             Ok(r) => r,
@@ -422,8 +458,14 @@ async fn send_upserts(
                     for ((order, upsert), outcome) in batch.into_iter().zip(outcomes) {
                         match outcome {
                             None => result.upserted.push(upsert.entity.key()),
-                            Some((status, code, message)) if status == 404 && code == "not_found" => {
-                                result.deferred.push(Deferred { order, upsert, message });
+                            Some((status, code, message))
+                                if status == 404 && code == "not_found" =>
+                            {
+                                result.deferred.push(Deferred {
+                                    order,
+                                    upsert,
+                                    message,
+                                });
                             }
                             Some((_, _, message)) => result.rejected.push(Rejected {
                                 action: "upsert".into(),
@@ -449,7 +491,10 @@ async fn send_upserts(
             400 | 404 | 413 | 422 => {
                 let message = match reply.status {
                     413 => format!("too large for Port: {}", reply.message()),
-                    404 => format!("blueprint {blueprint} or a target was not found: {}", reply.message()),
+                    404 => format!(
+                        "blueprint {blueprint} or a target was not found: {}",
+                        reply.message()
+                    ),
                     _ => reply.message(),
                 };
                 for (_, upsert) in batch {
@@ -497,7 +542,10 @@ fn bulk_outcomes(
             .and_then(Json::as_u64)
             .ok_or_else(|| format!("a result has no index: {item}"))? as usize;
         let Some((_, upsert)) = batch.get(index) else {
-            return Err(format!("result index {index} is outside the {} entities sent", batch.len()));
+            return Err(format!(
+                "result index {index} is outside the {} entities sent",
+                batch.len()
+            ));
         };
         if let Some(id) = item.get("identifier").and_then(Json::as_str) {
             if id != upsert.entity.identifier && !(failed && id == "unknown") {
@@ -512,7 +560,11 @@ fn bulk_outcomes(
         }
         outcomes[index] = Some(if failed {
             let status = item.get("statusCode").and_then(Json::as_u64).unwrap_or(0);
-            let code = item.get("error").and_then(Json::as_str).unwrap_or_default().to_string();
+            let code = item
+                .get("error")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
             Some((status, code, super::client::describe_error(item)))
         } else {
             None
@@ -520,7 +572,10 @@ fn bulk_outcomes(
     }
     let missing = outcomes.iter().filter(|o| o.is_none()).count();
     if missing > 0 {
-        return Err(format!("{missing} of the {} entities sent have no result", batch.len()));
+        return Err(format!(
+            "{missing} of the {} entities sent have no result",
+            batch.len()
+        ));
     }
     Ok(outcomes.into_iter().flatten().collect())
 }
@@ -541,7 +596,9 @@ async fn apply_deletes(
                 let blueprint = blueprint.clone();
                 let account = Some(account.clone()).filter(|a| !a.is_empty());
                 let chunk = chunk.to_vec();
-                set.spawn(async move { send_deletes(&http, &blueprint, account.as_deref(), chunk).await });
+                set.spawn(async move {
+                    send_deletes(&http, &blueprint, account.as_deref(), chunk).await
+                });
             }
         }
         if let Some(e) = collect(&mut set, report, progress, &mut unused).await {
@@ -553,7 +610,12 @@ async fn apply_deletes(
 
 /// One bulk delete with `delete_dependents=false`. Identifiers Port did not confirm are deleted
 /// one by one, where 404 means already gone and a refusal is reported for that entity alone.
-async fn send_deletes(http: &Http, blueprint: &str, account: Option<&str>, ids: Vec<String>) -> BatchResult {
+async fn send_deletes(
+    http: &Http,
+    blueprint: &str,
+    account: Option<&str>,
+    ids: Vec<String>,
+) -> BatchResult {
     let mut result = BatchResult::default();
     let path = format!(
         "/blueprints/{}/bulk/entities/delete?delete_dependents=false",
@@ -575,14 +637,19 @@ async fn send_deletes(http: &Http, blueprint: &str, account: Option<&str>, ids: 
             let confirmed = match deleted_entities(&reply.body, &ids) {
                 Ok(c) => c,
                 Err(message) => {
-                    result.fatal = Some(unexpected(&format!("bulk delete in blueprint {blueprint}"), &message));
+                    result.fatal = Some(unexpected(
+                        &format!("bulk delete in blueprint {blueprint}"),
+                        &message,
+                    ));
                     return result;
                 }
             };
             for id in &confirmed {
                 result.deleted.push(EntityKey::new(blueprint, id));
             }
-            ids.into_iter().filter(|id| !confirmed.contains(id)).collect()
+            ids.into_iter()
+                .filter(|id| !confirmed.contains(id))
+                .collect()
         }
         400 | 404 | 409 | 422 => ids,
         _ => {
@@ -596,7 +663,10 @@ async fn send_deletes(http: &Http, blueprint: &str, account: Option<&str>, ids: 
             encode_segment(blueprint),
             encode_segment(&id)
         );
-        let reply = match http.send(Method::DELETE, &path, None, account, Traffic::Write).await {
+        let reply = match http
+            .send(Method::DELETE, &path, None, account, Traffic::Write)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 result.fatal = Some(e);
@@ -636,7 +706,9 @@ fn deleted_entities(body: &Json, sent: &[String]) -> Result<BTreeSet<String>, St
             .or_else(|| item.get("identifier").and_then(Json::as_str))
             .ok_or_else(|| format!("a deleted entity is not an identifier: {item}"))?;
         if !sent.contains(id) {
-            return Err(format!("Port reports deleting {id:?}, which was not in the request"));
+            return Err(format!(
+                "Port reports deleting {id:?}, which was not in the request"
+            ));
         }
         confirmed.insert(id.to_string());
     }
@@ -673,7 +745,9 @@ mod tests {
             .collect();
         assert_eq!(sizes, vec![20, 20, 5]);
 
-        let items: Vec<_> = (0..5).map(|i| upsert(&format!("e{i}"), 300 * 1024)).collect();
+        let items: Vec<_> = (0..5)
+            .map(|i| upsert(&format!("e{i}"), 300 * 1024))
+            .collect();
         let sizes: Vec<usize> = upsert_batches(items, &mut report, &NoProgress)
             .iter()
             .map(Vec::len)
@@ -695,15 +769,21 @@ mod tests {
             "errors": [{"identifier": "a", "index": 0, "statusCode": 404, "error": "not_found", "message": "m"}]});
         let outcomes = bulk_outcomes(&body, &batch).expect("matching");
         assert_eq!(outcomes[1], None);
-        assert_eq!(outcomes[0], Some((404, "not_found".into(), "not_found: m".into())));
+        assert_eq!(
+            outcomes[0],
+            Some((404, "not_found".into(), "not_found: m".into()))
+        );
 
         let short = json!({"ok": true, "entities": [{"identifier": "a", "index": 0}]});
         assert!(bulk_outcomes(&short, &batch).is_err());
-        let outside = json!({"entities": [{"identifier": "a", "index": 0}, {"identifier": "b", "index": 2}]});
+        let outside =
+            json!({"entities": [{"identifier": "a", "index": 0}, {"identifier": "b", "index": 2}]});
         assert!(bulk_outcomes(&outside, &batch).is_err());
-        let swapped = json!({"entities": [{"identifier": "b", "index": 0}, {"identifier": "a", "index": 1}]});
+        let swapped =
+            json!({"entities": [{"identifier": "b", "index": 0}, {"identifier": "a", "index": 1}]});
         assert!(bulk_outcomes(&swapped, &batch).is_err());
-        let twice = json!({"entities": [{"identifier": "a", "index": 0}, {"identifier": "a", "index": 0}]});
+        let twice =
+            json!({"entities": [{"identifier": "a", "index": 0}, {"identifier": "a", "index": 0}]});
         assert!(bulk_outcomes(&twice, &batch).is_err());
     }
 
