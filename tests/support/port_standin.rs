@@ -487,7 +487,7 @@ impl Inner {
         if !is_auth && !is_read {
             self.writes_seen += 1;
             if let Some(n) = self.faults.fail_every_nth_write {
-                if n > 0 && self.writes_seen % n == 0 {
+                if n > 0 && self.writes_seen.is_multiple_of(n) {
                     return Outcome::Raw(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "<html>upstream unavailable</html>".into(),

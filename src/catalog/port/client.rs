@@ -244,10 +244,10 @@ impl Http {
     /// The cached token, fetched or refreshed when it is close to expiry.
     async fn token(&self) -> Result<Secret, PortError> {
         let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref() {
-            if Instant::now() < t.refresh_at {
-                return Ok(t.value.clone());
-            }
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.value.clone());
         }
         let fresh = self.fetch_token().await?;
         let value = fresh.value.clone();
@@ -431,10 +431,10 @@ impl Http {
 
     fn pause_for(&self, wait: Duration) {
         let until = Instant::now() + wait.min(self.retry.max_delay);
-        if let Ok(mut paused) = self.paused_until.lock() {
-            if paused.is_none_or(|p| p < until) {
-                *paused = Some(until);
-            }
+        if let Ok(mut paused) = self.paused_until.lock()
+            && paused.is_none_or(|p| p < until)
+        {
+            *paused = Some(until);
         }
     }
 }

@@ -105,7 +105,7 @@ pub(super) async fn owned(
             });
         }
     }
-    owned.sort_by(|a, b| a.entity.key().cmp(&b.entity.key()));
+    owned.sort_by_key(|o| o.entity.key());
     owned.dedup_by(|a, b| a.entity.key() == b.entity.key());
     Ok(owned)
 }
@@ -125,7 +125,7 @@ pub(super) async fn foreign(
             async move { foreign_batch(&http, &integration, &prefixes, &blueprint, ids).await }
         });
     let mut found: Vec<ForeignEntity> = run_all(tasks).await?.into_iter().flatten().collect();
-    found.sort_by(|a, b| a.entity.key().cmp(&b.entity.key()));
+    found.sort_by_key(|f| f.entity.key());
     Ok(found)
 }
 
@@ -387,13 +387,13 @@ fn parse_found(context: &str, blueprint: &str, raw: &Json) -> Result<Found, Port
         .get("identifier")
         .and_then(Json::as_str)
         .ok_or_else(|| unexpected(context, "an entity in the answer has no identifier"))?;
-    if let Some(other) = obj.get("blueprint") {
-        if other.as_str() != Some(blueprint) {
-            return Err(unexpected(
-                context,
-                &format!("Port returned entity {identifier:?} of blueprint {other}"),
-            ));
-        }
+    if let Some(other) = obj.get("blueprint")
+        && other.as_str() != Some(blueprint)
+    {
+        return Err(unexpected(
+            context,
+            &format!("Port returned entity {identifier:?} of blueprint {other}"),
+        ));
     }
     let mut entity = Entity::new(blueprint, identifier);
     entity.title = obj.get("title").cloned();

@@ -238,6 +238,9 @@ async fn patch_blueprint(http: &Http, identifier: &str, body: Json) -> Result<()
     }
 }
 
+/// Entities that can share one bulk request: same account (User-Agent) and same flags.
+type Group = (String, WriteOptions);
+
 /// An upsert waiting for a retry because a relation target did not exist yet.
 struct Deferred {
     order: usize,
@@ -301,7 +304,7 @@ async fn upsert_pass(
 ) -> Result<Vec<Deferred>, PortError> {
     let mut deferred = Vec::new();
     for (blueprint, items) in stages(pending, |(_, u)| u.entity.blueprint.clone()) {
-        let mut groups: Vec<((String, WriteOptions), Vec<(usize, Upsert)>)> = Vec::new();
+        let mut groups: Vec<(Group, Vec<(usize, Upsert)>)> = Vec::new();
         for item in items {
             let group = (item.1.account.clone(), item.1.write);
             match groups.iter_mut().find(|(g, _)| *g == group) {
@@ -547,13 +550,14 @@ fn bulk_outcomes(
                 batch.len()
             ));
         };
-        if let Some(id) = item.get("identifier").and_then(Json::as_str) {
-            if id != upsert.entity.identifier && !(failed && id == "unknown") {
-                return Err(format!(
-                    "result {index} names {id:?} but {:?} was sent there",
-                    upsert.entity.identifier
-                ));
-            }
+        if let Some(id) = item.get("identifier").and_then(Json::as_str)
+            && id != upsert.entity.identifier
+            && !(failed && id == "unknown")
+        {
+            return Err(format!(
+                "result {index} names {id:?} but {:?} was sent there",
+                upsert.entity.identifier
+            ));
         }
         if outcomes[index].is_some() {
             return Err(format!("index {index} has more than one result"));
