@@ -925,3 +925,40 @@ async fn a_503_burst_longer_than_the_retries_stops_with_a_clear_error() {
     let err = catalog.blueprints().await.expect_err("gave up").to_string();
     assert!(err.contains("503") && err.contains("9 attempts"), "{err}");
 }
+
+#[tokio::test]
+async fn a_request_port_finds_too_large_is_split_until_it_fits_and_a_lone_giant_is_rejected() {
+    let standin = standin_with_blueprints().await;
+    standin.faults(|f| f.body_limit = 4 * 1024);
+    let catalog = catalog(&standin);
+    let mut upserts = vec![account_entity("111")];
+    for i in 0..20 {
+        let mut u = bucket(&format!("b{i}"), "111");
+        u.entity.properties = json!({"note": "x".repeat(300)}).as_object().cloned();
+        upserts.push(u);
+    }
+    let mut giant = bucket("giant", "111");
+    giant.entity.properties = json!({"note": "x".repeat(8 * 1024)}).as_object().cloned();
+    upserts.push(giant);
+    let report = catalog
+        .apply(
+            OWNER,
+            &Writes {
+                upserts,
+                ..Writes::default()
+            },
+            &NoProgress,
+        )
+        .await;
+    assert_eq!(report.stopped, None);
+    assert_eq!(report.upserted.len(), 21);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].key.identifier, "giant");
+    assert!(
+        report.rejected[0].message.contains("too large"),
+        "{:?}",
+        report.rejected
+    );
+    assert!(standin.log().iter().any(|l| l.status == 413));
+    assert_eq!(standin.entities().len(), 21);
+}

@@ -88,6 +88,8 @@ pub struct Faults {
     pub token_lifetime_secs: u64,
     /// Requests per 5-minute window before 429s.
     pub rate_limit: usize,
+    /// Largest request body accepted before 413 (Port's is 1 MiB).
+    pub body_limit: usize,
     /// Length of the rate-limit window (Port's is 5 minutes).
     pub rate_window: Duration,
     /// Send `x-ratelimit-reset` as an epoch time instead of seconds.
@@ -109,6 +111,7 @@ impl Default for Faults {
             token_lifetime_secs: 10_800,
             rate_limit: 1_000_000,
             rate_window: RATE_WINDOW,
+            body_limit: BODY_LIMIT,
             epoch_reset: false,
             hostile_search: None,
             hostile_bulk: None,
@@ -495,7 +498,7 @@ impl Inner {
                 }
             }
         }
-        if req.body.len() > BODY_LIMIT {
+        if req.body.len() > self.faults.body_limit {
             return error(
                 413,
                 "request_too_large",
