@@ -15,7 +15,16 @@
 //! Port does not document `$datasource` in search answers, so foreign owners are found by query:
 //! an identifier that exists but is not in our owned search is foreign; its owner is the
 //! `$datasource` when Port returns one, else the first adoption prefix whose `contains` search
-//! finds it, else unknown (empty).
+//! finds it, else unknown (empty). Foreign references are found per blueprint with a relation to
+//! one of our blueprints: a search on that relation field (`in` the identifiers), minus our own.
+//!
+//! Other details the core relies on: `kind` of an owned entity is always `None` (Port keeps no
+//! place for it); `placeholder` marks entities with nothing but an identifier (what
+//! `create_missing_related_entities` creates); rejected writes carry the action `upsert` or
+//! `delete`. Read budget per plan: one blueprint list, one ownership listing page per account
+//! (5,000 per page), one search page per blueprint (1,000 per page), and for the foreign check
+//! one search per 100 planned creates (two when some exist). [`PortCatalog::requests`] counts
+//! them.
 
 use std::sync::Arc;
 
