@@ -1,6 +1,8 @@
-//! Shared test support: local stand-ins for the services tidemark talks to.
+//! Shared test support: local stand-ins for the services tidemark talks to. Each integration test
+//! binary uses only some of them.
 #![allow(dead_code)]
 
 pub mod cloudcontrol;
 pub mod moto;
+pub mod port_standin;
 pub mod sts;

@@ -1,0 +1,610 @@
+//! The HTTP layer under the Port catalog: access tokens, the User-Agent that records ownership,
+//! retries with backoff, client-side pacing from Port's rate-limit headers, and request counters.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, USER_AGENT};
+use serde_json::{Value as Json, json};
+
+use super::PortConfig;
+use crate::secret::Secret;
+
+/// Statuses Port (or a proxy in front of it) answers when a retry can succeed. Plain 500 is not
+/// retried, like Port's own Ocean client: it usually means the request itself is at fault.
+const RETRYABLE_STATUSES: [u16; 5] = [408, 429, 502, 503, 504];
+
+/// A `Retry-After` / `x-ratelimit-reset` number above this is an epoch time, below it a number of
+/// seconds: Port's docs disagree on which it sends, and Ocean parses it the same way.
+const EPOCH_THRESHOLD_SECS: f64 = 10_000.0;
+
+/// How much of an error body is quoted in messages (HTML error pages can be long).
+const SNIPPET_CHARS: usize = 200;
+
+/// Retry and pacing knobs. The defaults follow Port's Ocean client (10 retries, 0.3 s base).
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base_delay: Duration,
+    /// Caps both the exponential backoff and waits that Port's headers ask for.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 10,
+            base_delay: Duration::from_millis(300),
+            max_delay: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Requests sent to Port so far, by kind. Every attempt counts, retries included, because that is
+/// what Port's rate limits count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub reads: usize,
+    pub writes: usize,
+    pub auth: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Traffic {
+    Read,
+    Write,
+}
+
+/// Failures talking to Port. Messages never contain the client secret or the token.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("{method} {path}: Port could not be reached after {attempts} attempts: {message}")]
+    Unreachable {
+        method: String,
+        path: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error("{method} {path}: Port still answered {status} after {attempts} attempts: {message}")]
+    RetriesExhausted {
+        method: String,
+        path: String,
+        status: u16,
+        attempts: u32,
+        message: String,
+    },
+    #[error(
+        "{method} {path}: Port answered {status} with a body that is not valid JSON: {snippet}"
+    )]
+    NotJson {
+        method: String,
+        path: String,
+        status: u16,
+        snippet: String,
+    },
+    #[error("Port refused the client id and secret ({status}): {message}")]
+    Credentials { status: u16, message: String },
+    #[error("{method} {path}: Port answered {status}: {message}")]
+    Refused {
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{context}: {message}")]
+    Unexpected { context: String, message: String },
+    #[error("could not build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// One answer from Port: the status and the parsed JSON body (`Null` when empty).
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Json,
+}
+
+impl Reply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Port's `error` and `message`, for error replies.
+    pub fn message(&self) -> String {
+        describe_error(&self.body)
+    }
+}
+
+struct CachedToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+/// The HTTP client shared by every Port operation.
+pub(crate) struct Http {
+    client: reqwest::Client,
+    /// `{baseUrl}/v1`.
+    api: String,
+    config: PortConfig,
+    /// `tidemark/<version>/<integration>`; writes append `/<account>`.
+    agent: String,
+    retry: RetryPolicy,
+    /// Only one token request at a time; a tokio mutex because the refresh awaits while holding
+    /// it, which is the point: concurrent requests wait for the one refresh instead of racing.
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+    /// Bounds the requests in flight across every operation.
+    in_flight: tokio::sync::Semaphore,
+    /// No request starts before this instant (set from `x-ratelimit-*` and 429 answers).
+    paused_until: Mutex<Option<Instant>>,
+    reads: AtomicUsize,
+    writes: AtomicUsize,
+    auth: AtomicUsize,
+}
+
+impl Http {
+    pub fn new(
+        config: PortConfig,
+        agent: String,
+        retry: RetryPolicy,
+        concurrency: usize,
+    ) -> Result<Http, PortError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| PortError::Client(e.to_string()))?;
+        let api = format!("{}/v1", config.base_url.trim_end_matches('/'));
+        Ok(Http {
+            client,
+            api,
+            config,
+            agent,
+            retry,
+            token: tokio::sync::Mutex::new(None),
+            in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
+            paused_until: Mutex::new(None),
+            reads: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+            auth: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn counts(&self) -> RequestCounts {
+        RequestCounts {
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            auth: self.auth.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The User-Agent for a write attributed to `account`; Port records it as `$datasource`.
+    pub fn user_agent(&self, account: Option<&str>) -> String {
+        match account {
+            Some(account) => format!("{}/{account}", self.agent),
+            None => self.agent.clone(),
+        }
+    }
+
+    /// Sends one request to `path` (below `/v1`, query included) and returns Port's answer.
+    /// Retryable statuses and network errors are retried; a 401 refreshes the token once.
+    /// Any other status is returned for the caller to interpret, except that a 2xx with
+    /// `ok: false` and a body that is not JSON are errors.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+        account: Option<&str>,
+        traffic: Traffic,
+    ) -> Result<Reply, PortError> {
+        let payload = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| PortError::Unexpected {
+                context: format!("{method} {path}"),
+                message: format!("could not encode the request body: {e}"),
+            })?),
+            None => None,
+        };
+        let url = format!("{}{}", self.api, path);
+        let agent = self.user_agent(account);
+        let mut refreshed = false;
+        loop {
+            let token = self.token().await?;
+            let counter = match traffic {
+                Traffic::Read => &self.reads,
+                Traffic::Write => &self.writes,
+            };
+            let (status, bytes) = self
+                .exchange(&method, path, counter, || {
+                    let mut req = self
+                        .client
+                        .request(method.clone(), &url)
+                        .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+                        .header(USER_AGENT, agent.as_str())
+                        .header(ACCEPT, "application/json");
+                    if let Some(p) = &payload {
+                        req = req.header(CONTENT_TYPE, "application/json").body(p.clone());
+                    }
+                    req
+                })
+                .await?;
+            if status == 401 && !refreshed {
+                // The token expired early or was revoked: fetch a new one and try once more.
+                self.forget_token(&token).await;
+                refreshed = true;
+                continue;
+            }
+            return parse_reply(&method, path, status, &bytes);
+        }
+    }
+
+    /// The cached token, fetched or refreshed when it is close to expiry.
+    async fn token(&self) -> Result<Secret, PortError> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.value.clone());
+        }
+        let fresh = self.fetch_token().await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn forget_token(&self, used: &Secret) {
+        let mut cached = self.token.lock().await;
+        if cached.as_ref().is_some_and(|t| &t.value == used) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<CachedToken, PortError> {
+        let url = format!("{}/auth/access_token", self.api);
+        let path = "/auth/access_token";
+        let body = json!({
+            "clientId": self.config.client_id.expose(),
+            "clientSecret": self.config.client_secret.expose(),
+        });
+        let payload = serde_json::to_vec(&body).map_err(|e| PortError::Unexpected {
+            context: "POST /auth/access_token".into(),
+            message: e.to_string(),
+        })?;
+        let started = Instant::now();
+        let (status, bytes) = self
+            .exchange(&Method::POST, path, &self.auth, || {
+                self.client
+                    .post(&url)
+                    .header(USER_AGENT, self.agent.as_str())
+                    .header(ACCEPT, "application/json")
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(payload.clone())
+            })
+            .await?;
+        let reply = parse_reply(&Method::POST, path, status, &bytes)?;
+        if !reply.is_success() {
+            return Err(PortError::Credentials {
+                status,
+                message: reply.message(),
+            });
+        }
+        let token = reply
+            .body
+            .get("accessToken")
+            .and_then(Json::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| PortError::Unexpected {
+                context: "POST /auth/access_token".into(),
+                message: "Port's answer has no accessToken".into(),
+            })?;
+        let lifetime = reply
+            .body
+            .get("expiresIn")
+            .and_then(Json::as_f64)
+            .filter(|s| *s > 0.0)
+            .unwrap_or(3600.0);
+        Ok(CachedToken {
+            value: Secret::new(token),
+            refresh_at: started + token_refresh_after(Duration::from_secs_f64(lifetime)),
+        })
+    }
+
+    /// Sends a request built by `build`, retrying network errors and retryable statuses with
+    /// backoff. Returns the final status and body bytes.
+    async fn exchange(
+        &self,
+        method: &Method,
+        path: &str,
+        counter: &AtomicUsize,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(u16, Vec<u8>), PortError> {
+        let mut attempt: u32 = 0;
+        loop {
+            self.wait_for_pace().await;
+            let outcome = {
+                let _permit = self.in_flight.acquire().await.map_err(|e| {
+                    PortError::Client(format!("request limiter closed unexpectedly: {e}"))
+                })?;
+                counter.fetch_add(1, Ordering::Relaxed);
+                match build().send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let headers = resp.headers().clone();
+                        self.note_rate_limit(&headers, status);
+                        match resp.bytes().await {
+                            Ok(bytes) => Ok((status, headers, bytes.to_vec())),
+                            Err(e) => Err(e.without_url().to_string()),
+                        }
+                    }
+                    Err(e) => Err(e.without_url().to_string()),
+                }
+            };
+            attempt += 1;
+            let wait = match outcome {
+                Ok((status, headers, bytes)) => {
+                    if !RETRYABLE_STATUSES.contains(&status) {
+                        return Ok((status, bytes));
+                    }
+                    if attempt > self.retry.max_retries {
+                        return Err(PortError::RetriesExhausted {
+                            method: method.to_string(),
+                            path: path.to_string(),
+                            status,
+                            attempts: attempt,
+                            message: snippet(&bytes),
+                        });
+                    }
+                    header_wait(&headers).unwrap_or_else(|| self.backoff(attempt))
+                }
+                Err(message) => {
+                    if attempt > self.retry.max_retries {
+                        return Err(PortError::Unreachable {
+                            method: method.to_string(),
+                            path: path.to_string(),
+                            attempts: attempt,
+                            message,
+                        });
+                    }
+                    self.backoff(attempt)
+                }
+            };
+            let wait = wait.min(self.retry.max_delay);
+            tracing::debug!(%method, path, attempt, wait_ms = wait.as_millis() as u64, "retrying a Port request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Exponential backoff with jitter: a random point in the upper half of `base * 2^(n-1)`.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .retry
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)))
+            .min(self.retry.max_delay);
+        exp / 2 + exp.mul_f64(random_fraction() / 2.0)
+    }
+
+    async fn wait_for_pace(&self) {
+        let until = self.paused_until.lock().ok().and_then(|p| *p);
+        if let Some(until) = until {
+            let now = Instant::now();
+            if until > now {
+                tokio::time::sleep((until - now).min(self.retry.max_delay)).await;
+            }
+        }
+    }
+
+    /// Slows down before Port has to say 429: with no requests left in the window, wait for its
+    /// reset; with few left, spread them over what remains of the window.
+    fn note_rate_limit(&self, headers: &HeaderMap, status: u16) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        if status == 429 {
+            // Port says when to come back (Retry-After first, then the window's reset); until
+            // then no request of ours would get through.
+            if let Some(wait) = header_wait(headers) {
+                self.pause_for(wait);
+            }
+            return;
+        }
+        let reset = headers
+            .get("x-ratelimit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_wait);
+        let (Some(remaining), Some(reset)) = (number("x-ratelimit-remaining"), reset) else {
+            return;
+        };
+        let limit = number("x-ratelimit-limit").unwrap_or(0.0);
+        if remaining <= 0.0 {
+            self.pause_for(reset);
+        } else if limit > 0.0 && remaining < limit / 10.0 {
+            self.pause_for(reset.div_f64(remaining));
+        }
+    }
+
+    fn pause_for(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(self.retry.max_delay);
+        if let Ok(mut paused) = self.paused_until.lock()
+            && paused.is_none_or(|p| p < until)
+        {
+            *paused = Some(until);
+        }
+    }
+}
+
+/// When to refresh a token that lives `lifetime`: well before it expires, leaving the smaller of
+/// five minutes and a fifth of its lifetime.
+fn token_refresh_after(lifetime: Duration) -> Duration {
+    lifetime.saturating_sub(Duration::from_secs(300).min(lifetime / 5))
+}
+
+fn parse_reply(method: &Method, path: &str, status: u16, bytes: &[u8]) -> Result<Reply, PortError> {
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Json::Null
+    } else {
+        serde_json::from_slice::<Json>(bytes).map_err(|_| PortError::NotJson {
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            snippet: snippet(bytes),
+        })?
+    };
+    let reply = Reply { status, body };
+    if reply.is_success() && reply.body.get("ok") == Some(&Json::Bool(false)) {
+        return Err(PortError::Refused {
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            message: format!("ok is false: {}", reply.message()),
+        });
+    }
+    Ok(reply)
+}
+
+/// `error: message` from a Port error envelope, or a snippet of whatever came instead.
+pub(crate) fn describe_error(body: &Json) -> String {
+    let error = body.get("error").and_then(Json::as_str);
+    let message = body.get("message").and_then(Json::as_str);
+    match (error, message) {
+        (Some(e), Some(m)) => format!("{e}: {m}"),
+        (Some(e), None) => e.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => snippet(body.to_string().as_bytes()),
+    }
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.chars().count() > SNIPPET_CHARS {
+        format!("{}…", text.chars().take(SNIPPET_CHARS).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+/// How long Port asks us to wait: `Retry-After` first, then `x-ratelimit-reset`.
+fn header_wait(headers: &HeaderMap) -> Option<Duration> {
+    ["retry-after", "x-ratelimit-reset"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok().and_then(parse_wait))
+}
+
+/// A wait given as seconds (`"2"`, `"1.5"`) or as an epoch time in seconds (`"1767225600"`).
+pub(crate) fn parse_wait(value: &str) -> Option<Duration> {
+    let n = value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)?;
+    if n > EPOCH_THRESHOLD_SECS {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Some(Duration::from_secs_f64((n - now).max(0.0)))
+    } else {
+        Some(Duration::from_secs_f64(n))
+    }
+}
+
+/// A number in [0, 1) from the standard library's randomly seeded hasher; enough for jitter.
+fn random_fraction() -> f64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Percent-encodes one path segment: everything but unreserved characters, so ARNs with `:` and
+/// `/` stay one segment.
+pub(crate) fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_read_as_seconds_or_as_an_epoch_time() {
+        assert_eq!(parse_wait("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_wait(" 1.5 "), Some(Duration::from_millis(1500)));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let wait = parse_wait(&(now + 30).to_string()).unwrap_or_default();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(parse_wait("1000"), Some(Duration::from_secs(1000)));
+        assert_eq!(parse_wait(&(now - 100).to_string()), Some(Duration::ZERO));
+        assert_eq!(parse_wait("soon"), None);
+        assert_eq!(parse_wait("-3"), None);
+    }
+
+    #[test]
+    fn identifiers_are_one_encoded_path_segment() {
+        assert_eq!(
+            encode_segment("arn:aws:s3:::b/k+x=y@z"),
+            "arn%3Aaws%3As3%3A%3A%3Ab%2Fk%2Bx%3Dy%40z"
+        );
+        assert_eq!(encode_segment("plain-id_1.2~"), "plain-id_1.2~");
+        assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn tokens_are_refreshed_well_before_they_expire() {
+        assert_eq!(
+            token_refresh_after(Duration::from_secs(10_800)),
+            Duration::from_secs(10_500)
+        );
+        assert_eq!(
+            token_refresh_after(Duration::from_secs(10)),
+            Duration::from_secs(8)
+        );
+    }
+
+    #[test]
+    fn port_error_envelopes_are_described_with_code_and_message() {
+        assert_eq!(
+            describe_error(&json!({"ok": false, "error": "not_found", "message": "gone"})),
+            "not_found: gone"
+        );
+        assert_eq!(describe_error(&json!({"x": 1})), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn html_and_truncated_json_are_errors_not_empty_answers() {
+        let html = parse_reply(&Method::GET, "/x", 200, b"<html>oops</html>");
+        assert!(matches!(html, Err(PortError::NotJson { .. })), "{html:?}");
+        let cut = parse_reply(&Method::GET, "/x", 200, br#"{"ok": true, "entities": ["#);
+        assert!(matches!(cut, Err(PortError::NotJson { .. })), "{cut:?}");
+        let not_ok = parse_reply(&Method::GET, "/x", 200, br#"{"ok": false, "error": "e"}"#);
+        assert!(
+            matches!(not_ok, Err(PortError::Refused { .. })),
+            "{not_ok:?}"
+        );
+    }
+}

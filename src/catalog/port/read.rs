@@ -1,0 +1,610 @@
+//! Reading Port: blueprints, the entities this integration owns (attributed per account), and
+//! entities of other owners at or pointing to our keys.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::{Map, Value as Json, json};
+
+use super::AGENT_PREFIX;
+use super::client::{Http, PortError, Traffic, encode_segment};
+use crate::model::{Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
+
+/// Page size of the per-blueprint search; Port allows 1 to 1000.
+const SEARCH_PAGE: usize = 1000;
+/// Page size of the ownership listing; Ocean uses 5000 on the same route.
+const OWNERSHIP_PAGE: usize = 5000;
+/// Identifiers per `$identifier in [...]` search; Ocean queries 50, the route's body allows more,
+/// and 100 halves the requests of a large first sync.
+const IDENTIFIER_BATCH: usize = 100;
+/// The fields tidemark compares, and so the only ones it asks Port for.
+const COMPARED_FIELDS: [&str; 7] = [
+    "identifier",
+    "blueprint",
+    "title",
+    "icon",
+    "team",
+    "properties",
+    "relations",
+];
+/// Where Port might put the writer's User-Agent in an answer; none of them is documented.
+const DATASOURCE_FIELDS: [&str; 3] = ["$datasource", "datasource", "dataSource"];
+
+pub(super) async fn list_blueprints(http: &Http) -> Result<Vec<Blueprint>, PortError> {
+    let reply = http
+        .send(Method::GET, "/blueprints", None, None, Traffic::Read)
+        .await?;
+    if !reply.is_success() {
+        return Err(refused("GET", "/blueprints", &reply));
+    }
+    let list = reply
+        .body
+        .get("blueprints")
+        .and_then(Json::as_array)
+        .ok_or_else(|| unexpected("GET /blueprints", "the answer has no blueprints list"))?;
+    list.iter()
+        .map(|bp| match bp.get("identifier").and_then(Json::as_str) {
+            Some(_) => Ok(Blueprint(bp.clone())),
+            None => Err(unexpected(
+                "GET /blueprints",
+                "a blueprint in the answer has no identifier",
+            )),
+        })
+        .collect()
+}
+
+/// The two `$datasource` rules that select everything `integration` owns, whatever the version.
+fn owned_rules(integration: &str) -> Vec<Json> {
+    vec![
+        json!({"property": "$datasource", "operator": "contains", "value": AGENT_PREFIX}),
+        json!({"property": "$datasource", "operator": "contains", "value": format!("/{integration}/")}),
+    ]
+}
+
+pub(super) async fn owned(
+    http: &Arc<Http>,
+    integration: &str,
+    accounts: &[String],
+) -> Result<Vec<OwnedEntity>, PortError> {
+    let blueprints = list_blueprints(http).await?;
+
+    let listings = accounts.iter().map(|account| {
+        let http = Arc::clone(http);
+        let suffix = format!("/{integration}/{account}");
+        let account = account.clone();
+        async move {
+            let keys = list_datasource(&http, AGENT_PREFIX, &suffix).await?;
+            Ok((account, keys))
+        }
+    });
+    let searches = blueprints.iter().map(|bp| {
+        let http = Arc::clone(http);
+        let blueprint = bp.identifier().to_string();
+        let query = json!({"combinator": "and", "rules": owned_rules(integration)});
+        async move { search(&http, &blueprint, query).await }
+    });
+    let (listings, searches) = tokio::join!(run_all(listings), run_all(searches));
+
+    let mut account_of: HashMap<EntityKey, String> = HashMap::new();
+    for (account, keys) in listings? {
+        for key in keys {
+            account_of.entry(key).or_insert_with(|| account.clone());
+        }
+    }
+    let mut owned = Vec::new();
+    for entities in searches?.into_iter().flatten() {
+        for entity in entities {
+            let account = account_of.get(&entity.entity.key()).cloned();
+            owned.push(OwnedEntity {
+                placeholder: is_placeholder(&entity.entity),
+                entity: entity.entity,
+                account,
+                kind: None,
+            });
+        }
+    }
+    owned.sort_by_key(|o| o.entity.key());
+    owned.dedup_by(|a, b| a.entity.key() == b.entity.key());
+    Ok(owned)
+}
+
+pub(super) async fn foreign(
+    http: &Arc<Http>,
+    integration: &str,
+    adopt_prefixes: &[String],
+    keys: &[EntityKey],
+) -> Result<Vec<ForeignEntity>, PortError> {
+    let tasks = identifier_batches(keys)
+        .into_iter()
+        .map(|(blueprint, ids)| {
+            let http = Arc::clone(http);
+            let integration = integration.to_string();
+            let prefixes = adopt_prefixes.to_vec();
+            async move { foreign_batch(&http, &integration, &prefixes, &blueprint, ids).await }
+        });
+    let mut found: Vec<ForeignEntity> = run_all(tasks).await?.into_iter().flatten().collect();
+    found.sort_by_key(|f| f.entity.key());
+    Ok(found)
+}
+
+/// One blueprint's batch of identifiers: which exist, which of those are not ours, and who the
+/// others belong to as far as Port lets us know.
+async fn foreign_batch(
+    http: &Http,
+    integration: &str,
+    adopt_prefixes: &[String],
+    blueprint: &str,
+    ids: Vec<String>,
+) -> Result<Vec<ForeignEntity>, PortError> {
+    let Some(existing) = search(http, blueprint, identifier_query(&ids, Vec::new())).await? else {
+        return Ok(Vec::new());
+    };
+    let found_ids: Vec<String> = existing
+        .iter()
+        .map(|e| e.entity.identifier.clone())
+        .collect();
+    if found_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ours: BTreeSet<String> = search(
+        http,
+        blueprint,
+        identifier_query(&found_ids, owned_rules(integration)),
+    )
+    .await?
+    .unwrap_or_default()
+    .into_iter()
+    .map(|e| e.entity.identifier)
+    .collect();
+    let mut foreign: Vec<ForeignEntity> = existing
+        .into_iter()
+        .filter(|e| !ours.contains(&e.entity.identifier))
+        .map(|e| ForeignEntity {
+            owner: e.datasource.unwrap_or_default(),
+            entity: e.entity,
+        })
+        .collect();
+    for prefix in adopt_prefixes {
+        let unknown: Vec<String> = foreign
+            .iter()
+            .filter(|f| f.owner.is_empty())
+            .map(|f| f.entity.identifier.clone())
+            .collect();
+        if unknown.is_empty() {
+            break;
+        }
+        let rule = json!({"property": "$datasource", "operator": "contains", "value": prefix});
+        let matched: BTreeSet<String> =
+            search(http, blueprint, identifier_query(&unknown, vec![rule]))
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.entity.identifier)
+                .collect();
+        for f in foreign.iter_mut() {
+            if f.owner.is_empty() && matched.contains(&f.entity.identifier) {
+                // Port did not say the full datasource; the prefix it matched is what the core
+                // compares against `integration.adopt`.
+                f.owner = prefix.clone();
+            }
+        }
+    }
+    Ok(foreign)
+}
+
+pub(super) async fn foreign_references(
+    http: &Arc<Http>,
+    integration: &str,
+    keys: &[EntityKey],
+) -> Result<Vec<ForeignReference>, PortError> {
+    let mut targets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for key in keys {
+        targets
+            .entry(key.blueprint.clone())
+            .or_default()
+            .insert(key.identifier.clone());
+    }
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let blueprints = list_blueprints(http).await?;
+    let mut tasks = Vec::new();
+    for bp in &blueprints {
+        for relation in bp.relations() {
+            let Some(ids) = targets.get(&relation.target) else {
+                continue;
+            };
+            let ids: Vec<String> = ids.iter().cloned().collect();
+            for chunk in ids.chunks(IDENTIFIER_BATCH) {
+                let http = Arc::clone(http);
+                let integration = integration.to_string();
+                let referrer_bp = bp.identifier().to_string();
+                let target_bp = relation.target.clone();
+                let name = relation.name.clone();
+                let chunk = chunk.to_vec();
+                tasks.push(async move {
+                    references_batch(&http, &integration, &referrer_bp, &name, &target_bp, chunk)
+                        .await
+                });
+            }
+        }
+    }
+    let mut refs: Vec<ForeignReference> = run_all(tasks).await?.into_iter().flatten().collect();
+    refs.sort();
+    refs.dedup();
+    Ok(refs)
+}
+
+/// Entities of `referrer_bp` whose relation `relation` points at any of `ids`, minus ours.
+async fn references_batch(
+    http: &Http,
+    integration: &str,
+    referrer_bp: &str,
+    relation: &str,
+    target_bp: &str,
+    ids: Vec<String>,
+) -> Result<Vec<ForeignReference>, PortError> {
+    let query = json!({"combinator": "and", "rules": [
+        {"property": relation, "operator": "in", "value": ids}
+    ]});
+    let Some(referrers) = search(http, referrer_bp, query).await? else {
+        return Ok(Vec::new());
+    };
+    if referrers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let referrer_ids: Vec<String> = referrers
+        .iter()
+        .map(|e| e.entity.identifier.clone())
+        .collect();
+    let ours: BTreeSet<String> = search(
+        http,
+        referrer_bp,
+        identifier_query(&referrer_ids, owned_rules(integration)),
+    )
+    .await?
+    .unwrap_or_default()
+    .into_iter()
+    .map(|e| e.entity.identifier)
+    .collect();
+    let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut refs = Vec::new();
+    for found in referrers {
+        if ours.contains(&found.entity.identifier) {
+            continue;
+        }
+        for (name, target) in found.entity.relation_targets() {
+            if name == relation && wanted.contains(target) {
+                refs.push(ForeignReference {
+                    target: EntityKey::new(target_bp, target),
+                    referrer: found.entity.key(),
+                    owner: found.datasource.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+    Ok(refs)
+}
+
+fn identifier_query(ids: &[String], mut rules: Vec<Json>) -> Json {
+    rules.insert(
+        0,
+        json!({"property": "$identifier", "operator": "in", "value": ids}),
+    );
+    json!({"combinator": "and", "rules": rules})
+}
+
+/// Keys grouped by blueprint and cut into search-sized batches.
+fn identifier_batches(keys: &[EntityKey]) -> Vec<(String, Vec<String>)> {
+    let mut by_blueprint: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for key in keys {
+        by_blueprint
+            .entry(&key.blueprint)
+            .or_default()
+            .insert(&key.identifier);
+    }
+    let mut batches = Vec::new();
+    for (blueprint, ids) in by_blueprint {
+        let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
+        for chunk in ids.chunks(IDENTIFIER_BATCH) {
+            batches.push((blueprint.to_string(), chunk.to_vec()));
+        }
+    }
+    batches
+}
+
+/// An entity from a search answer, with its `$datasource` when Port included one.
+struct Found {
+    entity: Entity,
+    datasource: Option<String>,
+}
+
+/// Every page of a search within `blueprint`. `None` when the blueprint does not exist.
+async fn search(
+    http: &Http,
+    blueprint: &str,
+    query: Json,
+) -> Result<Option<Vec<Found>>, PortError> {
+    let path = format!(
+        "/blueprints/{}/entities/search?exclude_calculated_properties=true",
+        encode_segment(blueprint)
+    );
+    let context = format!("search of blueprint {blueprint}");
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut body = json!({"query": query, "limit": SEARCH_PAGE, "include": COMPARED_FIELDS});
+        if let Some(c) = &cursor {
+            body["from"] = Json::String(c.clone());
+        }
+        let reply = http
+            .send(Method::POST, &path, Some(&body), None, Traffic::Read)
+            .await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        if !reply.is_success() {
+            return Err(refused("POST", &path, &reply));
+        }
+        let entities = reply
+            .body
+            .get("entities")
+            .and_then(Json::as_array)
+            .ok_or_else(|| unexpected(&context, "the answer has no entities list"))?;
+        for raw in entities {
+            found.push(parse_found(&context, blueprint, raw)?);
+        }
+        match reply.body.get("next") {
+            None | Some(Json::Null) => break,
+            Some(Json::String(next)) if next.is_empty() => break,
+            Some(Json::String(next)) => {
+                if cursor.as_deref() == Some(next.as_str()) {
+                    return Err(unexpected(
+                        &context,
+                        "Port returned the same page cursor twice",
+                    ));
+                }
+                cursor = Some(next.clone());
+            }
+            Some(other) => {
+                return Err(unexpected(
+                    &context,
+                    &format!("the page cursor is not a string: {other}"),
+                ));
+            }
+        }
+    }
+    Ok(Some(found))
+}
+
+fn parse_found(context: &str, blueprint: &str, raw: &Json) -> Result<Found, PortError> {
+    let obj = raw
+        .as_object()
+        .ok_or_else(|| unexpected(context, "an entity in the answer is not an object"))?;
+    let identifier = obj
+        .get("identifier")
+        .and_then(Json::as_str)
+        .ok_or_else(|| unexpected(context, "an entity in the answer has no identifier"))?;
+    if let Some(other) = obj.get("blueprint")
+        && other.as_str() != Some(blueprint)
+    {
+        return Err(unexpected(
+            context,
+            &format!("Port returned entity {identifier:?} of blueprint {other}"),
+        ));
+    }
+    let mut entity = Entity::new(blueprint, identifier);
+    entity.title = obj.get("title").cloned();
+    entity.icon = obj.get("icon").cloned();
+    entity.team = obj.get("team").cloned();
+    entity.properties = object_field(context, identifier, obj, "properties")?;
+    entity.relations = object_field(context, identifier, obj, "relations")?;
+    let datasource = DATASOURCE_FIELDS
+        .iter()
+        .find_map(|f| obj.get(*f).and_then(Json::as_str))
+        .map(str::to_string);
+    Ok(Found { entity, datasource })
+}
+
+fn object_field(
+    context: &str,
+    identifier: &str,
+    obj: &Map<String, Json>,
+    field: &str,
+) -> Result<Option<Map<String, Json>>, PortError> {
+    match obj.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Object(map)) => Ok(Some(map.clone())),
+        Some(other) => Err(unexpected(
+            context,
+            &format!("{field} of entity {identifier:?} is not an object: {other}"),
+        )),
+    }
+}
+
+/// Every page of the ownership listing for one datasource prefix and suffix.
+async fn list_datasource(
+    http: &Http,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<EntityKey>, PortError> {
+    let path = "/blueprints/entities/datasource-entities";
+    let context = format!("ownership listing for {suffix}");
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut body = json!({
+            "datasource_prefix": prefix, "datasource_suffix": suffix, "limit": OWNERSHIP_PAGE,
+        });
+        if let Some(c) = &cursor {
+            body["from"] = Json::String(c.clone());
+        }
+        let reply = http
+            .send(Method::POST, path, Some(&body), None, Traffic::Read)
+            .await?;
+        if !reply.is_success() {
+            return Err(refused("POST", path, &reply));
+        }
+        let entities = reply
+            .body
+            .get("entities")
+            .and_then(Json::as_array)
+            .ok_or_else(|| unexpected(&context, "the answer has no entities list"))?;
+        for e in entities {
+            let identifier = e.get("identifier").and_then(Json::as_str);
+            let blueprint = e.get("blueprint").and_then(Json::as_str);
+            match (blueprint, identifier) {
+                (Some(b), Some(i)) => keys.push(EntityKey::new(b, i)),
+                _ => {
+                    return Err(unexpected(
+                        &context,
+                        "an entity in the answer lacks its blueprint or identifier",
+                    ));
+                }
+            }
+        }
+        match reply.body.get("next") {
+            None | Some(Json::Null) => break,
+            Some(Json::String(next)) if next.is_empty() => break,
+            Some(Json::String(next)) => {
+                if cursor.as_deref() == Some(next.as_str()) {
+                    return Err(unexpected(
+                        &context,
+                        "Port returned the same page cursor twice",
+                    ));
+                }
+                cursor = Some(next.clone());
+            }
+            Some(other) => {
+                return Err(unexpected(
+                    &context,
+                    &format!("the page cursor is not a string: {other}"),
+                ));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Whether Port created this entity as an empty relation target (`create_missing_related_entities`):
+/// nothing but an identifier, and a title that is absent or the identifier itself.
+fn is_placeholder(entity: &Entity) -> bool {
+    let empty = |v: &Option<Json>| match v {
+        None | Some(Json::Null) => true,
+        Some(Json::Array(a)) => a.is_empty(),
+        Some(Json::String(s)) => s.is_empty(),
+        Some(_) => false,
+    };
+    let no_values = |m: &Option<Map<String, Json>>| {
+        m.as_ref().is_none_or(|m| {
+            m.values()
+                .all(|v| v.is_null() || v.as_array().is_some_and(Vec::is_empty))
+        })
+    };
+    let title_empty = empty(&entity.title)
+        || entity.title.as_ref().and_then(Json::as_str) == Some(entity.identifier.as_str());
+    title_empty
+        && empty(&entity.icon)
+        && empty(&entity.team)
+        && no_values(&entity.properties)
+        && no_values(&entity.relations)
+}
+
+/// Runs `tasks` on the runtime and returns their results in order; the first error wins. The
+/// HTTP client's semaphore bounds how many requests they send at once.
+pub(super) async fn run_all<T, F>(tasks: impl IntoIterator<Item = F>) -> Result<Vec<T>, PortError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, PortError>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut count = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        set.spawn(async move { (i, task.await) });
+        count += 1;
+    }
+    let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        let (i, result) = joined.map_err(|e| unexpected("a Port request task", &e.to_string()))?;
+        results[i] = Some(result?);
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+pub(super) fn unexpected(context: &str, message: &str) -> PortError {
+    PortError::Unexpected {
+        context: context.to_string(),
+        message: message.to_string(),
+    }
+}
+
+pub(super) fn refused(method: &str, path: &str, reply: &super::client::Reply) -> PortError {
+    PortError::Refused {
+        method: method.to_string(),
+        path: path.to_string(),
+        status: reply.status,
+        message: reply.message(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_relation_targets_are_recognised_as_placeholders() {
+        let mut e = Entity::new("acct", "111");
+        assert!(is_placeholder(&e));
+        e.title = Some(json!("111"));
+        e.properties = Some(Map::new());
+        assert!(is_placeholder(&e));
+        e.properties = Some(
+            json!({"name": "prod"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        assert!(!is_placeholder(&e));
+    }
+
+    #[test]
+    fn search_results_of_another_blueprint_are_an_error() {
+        let raw = json!({"identifier": "a", "blueprint": "other"});
+        assert!(parse_found("ctx", "mine", &raw).is_err());
+        let ok = parse_found(
+            "ctx",
+            "mine",
+            &json!({"identifier": "a", "blueprint": "mine",
+            "properties": {"x": 1}, "$datasource": "port-ocean/aws-v3/1/x/exporter"}),
+        );
+        let ok = ok.expect("valid");
+        assert_eq!(
+            ok.datasource.as_deref(),
+            Some("port-ocean/aws-v3/1/x/exporter")
+        );
+        assert_eq!(ok.entity.properties, json!({"x": 1}).as_object().cloned());
+    }
+
+    #[test]
+    fn identifiers_are_batched_per_blueprint() {
+        let keys: Vec<EntityKey> = (0..250)
+            .map(|i| EntityKey::new(if i % 2 == 0 { "a" } else { "b" }, format!("id{i}")))
+            .collect();
+        let batches = identifier_batches(&keys);
+        let sizes: Vec<(String, usize)> = batches
+            .iter()
+            .map(|(b, ids)| (b.clone(), ids.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                ("a".into(), 100),
+                ("a".into(), 25),
+                ("b".into(), 100),
+                ("b".into(), 25)
+            ]
+        );
+    }
+}
