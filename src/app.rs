@@ -1,9 +1,11 @@
 //! Picks the configured source and catalog adapters. The binary and the daemon both start here.
 
 use crate::catalog::local::LocalCatalog;
+use crate::catalog::port::PortCatalog;
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, Writes};
 use crate::config::{CatalogConfig, Config, SourceConfig};
 use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
+use crate::source::aws::AwsSource;
 use crate::source::snapshot::SnapshotSource;
 use crate::source::{
     AccountReport, Discovery, ItemSink, ListRequest, Source, SourceError, SourceReport,
@@ -12,6 +14,7 @@ use crate::source::{
 /// The configured source.
 pub enum AnySource {
     Snapshot(SnapshotSource),
+    Aws(Box<AwsSource>),
 }
 
 impl AnySource {
@@ -40,6 +43,7 @@ impl AnySource {
                     .await?;
                 Ok((report.discovery, report.accounts))
             }
+            AnySource::Aws(s) => s.accounts().await,
         }
     }
 }
@@ -52,6 +56,7 @@ impl Source for AnySource {
     ) -> Result<SourceReport, SourceError> {
         match self {
             AnySource::Snapshot(s) => s.list(request, sink).await,
+            AnySource::Aws(s) => s.list(request, sink).await,
         }
     }
 }
@@ -59,6 +64,7 @@ impl Source for AnySource {
 /// The configured catalog.
 pub enum AnyCatalog {
     Local(LocalCatalog),
+    Port(PortCatalog),
 }
 
 impl AnyCatalog {
@@ -77,12 +83,14 @@ impl Catalog for AnyCatalog {
     fn describe(&self) -> String {
         match self {
             AnyCatalog::Local(c) => c.describe(),
+            AnyCatalog::Port(c) => c.describe(),
         }
     }
 
     async fn blueprints(&self) -> Result<Vec<Blueprint>, CatalogError> {
         match self {
             AnyCatalog::Local(c) => c.blueprints().await,
+            AnyCatalog::Port(c) => c.blueprints().await,
         }
     }
 
@@ -93,6 +101,7 @@ impl Catalog for AnyCatalog {
     ) -> Result<Vec<OwnedEntity>, CatalogError> {
         match self {
             AnyCatalog::Local(c) => c.owned(owner, accounts).await,
+            AnyCatalog::Port(c) => c.owned(owner, accounts).await,
         }
     }
 
@@ -103,6 +112,7 @@ impl Catalog for AnyCatalog {
     ) -> Result<Vec<ForeignEntity>, CatalogError> {
         match self {
             AnyCatalog::Local(c) => c.foreign(owner, keys).await,
+            AnyCatalog::Port(c) => c.foreign(owner, keys).await,
         }
     }
 
@@ -113,12 +123,14 @@ impl Catalog for AnyCatalog {
     ) -> Result<Vec<ForeignReference>, CatalogError> {
         match self {
             AnyCatalog::Local(c) => c.foreign_references(owner, keys).await,
+            AnyCatalog::Port(c) => c.foreign_references(owner, keys).await,
         }
     }
 
     async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
         match self {
             AnyCatalog::Local(c) => c.apply(owner, writes, progress).await,
+            AnyCatalog::Port(c) => c.apply(owner, writes, progress).await,
         }
     }
 }

@@ -414,8 +414,20 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 return Ok(EXIT_ERROR);
             };
             let catalog = AnyCatalog::open(&config)?;
+            // The local catalog records each entity's account; Port attributes ownership per
+            // discovered account, so it needs the account list.
             let accounts = match &catalog {
                 AnyCatalog::Local(_) => Vec::new(),
+                AnyCatalog::Port(_) => {
+                    let source = AnySource::open(&config).await?;
+                    source
+                        .accounts()
+                        .await?
+                        .1
+                        .into_iter()
+                        .map(|a| a.id)
+                        .collect()
+                }
             };
             let mut owned = catalog
                 .owned(&config.integration.identifier, &accounts)
