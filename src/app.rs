@@ -23,10 +23,9 @@ impl AnySource {
             SourceConfig::Snapshot { path, regions } => Ok(AnySource::Snapshot(
                 SnapshotSource::new(path, regions.clone()),
             )),
-            SourceConfig::Aws(_) => Err(SourceError::Aws(
-                "the AWS source is not available in this build yet; use source.type: snapshot"
-                    .into(),
-            )),
+            SourceConfig::Aws(aws) => {
+                Ok(AnySource::Aws(Box::new(AwsSource::new(aws.clone()).await?)))
+            }
         }
     }
 
@@ -71,10 +70,10 @@ impl AnyCatalog {
     pub fn open(config: &Config) -> Result<AnyCatalog, CatalogError> {
         match &config.catalog {
             CatalogConfig::Local { path } => Ok(AnyCatalog::Local(LocalCatalog::open(path)?)),
-            CatalogConfig::Port(_) => Err(CatalogError::Port(
-                "the Port catalog is not available in this build yet; use catalog.type: local"
-                    .into(),
-            )),
+            CatalogConfig::Port(port) => Ok(AnyCatalog::Port(PortCatalog::new(
+                port.clone(),
+                &config.integration.identifier,
+            )?)),
         }
     }
 }

@@ -55,6 +55,45 @@ pub(super) async fn list_blueprints(http: &Http) -> Result<Vec<Blueprint>, PortE
         .collect()
 }
 
+/// At most this many gone accounts are probed per read: a bound on extra requests if identifiers
+/// happen to mention many 12-digit numbers.
+const MAX_GONE_ACCOUNT_PROBES: usize = 100;
+
+/// Twelve-digit AWS account ids mentioned by `entities` that are not among `known`.
+fn gone_account_candidates<'a>(
+    entities: impl Iterator<Item = &'a Entity>,
+    known: &[String],
+) -> Vec<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    let mut scan = |text: &str| {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii_digit() {
+                let start = i;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i - start == 12 {
+                    out.insert(text[start..i].to_string());
+                }
+            } else {
+                i += 1;
+            }
+        }
+    };
+    for entity in entities {
+        scan(&entity.identifier);
+        for (_, target) in entity.relation_targets() {
+            scan(target);
+        }
+    }
+    out.into_iter()
+        .filter(|a| !known.contains(a))
+        .take(MAX_GONE_ACCOUNT_PROBES)
+        .collect()
+}
+
 /// The two `$datasource` rules that select everything `integration` owns, whatever the version.
 fn owned_rules(integration: &str) -> Vec<Json> {
     vec![
@@ -93,9 +132,37 @@ pub(super) async fn owned(
             account_of.entry(key).or_insert_with(|| account.clone());
         }
     }
+    let found: Vec<Found> = searches?.into_iter().flatten().flatten().collect();
+
+    // Entities of accounts that discovery no longer returns are claimed by no listing above. Port
+    // does not return `$datasource` in searches, so their account is proven the same way: one
+    // ownership listing per candidate account id, the candidates being the account ids that the
+    // unclaimed entities' identifiers and relations mention (ARNs and `account` relations carry
+    // them). Without this, a gone account's entities could only be deleted as "unknown".
+    let candidates = gone_account_candidates(
+        found
+            .iter()
+            .filter(|f| !account_of.contains_key(&f.entity.key()))
+            .map(|f| &f.entity),
+        accounts,
+    );
+    let listings = candidates.into_iter().map(|account| {
+        let http = Arc::clone(http);
+        let suffix = format!("/{integration}/{account}");
+        async move {
+            let keys = list_datasource(&http, AGENT_PREFIX, &suffix).await?;
+            Ok((account, keys))
+        }
+    });
+    for (account, keys) in run_all(listings).await? {
+        for key in keys {
+            account_of.entry(key).or_insert_with(|| account.clone());
+        }
+    }
+
     let mut owned = Vec::new();
-    for entities in searches?.into_iter().flatten() {
-        for entity in entities {
+    {
+        for entity in found {
             let account = account_of.get(&entity.entity.key()).cloned();
             owned.push(OwnedEntity {
                 placeholder: is_placeholder(&entity.entity),
@@ -551,6 +618,18 @@ pub(super) fn refused(method: &str, path: &str, reply: &super::client::Reply) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gone_account_candidates_are_the_unknown_account_ids_entities_mention() {
+        let mut e = super::Entity::new("awsSqsQueue", "arn:aws:sqs:us-east-1:444444444444:q");
+        e.relations = serde_json::json!({"account": "444444444444", "other": ["123"]}).as_object().cloned();
+        let known = vec!["222222222222".to_string()];
+        let mut mine = super::Entity::new("x", "arn:aws:s3:::222222222222-logs");
+        mine.relations = None;
+        assert_eq!(
+            super::gone_account_candidates([&e, &mine].into_iter(), &known),
+            vec!["444444444444".to_string()]
+        );
+    }
     use super::*;
 
     #[test]

@@ -1,0 +1,237 @@
+//! End-to-end through the binary with the snapshot source and the Port API stand-in: the demo
+//! organisation synced into "Port", counted in requests.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value as Json, json};
+use support::port_standin::PortStandIn;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
+
+struct Setup {
+    dir: tempfile::TempDir,
+    port: PortStandIn,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// The demo snapshot with the default mappings, pointed at a fresh stand-in.
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/snapshot"),
+        &dir.path().join("snapshot"),
+    );
+    let port = PortStandIn::start_in_thread();
+    let config = port.config();
+    std::fs::write(
+        dir.path().join("client-secret"),
+        format!("{}\n", config.client_secret.expose()),
+    )
+    .expect("secret");
+    std::fs::write(
+        dir.path().join("tidemark.yaml"),
+        format!(
+            "integration: {{identifier: demo-port}}\nsource: {{type: snapshot, path: snapshot}}\ncatalog:\n  type: port\n  baseUrl: {}\n  clientId: ${{TEST_PORT_CLIENT_ID}}\n  clientSecretFile: client-secret\n",
+            port.url()
+        ),
+    )
+    .expect("config");
+    Setup { dir, port }
+}
+
+impl Setup {
+    fn run(&self, args: &[&str]) -> Output {
+        let config = self.dir.path().join("tidemark.yaml");
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("-c");
+        let config = config.display().to_string();
+        all.push(&config);
+        Command::new(BIN)
+            .args(&all)
+            .env("TEST_PORT_CLIENT_ID", self.port.config().client_id.expose())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run tidemark")
+    }
+
+    fn snapshot_file(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join("snapshot").join(rel)
+    }
+
+    /// The stand-in's entities written by tidemark: (blueprint, identifier) → body.
+    fn ours(&self) -> Vec<(String, String, Json)> {
+        let mut out: Vec<(String, String, Json)> = self
+            .port
+            .entities()
+            .into_iter()
+            .filter(|e| e.datasource.starts_with("tidemark/"))
+            .map(|e| (e.blueprint, e.identifier, Json::Object(e.body)))
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_demo_syncs_into_port_and_a_second_apply_sends_no_writes() {
+    let s = setup();
+    let first = s.run(&["apply"]);
+    assert_eq!(
+        code(&first),
+        0,
+        "{}\n{}",
+        text(&first.stdout),
+        text(&first.stderr)
+    );
+    let entities = s.ours();
+    assert_eq!(entities.len(), 96, "entities in the stand-in");
+    let counters = s.port.counters();
+    // 25 blueprints (create, then add relations) and ~96 entities in bulk batches of ≤20 per
+    // (blueprint, account): far fewer requests than entities.
+    assert!(counters.writes <= 25 * 2 + 60, "{counters:?}");
+    assert_eq!(counters.entity_writes, 96, "{counters:?}");
+    // Every write names tidemark, the integration and the account it came from.
+    let accounts: std::collections::BTreeSet<String> = s
+        .port
+        .entities()
+        .iter()
+        .filter_map(|e| {
+            e.datasource
+                .strip_prefix("tidemark/")
+                .map(|rest| rest.rsplit('/').next().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert!(accounts.contains("222222222222"), "{accounts:?}");
+    assert!(
+        s.port
+            .entities()
+            .iter()
+            .all(|e| e.datasource.contains("/demo-port/"))
+    );
+
+    s.port.reset_counters();
+    let second = s.run(&["apply"]);
+    assert_eq!(code(&second), 0, "{}", text(&second.stderr));
+    assert!(
+        text(&second.stdout).starts_with("No changes"),
+        "{}",
+        text(&second.stdout)
+    );
+    assert_eq!(s.port.counters().writes, 0, "a no-op apply wrote to Port");
+    assert_eq!(s.ours(), entities);
+}
+
+#[test]
+fn one_changed_resource_is_exactly_one_upsert() {
+    let s = setup();
+    assert_eq!(code(&s.run(&["apply"])), 0);
+    let rel = "222222222222/eu-west-1/AWS_SQS_Queue.json";
+    let mut queues: Vec<Json> =
+        serde_json::from_str(&std::fs::read_to_string(s.snapshot_file(rel)).expect("read"))
+            .expect("json");
+    queues[0]["Properties"]["VisibilityTimeout"] = json!(120);
+    std::fs::write(
+        s.snapshot_file(rel),
+        serde_json::to_string(&queues).expect("json"),
+    )
+    .expect("write");
+    s.port.reset_counters();
+    let out = s.run(&["apply"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let counters = s.port.counters();
+    assert_eq!(
+        (counters.writes, counters.entity_writes),
+        (1, 1),
+        "{counters:?}"
+    );
+}
+
+#[test]
+fn entities_another_writer_seeded_survive_every_apply() {
+    let s = setup();
+    assert_eq!(code(&s.run(&["apply"])), 0);
+    let theirs = json!({"identifier": "hand-made-queue", "title": "made by hand", "properties": {}, "relations": {}});
+    s.port.seed_entity(
+        "awsSqsQueue",
+        theirs.clone(),
+        "port-ocean/aws-v3/0.4.0/aws-prod/exporter",
+    );
+    // Drop a whole account from the snapshot and confirm its deletion: only ours go.
+    let before = s.ours().len();
+    let manifest_path = s.snapshot_file("manifest.json");
+    let mut manifest: Json =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
+            .expect("json");
+    manifest["accounts"]
+        .as_array_mut()
+        .expect("accounts")
+        .retain(|a| a["Id"] != "444444444444");
+    manifest["scopes"]
+        .as_array_mut()
+        .expect("scopes")
+        .retain(|a| a["account"] != "444444444444");
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+    let out = s.run(&["apply", "--allow-mass-delete=444444444444"]);
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let after = s.ours();
+    assert!(after.len() < before, "nothing was deleted");
+    assert!(after.iter().all(|(_, id, _)| !id.contains("444444444444")));
+    let kept = s
+        .port
+        .entity("awsSqsQueue", "hand-made-queue")
+        .expect("the foreign entity survives");
+    assert_eq!(kept.datasource, "port-ocean/aws-v3/0.4.0/aws-prod/exporter");
+    assert_eq!(kept.writes, 0);
+}
+
+#[test]
+fn plan_never_shows_the_port_credentials() {
+    let s = setup();
+    let config = s.port.config();
+    for args in [
+        vec!["plan", "--log-level", "trace"],
+        vec!["validate", "--print"],
+        vec!["apply", "--log-level", "trace"],
+    ] {
+        let out = s.run(&args);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            !all.contains(config.client_secret.expose()),
+            "{args:?} printed the client secret"
+        );
+        assert!(
+            !all.contains(config.client_id.expose()),
+            "{args:?} printed the client id"
+        );
+    }
+}
