@@ -1,7 +1,7 @@
 //! Picks the configured source and catalog adapters. The binary and the daemon both start here.
 
 use crate::catalog::local::LocalCatalog;
-use crate::catalog::port::PortCatalog;
+use crate::catalog::port::{PortCatalog, PortOptions};
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, Writes};
 use crate::config::{CatalogConfig, Config, SourceConfig};
 use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
@@ -70,9 +70,13 @@ impl AnyCatalog {
     pub fn open(config: &Config) -> Result<AnyCatalog, CatalogError> {
         match &config.catalog {
             CatalogConfig::Local { path } => Ok(AnyCatalog::Local(LocalCatalog::open(path)?)),
-            CatalogConfig::Port(port) => Ok(AnyCatalog::Port(PortCatalog::new(
+            CatalogConfig::Port(port) => Ok(AnyCatalog::Port(PortCatalog::with_options(
                 port.clone(),
                 &config.integration.identifier,
+                PortOptions {
+                    adopt_prefixes: config.integration.adopt.clone(),
+                    ..PortOptions::default()
+                },
             )?)),
         }
     }

@@ -621,7 +621,9 @@ mod tests {
     #[test]
     fn gone_account_candidates_are_the_unknown_account_ids_entities_mention() {
         let mut e = super::Entity::new("awsSqsQueue", "arn:aws:sqs:us-east-1:444444444444:q");
-        e.relations = serde_json::json!({"account": "444444444444", "other": ["123"]}).as_object().cloned();
+        e.relations = serde_json::json!({"account": "444444444444", "other": ["123"]})
+            .as_object()
+            .cloned();
         let known = vec!["222222222222".to_string()];
         let mut mine = super::Entity::new("x", "arn:aws:s3:::222222222222-logs");
         mine.relations = None;
