@@ -708,6 +708,14 @@ async fn failed_throttled_and_unsupported_listings_are_reported_per_scope() {
         "ng1",
         json!({}),
     );
+    cc.add_raw(
+        "222222222222",
+        "us-east-1",
+        "AWS::Kinesis::Stream",
+        "s-gone",
+        "{}",
+        serde_json::Value::Null,
+    );
     cc.inject(Fault {
         account: Some("222222222222".into()),
         region: None,
@@ -810,8 +818,11 @@ async fn failed_throttled_and_unsupported_listings_are_reported_per_scope() {
             .iter()
             .filter(|c| c.operation == "GetResource")
             .count(),
-        1
+        2
     );
+    // One deleted between the list and the get is gone, not a failure.
+    assert!(!items.iter().any(|i| i.identifier == "s-gone"));
+    assert_eq!(status("222222222222", "AWS::Kinesis::Stream").error, None);
     // The resource model is passed through as a JSON string.
     let model = cc
         .calls()

@@ -396,7 +396,8 @@ async fn cloud_control(
         }
         "GetResource" => {
             let id = input["Identifier"].as_str().unwrap_or_default();
-            match items.iter().find(|(i, _, _)| i == id) {
+            // A null full model stands for a resource deleted between the list and the get.
+            match items.iter().find(|(i, _, full)| i == id && !full.is_null()) {
                 Some((id, _, full)) => ok(json!({"TypeName": kind,
                     "ResourceDescription": {"Identifier": id, "Properties": full.to_string()}})),
                 None => json_error("ResourceNotFoundException", &format!("{id} not found")),
