@@ -57,7 +57,9 @@ fn every_case_gives_what_jq_1_7_gives() {
         if !ok {
             failures.push(format!(
                 "{name}: `{filter}` on {}: jq 1.7 gave {} {}, tidemark gave {got:?}",
-                case["input"], want["outcome"], want.get("output").unwrap_or(&Json::Null)
+                case["input"],
+                want["outcome"],
+                want.get("output").unwrap_or(&Json::Null)
             ));
         }
     }

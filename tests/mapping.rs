@@ -86,9 +86,11 @@ fn raw_cloud_control_descriptions_map_to_entity_lines() {
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout,
-        vec![json!({"identifier": "arn:aws:s3:::b1", "blueprint": "awsS3Bucket", "title": "b1",
+        vec![
+            json!({"identifier": "arn:aws:s3:::b1", "blueprint": "awsS3Bucket", "title": "b1",
                     "properties": {"region": "us-east-1", "tags": {"env": "prod"}},
-                    "relations": {"account": "111111111111"}})]
+                    "relations": {"account": "111111111111"}})
+        ]
     );
 }
 
@@ -158,7 +160,10 @@ fn mapping_errors_skip_the_item_and_are_reported_with_its_identity() {
         &format!("{good}\n{bad}\n"),
     );
     assert_eq!(run.status, 0);
-    assert_eq!(run.stdout, vec![json!({"identifier": "a1", "blueprint": "b"})]);
+    assert_eq!(
+        run.stdout,
+        vec![json!({"identifier": "a1", "blueprint": "b"})]
+    );
     assert!(
         run.stderr.contains("AWS::S3::Bucket broken") && run.stderr.contains("identifier is null"),
         "{}",

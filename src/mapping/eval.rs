@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::expr::{Eval, Expr, Input, ValCache};
-use super::file::{Entry, EntityTemplate, Field, Template};
+use super::file::{EntityTemplate, Entry, Field, Template};
 use super::{ItemOutcome, MappedEntity};
 use crate::catalog::validate::is_valid_identifier;
 use crate::model::{Entity, RawItem};
@@ -26,7 +26,7 @@ fn show(v: &Json) -> String {
 pub(super) fn map_entry(
     entry: &Entry,
     item: &RawItem,
-    env: &jaq_json::Val,
+    env: &super::jq::Env,
     outcome: &mut ItemOutcome,
 ) {
     let Some(items) = &entry.items_to_parse else {
@@ -97,7 +97,7 @@ fn map_input(
     entry: &Entry,
     input: &Input,
     cache: &mut ValCache,
-    env: &jaq_json::Val,
+    env: &super::jq::Env,
     outcome: &mut ItemOutcome,
 ) {
     match entry.query.expr.eval(input, cache, env) {
@@ -146,7 +146,7 @@ fn map_input(
 struct Evaluator<'a, 'i> {
     input: &'a Input<'i>,
     cache: &'a mut ValCache,
-    env: &'a jaq_json::Val,
+    env: &'a super::jq::Env,
     warnings: &'a mut Vec<String>,
 }
 
@@ -182,17 +182,13 @@ impl Evaluator<'_, '_> {
         match self.eval(expr) {
             Eval::Value(v) => v,
             Eval::Empty => {
-                self.warnings.push(format!(
-                    "{name} `{}` gave no output; using null",
-                    expr.text
-                ));
+                self.warnings
+                    .push(format!("{name} `{}` gave no output; using null", expr.text));
                 Json::Null
             }
             Eval::Error(e) => {
-                self.warnings.push(format!(
-                    "{name} `{}` failed: {e}; using null",
-                    expr.text
-                ));
+                self.warnings
+                    .push(format!("{name} `{}` failed: {e}; using null", expr.text));
                 Json::Null
             }
         }
@@ -219,10 +215,7 @@ impl Evaluator<'_, '_> {
         entity.title = t.title.as_ref().map(|f| self.optional("title", &f.expr));
         entity.icon = t.icon.as_ref().map(|f| self.optional("icon", &f.expr));
         entity.team = t.team.as_ref().map(|f| self.optional("team", &f.expr));
-        entity.properties = t
-            .properties
-            .as_ref()
-            .map(|p| self.object("properties", p));
+        entity.properties = t.properties.as_ref().map(|p| self.object("properties", p));
         entity.relations = t.relations.as_ref().map(|r| self.object("relations", r));
         Ok(entity)
     }

@@ -140,7 +140,10 @@ impl Ctx<'_> {
             None => {
                 self.error(
                     node.pos,
-                    format!("{what} must be a list of strings, found {}", node.type_name()),
+                    format!(
+                        "{what} must be a list of strings, found {}",
+                        node.type_name()
+                    ),
                 );
                 Vec::new()
             }
@@ -237,7 +240,12 @@ const TOP_KEYS: &[&str] = &[
     "resources",
 ];
 const RESOURCE_KEYS: &[&str] = &["kind", "selector", "port"];
-const SELECTOR_KEYS: &[&str] = &["query", "regionPolicy", "useGetResourceAPI", "resourceModel"];
+const SELECTOR_KEYS: &[&str] = &[
+    "query",
+    "regionPolicy",
+    "useGetResourceAPI",
+    "resourceModel",
+];
 const REGION_POLICY_KEYS: &[&str] = &["allow", "deny"];
 const PORT_KEYS: &[&str] = &[
     "entity",
@@ -388,14 +396,14 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
             if let Some(sel) = cx.map(sel, "selector") {
                 cx.warn_unknown(sel, SELECTOR_KEYS, "selector");
                 query = sel.get("query").map(|q| cx.expr(q, "selector.query"));
-                if let Some(rp) = sel.get("regionPolicy").filter(|n| !n.is_null()) {
-                    if let Some(rp) = cx.map(rp, "selector.regionPolicy") {
-                        cx.warn_unknown(rp, REGION_POLICY_KEYS, "regionPolicy");
-                        region_policy = RegionPolicy {
-                            allow: cx.strings(rp.get("allow"), "regionPolicy.allow"),
-                            deny: cx.strings(rp.get("deny"), "regionPolicy.deny"),
-                        };
-                    }
+                if let Some(rp) = sel.get("regionPolicy").filter(|n| !n.is_null())
+                    && let Some(rp) = cx.map(rp, "selector.regionPolicy")
+                {
+                    cx.warn_unknown(rp, REGION_POLICY_KEYS, "regionPolicy");
+                    region_policy = RegionPolicy {
+                        allow: cx.strings(rp.get("allow"), "regionPolicy.allow"),
+                        deny: cx.strings(rp.get("deny"), "regionPolicy.deny"),
+                    };
                 }
                 use_get_resource_api =
                     cx.bool(sel.get("useGetResourceAPI"), "useGetResourceAPI", false);
@@ -579,10 +587,7 @@ mod tests {
             deletion_path(". as $root | .spec.items[0] | map(.)").as_deref(),
             Some(".spec.items[0]")
         );
-        assert_eq!(
-            deletion_path("(.a.b // [])").as_deref(),
-            Some(".a.b")
-        );
+        assert_eq!(deletion_path("(.a.b // [])").as_deref(), Some(".a.b"));
         assert_eq!(deletion_path("[.a[]]"), None);
     }
 }

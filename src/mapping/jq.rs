@@ -190,7 +190,9 @@ pub(crate) fn write_jq_json(out: &mut String, val: &Val) {
                     out.push(',');
                 }
                 match k {
-                    Val::TStr(b) | Val::BStr(b) => write_jq_string(out, &String::from_utf8_lossy(b)),
+                    Val::TStr(b) | Val::BStr(b) => {
+                        write_jq_string(out, &String::from_utf8_lossy(b))
+                    }
                     other => {
                         let mut key = String::new();
                         write_jq_json(&mut key, other);
@@ -243,9 +245,17 @@ pub(crate) fn jq_double(f: f64) -> String {
     if f.is_nan() {
         return "null".to_string();
     }
-    let f = if f.is_infinite() { f64::MAX.copysign(f) } else { f };
+    let f = if f.is_infinite() {
+        f64::MAX.copysign(f)
+    } else {
+        f
+    };
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // `{:e}` gives the shortest round-trip digits: "d.ddde±x".
     let sci = format!("{:e}", f.abs());
@@ -257,7 +267,11 @@ pub(crate) fn jq_double(f: f64) -> String {
     let sign = if f < 0.0 { "-" } else { "" };
     if decpt <= -4 || decpt > ndigits + 15 {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{esign}{:02}", exp.abs())
     } else if decpt <= 0 {
@@ -280,8 +294,8 @@ pub(crate) enum Outcome {
 
 impl Program {
     /// Runs the program on `input` and keeps the first output, as Ocean does.
-    pub(crate) fn first(&self, input: Val, env: &Val) -> Outcome {
-        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([env.clone()]));
+    pub(crate) fn first(&self, input: Val, env: Val) -> Outcome {
+        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([env]));
         let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
         match outputs.next() {
             None => Outcome::Empty,
@@ -304,13 +318,29 @@ fn error_message(e: jaq_core::Error<Val>) -> String {
     }
 }
 
-/// The environment as jq's `$ENV` object.
-pub(crate) fn env_object(vars: impl Iterator<Item = (String, String)>) -> Val {
-    let mut map = Map::default();
-    for (k, v) in vars {
-        map.insert(Val::from(k), Val::from(v));
+/// The environment jq's `env` and `$ENV` see. Kept as plain strings so that compiled mappings
+/// are `Send + Sync` (jaq values are reference-counted with `Rc`); the object is built only for
+/// the rare expressions that mention the environment.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Env(Vec<(String, String)>);
+
+impl Env {
+    pub(crate) fn to_val(&self) -> Val {
+        let mut map = Map::default();
+        for (k, v) in &self.0 {
+            map.insert(str_val(k), str_val(v));
+        }
+        Val::obj(map)
     }
-    Val::obj(map)
+}
+
+pub(crate) fn env_object(vars: impl Iterator<Item = (String, String)>) -> Env {
+    Env(vars.collect())
+}
+
+/// Whether an expression may read the environment (a cheap, conservative text check).
+pub(crate) fn mentions_env(code: &str) -> bool {
+    code.contains("env") || code.contains("ENV")
 }
 
 /// A jaq string from text.

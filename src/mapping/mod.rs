@@ -72,7 +72,7 @@ pub struct ItemOutcome {
 pub struct Mappings {
     files: Vec<FileSpec>,
     /// `$ENV` as jq sees it: the process environment minus the hidden names.
-    env: jaq_json::Val,
+    env: jq::Env,
 }
 
 impl Mappings {
@@ -161,7 +161,11 @@ impl Mappings {
         let mut set = BTreeSet::new();
         for entry in self.entries().filter(|e| e.kind == kind) {
             for entity in &entry.entities {
-                match entity.blueprint.as_ref().and_then(|b| b.expr.constant_str()) {
+                match entity
+                    .blueprint
+                    .as_ref()
+                    .and_then(|b| b.expr.constant_str())
+                {
                     Some(b) => {
                         set.insert(b.to_string());
                     }
@@ -218,7 +222,6 @@ pub struct MapSummary {
 pub struct MapInputError {
     pub message: String,
 }
-
 
 /// What one jq expression gave on one input: its first output, no output, or an error.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,7 +3,7 @@
 use serde_json::{Value as Json, json};
 
 use super::*;
-use crate::model::{RegionPolicy, RawItem};
+use crate::model::{RawItem, RegionPolicy};
 
 fn load(yaml: &str) -> Mappings {
     load_with(yaml, &LoadOptions::default())
@@ -82,9 +82,11 @@ fn an_item_maps_to_the_fields_the_mapping_defines() {
     ));
     assert_eq!(
         entities(&out),
-        vec![json!({"identifier": "arn:aws:s3:::b", "blueprint": "awsS3Bucket", "title": "id-1",
+        vec![
+            json!({"identifier": "arn:aws:s3:::b", "blueprint": "awsS3Bucket", "title": "id-1",
                     "properties": {"region": "us-east-1", "tags": {"env": "prod"}},
-                    "relations": {"account": "111111111111"}})]
+                    "relations": {"account": "111111111111"}})
+        ]
     );
     assert!(out.warnings.is_empty() && out.errors.is_empty(), "{out:?}");
     assert_eq!(out.entities[0].write, WriteOptions::default());
@@ -121,8 +123,10 @@ fn failing_or_empty_optional_fields_become_null_with_a_warning() {
     let out = m.map_item(&bucket(json!({"S": "abc"})));
     assert_eq!(
         entities(&out),
-        vec![json!({"identifier": "id-1", "blueprint": "b", "title": null, "icon": null,
-                    "properties": {"missing": null, "bad": null}})]
+        vec![
+            json!({"identifier": "id-1", "blueprint": "b", "title": null, "icon": null,
+                    "properties": {"missing": null, "bad": null}})
+        ]
     );
     assert_eq!(out.warnings.len(), 3, "{:?}", out.warnings);
     assert!(out.warnings[0].contains("title") && out.warnings[0].contains("no title"));
@@ -139,15 +143,25 @@ fn a_null_identifier_is_a_mapping_error() {
     let out = m.map_item(&bucket(json!({})));
     assert!(out.entities.is_empty());
     assert_eq!(out.errors.len(), 1);
-    assert!(out.errors[0].starts_with("identifier is null"), "{}", out.errors[0]);
+    assert!(
+        out.errors[0].starts_with("identifier is null"),
+        "{}",
+        out.errors[0]
+    );
 }
 
 #[test]
 fn a_blueprint_that_is_not_a_string_is_a_mapping_error() {
-    let m = load(&entry("          identifier: .Identifier\n          blueprint: '5'\n"));
+    let m = load(&entry(
+        "          identifier: .Identifier\n          blueprint: '5'\n",
+    ));
     let out = m.map_item(&bucket(json!({})));
     assert!(out.entities.is_empty());
-    assert!(out.errors[0].starts_with("blueprint 5 is not a string"), "{}", out.errors[0]);
+    assert!(
+        out.errors[0].starts_with("blueprint 5 is not a string"),
+        "{}",
+        out.errors[0]
+    );
 }
 
 #[test]
@@ -155,10 +169,19 @@ fn identifiers_port_would_reject_are_mapping_errors() {
     let m = load(&entry(
         "          identifier: .Properties.Name\n          blueprint: '\"b\"'\n",
     ));
-    for bad in [json!("has space"), json!("."), json!(".."), json!("x".repeat(1001))] {
+    for bad in [
+        json!("has space"),
+        json!("."),
+        json!(".."),
+        json!("x".repeat(1001)),
+    ] {
         let out = m.map_item(&bucket(json!({"Name": bad})));
         assert!(out.entities.is_empty(), "{bad} was accepted");
-        assert!(out.errors[0].contains("not a valid Port identifier"), "{}", out.errors[0]);
+        assert!(
+            out.errors[0].contains("not a valid Port identifier"),
+            "{}",
+            out.errors[0]
+        );
     }
     let ok = m.map_item(&bucket(json!({"Name": "arn:aws:s3:::a/b=c@d+e\\f-g_h.i"})));
     assert_eq!(ok.entities.len(), 1, "{ok:?}");
@@ -275,7 +298,10 @@ fn kinds_combine_the_selectors_of_all_entries() {
         Producible::Only(["one".to_string(), "two".to_string()].into())
     );
     assert_eq!(m.producible_blueprints("D::E::F"), Producible::Any);
-    assert_eq!(m.producible_blueprints("X::Y::Z"), Producible::Only(Default::default()));
+    assert_eq!(
+        m.producible_blueprints("X::Y::Z"),
+        Producible::Only(Default::default())
+    );
 }
 
 #[test]
@@ -321,7 +347,9 @@ fn file_flags_and_the_smallest_threshold_are_reported() {
             create_missing_related: false
         }
     );
-    let none = Mappings::load(&[], &LoadOptions::default()).expect("loads").0;
+    let none = Mappings::load(&[], &LoadOptions::default())
+        .expect("loads")
+        .0;
     assert_eq!(none.deletion_threshold(), 0.9);
 }
 
@@ -334,7 +362,8 @@ fn env_and_dollar_env_hide_the_named_variables() {
     let hidden = LoadOptions {
         hidden_env: vec!["PATH".into()],
     };
-    let props = entities(&load_with(&yaml, &hidden).map_item(&bucket(json!({}))))[0]["properties"].clone();
+    let props =
+        entities(&load_with(&yaml, &hidden).map_item(&bucket(json!({}))))[0]["properties"].clone();
     assert_eq!(props, json!({"a": null, "b": null}));
     let props = entities(&load(&yaml).map_item(&bucket(json!({}))))[0]["properties"].clone();
     assert!(props["a"].is_string() && props["b"].is_string(), "{props}");
@@ -369,7 +398,11 @@ fn search_query_identifiers_are_rejected() {
         "          identifier:\n            combinator: and\n            rules: [{property: x, operator: '=', value: y}]\n          blueprint: '\"b\"'\n",
     ));
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].contains("search-query identifiers"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("search-query identifiers"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -379,19 +412,34 @@ fn malformed_files_get_clear_errors() {
     assert!(load_errors("resources: 5\n")[0].contains("resources must be a list"));
     assert!(load_errors("resources:\n  - kind: [a]\n    port: {entity: {mappings: {identifier: .a, blueprint: .b}}}\n")[0]
         .contains("kind must be a string"));
-    assert!(load_errors("entityDeletionThreshold: 2\nresources: []\n")[0]
-        .contains("between 0 and 1"));
-    assert!(load_errors("resources:\n  - kind: K\n    port: {entity: {mappings: {blueprint: .b}}}\n")[0]
-        .contains("no `identifier`"));
-    let errors = load_errors("resources:\n  - kind: K\n    port: {entity: {mappings: {identifier: [1], blueprint: .b}}}\n");
+    assert!(
+        load_errors("entityDeletionThreshold: 2\nresources: []\n")[0].contains("between 0 and 1")
+    );
+    assert!(
+        load_errors("resources:\n  - kind: K\n    port: {entity: {mappings: {blueprint: .b}}}\n")
+            [0]
+        .contains("no `identifier`")
+    );
+    let errors = load_errors(
+        "resources:\n  - kind: K\n    port: {entity: {mappings: {identifier: [1], blueprint: .b}}}\n",
+    );
     assert!(errors[0].starts_with("m.yaml:3:"), "{errors:?}");
 }
 
 #[test]
 fn items_of_other_kinds_map_to_nothing() {
-    let m = load(&entry("          identifier: .Identifier\n          blueprint: '\"b\"'\n"));
+    let m = load(&entry(
+        "          identifier: .Identifier\n          blueprint: '\"b\"'\n",
+    ));
     assert_eq!(
         m.map_item(&item("AWS::EC2::Instance", "us-east-1", json!({}))),
         ItemOutcome::default()
     );
+}
+
+#[test]
+fn compiled_mappings_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Mappings>();
+    assert_send_sync::<Redactor>();
 }
