@@ -481,7 +481,7 @@ mod tests {
             assert!(!matches!(e.form, Form::Jq), "{text} has a fast form");
             let fast = e.eval(&Input::Item(&raw), &mut ValCache::default(), &env);
             let slow = match e.program.first(item_val(&raw), env.to_val()) {
-                Outcome::Value(v) => Eval::Value(jq::to_json(&v).expect("string keys")),
+                Outcome::Value(v) => jq::to_json(&v).map_or_else(Eval::Error, Eval::Value),
                 Outcome::Empty => Eval::Empty,
                 Outcome::Error(m) => Eval::Error(m),
             };
