@@ -26,7 +26,7 @@ fn show(v: &Json) -> String {
 pub(super) fn map_entry(
     entry: &Entry,
     item: &RawItem,
-    env: &jaq_json::Val,
+    env: &super::jq::Env,
     outcome: &mut ItemOutcome,
 ) {
     let Some(items) = &entry.items_to_parse else {
@@ -97,7 +97,7 @@ fn map_input(
     entry: &Entry,
     input: &Input,
     cache: &mut ValCache,
-    env: &jaq_json::Val,
+    env: &super::jq::Env,
     outcome: &mut ItemOutcome,
 ) {
     match entry.query.expr.eval(input, cache, env) {
@@ -146,7 +146,7 @@ fn map_input(
 struct Evaluator<'a, 'i> {
     input: &'a Input<'i>,
     cache: &'a mut ValCache,
-    env: &'a jaq_json::Val,
+    env: &'a super::jq::Env,
     warnings: &'a mut Vec<String>,
 }
 

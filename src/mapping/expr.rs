@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use regex::Regex;
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 use super::jq::{self, CompileError, Outcome, Program};
 use crate::model::RawItem;
@@ -43,7 +43,23 @@ pub(crate) enum Form {
         path: Vec<Step>,
         suffix: String,
     },
+    /// AWS tags to an object: `<path> [// []] | map({(.Key): .Value}) | add` or
+    /// `<path> [// []] | from_entries`.
+    Entries {
+        path: Vec<Step>,
+        or_empty: bool,
+        style: EntriesStyle,
+    },
     Jq,
+}
+
+/// Which tags-to-object idiom an `Entries` form is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum EntriesStyle {
+    /// `map({(.Key): .Value}) | add`: null for an empty list.
+    MapAdd,
+    /// `from_entries` with jq 1.7's key (`key`, `name`, `Name`, `Key`) and value rules.
+    FromEntries,
 }
 
 /// A compiled expression with its text after quote rewriting.
@@ -51,6 +67,7 @@ pub(crate) struct Expr {
     pub text: String,
     pub form: Form,
     program: Program,
+    uses_env: bool,
 }
 
 /// The input of a mapping: an item as a mapping sees it, built lazily for the interpreter.
@@ -114,8 +131,31 @@ fn parse_string_literal(text: &str) -> Option<String> {
     }
 }
 
+fn entries_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r"^(?P<path>\S+?)\s*(?P<alt>//\s*\[\s*\])?\s*\|\s*(?:(?P<mapadd>map\(\s*\{\s*\(\s*\.Key\s*\)\s*:\s*\.Value\s*\}\s*\)\s*\|\s*add)|(?P<fe>from_entries))$",
+        )
+        .unwrap_or_else(|_| unreachable!())
+    })
+}
+
 fn classify(text: &str) -> Form {
     let t = text.trim();
+    if let Some(c) = entries_re().captures(t)
+        && let Some(path) = c.name("path").and_then(|p| parse_path(p.as_str()))
+    {
+        return Form::Entries {
+            path,
+            or_empty: c.name("alt").is_some(),
+            style: if c.name("mapadd").is_some() {
+                EntriesStyle::MapAdd
+            } else {
+                EntriesStyle::FromEntries
+            },
+        };
+    }
     if let Some(path) = parse_path(t) {
         return Form::Path(path);
     }
@@ -130,10 +170,12 @@ fn classify(text: &str) -> Form {
         "{}" => return Form::Const(Json::Object(Default::default())),
         _ => {}
     }
-    if !t.is_empty() && t.len() < 16 && t.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = t.parse::<i64>() {
-            return Form::Const(Json::from(i));
-        }
+    if !t.is_empty()
+        && t.len() < 16
+        && t.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = t.parse::<i64>()
+    {
+        return Form::Const(Json::from(i));
     }
     if let Some((left, right)) = t.split_once('+') {
         let (left, right) = (left.trim(), right.trim());
@@ -163,6 +205,7 @@ impl Expr {
         let program = jq::compile(&text)?;
         let form = classify(&text);
         Ok(Expr {
+            uses_env: jq::mentions_env(&text),
             text,
             form,
             program,
@@ -178,7 +221,7 @@ impl Expr {
     }
 
     /// Evaluates on an input, using the fast form when it applies and the interpreter otherwise.
-    pub(crate) fn eval(&self, input: &Input, cache: &mut ValCache, env: &jaq_json::Val) -> Eval {
+    pub(crate) fn eval(&self, input: &Input, cache: &mut ValCache, env: &jq::Env) -> Eval {
         match &self.form {
             Form::Const(v) => return Eval::Value(v.clone()),
             Form::Path(path) => {
@@ -199,9 +242,26 @@ impl Expr {
                 }
                 _ => {}
             },
+            Form::Entries {
+                path,
+                or_empty,
+                style,
+            } => {
+                if let Some(v) = input
+                    .lookup(path)
+                    .and_then(|list| entries_object(list, *or_empty, *style))
+                {
+                    return Eval::Value(v);
+                }
+            }
             Form::Jq => {}
         }
         let val = cache.get(input);
+        let env = if self.uses_env {
+            cache.env(env)
+        } else {
+            jaq_json::Val::Null
+        };
         match self.program.first(val, env) {
             Outcome::Value(v) => match jq::to_json(&v) {
                 Ok(json) => Eval::Value(json),
@@ -213,13 +273,62 @@ impl Expr {
     }
 }
 
-/// The jaq value of the current input, converted at most once per input.
+/// A list of entries as an object; `None` (use the interpreter) for anything but a list of
+/// objects with string keys.
+fn entries_object(list: Json, or_empty: bool, style: EntriesStyle) -> Option<Json> {
+    let items = match list {
+        Json::Array(items) => items,
+        Json::Null | Json::Bool(false) if or_empty => Vec::new(),
+        _ => return None,
+    };
+    if items.is_empty() {
+        return Some(match style {
+            EntriesStyle::MapAdd => Json::Null,
+            EntriesStyle::FromEntries => Json::Object(Map::new()),
+        });
+    }
+    let mut out = Map::new();
+    for item in items {
+        let Json::Object(mut entry) = item else {
+            return None;
+        };
+        let truthy = |v: &Json| !matches!(v, Json::Null | Json::Bool(false));
+        let (key, value) = match style {
+            EntriesStyle::MapAdd => (entry.remove("Key"), entry.remove("Value")),
+            EntriesStyle::FromEntries => {
+                let key = ["key", "name", "Name", "Key"]
+                    .iter()
+                    .find_map(|k| entry.get(*k).filter(|v| truthy(v)).cloned());
+                let value = if entry.contains_key("value") {
+                    entry.remove("value")
+                } else {
+                    entry.remove("Value")
+                };
+                (key, value)
+            }
+        };
+        let Some(Json::String(key)) = key else {
+            return None;
+        };
+        out.insert(key, value.unwrap_or(Json::Null));
+    }
+    Some(Json::Object(out))
+}
+
+/// The jaq values of the current input and of the environment, each built at most once.
 #[derive(Default)]
-pub(crate) struct ValCache(Option<jaq_json::Val>);
+pub(crate) struct ValCache {
+    input: Option<jaq_json::Val>,
+    env: Option<jaq_json::Val>,
+}
 
 impl ValCache {
     fn get(&mut self, input: &Input) -> jaq_json::Val {
-        self.0.get_or_insert_with(|| input.to_val()).clone()
+        self.input.get_or_insert_with(|| input.to_val()).clone()
+    }
+
+    fn env(&mut self, env: &jq::Env) -> jaq_json::Val {
+        self.env.get_or_insert_with(|| env.to_val()).clone()
     }
 }
 
@@ -321,7 +430,8 @@ mod tests {
             region: "us-east-1".into(),
             kind: "AWS::S3::Bucket".into(),
             identifier: "b1".into(),
-            properties: json!({"BucketName": "b1", "Tags": [{"Key": "env", "Value": "prod"}], "S": "x"}),
+            properties: json!({"BucketName": "b1", "Tags": [{"Key": "env", "Value": "prod"}, {"Key": "b", "Value": "2"}], "S": "x",
+                "Odd": [{"key": "k", "Key": "K", "Value": 1}, {"name": false, "Name": "N", "value": null, "Value": 2}, {"Key": null}]}),
         }
     }
 
@@ -358,12 +468,20 @@ mod tests {
             "\"lit\"",
             "42",
             "[]",
+            ".Properties.Tags | map({(.Key): .Value}) | add",
+            ".Properties.Tags // [] | from_entries",
+            ".Properties.Nope // [] | map({(.Key): .Value}) | add",
+            ".Properties.Nope // [] | from_entries",
+            ".Properties.Nope | from_entries",
+            ".Properties.Odd | from_entries",
+            ".Properties.Odd | map({(.Key): .Value}) | add",
+            ".Properties.S | from_entries",
         ] {
             let e = Expr::compile(text).expect("compiles");
             assert!(!matches!(e.form, Form::Jq), "{text} has a fast form");
             let fast = e.eval(&Input::Item(&raw), &mut ValCache::default(), &env);
-            let slow = match e.program.first(item_val(&raw), &env) {
-                Outcome::Value(v) => Eval::Value(jq::to_json(&v).expect("string keys")),
+            let slow = match e.program.first(item_val(&raw), env.to_val()) {
+                Outcome::Value(v) => jq::to_json(&v).map_or_else(Eval::Error, Eval::Value),
                 Outcome::Empty => Eval::Empty,
                 Outcome::Error(m) => Eval::Error(m),
             };
@@ -380,8 +498,8 @@ mod tests {
     #[test]
     fn interpreted_expressions_see_the_documented_input() {
         assert_eq!(
-            eval(".Properties.Tags | map({(.Key): .Value}) | add"),
-            Eval::Value(json!({"env": "prod"}))
+            eval("[.Properties.Tags[] | {(.Key): .Value}] | add | .env"),
+            Eval::Value(json!("prod"))
         );
         assert_eq!(eval("empty"), Eval::Empty);
         assert_eq!(eval("error(\"boom\")"), Eval::Error("boom".into()));

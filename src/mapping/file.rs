@@ -396,14 +396,14 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
             if let Some(sel) = cx.map(sel, "selector") {
                 cx.warn_unknown(sel, SELECTOR_KEYS, "selector");
                 query = sel.get("query").map(|q| cx.expr(q, "selector.query"));
-                if let Some(rp) = sel.get("regionPolicy").filter(|n| !n.is_null()) {
-                    if let Some(rp) = cx.map(rp, "selector.regionPolicy") {
-                        cx.warn_unknown(rp, REGION_POLICY_KEYS, "regionPolicy");
-                        region_policy = RegionPolicy {
-                            allow: cx.strings(rp.get("allow"), "regionPolicy.allow"),
-                            deny: cx.strings(rp.get("deny"), "regionPolicy.deny"),
-                        };
-                    }
+                if let Some(rp) = sel.get("regionPolicy").filter(|n| !n.is_null())
+                    && let Some(rp) = cx.map(rp, "selector.regionPolicy")
+                {
+                    cx.warn_unknown(rp, REGION_POLICY_KEYS, "regionPolicy");
+                    region_policy = RegionPolicy {
+                        allow: cx.strings(rp.get("allow"), "regionPolicy.allow"),
+                        deny: cx.strings(rp.get("deny"), "regionPolicy.deny"),
+                    };
                 }
                 use_get_resource_api =
                     cx.bool(sel.get("useGetResourceAPI"), "useGetResourceAPI", false);

@@ -294,8 +294,8 @@ pub(crate) enum Outcome {
 
 impl Program {
     /// Runs the program on `input` and keeps the first output, as Ocean does.
-    pub(crate) fn first(&self, input: Val, env: &Val) -> Outcome {
-        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([env.clone()]));
+    pub(crate) fn first(&self, input: Val, env: Val) -> Outcome {
+        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([env]));
         let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
         match outputs.next() {
             None => Outcome::Empty,
@@ -318,13 +318,29 @@ fn error_message(e: jaq_core::Error<Val>) -> String {
     }
 }
 
-/// The environment as jq's `$ENV` object.
-pub(crate) fn env_object(vars: impl Iterator<Item = (String, String)>) -> Val {
-    let mut map = Map::default();
-    for (k, v) in vars {
-        map.insert(Val::from(k), Val::from(v));
+/// The environment jq's `env` and `$ENV` see. Kept as plain strings so that compiled mappings
+/// are `Send + Sync` (jaq values are reference-counted with `Rc`); the object is built only for
+/// the rare expressions that mention the environment.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Env(Vec<(String, String)>);
+
+impl Env {
+    pub(crate) fn to_val(&self) -> Val {
+        let mut map = Map::default();
+        for (k, v) in &self.0 {
+            map.insert(str_val(k), str_val(v));
+        }
+        Val::obj(map)
     }
-    Val::obj(map)
+}
+
+pub(crate) fn env_object(vars: impl Iterator<Item = (String, String)>) -> Env {
+    Env(vars.collect())
+}
+
+/// Whether an expression may read the environment (a cheap, conservative text check).
+pub(crate) fn mentions_env(code: &str) -> bool {
+    code.contains("env") || code.contains("ENV")
 }
 
 /// A jaq string from text.

@@ -72,7 +72,7 @@ pub struct ItemOutcome {
 pub struct Mappings {
     files: Vec<FileSpec>,
     /// `$ENV` as jq sees it: the process environment minus the hidden names.
-    env: jaq_json::Val,
+    env: jq::Env,
 }
 
 impl Mappings {

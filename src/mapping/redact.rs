@@ -62,14 +62,13 @@ impl Redactor {
 
     pub fn redact(&self, item: &mut RawItem) {
         let props = &mut item.properties;
-        if item.kind.starts_with("AWS::Lambda::") {
-            if let Some(Json::Object(vars)) = props
+        if item.kind.starts_with("AWS::Lambda::")
+            && let Some(Json::Object(vars)) = props
                 .get_mut("Environment")
                 .and_then(|e| e.get_mut("Variables"))
-            {
-                for v in vars.values_mut() {
-                    *v = Json::String(REDACTED.into());
-                }
+        {
+            for v in vars.values_mut() {
+                *v = Json::String(REDACTED.into());
             }
         }
         if item.kind == "AWS::ECS::TaskDefinition" {
@@ -101,10 +100,10 @@ fn blank(value: &mut Json, path: &[Step]) {
         (Step::Index(i), Json::Array(items)) => {
             let len = items.len() as i64;
             let idx = if *i < 0 { len + i } else { *i };
-            if (0..len).contains(&idx) {
-                if let Some(v) = items.get_mut(idx as usize) {
-                    blank(v, rest);
-                }
+            if (0..len).contains(&idx)
+                && let Some(v) = items.get_mut(idx as usize)
+            {
+                blank(v, rest);
             }
         }
         (Step::Each, Json::Array(items)) => items.iter_mut().for_each(|v| blank(v, rest)),

@@ -436,3 +436,10 @@ fn items_of_other_kinds_map_to_nothing() {
         ItemOutcome::default()
     );
 }
+
+#[test]
+fn compiled_mappings_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Mappings>();
+    assert_send_sync::<Redactor>();
+}
