@@ -1,13 +1,13 @@
 //! Picks the configured source and catalog adapters. The binary and the daemon both start here.
 
 use crate::catalog::local::LocalCatalog;
-use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, Writes};
+use crate::catalog::{
+    ApplyReport, Catalog, CatalogError, Progress, Writes,
+};
 use crate::config::{CatalogConfig, Config, SourceConfig};
 use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
 use crate::source::snapshot::SnapshotSource;
-use crate::source::{
-    AccountReport, Discovery, ItemSink, ListRequest, Source, SourceError, SourceReport,
-};
+use crate::source::{AccountReport, Discovery, ItemSink, ListRequest, Source, SourceError, SourceReport};
 
 /// The configured source.
 pub enum AnySource {
@@ -17,12 +17,9 @@ pub enum AnySource {
 impl AnySource {
     pub async fn open(config: &Config) -> Result<AnySource, SourceError> {
         match &config.source {
-            SourceConfig::Snapshot { path, regions } => Ok(AnySource::Snapshot(
-                SnapshotSource::new(path, regions.clone()),
-            )),
+            SourceConfig::Snapshot { path, regions } => Ok(AnySource::Snapshot(SnapshotSource::new(path, regions.clone()))),
             SourceConfig::Aws(_) => Err(SourceError::Aws(
-                "the AWS source is not available in this build yet; use source.type: snapshot"
-                    .into(),
+                "the AWS source is not available in this build yet; use source.type: snapshot".into(),
             )),
         }
     }
@@ -35,9 +32,7 @@ impl AnySource {
                     kinds: Vec::new(),
                     regions: crate::source::Regions::Enabled,
                 };
-                let report = s
-                    .list(&request, &mut |_: Vec<crate::model::RawItem>| {})
-                    .await?;
+                let report = s.list(&request, &mut |_: Vec<crate::model::RawItem>| {}).await?;
                 Ok((report.discovery, report.accounts))
             }
         }
@@ -45,11 +40,7 @@ impl AnySource {
 }
 
 impl Source for AnySource {
-    async fn list(
-        &self,
-        request: &ListRequest,
-        sink: &mut dyn ItemSink,
-    ) -> Result<SourceReport, SourceError> {
+    async fn list(&self, request: &ListRequest, sink: &mut dyn ItemSink) -> Result<SourceReport, SourceError> {
         match self {
             AnySource::Snapshot(s) => s.list(request, sink).await,
         }
@@ -66,8 +57,7 @@ impl AnyCatalog {
         match &config.catalog {
             CatalogConfig::Local { path } => Ok(AnyCatalog::Local(LocalCatalog::open(path)?)),
             CatalogConfig::Port(_) => Err(CatalogError::Port(
-                "the Port catalog is not available in this build yet; use catalog.type: local"
-                    .into(),
+                "the Port catalog is not available in this build yet; use catalog.type: local".into(),
             )),
         }
     }
@@ -86,31 +76,19 @@ impl Catalog for AnyCatalog {
         }
     }
 
-    async fn owned(
-        &self,
-        owner: &str,
-        accounts: &[String],
-    ) -> Result<Vec<OwnedEntity>, CatalogError> {
+    async fn owned(&self, owner: &str, accounts: &[String]) -> Result<Vec<OwnedEntity>, CatalogError> {
         match self {
             AnyCatalog::Local(c) => c.owned(owner, accounts).await,
         }
     }
 
-    async fn foreign(
-        &self,
-        owner: &str,
-        keys: &[EntityKey],
-    ) -> Result<Vec<ForeignEntity>, CatalogError> {
+    async fn foreign(&self, owner: &str, keys: &[EntityKey]) -> Result<Vec<ForeignEntity>, CatalogError> {
         match self {
             AnyCatalog::Local(c) => c.foreign(owner, keys).await,
         }
     }
 
-    async fn foreign_references(
-        &self,
-        owner: &str,
-        keys: &[EntityKey],
-    ) -> Result<Vec<ForeignReference>, CatalogError> {
+    async fn foreign_references(&self, owner: &str, keys: &[EntityKey]) -> Result<Vec<ForeignReference>, CatalogError> {
         match self {
             AnyCatalog::Local(c) => c.foreign_references(owner, keys).await,
         }

@@ -49,12 +49,7 @@ enum PlanFormat {
 #[derive(clap::Args, Debug)]
 struct ConfigArg {
     /// The config file.
-    #[arg(
-        short = 'c',
-        long = "config",
-        value_name = "FILE",
-        default_value = "tidemark.yaml"
-    )]
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = "tidemark.yaml")]
     config: PathBuf,
 }
 
@@ -169,16 +164,9 @@ const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Watch { .. }) {
-        "info"
-    } else {
-        "warn"
-    };
+    let default_level = if matches!(cli.command, Command::Watch { .. }) { "info" } else { "warn" };
     init_logging(cli.log_level.as_deref(), default_level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -200,13 +188,9 @@ fn init_logging(level: Option<&str>, default: &str, format: LogFormat) {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
     match format {
-        LogFormat::Text => builder
-            .with_ansi(io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .init(),
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init(),
         LogFormat::Json => builder.json().init(),
     }
 }
@@ -220,17 +204,14 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             detailed_exitcode,
             guards,
         } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
             let source = AnySource::open(&config).await?;
             let catalog = AnyCatalog::open(&config)?;
             let collected = reconcile::collect(&config, &source, false).await?;
             let plan = reconcile::plan(&config, &collected, &catalog, &guards.options()).await?;
             print_plan(&plan, format)?;
             if let Some(path) = out {
-                std::fs::write(&path, render::json(&plan))
-                    .with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, render::json(&plan)).with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(if plan.is_partial() {
                 EXIT_PARTIAL
@@ -240,14 +221,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 EXIT_OK
             })
         }
-        Command::Apply {
-            config,
-            plan,
-            guards,
-        } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
+        Command::Apply { config, plan, guards } => {
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
             let catalog = AnyCatalog::open(&config)?;
             let plan = match plan {
                 Some(path) => {
@@ -256,15 +231,12 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                             "--allow-mass-delete and --adopt were decided when the plan was made (see its basis); do not give them with --plan"
                         ));
                     }
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
                     let plan: Plan = serde_json::from_str(&text)
                         .with_context(|| format!("{} is not a tidemark plan", path.display()))?;
                     reconcile::check_fresh(&config, &catalog, &plan)
                         .await
-                        .with_context(|| {
-                            format!("refusing to apply the stale plan {}", path.display())
-                        })?;
+                        .with_context(|| format!("refusing to apply the stale plan {}", path.display()))?;
                     plan
                 }
                 None => {
@@ -275,15 +247,10 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             };
             print_plan(&plan, PlanFormat::Text)?;
             if !plan.has_changes() {
-                return Ok(if plan.is_partial() {
-                    EXIT_PARTIAL
-                } else {
-                    EXIT_OK
-                });
+                return Ok(if plan.is_partial() { EXIT_PARTIAL } else { EXIT_OK });
             }
             let progress = BarProgress::new();
-            let report =
-                reconcile::apply(&catalog, &config.integration.identifier, &plan, &progress).await;
+            let report = reconcile::apply(&catalog, &config.integration.identifier, &plan, &progress).await;
             progress.finish();
             print!("{}", render::apply_report(&report));
             io::stdout().flush()?;
@@ -296,20 +263,10 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             })
         }
         Command::Validate { config, print } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
-            let mut errors = config::schema::check(
-                config::schema::Schema::Config,
-                &config.path.display().to_string(),
-                &std::fs::read_to_string(&config.path)?,
-            );
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
+            let mut errors = config::schema::check(config::schema::Schema::Config, &config.path.display().to_string(), &std::fs::read_to_string(&config.path)?);
             for m in &config.mapping_files {
-                errors.extend(config::schema::check(
-                    config::schema::Schema::Mapping,
-                    &m.name,
-                    &m.text,
-                ));
+                errors.extend(config::schema::check(config::schema::Schema::Mapping, &m.name, &m.text));
             }
             if !errors.is_empty() {
                 for e in &errors {
@@ -318,10 +275,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 return Ok(EXIT_ERROR);
             }
             if print {
-                print!(
-                    "{}",
-                    config::print::to_yaml(&config::print::effective(&config))
-                );
+                print!("{}", config::print::to_yaml(&config::print::effective(&config)));
             } else {
                 println!(
                     "{}: valid ({} mapping files, {} kinds, {} blueprints)",
@@ -339,19 +293,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             account,
             region,
             input,
-        } => run_map(
-            &mapping,
-            MapOptions {
-                kind,
-                account,
-                region,
-            },
-            input.as_deref(),
-        ),
+        } => run_map(&mapping, MapOptions { kind, account, region }, input.as_deref()),
         Command::Accounts { config } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
             let source = AnySource::open(&config).await?;
             let (discovery, accounts) = source.accounts().await?;
             let mut partial = !discovery.is_complete();
@@ -359,17 +303,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 eprintln!("warning: account discovery {:?}: {e}", discovery.status);
             }
             let mut out = io::stdout().lock();
-            writeln!(
-                out,
-                "{:<14} {:<24} {:<9} {:<50} REGIONS",
-                "ACCOUNT", "NAME", "ASSUMED", "ROLE"
-            )?;
+            writeln!(out, "{:<14} {:<24} {:<9} {:<50} REGIONS", "ACCOUNT", "NAME", "ASSUMED", "ROLE")?;
             for a in &accounts {
-                let regions = if let Some(e) = &a.regions_error {
-                    format!("(failed: {e})")
-                } else {
-                    a.regions.join(",")
-                };
+                let regions = if let Some(e) = &a.regions_error { format!("(failed: {e})") } else { a.regions.join(",") };
                 writeln!(
                     out,
                     "{:<14} {:<24} {:<9} {:<50} {}",
@@ -387,19 +323,13 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
         }
         Command::Snapshot { config, out } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
             let source = AnySource::open(&config).await?;
             let collected = reconcile::collect(&config, &source, true).await?;
-            let report = collected
-                .report
-                .clone()
-                .ok_or_else(|| anyhow!("the source reported nothing"))?;
+            let report = collected.report.clone().ok_or_else(|| anyhow!("the source reported nothing"))?;
             let raw = collected.raw.unwrap_or_default();
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            write_snapshot(&out, &report, &raw, &now)
-                .with_context(|| format!("writing the snapshot to {}", out.display()))?;
+            write_snapshot(&out, &report, &raw, &now).with_context(|| format!("writing the snapshot to {}", out.display()))?;
             let failed = report.listings.iter().filter(|l| l.error.is_some()).count();
             eprintln!(
                 "recorded {} items from {} accounts and {} listings ({} failed) in {}",
@@ -409,40 +339,24 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 failed,
                 out.display()
             );
-            let partial = failed > 0
-                || !report.discovery.is_complete()
-                || report
-                    .accounts
-                    .iter()
-                    .any(|a| !a.assumed || a.regions_error.is_some());
+            let partial = failed > 0 || !report.discovery.is_complete() || report.accounts.iter().any(|a| !a.assumed || a.regions_error.is_some());
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
         }
         Command::Watch { config, listen } => {
-            tidemark::watch::run(
-                tidemark::watch::WatchOptions::new(config.config),
-                listen,
-                tidemark::watch::signals(),
-            )
-            .await?;
+            let options = tidemark::watch::WatchOptions::new(config.config);
+            tidemark::watch::run(options, listen, tidemark::watch::signals()).await?;
             Ok(EXIT_OK)
         }
         Command::Entities { config, blueprint } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
+            let Some(config) = load_config(&config.config) else { return Ok(EXIT_ERROR) };
             let catalog = AnyCatalog::open(&config)?;
             let accounts = match &catalog {
                 AnyCatalog::Local(_) => Vec::new(),
             };
-            let mut owned = catalog
-                .owned(&config.integration.identifier, &accounts)
-                .await?;
+            let mut owned = catalog.owned(&config.integration.identifier, &accounts).await?;
             owned.sort_by(|a, b| a.entity.key().cmp(&b.entity.key()));
             let mut out = io::BufWriter::new(io::stdout().lock());
-            for o in owned
-                .iter()
-                .filter(|o| blueprint.as_deref().is_none_or(|b| o.entity.blueprint == b))
-            {
+            for o in owned.iter().filter(|o| blueprint.as_deref().is_none_or(|b| o.entity.blueprint == b)) {
                 let line = serde_json::json!({
                     "blueprint": o.entity.blueprint,
                     "identifier": o.entity.identifier,
@@ -492,16 +406,12 @@ fn print_plan(plan: &Plan, format: PlanFormat) -> anyhow::Result<()> {
 }
 
 fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Result<u8> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let source = MappingSource {
         name: path.display().to_string(),
         text,
     };
-    let hidden_env = config::SECRET_ENV_VARS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let hidden_env = config::SECRET_ENV_VARS.iter().map(|s| s.to_string()).collect();
     let (mappings, warnings) = match Mappings::load(&[source], &LoadOptions { hidden_env }) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -543,10 +453,8 @@ impl BarProgress {
         let bar = io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} applying [{bar:40}] {pos}/{len} writes ({eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{spinner} applying [{bar:40}] {pos}/{len} writes ({eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar
         });

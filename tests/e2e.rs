@@ -54,13 +54,8 @@ impl Workspace {
         let mut args = vec!["plan", "-c", &config, "--format", "json"];
         args.extend_from_slice(extra);
         let out = self.run(&args);
-        let plan = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "plan is not JSON ({e}): {}\n{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            )
-        });
+        let plan = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("plan is not JSON ({e}): {}\n{}", text(&out.stdout), text(&out.stderr)));
         (code(&out), plan)
     }
 
@@ -76,10 +71,7 @@ impl Workspace {
         let config = self.config();
         let out = self.run(&["entities", "-c", &config]);
         assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
     }
 }
 
@@ -107,10 +99,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// The demo, copied so the test can change it.
 fn demo() -> Workspace {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo"),
-        dir.path(),
-    );
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo"), dir.path());
     Workspace { dir }
 }
 
@@ -152,9 +141,7 @@ fn queue(account: &str, region: &str, name: &str) -> Json {
 
 /// Two accounts, one region, four queues each, with a small custom mapping.
 fn small() -> Workspace {
-    let ws = Workspace {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let ws = Workspace { dir: tempfile::tempdir().expect("tempdir") };
     ws.write(
         "tidemark.yaml",
         "integration: {identifier: e2e}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",
@@ -170,13 +157,8 @@ fn small() -> Workspace {
                            {"account": STAGING, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}]}),
     );
     for account in [PROD, STAGING] {
-        let queues: Vec<Json> = (0..4)
-            .map(|i| queue(account, "us-east-1", &format!("q{i}")))
-            .collect();
-        ws.write_json(
-            &format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"),
-            &Json::Array(queues),
-        );
+        let queues: Vec<Json> = (0..4).map(|i| queue(account, "us-east-1", &format!("q{i}"))).collect();
+        ws.write_json(&format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"), &Json::Array(queues));
     }
     ws
 }
@@ -203,12 +185,7 @@ fn reasons(plan: &Json) -> Vec<(String, String)> {
         .as_array()
         .expect("withheld")
         .iter()
-        .map(|w| {
-            (
-                w["identifier"].as_str().unwrap_or_default().to_string(),
-                w["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+        .map(|w| (w["identifier"].as_str().unwrap_or_default().to_string(), w["reason"].as_str().unwrap_or_default().to_string()))
         .collect()
 }
 
@@ -216,39 +193,17 @@ fn reasons(plan: &Json) -> Vec<(String, String)> {
 fn the_demo_applies_everything_and_a_second_apply_writes_nothing() {
     let ws = demo();
     let first = ws.apply(&[]);
-    assert_eq!(
-        code(&first),
-        0,
-        "{}\n{}",
-        text(&first.stdout),
-        text(&first.stderr)
-    );
-    assert!(
-        text(&first.stdout).contains("Applied:"),
-        "{}",
-        text(&first.stdout)
-    );
+    assert_eq!(code(&first), 0, "{}\n{}", text(&first.stdout), text(&first.stderr));
+    assert!(text(&first.stdout).contains("Applied:"), "{}", text(&first.stdout));
     let entities = ws.entities();
     assert!(entities.len() >= 90, "only {} entities", entities.len());
-    assert!(
-        entities
-            .iter()
-            .any(|e| e["blueprint"] == "awsAccount" && e["identifier"] == PROD)
-    );
+    assert!(entities.iter().any(|e| e["blueprint"] == "awsAccount" && e["identifier"] == PROD));
 
     let second = ws.apply(&[]);
     assert_eq!(code(&second), 0, "{}", text(&second.stderr));
-    assert!(
-        text(&second.stdout).starts_with("No changes"),
-        "{}",
-        text(&second.stdout)
-    );
+    assert!(text(&second.stdout).starts_with("No changes"), "{}", text(&second.stdout));
     assert!(!text(&second.stdout).contains("Applied:"));
-    assert_eq!(
-        ws.entities(),
-        entities,
-        "the second apply changed the catalog"
-    );
+    assert_eq!(ws.entities(), entities, "the second apply changed the catalog");
 }
 
 #[test]
@@ -263,23 +218,12 @@ fn the_demo_never_maps_secret_environment_values() {
 fn a_changed_property_is_exactly_one_update() {
     let ws = small();
     assert_eq!(code(&ws.apply(&[])), 0);
-    edit_queues(&ws, PROD, |q| {
-        q[1]["Properties"]["MessageRetentionPeriod"] = json!(60)
-    });
+    edit_queues(&ws, PROD, |q| q[1]["Properties"]["MessageRetentionPeriod"] = json!(60));
     let (exit, plan) = ws.plan(&[]);
     assert_eq!(exit, 0);
-    assert_eq!(
-        summary(&plan),
-        json!({"create": 0, "update": 1, "delete": 0, "unchanged": 9, "withheld": 0})
-    );
-    assert_eq!(
-        plan["changes"][0]["identifier"],
-        "arn:aws:sqs:us-east-1:222222222222:q1"
-    );
-    assert_eq!(
-        plan["changes"][0]["before"]["properties"]["retention"],
-        345600
-    );
+    assert_eq!(summary(&plan), json!({"create": 0, "update": 1, "delete": 0, "unchanged": 9, "withheld": 0}));
+    assert_eq!(plan["changes"][0]["identifier"], "arn:aws:sqs:us-east-1:222222222222:q1");
+    assert_eq!(plan["changes"][0]["before"]["properties"]["retention"], 345600);
     assert_eq!(plan["changes"][0]["after"]["properties"]["retention"], 60);
     let (exit, _) = ws.plan(&["--detailed-exitcode"]);
     assert_eq!(exit, 2);
@@ -297,10 +241,7 @@ fn a_removed_resource_is_exactly_one_delete() {
     });
     let (exit, plan) = ws.plan(&[]);
     assert_eq!(exit, 0);
-    assert_eq!(
-        summary(&plan),
-        json!({"create": 0, "update": 0, "delete": 1, "unchanged": 9, "withheld": 0})
-    );
+    assert_eq!(summary(&plan), json!({"create": 0, "update": 0, "delete": 1, "unchanged": 9, "withheld": 0}));
     assert_eq!(plan["changes"][0]["action"], "delete");
     assert_eq!(plan["changes"][0]["account"], STAGING);
     let out = ws.apply(&[]);
@@ -321,8 +262,7 @@ fn a_failed_scope_in_the_manifest_withholds_exactly_its_deletes() {
     });
     edit_manifest(&ws, |m| {
         m["scopes"][0]["status"] = json!("failed");
-        m["scopes"][0]["error"] =
-            json!("AccessDeniedException: not authorized to perform cloudformation:ListResources");
+        m["scopes"][0]["error"] = json!("AccessDeniedException: not authorized to perform cloudformation:ListResources");
     });
     let (exit, plan) = ws.plan(&[]);
     assert_eq!(exit, 3);
@@ -345,8 +285,7 @@ fn an_unassumable_account_keeps_its_entities_and_exits_3() {
     assert_eq!(code(&ws.apply(&[])), 0);
     edit_manifest(&ws, |m| {
         m["accounts"][1]["assumed"] = json!(false);
-        m["accounts"][1]["error"] =
-            json!("AccessDenied: check the role's trust policy and the ExternalId");
+        m["accounts"][1]["error"] = json!("AccessDenied: check the role's trust policy and the ExternalId");
         m["scopes"].as_array_mut().expect("scopes").remove(1);
     });
     std::fs::remove_dir_all(ws.path(&format!("snap/{STAGING}"))).expect("rm");
@@ -356,13 +295,7 @@ fn an_unassumable_account_keeps_its_entities_and_exits_3() {
     let withheld = reasons(&plan);
     assert_eq!(withheld.len(), 4, "{withheld:?}");
     assert!(withheld.iter().all(|(_, r)| r == "account_unassumable"));
-    let account = plan["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .find(|a| a["id"] == STAGING)
-        .cloned()
-        .expect("staging");
+    let account = plan["accounts"].as_array().expect("accounts").iter().find(|a| a["id"] == STAGING).cloned().expect("staging");
     assert_eq!(account["status"], "unassumable");
     assert_eq!(code(&ws.apply(&[])), 3);
     assert_eq!(ws.entities().len(), 10);
@@ -373,25 +306,14 @@ fn a_mapping_error_skips_the_item_and_withholds_its_scopes_deletes() {
     let ws = small();
     assert_eq!(code(&ws.apply(&[])), 0);
     edit_queues(&ws, PROD, |q| {
-        q[0]["Properties"]
-            .as_object_mut()
-            .expect("props")
-            .remove("Arn");
+        q[0]["Properties"].as_object_mut().expect("props").remove("Arn");
         q.remove(3);
     });
     let (exit, plan) = ws.plan(&[]);
     assert_eq!(exit, 3);
     assert_eq!(plan["mapping_errors"].as_array().map(Vec::len), Some(1));
-    assert!(
-        plan["mapping_errors"][0]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("identifier")
-    );
-    assert_eq!(
-        plan["mapping_errors"][0]["item"],
-        "https://sqs.us-east-1.amazonaws.com/222222222222/q0"
-    );
+    assert!(plan["mapping_errors"][0]["message"].as_str().unwrap_or_default().contains("identifier"));
+    assert_eq!(plan["mapping_errors"][0]["item"], "https://sqs.us-east-1.amazonaws.com/222222222222/q0");
     assert_eq!(summary(&plan)["delete"], 0);
     assert_eq!(reasons(&plan).len(), 2, "{:?}", reasons(&plan));
     assert!(reasons(&plan).iter().all(|(_, r)| r == "mapping_error"));
@@ -401,16 +323,12 @@ fn a_mapping_error_skips_the_item_and_withholds_its_scopes_deletes() {
 fn a_stale_plan_file_is_refused() {
     let ws = small();
     assert_eq!(code(&ws.apply(&[])), 0);
-    edit_queues(&ws, PROD, |q| {
-        q[1]["Properties"]["MessageRetentionPeriod"] = json!(60)
-    });
+    edit_queues(&ws, PROD, |q| q[1]["Properties"]["MessageRetentionPeriod"] = json!(60));
     let plan_path = ws.path("plan.json").display().to_string();
     let (exit, _) = ws.plan(&["--out", &plan_path]);
     assert_eq!(exit, 0);
     // Someone applies first: the saved plan no longer describes the catalog.
-    edit_queues(&ws, PROD, |q| {
-        q[2]["Properties"]["MessageRetentionPeriod"] = json!(61)
-    });
+    edit_queues(&ws, PROD, |q| q[2]["Properties"]["MessageRetentionPeriod"] = json!(61));
     assert_eq!(code(&ws.apply(&[])), 0);
     let out = ws.apply(&["--plan", &plan_path]);
     assert_eq!(code(&out), 1, "{}", text(&out.stdout));
@@ -440,11 +358,7 @@ fn removing_an_account_needs_a_confirmed_mass_delete() {
     });
     let (exit, plan) = ws.plan(&[]);
     assert_eq!(exit, 3);
-    assert!(
-        reasons(&plan).iter().all(|(_, r)| r == "all_entities"),
-        "{:?}",
-        reasons(&plan)
-    );
+    assert!(reasons(&plan).iter().all(|(_, r)| r == "all_entities"), "{:?}", reasons(&plan));
     assert_eq!(reasons(&plan).len(), 5);
     let out = ws.apply(&[&format!("--allow-mass-delete={STAGING}")]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
@@ -458,42 +372,24 @@ fn validate_reports_every_broken_file_with_positions_and_nothing_runs() {
         "tidemark.yaml",
         "integration: {identifier: e2e}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings]\nresynk: {interval: 1h}\n",
     );
-    ws.write(
-        "mappings/queues.yaml",
-        &MAPPING.replace(
-            ".Properties.QueueName",
-            ".Properties.QueueName | ascii_downcase(",
-        ),
-    );
-    ws.write(
-        "mappings/broken.yaml",
-        "resources:\n  - kind: AWS::S3::Bucket\n    port: [unclosed\n",
-    );
+    ws.write("mappings/queues.yaml", &MAPPING.replace(".Properties.QueueName", ".Properties.QueueName | ascii_downcase("));
+    ws.write("mappings/broken.yaml", "resources:\n  - kind: AWS::S3::Bucket\n    port: [unclosed\n");
     let config = ws.config();
     let out = ws.run(&["validate", "-c", &config]);
     assert_eq!(code(&out), 1);
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("tidemark.yaml:5:1: unknown key resynk"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("tidemark.yaml:5:1: unknown key resynk"), "{stderr}");
     assert!(stderr.contains("queues.yaml:"), "{stderr}");
     assert!(stderr.contains("broken.yaml:"), "{stderr}");
     for line in stderr.lines().filter(|l| l.starts_with("error:")) {
         let location = line.split_whitespace().nth(1).unwrap_or_default();
-        assert!(
-            location.split(':').count() >= 4,
-            "no file:line:col in {line}"
-        );
+        assert!(location.split(':').count() >= 4, "no file:line:col in {line}");
     }
     for command in ["plan", "apply"] {
         let out = ws.run(&[command, "-c", &config]);
         assert_eq!(code(&out), 1, "{command}");
     }
-    assert!(
-        !ws.path(".tidemark/catalog.db").exists(),
-        "a broken config wrote to the catalog"
-    );
+    assert!(!ws.path(".tidemark/catalog.db").exists(), "a broken config wrote to the catalog");
 }
 
 #[test]
@@ -503,48 +399,25 @@ fn validate_passes_on_the_demo_and_prints_secrets_masked() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let out = ws.run(&["validate", "-c", &ws.config(), "--print"]);
     assert_eq!(code(&out), 0);
-    assert!(
-        text(&out.stdout).contains("identifier: demo"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).contains("identifier: demo"), "{}", text(&out.stdout));
 }
 
 #[test]
 fn a_create_over_another_owners_entity_is_withheld_unless_adopted() {
     let ws = small();
-    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
-        .expect("open");
+    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db")).expect("open");
     let mut theirs = tidemark::model::Entity::new("queue", "arn:aws:sqs:us-east-1:222222222222:q0");
     theirs.title = Some(json!("theirs"));
-    catalog
-        .insert_blueprint(&tidemark::model::Blueprint(
-            serde_json::from_str::<Json>(BLUEPRINTS).expect("json")[1].clone(),
-        ))
-        .expect("bp");
-    catalog
-        .insert_foreign("port-ocean/aws-v3/1.0/aws/exporter", &theirs)
-        .expect("seed");
+    catalog.insert_blueprint(&tidemark::model::Blueprint(serde_json::from_str::<Json>(BLUEPRINTS).expect("json")[1].clone())).expect("bp");
+    catalog.insert_foreign("port-ocean/aws-v3/1.0/aws/exporter", &theirs).expect("seed");
     drop(catalog);
     let (exit, plan) = ws.plan(&[]);
     assert_eq!(exit, 3);
-    assert_eq!(
-        reasons(&plan),
-        vec![(
-            "arn:aws:sqs:us-east-1:222222222222:q0".to_string(),
-            "foreign_owner".to_string()
-        )]
-    );
+    assert_eq!(reasons(&plan), vec![("arn:aws:sqs:us-east-1:222222222222:q0".to_string(), "foreign_owner".to_string())]);
     let (exit, plan) = ws.plan(&["--adopt"]);
     assert_eq!(exit, 0);
     assert_eq!(summary(&plan)["withheld"], 0);
-    assert!(
-        plan["changes"]
-            .as_array()
-            .expect("changes")
-            .iter()
-            .any(|c| c["adopted_from"] == "port-ocean/aws-v3/1.0/aws/exporter")
-    );
+    assert!(plan["changes"].as_array().expect("changes").iter().any(|c| c["adopted_from"] == "port-ocean/aws-v3/1.0/aws/exporter"));
 }
 
 #[test]
@@ -555,10 +428,6 @@ fn markdown_and_text_plans_render() {
     assert_eq!(code(&out), 0);
     assert!(text(&out.stdout).contains("<details>"));
     let out = ws.run(&["plan", "-c", &config]);
-    assert!(
-        text(&out.stdout).starts_with("Plan: 2 blueprint changes, 10 to create"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).starts_with("Plan: 2 blueprint changes, 10 to create"), "{}", text(&out.stdout));
     assert!(!text(&out.stdout).contains('\x1b'));
 }

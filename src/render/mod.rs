@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use similar::{ChangeTag, TextDiff};
 
 use crate::catalog::ApplyReport;
-use crate::reconcile::plan::{AccountStatus, Action, Change, Plan};
+use crate::reconcile::plan::{Action, AccountStatus, Change, Plan};
 
 /// Output styling for text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,11 +18,7 @@ pub struct Style {
 
 impl Style {
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
 }
 
@@ -53,24 +49,9 @@ fn color_of(action: Action) -> &'static str {
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
     if !plan.has_changes() && s.withheld == 0 {
-        return format!(
-            "No changes: the catalog matches the resources ({} unchanged).",
-            s.unchanged
-        );
+        return format!("No changes: the catalog matches the resources ({} unchanged).", s.unchanged);
     }
-    let bp = if plan.blueprints.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "{} blueprint {}, ",
-            plan.blueprints.len(),
-            if plan.blueprints.len() == 1 {
-                "change"
-            } else {
-                "changes"
-            }
-        )
-    };
+    let bp = if plan.blueprints.is_empty() { String::new() } else { format!("{} blueprint {}, ", plan.blueprints.len(), if plan.blueprints.len() == 1 { "change" } else { "changes" }) };
     format!(
         "Plan: {bp}{} to create, {} to update, {} to delete, {} unchanged, {} withheld.",
         s.create, s.update, s.delete, s.unchanged, s.withheld
@@ -121,18 +102,8 @@ fn headline(change: &Change) -> String {
     if let Some(owner) = &change.adopted_from {
         context.push(format!("adopted from {owner:?}"));
     }
-    let context = if context.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", context.join(", "))
-    };
-    format!(
-        "{} {} {} {}{context}",
-        symbol(change.action),
-        verb(change.action),
-        change.blueprint,
-        change.identifier
-    )
+    let context = if context.is_empty() { String::new() } else { format!(" ({})", context.join(", ")) };
+    format!("{} {} {} {}{context}", symbol(change.action), verb(change.action), change.blueprint, change.identifier)
 }
 
 /// The text plan.
@@ -147,43 +118,20 @@ pub fn text(plan: &Plan, style: Style) -> String {
                 _ => {
                     let mut parts = Vec::new();
                     if !b.add_properties.is_empty() {
-                        parts.push(format!(
-                            "add properties {}",
-                            b.add_properties
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
+                        parts.push(format!("add properties {}", b.add_properties.keys().cloned().collect::<Vec<_>>().join(", ")));
                     }
                     if !b.add_relations.is_empty() {
-                        parts.push(format!(
-                            "add relations {}",
-                            b.add_relations
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
+                        parts.push(format!("add relations {}", b.add_relations.keys().cloned().collect::<Vec<_>>().join(", ")));
                     }
                     format!(" ({})", parts.join("; "))
                 }
             };
-            let line = format!(
-                "  {} {} {}{detail}",
-                symbol(b.action),
-                verb(b.action),
-                b.identifier
-            );
+            let line = format!("  {} {} {}{detail}", symbol(b.action), verb(b.action), b.identifier);
             let _ = writeln!(out, "{}", style.paint(color_of(b.action), &line));
         }
     }
     for change in &plan.changes {
-        let _ = writeln!(
-            out,
-            "\n{}",
-            style.paint(color_of(change.action), &headline(change))
-        );
+        let _ = writeln!(out, "\n{}", style.paint(color_of(change.action), &headline(change)));
         for (tag, line) in diff_lines(change) {
             let text = match tag {
                 ChangeTag::Delete => style.paint("31", &format!("    - {line}")),
@@ -194,17 +142,10 @@ pub fn text(plan: &Plan, style: Style) -> String {
         }
     }
     if !plan.withheld.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{}",
-            style.paint("1;33", &format!("Withheld ({}):", plan.withheld.len()))
-        );
+        let _ = writeln!(out, "\n{}", style.paint("1;33", &format!("Withheld ({}):", plan.withheld.len())));
         for w in &plan.withheld {
             let account = w.account.as_deref().unwrap_or("unknown account");
-            let reason = serde_json::to_value(w.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let reason = serde_json::to_value(w.reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "  {} {} {} ({account}): {reason}: {}",
@@ -216,10 +157,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
         }
     }
     if !plan.discovery.is_complete() {
-        let status = serde_json::to_value(plan.discovery.status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let status = serde_json::to_value(plan.discovery.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         let _ = writeln!(
             out,
             "\n{} {}",
@@ -227,57 +165,23 @@ pub fn text(plan: &Plan, style: Style) -> String {
             plan.discovery.error.as_deref().unwrap_or("")
         );
     }
-    let troubled: Vec<_> = plan
-        .accounts
-        .iter()
-        .filter(|a| a.status != AccountStatus::Ok)
-        .collect();
+    let troubled: Vec<_> = plan.accounts.iter().filter(|a| a.status != AccountStatus::Ok).collect();
     if !troubled.is_empty() {
         let _ = writeln!(out, "\n{}", style.paint("1;33", "Accounts:"));
         for a in troubled {
-            let status = serde_json::to_value(a.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            let name = a
-                .name
-                .as_deref()
-                .map(|n| format!(" {n}"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  {}{name}: {status}: {}",
-                a.id,
-                a.error.as_deref().unwrap_or("")
-            );
+            let status = serde_json::to_value(a.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let name = a.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+            let _ = writeln!(out, "  {}{name}: {status}: {}", a.id, a.error.as_deref().unwrap_or(""));
         }
     }
     if !plan.scopes.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{}",
-            style.paint("1;33", &format!("Failed scopes ({}):", plan.scopes.len()))
-        );
+        let _ = writeln!(out, "\n{}", style.paint("1;33", &format!("Failed scopes ({}):", plan.scopes.len())));
         for s in &plan.scopes {
-            let _ = writeln!(
-                out,
-                "  {} {} {}: {}",
-                s.account,
-                s.region,
-                s.kind,
-                s.error.as_deref().unwrap_or("")
-            );
+            let _ = writeln!(out, "  {} {} {}: {}", s.account, s.region, s.kind, s.error.as_deref().unwrap_or(""));
         }
     }
     if !plan.mapping_errors.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{}",
-            style.paint(
-                "1;31",
-                &format!("Mapping errors ({}):", plan.mapping_errors.len())
-            )
-        );
+        let _ = writeln!(out, "\n{}", style.paint("1;31", &format!("Mapping errors ({}):", plan.mapping_errors.len())));
         for e in &plan.mapping_errors {
             let _ = writeln!(out, "  {}", issue_line(e));
         }
@@ -296,11 +200,7 @@ fn issue_line(issue: &crate::reconcile::Issue) -> String {
         .iter()
         .filter_map(|p| p.as_deref())
         .collect();
-    if parts.is_empty() {
-        issue.message.clone()
-    } else {
-        format!("{}: {}", parts.join(" "), issue.message)
-    }
+    if parts.is_empty() { issue.message.clone() } else { format!("{}: {}", parts.join(" "), issue.message) }
 }
 
 /// Markdown for a pull-request comment: collapsible per blueprint.
@@ -345,15 +245,9 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(out, "</details>\n");
     }
     if !plan.withheld.is_empty() {
-        let _ = writeln!(
-            out,
-            "#### Withheld\n\n| action | blueprint | identifier | account | reason | detail |\n|---|---|---|---|---|---|"
-        );
+        let _ = writeln!(out, "#### Withheld\n\n| action | blueprint | identifier | account | reason | detail |\n|---|---|---|---|---|---|");
         for w in &plan.withheld {
-            let reason = serde_json::to_value(w.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let reason = serde_json::to_value(w.reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} |",
@@ -367,21 +261,11 @@ pub fn markdown(plan: &Plan) -> String {
         }
         out.push('\n');
     }
-    let troubled: Vec<_> = plan
-        .accounts
-        .iter()
-        .filter(|a| a.status != AccountStatus::Ok)
-        .collect();
+    let troubled: Vec<_> = plan.accounts.iter().filter(|a| a.status != AccountStatus::Ok).collect();
     if !troubled.is_empty() {
-        let _ = writeln!(
-            out,
-            "#### Accounts\n\n| account | name | status | error |\n|---|---|---|---|"
-        );
+        let _ = writeln!(out, "#### Accounts\n\n| account | name | status | error |\n|---|---|---|---|");
         for a in troubled {
-            let status = serde_json::to_value(a.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let status = serde_json::to_value(a.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "| {} | {} | {status} | {} |",
@@ -393,26 +277,13 @@ pub fn markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     if !plan.scopes.is_empty() {
-        let _ = writeln!(
-            out,
-            "#### Failed scopes\n\n| account | region | kind | error |\n|---|---|---|---|"
-        );
+        let _ = writeln!(out, "#### Failed scopes\n\n| account | region | kind | error |\n|---|---|---|---|");
         for s in &plan.scopes {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                s.account,
-                s.region,
-                s.kind,
-                cell(s.error.as_deref().unwrap_or(""))
-            );
+            let _ = writeln!(out, "| {} | {} | {} | {} |", s.account, s.region, s.kind, cell(s.error.as_deref().unwrap_or("")));
         }
         out.push('\n');
     }
-    for (title, issues) in [
-        ("Mapping errors", &plan.mapping_errors),
-        ("Warnings", &plan.warnings),
-    ] {
+    for (title, issues) in [("Mapping errors", &plan.mapping_errors), ("Warnings", &plan.warnings)] {
         if !issues.is_empty() {
             let _ = writeln!(out, "#### {title}\n");
             for i in issues {
@@ -429,16 +300,11 @@ fn cell(s: &str) -> String {
 }
 
 fn escape_md(s: &str) -> String {
-    escape_html(s)
-        .replace('`', "\\`")
-        .replace('*', "\\*")
-        .replace('_', "\\_")
+    escape_html(s).replace('`', "\\`").replace('*', "\\*").replace('_', "\\_")
 }
 
 fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The JSON plan.

@@ -8,40 +8,24 @@ use crate::reconcile::plan::*;
 use crate::source::{Discovery, DiscoveryStatus};
 
 fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).expect("write golden");
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(
-        actual,
-        expected,
-        "{} differs; run with UPDATE_GOLDEN=1 and review",
-        path.display()
-    );
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(actual, expected, "{} differs; run with UPDATE_GOLDEN=1 and review", path.display());
 }
 
 fn sample() -> Plan {
     Plan {
         format_version: "1".into(),
         integration: "aws-prod".into(),
-        summary: Summary {
-            create: 1,
-            update: 1,
-            delete: 1,
-            unchanged: 40,
-            withheld: 1,
-        },
+        summary: Summary { create: 1, update: 1, delete: 1, unchanged: 40, withheld: 1 },
         blueprints: vec![BlueprintPlan {
             action: Action::Create,
             identifier: "awsS3Bucket".into(),
-            definition: Some(crate::model::Blueprint(
-                json!({"identifier": "awsS3Bucket", "title": "S3 Bucket"}),
-            )),
+            definition: Some(crate::model::Blueprint(json!({"identifier": "awsS3Bucket", "title": "S3 Bucket"}))),
             add_properties: Default::default(),
             add_relations: Default::default(),
         }],
@@ -53,9 +37,7 @@ fn sample() -> Plan {
                 account: Some("222222222222".into()),
                 kind: Some("AWS::S3::Bucket".into()),
                 before: None,
-                after: Some(
-                    json!({"title": "new", "properties": {"region": "us-east-1"}, "relations": {"account": "222222222222"}}),
-                ),
+                after: Some(json!({"title": "new", "properties": {"region": "us-east-1"}, "relations": {"account": "222222222222"}})),
                 previous_account: None,
                 adopted_from: None,
                 write: Some(Default::default()),
@@ -66,12 +48,8 @@ fn sample() -> Plan {
                 identifier: "arn:aws:s3:::b1".into(),
                 account: Some("222222222222".into()),
                 kind: Some("AWS::S3::Bucket".into()),
-                before: Some(
-                    json!({"title": "b1", "icon": null, "team": [], "properties": {"region": "us-east-1", "versioning": true}, "relations": {}}),
-                ),
-                after: Some(
-                    json!({"title": "b1", "icon": null, "team": [], "properties": {"region": "eu-west-1", "versioning": true}, "relations": {}}),
-                ),
+                before: Some(json!({"title": "b1", "icon": null, "team": [], "properties": {"region": "us-east-1", "versioning": true}, "relations": {}})),
+                after: Some(json!({"title": "b1", "icon": null, "team": [], "properties": {"region": "eu-west-1", "versioning": true}, "relations": {}})),
                 previous_account: None,
                 adopted_from: None,
                 write: Some(Default::default()),
@@ -98,17 +76,9 @@ fn sample() -> Plan {
             reason: Reason::AccountUnassumable,
             detail: "AccessDenied: not authorized to perform sts:AssumeRole".into(),
         }],
-        discovery: Discovery {
-            status: DiscoveryStatus::Ok,
-            error: None,
-        },
+        discovery: Discovery { status: DiscoveryStatus::Ok, error: None },
         accounts: vec![
-            AccountLine {
-                id: "222222222222".into(),
-                name: Some("prod".into()),
-                status: AccountStatus::Ok,
-                error: None,
-            },
+            AccountLine { id: "222222222222".into(), name: Some("prod".into()), status: AccountStatus::Ok, error: None },
             AccountLine {
                 id: "333333333333".into(),
                 name: Some("staging".into()),
@@ -168,12 +138,6 @@ fn an_empty_plan_says_there_are_no_changes() {
     plan.changes.clear();
     plan.blueprints.clear();
     plan.withheld.clear();
-    plan.summary = Summary {
-        unchanged: 7,
-        ..Default::default()
-    };
-    assert!(
-        text(&plan, Style { color: false })
-            .starts_with("No changes: the catalog matches the resources (7 unchanged).")
-    );
+    plan.summary = Summary { unchanged: 7, ..Default::default() };
+    assert!(text(&plan, Style { color: false }).starts_with("No changes: the catalog matches the resources (7 unchanged)."));
 }
