@@ -181,7 +181,7 @@ struct Finished<S> {
 enum Event<S> {
     Shutdown,
     Reload,
-    Finished(Result<Finished<S>, JoinError>),
+    Finished(Box<Result<Finished<S>, JoinError>>),
     Wake,
 }
 
@@ -260,7 +260,7 @@ async fn run_loaded<A: Adapters>(
                     Event::Wake
                 }
             },
-            f = wait(&mut running) => Event::Finished(f),
+            f = wait(&mut running) => Event::Finished(Box::new(f)),
             () = tokio::time::sleep_until(wake) => Event::Wake,
         };
         match event {
@@ -268,7 +268,7 @@ async fn run_loaded<A: Adapters>(
             Event::Reload => daemon.reload(),
             Event::Finished(f) => {
                 running = None;
-                daemon.finished(f);
+                daemon.finished(*f);
             }
             Event::Wake => {}
         }
