@@ -1,12 +1,25 @@
 //! Mapping files (Ocean's `port-app-config.yml` format) compiled to jq filters, and the item →
-//! entities step. INTERFACE ONLY: the implementation is being written; the signatures below are
-//! the contract the rest of the crate codes against.
+//! entities step. `file` reads the YAML, `expr` compiles expressions (fast forms or jaq via `jq`,
+//! the only module that knows jaq), `eval` maps items, `redact` blanks secrets, `run` is
+//! `tidemark map`.
+
+mod eval;
+mod expr;
+mod file;
+mod jq;
+mod redact;
+mod run;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, Write};
 
 use crate::model::{Entity, KindSpec, RawItem, WriteOptions};
-use crate::yaml::{Diagnostic, Pos};
+use crate::yaml::Diagnostic;
+use file::{Entry, FileSpec};
+
+pub use redact::Redactor;
+pub use run::run_map;
 
 /// One mapping file's text and the name errors use for it.
 #[derive(Clone, Debug)]
@@ -56,43 +69,135 @@ pub struct ItemOutcome {
 }
 
 /// Every mapping file, compiled.
-pub struct Mappings {}
+pub struct Mappings {
+    files: Vec<FileSpec>,
+    /// `$ENV` as jq sees it: the process environment minus the hidden names.
+    env: jq::Env,
+}
 
 impl Mappings {
+    /// Compiles every file; all errors of all files are reported together.
     pub fn load(
-        _sources: &[MappingSource],
-        _options: &LoadOptions,
+        sources: &[MappingSource],
+        options: &LoadOptions,
     ) -> Result<(Mappings, Vec<Diagnostic>), Vec<Diagnostic>> {
-        unimplemented!()
+        let mut files = Vec::new();
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        for source in sources {
+            match file::load_file(&source.name, &source.text) {
+                Ok((spec, w)) => {
+                    files.push(spec);
+                    warnings.extend(w);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let env = jq::env_object(
+            std::env::vars().filter(|(k, _)| !options.hidden_env.iter().any(|h| h == k)),
+        );
+        Ok((Mappings { files, env }, warnings))
     }
+
     pub fn file_flags(&self) -> Vec<(String, FileFlags)> {
-        unimplemented!()
+        self.files
+            .iter()
+            .map(|f| (f.name.clone(), f.flags))
+            .collect()
     }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.files.iter().flat_map(|f| f.entries.iter())
+    }
+
+    /// One spec per kind, in first-appearance order, with its entries' selectors combined:
+    /// a region is listed if any entry admits it.
     pub fn kinds(&self) -> Vec<KindSpec> {
-        unimplemented!()
+        let mut kinds: Vec<(KindSpec, bool)> = Vec::new();
+        for entry in self.entries() {
+            let allows_all = entry.region_policy.allow.is_empty();
+            match kinds.iter_mut().find(|(k, _)| k.kind == entry.kind) {
+                None => kinds.push((
+                    KindSpec {
+                        kind: entry.kind.clone(),
+                        region_policy: entry.region_policy.clone(),
+                        use_get_resource_api: entry.use_get_resource_api,
+                        resource_model: entry.resource_model.clone(),
+                    },
+                    allows_all,
+                )),
+                Some((spec, any_allows_all)) => {
+                    spec.use_get_resource_api |= entry.use_get_resource_api;
+                    if spec.resource_model.is_none() {
+                        spec.resource_model = entry.resource_model.clone();
+                    }
+                    *any_allows_all |= allows_all;
+                    for r in &entry.region_policy.allow {
+                        if !spec.region_policy.allow.contains(r) {
+                            spec.region_policy.allow.push(r.clone());
+                        }
+                    }
+                    spec.region_policy
+                        .deny
+                        .retain(|r| entry.region_policy.deny.contains(r));
+                }
+            }
+        }
+        kinds
+            .into_iter()
+            .map(|(mut spec, any_allows_all)| {
+                if any_allows_all {
+                    spec.region_policy.allow.clear();
+                }
+                spec
+            })
+            .collect()
     }
-    pub fn producible_blueprints(&self, _kind: &str) -> Producible {
-        unimplemented!()
+
+    pub fn producible_blueprints(&self, kind: &str) -> Producible {
+        let mut set = BTreeSet::new();
+        for entry in self.entries().filter(|e| e.kind == kind) {
+            for entity in &entry.entities {
+                match entity
+                    .blueprint
+                    .as_ref()
+                    .and_then(|b| b.expr.constant_str())
+                {
+                    Some(b) => {
+                        set.insert(b.to_string());
+                    }
+                    None => return Producible::Any,
+                }
+            }
+        }
+        Producible::Only(set)
     }
+
     pub fn deletion_threshold(&self) -> f64 {
-        unimplemented!()
+        self.files
+            .iter()
+            .map(|f| f.flags.entity_deletion_threshold)
+            .reduce(f64::min)
+            .unwrap_or(DEFAULT_DELETION_THRESHOLD)
     }
-    pub fn map_item(&self, _item: &RawItem) -> ItemOutcome {
-        unimplemented!()
+
+    /// Maps one item with every entry of its kind whose region policy admits its region.
+    pub fn map_item(&self, item: &RawItem) -> ItemOutcome {
+        let mut outcome = ItemOutcome::default();
+        for entry in self.entries() {
+            if entry.kind == item.kind && entry.region_policy.admits(&item.region) {
+                eval::map_entry(entry, item, &self.env, &mut outcome);
+            }
+        }
+        outcome
     }
 }
 
-/// Blanks secret-looking values in raw items before mapping and in snapshots.
-pub struct Redactor {}
-
-impl Redactor {
-    pub fn new(_file: &str, _extra: &[(String, Pos)]) -> Result<Redactor, Vec<Diagnostic>> {
-        unimplemented!()
-    }
-    pub fn redact(&self, _item: &mut RawItem) {
-        unimplemented!()
-    }
-}
+/// Ocean's default `entityDeletionThreshold`.
+const DEFAULT_DELETION_THRESHOLD: f64 = 0.9;
 
 /// `tidemark map` options: without `kind`, each item's `Type` (or `__Kind`) selects the entries.
 #[derive(Clone, Debug, Default)]
@@ -118,15 +223,33 @@ pub struct MapInputError {
     pub message: String,
 }
 
-/// Runs `tidemark map`: items in (a JSON object, array, or JSON lines; raw Cloud Control
-/// descriptions or items as mappings see them), one entity per output line, skipped items and
-/// warnings to `diagnostics`.
-pub fn run_map(
-    _mappings: &Mappings,
-    _options: &MapOptions,
-    _input: &mut dyn BufRead,
-    _out: &mut dyn Write,
-    _diagnostics: &mut dyn Write,
-) -> Result<MapSummary, MapInputError> {
-    unimplemented!()
+/// What one jq expression gave on one input: its first output, no output, or an error.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprOutcome {
+    Value(serde_json::Value),
+    Empty,
+    Error(String),
+}
+
+/// Evaluates one mapping expression on `input` exactly as mappings do (Ocean's quote rewriting,
+/// fast forms, jq 1.7 compatibility), with the whole process environment visible. For `map`-like
+/// tooling and the jq conformance suite; compile errors come back as messages.
+pub fn eval_expression(
+    expression: &str,
+    input: &serde_json::Value,
+) -> Result<ExprOutcome, Vec<String>> {
+    let expr = expr::Expr::compile(expression).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| format!("at character {}: {}", e.offset + 1, e.message))
+            .collect::<Vec<_>>()
+    })?;
+    let env = jq::env_object(std::env::vars());
+    let input = expr::Input::Json(input.clone());
+    Ok(
+        match expr.eval(&input, &mut expr::ValCache::default(), &env) {
+            expr::Eval::Value(v) => ExprOutcome::Value(v),
+            expr::Eval::Empty => ExprOutcome::Empty,
+            expr::Eval::Error(e) => ExprOutcome::Error(e),
+        },
+    )
 }

@@ -1,0 +1,222 @@
+//! Item → entities for one resources entry: itemsToParse, the selector, then each entity's
+//! expressions. Optional fields that fail become null with a warning; a bad identifier, blueprint
+//! or selector is a mapping error that skips the entity.
+
+use serde_json::{Map, Value as Json};
+
+use super::expr::{Eval, Expr, Input, ValCache};
+use super::file::{EntityTemplate, Entry, Field, Template};
+use super::{ItemOutcome, MappedEntity};
+use crate::catalog::validate::is_valid_identifier;
+use crate::model::{Entity, RawItem};
+
+/// Longest value quoted in a message.
+const MAX_SHOWN: usize = 120;
+
+fn show(v: &Json) -> String {
+    let text = v.to_string();
+    if text.len() > MAX_SHOWN {
+        let cut: String = text.chars().take(MAX_SHOWN).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+pub(super) fn map_entry(
+    entry: &Entry,
+    item: &RawItem,
+    env: &super::jq::Env,
+    outcome: &mut ItemOutcome,
+) {
+    let Some(items) = &entry.items_to_parse else {
+        let input = Input::Item(item);
+        map_input(entry, &input, &mut ValCache::default(), env, outcome);
+        return;
+    };
+    let whole = Input::Item(item);
+    let mut cache = ValCache::default();
+    let elements = match items.expr.expr.eval(&whole, &mut cache, env) {
+        Eval::Value(Json::Array(elements)) => elements,
+        Eval::Value(other) => {
+            outcome.errors.push(format!(
+                "itemsToParse `{}` gave {}, not an array",
+                items.expr.expr.text,
+                show(&other)
+            ));
+            return;
+        }
+        Eval::Empty => {
+            outcome.errors.push(format!(
+                "itemsToParse `{}` gave no output",
+                items.expr.expr.text
+            ));
+            return;
+        }
+        Eval::Error(e) => {
+            outcome.errors.push(format!(
+                "itemsToParse `{}` failed: {e}",
+                items.expr.expr.text
+            ));
+            return;
+        }
+    };
+    if elements.is_empty() {
+        return;
+    }
+    // Ocean removes the parsed array from the item before adding each element to it.
+    let base = match &items.strip {
+        None => item.to_mapping_input(),
+        Some(strip) => match strip.eval(&whole, &mut cache, env) {
+            Eval::Value(v @ Json::Object(_)) => v,
+            other => {
+                let got = match other {
+                    Eval::Value(v) => show(&v),
+                    Eval::Empty => "no output".into(),
+                    Eval::Error(e) => e,
+                };
+                outcome.warnings.push(format!(
+                    "itemsToParse: `{}` on the item gave {got}; the item is skipped as Ocean does",
+                    strip.text
+                ));
+                return;
+            }
+        },
+    };
+    for element in elements {
+        let mut merged = base.clone();
+        if let Json::Object(map) = &mut merged {
+            map.insert(items.name.clone(), element);
+        }
+        let input = Input::Json(merged);
+        map_input(entry, &input, &mut ValCache::default(), env, outcome);
+    }
+}
+
+fn map_input(
+    entry: &Entry,
+    input: &Input,
+    cache: &mut ValCache,
+    env: &super::jq::Env,
+    outcome: &mut ItemOutcome,
+) {
+    match entry.query.expr.eval(input, cache, env) {
+        Eval::Value(Json::Bool(true)) => {}
+        Eval::Value(Json::Bool(false)) => return,
+        Eval::Value(other) => {
+            outcome.errors.push(format!(
+                "selector.query `{}` gave {}, not a boolean",
+                entry.query.expr.text,
+                show(&other)
+            ));
+            return;
+        }
+        Eval::Empty => {
+            outcome.errors.push(format!(
+                "selector.query `{}` gave no output, not a boolean",
+                entry.query.expr.text
+            ));
+            return;
+        }
+        Eval::Error(e) => {
+            outcome.errors.push(format!(
+                "selector.query `{}` failed: {e}",
+                entry.query.expr.text
+            ));
+            return;
+        }
+    }
+    for template in &entry.entities {
+        let mut ev = Evaluator {
+            input,
+            cache,
+            env,
+            warnings: &mut outcome.warnings,
+        };
+        match ev.entity(template) {
+            Ok(entity) => outcome.entities.push(MappedEntity {
+                entity,
+                write: entry.write,
+            }),
+            Err(e) => outcome.errors.push(e),
+        }
+    }
+}
+
+struct Evaluator<'a, 'i> {
+    input: &'a Input<'i>,
+    cache: &'a mut ValCache,
+    env: &'a super::jq::Env,
+    warnings: &'a mut Vec<String>,
+}
+
+impl Evaluator<'_, '_> {
+    fn eval(&mut self, expr: &Expr) -> Eval {
+        expr.eval(self.input, self.cache, self.env)
+    }
+
+    /// A required string field: identifier or blueprint.
+    fn key(&mut self, name: &str, field: Option<&Field>) -> Result<String, String> {
+        let Some(field) = field else {
+            return Err(format!("{name} is not mapped"));
+        };
+        let text = &field.expr.text;
+        match self.eval(&field.expr) {
+            Eval::Value(Json::String(s)) if is_valid_identifier(&s) => Ok(s),
+            Eval::Value(Json::String(s)) => Err(format!(
+                "{name} {} (from `{text}`) is not a valid Port identifier (letters, digits, @ _ . + : \\ / = -, at most 1000 characters)",
+                show(&Json::String(s))
+            )),
+            Eval::Value(Json::Null) => Err(format!("{name} is null (from `{text}`)")),
+            Eval::Value(other) => Err(format!(
+                "{name} {} is not a string (from `{text}`)",
+                show(&other)
+            )),
+            Eval::Empty => Err(format!("{name} `{text}` gave no output")),
+            Eval::Error(e) => Err(format!("{name} `{text}` failed: {e}")),
+        }
+    }
+
+    /// An optional field: failures and no output become null with a warning.
+    fn optional(&mut self, name: &str, expr: &Expr) -> Json {
+        match self.eval(expr) {
+            Eval::Value(v) => v,
+            Eval::Empty => {
+                self.warnings
+                    .push(format!("{name} `{}` gave no output; using null", expr.text));
+                Json::Null
+            }
+            Eval::Error(e) => {
+                self.warnings
+                    .push(format!("{name} `{}` failed: {e}; using null", expr.text));
+                Json::Null
+            }
+        }
+    }
+
+    fn template(&mut self, name: &str, template: &Template) -> Json {
+        match template {
+            Template::Expr(field) => self.optional(name, &field.expr),
+            Template::Object(entries) => Json::Object(self.object(name, entries)),
+        }
+    }
+
+    fn object(&mut self, name: &str, entries: &[(String, Template)]) -> Map<String, Json> {
+        entries
+            .iter()
+            .map(|(k, t)| (k.clone(), self.template(&format!("{name}.{k}"), t)))
+            .collect()
+    }
+
+    fn entity(&mut self, t: &EntityTemplate) -> Result<Entity, String> {
+        let identifier = self.key("identifier", t.identifier.as_ref())?;
+        let blueprint = self.key("blueprint", t.blueprint.as_ref())?;
+        let mut entity = Entity::new(blueprint, identifier);
+        entity.title = t.title.as_ref().map(|f| self.optional("title", &f.expr));
+        entity.icon = t.icon.as_ref().map(|f| self.optional("icon", &f.expr));
+        entity.team = t.team.as_ref().map(|f| self.optional("team", &f.expr));
+        entity.properties = t.properties.as_ref().map(|p| self.object("properties", p));
+        entity.relations = t.relations.as_ref().map(|r| self.object("relations", r));
+        Ok(entity)
+    }
+}

@@ -1,0 +1,593 @@
+//! Mapping YAML → compiled entries. Every problem is collected (not just the first) so a user
+//! fixes a file in one pass; unknown keys are warnings because Ocean allows integration keys.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde_json::Value as Json;
+
+use super::FileFlags;
+use super::expr::Expr;
+use crate::model::{RegionPolicy, WriteOptions};
+use crate::yaml::{self, Diagnostic, Node, Pos, Value};
+
+/// One compiled expression.
+pub(crate) struct Field {
+    pub expr: Expr,
+}
+
+/// A mapping value: an expression, or an object of them (Ocean evaluates nested maps key by key).
+pub(crate) enum Template {
+    Expr(Field),
+    Object(Vec<(String, Template)>),
+}
+
+/// One entity's expressions. `None` = the mapping does not define the field.
+pub(crate) struct EntityTemplate {
+    pub identifier: Option<Field>,
+    pub blueprint: Option<Field>,
+    pub title: Option<Field>,
+    pub icon: Option<Field>,
+    pub team: Option<Field>,
+    pub properties: Option<Vec<(String, Template)>>,
+    pub relations: Option<Vec<(String, Template)>>,
+}
+
+/// `port.itemsToParse` and its companions.
+pub(crate) struct ItemsToParse {
+    pub expr: Field,
+    pub name: String,
+    /// `del(<path>)` applied to the item before each element is added (Ocean's top-level
+    /// transform); `None` when the transform is off.
+    pub strip: Option<Expr>,
+}
+
+/// One `resources[]` entry.
+pub(crate) struct Entry {
+    pub kind: String,
+    pub query: Field,
+    pub region_policy: RegionPolicy,
+    pub use_get_resource_api: bool,
+    pub resource_model: Option<Json>,
+    pub items_to_parse: Option<ItemsToParse>,
+    pub entities: Vec<EntityTemplate>,
+    pub write: WriteOptions,
+}
+
+/// One mapping file, compiled.
+pub(crate) struct FileSpec {
+    pub name: String,
+    pub flags: FileFlags,
+    pub entries: Vec<Entry>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(Diagnostic::new(self.file, pos, message));
+    }
+
+    fn warn_unknown(&mut self, node: &Node, known: &[&str], place: &str) {
+        for (k, _) in node.as_map().unwrap_or_default() {
+            let key = k.scalar_text().unwrap_or_default();
+            if !known.contains(&key.as_str()) {
+                self.warnings.push(Diagnostic::new(
+                    self.file,
+                    k.pos,
+                    format!(
+                        "unknown key {key:?} in {place} (ignored; known keys: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// A map node, or an error naming what was expected.
+    fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n Node> {
+        if node.as_map().is_some() {
+            Some(node)
+        } else {
+            self.error(
+                node.pos,
+                format!("{what} must be a map, found {}", node.type_name()),
+            );
+            None
+        }
+    }
+
+    fn bool(&mut self, node: Option<&Node>, what: &str, default: bool) -> bool {
+        match node.map(|n| (n, &n.value)) {
+            None | Some((_, Value::Null)) => default,
+            Some((_, Value::Bool(b))) => *b,
+            Some((n, _)) => {
+                self.error(
+                    n.pos,
+                    format!("{what} must be true or false, found {}", n.type_name()),
+                );
+                default
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str { text, .. } => Some(text.clone()),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, node: Option<&Node>, what: &str) -> Vec<String> {
+        let Some(node) = node.filter(|n| !n.is_null()) else {
+            return Vec::new();
+        };
+        match node.as_seq() {
+            Some(items) => items
+                .iter()
+                .filter_map(|n| self.string(n, &format!("each entry of {what}")))
+                .collect(),
+            None => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "{what} must be a list of strings, found {}",
+                        node.type_name()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Compiles a scalar as a jq expression; non-string scalars are their jq literal.
+    fn expr(&mut self, node: &Node, what: &str) -> Option<Field> {
+        let text = match &node.value {
+            Value::Str { text, .. } => text.clone(),
+            Value::Bool(_) | Value::Int(_) | Value::Float(_) => node.scalar_text()?,
+            Value::Null => "null".to_string(),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "{what} must be a jq expression (a string), found {}",
+                        node.type_name()
+                    ),
+                );
+                return None;
+            }
+        };
+        match Expr::compile(&text) {
+            Ok(expr) => Some(Field { expr }),
+            Err(errs) => {
+                for e in errs {
+                    let pos = offset_pos(node, e.offset);
+                    self.error(
+                        pos,
+                        format!(
+                            "jq error in {what} `{}` at character {}: {}",
+                            text.trim(),
+                            e.offset + 1,
+                            e.message
+                        ),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
+        match node.as_map() {
+            Some(entries) => {
+                let mut out = Vec::new();
+                for (k, v) in entries {
+                    let key = k.scalar_text().unwrap_or_default();
+                    if let Some(t) = self.template(v, &format!("{what}.{key}")) {
+                        out.push((key, t));
+                    }
+                }
+                Some(Template::Object(out))
+            }
+            None => self.expr(node, what).map(Template::Expr),
+        }
+    }
+
+    fn templates(&mut self, node: Option<&Node>, what: &str) -> Option<Vec<(String, Template)>> {
+        let node = node?;
+        if node.is_null() {
+            return Some(Vec::new());
+        }
+        let node = self.map(node, what)?;
+        let mut out = Vec::new();
+        for (k, v) in node.as_map().unwrap_or_default() {
+            let key = k.scalar_text().unwrap_or_default();
+            if let Some(t) = self.template(v, &format!("{what}.{key}")) {
+                out.push((key, t));
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Where character `offset` of an expression lies, when the scalar sits on one line; otherwise
+/// the scalar's own position.
+fn offset_pos(node: &Node, offset: usize) -> Pos {
+    match &node.value {
+        Value::Str { text, quoted } if !text.contains('\n') => Pos {
+            line: node.pos.line,
+            col: node.pos.col + offset + usize::from(*quoted),
+        },
+        _ => node.pos,
+    }
+}
+
+const TOP_KEYS: &[&str] = &[
+    "deleteDependentEntities",
+    "createMissingRelatedEntities",
+    "enableMergeEntity",
+    "entityDeletionThreshold",
+    "resources",
+];
+const RESOURCE_KEYS: &[&str] = &["kind", "selector", "port"];
+const SELECTOR_KEYS: &[&str] = &[
+    "query",
+    "regionPolicy",
+    "useGetResourceAPI",
+    "resourceModel",
+];
+const REGION_POLICY_KEYS: &[&str] = &["allow", "deny"];
+const PORT_KEYS: &[&str] = &[
+    "entity",
+    "itemsToParse",
+    "itemsToParseName",
+    "itemsToParseTopLevelTransform",
+];
+const ENTITY_KEYS: &[&str] = &["mappings"];
+const MAPPING_KEYS: &[&str] = &[
+    "identifier",
+    "title",
+    "blueprint",
+    "team",
+    "icon",
+    "properties",
+    "relations",
+];
+
+/// Ocean's default deletion threshold.
+const DEFAULT_THRESHOLD: f64 = 0.9;
+
+/// Parses and compiles one mapping file: the spec and its warnings, or every error found.
+pub(crate) fn load_file(
+    name: &str,
+    text: &str,
+) -> Result<(FileSpec, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(e) => return Err(vec![Diagnostic::new(name, e.pos(), e.message)]),
+    };
+    let mut cx = Ctx {
+        file: name,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let spec = file_spec(&mut cx, name, &root);
+    match spec {
+        Some(spec) if cx.errors.is_empty() => Ok((spec, cx.warnings)),
+        _ => Err(cx.errors),
+    }
+}
+
+fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
+    match &root.value {
+        Value::Null => {
+            cx.error(
+                root.pos,
+                "the mapping file is empty: expected a map with `resources`",
+            );
+            return None;
+        }
+        Value::Seq(_) => {
+            cx.error(
+                root.pos,
+                "a mapping file must be a map with `resources`, found a list (indent the list under `resources:`)",
+            );
+            return None;
+        }
+        Value::Map(_) => {}
+        _ => {
+            cx.error(
+                root.pos,
+                format!(
+                    "a mapping file must be a map with `resources`, found {}",
+                    root.type_name()
+                ),
+            );
+            return None;
+        }
+    }
+    cx.warn_unknown(root, TOP_KEYS, "the mapping file");
+    let threshold = match root.get("entityDeletionThreshold") {
+        None => DEFAULT_THRESHOLD,
+        Some(n) => match n.value {
+            Value::Int(i) if (0..=1).contains(&i) => i as f64,
+            Value::Float(f) if (0.0..=1.0).contains(&f) => f,
+            Value::Null => DEFAULT_THRESHOLD,
+            _ => {
+                cx.error(
+                    n.pos,
+                    "entityDeletionThreshold must be a number between 0 and 1",
+                );
+                DEFAULT_THRESHOLD
+            }
+        },
+    };
+    let flags = FileFlags {
+        delete_dependent_entities: cx.bool(
+            root.get("deleteDependentEntities"),
+            "deleteDependentEntities",
+            true,
+        ),
+        create_missing_related_entities: cx.bool(
+            root.get("createMissingRelatedEntities"),
+            "createMissingRelatedEntities",
+            true,
+        ),
+        enable_merge_entity: cx.bool(root.get("enableMergeEntity"), "enableMergeEntity", true),
+        entity_deletion_threshold: threshold,
+    };
+    let write = WriteOptions {
+        merge: flags.enable_merge_entity,
+        create_missing_related: flags.create_missing_related_entities,
+    };
+    let mut entries = Vec::new();
+    match root.get("resources") {
+        None => cx.error(root.pos, "the mapping file has no `resources` list"),
+        Some(n) if n.is_null() => {}
+        Some(n) => match n.as_seq() {
+            Some(items) => {
+                for item in items {
+                    if let Some(entry) = entry(cx, item, write) {
+                        entries.push(entry);
+                    }
+                }
+            }
+            None => cx.error(
+                n.pos,
+                format!("resources must be a list, found {}", n.type_name()),
+            ),
+        },
+    }
+    Some(FileSpec {
+        name: name.to_string(),
+        flags,
+        entries,
+    })
+}
+
+fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
+    let node = cx.map(node, "each entry of resources")?;
+    cx.warn_unknown(node, RESOURCE_KEYS, "a resources entry");
+    let kind = match node.get("kind") {
+        Some(k) => cx.string(k, "kind"),
+        None => {
+            cx.error(node.pos, "a resources entry needs a `kind`");
+            None
+        }
+    };
+
+    let mut query = None;
+    let mut region_policy = RegionPolicy::default();
+    let mut use_get_resource_api = false;
+    let mut resource_model = None;
+    match node.get("selector").filter(|n| !n.is_null()) {
+        None => {}
+        Some(sel) => {
+            if let Some(sel) = cx.map(sel, "selector") {
+                cx.warn_unknown(sel, SELECTOR_KEYS, "selector");
+                query = sel.get("query").map(|q| cx.expr(q, "selector.query"));
+                if let Some(rp) = sel.get("regionPolicy").filter(|n| !n.is_null())
+                    && let Some(rp) = cx.map(rp, "selector.regionPolicy")
+                {
+                    cx.warn_unknown(rp, REGION_POLICY_KEYS, "regionPolicy");
+                    region_policy = RegionPolicy {
+                        allow: cx.strings(rp.get("allow"), "regionPolicy.allow"),
+                        deny: cx.strings(rp.get("deny"), "regionPolicy.deny"),
+                    };
+                }
+                use_get_resource_api =
+                    cx.bool(sel.get("useGetResourceAPI"), "useGetResourceAPI", false);
+                resource_model = sel
+                    .get("resourceModel")
+                    .filter(|n| !n.is_null())
+                    .map(Node::to_json);
+            }
+        }
+    }
+    let query = match query {
+        Some(q) => q,
+        // Ocean's default selector maps every item.
+        None => Some(Field {
+            expr: Expr::compile("true").ok()?,
+        }),
+    };
+
+    let mut items_to_parse = None;
+    let mut entities = Vec::new();
+    match node.get("port") {
+        None => cx.error(node.pos, "a resources entry needs `port.entity.mappings`"),
+        Some(port) => {
+            if let Some(port) = cx.map(port, "port") {
+                cx.warn_unknown(port, PORT_KEYS, "port");
+                items_to_parse = port
+                    .get("itemsToParse")
+                    .filter(|n| !n.is_null())
+                    .and_then(|n| self_items(cx, port, n));
+                match port.get("entity") {
+                    None => cx.error(port.pos, "`port` needs `entity.mappings`"),
+                    Some(e) => {
+                        if let Some(e) = cx.map(e, "port.entity") {
+                            cx.warn_unknown(e, ENTITY_KEYS, "port.entity");
+                            match e.get("mappings") {
+                                None => cx.error(e.pos, "`port.entity` needs `mappings`"),
+                                Some(m) => entities = mappings(cx, m),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Some(Entry {
+        kind: kind?,
+        query: query?,
+        region_policy,
+        use_get_resource_api,
+        resource_model,
+        items_to_parse,
+        entities,
+        write,
+    })
+}
+
+fn self_items(cx: &mut Ctx, port: &Node, node: &Node) -> Option<ItemsToParse> {
+    let expr = cx.expr(node, "itemsToParse")?;
+    let name = match port.get("itemsToParseName").filter(|n| !n.is_null()) {
+        Some(n) => cx.string(n, "itemsToParseName")?,
+        None => "item".to_string(),
+    };
+    let transform = cx.bool(
+        port.get("itemsToParseTopLevelTransform"),
+        "itemsToParseTopLevelTransform",
+        true,
+    );
+    let strip = if transform {
+        let target = deletion_path(&expr.expr.text).unwrap_or_else(|| ".".to_string());
+        match Expr::compile(&format!("del({target})")) {
+            Ok(e) => Some(e),
+            Err(_) => Some(Expr::compile("null").ok()?),
+        }
+    } else {
+        None
+    };
+    Some(ItemsToParse { expr, name, strip })
+}
+
+/// The path Ocean deletes from an item before adding each `itemsToParse` element: the first
+/// plain path (`.a.b`, `.a[0]`, `.["x"]`) among the expression's pipe segments.
+pub(crate) fn deletion_path(expr: &str) -> Option<String> {
+    static PAREN: OnceLock<Regex> = OnceLock::new();
+    static AS_VAR: OnceLock<Regex> = OnceLock::new();
+    static PATH: OnceLock<Regex> = OnceLock::new();
+    let never = |_| unreachable!();
+    let paren = PAREN.get_or_init(|| Regex::new(r"(?s)^\((.*?)\)").unwrap_or_else(never));
+    let as_var = AS_VAR.get_or_init(|| Regex::new(r"^\.\s+as\s+\$\w+").unwrap_or_else(never));
+    let path = PATH.get_or_init(|| {
+        Regex::new(r"^(\.\w+|\.\[[^\]]+\])(\.\w+|\[[^\]]+\]|\.\[[^\]]+\])*").unwrap_or_else(never)
+    });
+    let expr = expr.trim();
+    let chain = if expr.starts_with('(') {
+        paren.captures(expr)?.get(1)?.as_str().trim().to_string()
+    } else {
+        expr.to_string()
+    };
+    for segment in chain.split('|') {
+        let segment = segment.trim();
+        if as_var.is_match(segment) || segment == "." || segment.starts_with('$') {
+            continue;
+        }
+        if let Some(m) = path.find(segment) {
+            return Some(m.as_str().trim().to_string());
+        }
+    }
+    None
+}
+
+fn mappings(cx: &mut Ctx, node: &Node) -> Vec<EntityTemplate> {
+    match &node.value {
+        Value::Seq(items) => items.iter().filter_map(|m| entity(cx, m)).collect(),
+        Value::Map(_) => entity(cx, node).into_iter().collect(),
+        _ => {
+            cx.error(
+                node.pos,
+                format!(
+                    "mappings must be a map (or a list of maps), found {}",
+                    node.type_name()
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn entity(cx: &mut Ctx, node: &Node) -> Option<EntityTemplate> {
+    let node = cx.map(node, "each mapping")?;
+    cx.warn_unknown(node, MAPPING_KEYS, "mappings");
+    let required = |cx: &mut Ctx, key: &str| -> Option<Field> {
+        match node.get(key) {
+            None => {
+                cx.error(node.pos, format!("the mapping has no `{key}`"));
+                None
+            }
+            Some(n) if n.as_map().is_some() && key == "identifier" => {
+                let is_search = n.get("combinator").is_some() || n.get("rules").is_some();
+                cx.error(
+                    n.pos,
+                    if is_search {
+                        "search-query identifiers ({combinator, rules}) are not supported: tidemark needs to know each entity's identifier; map the identifier with a jq expression".to_string()
+                    } else {
+                        format!("identifier must be a jq expression, found {}", n.type_name())
+                    },
+                );
+                None
+            }
+            Some(n) => cx.expr(n, key),
+        }
+    };
+    let identifier = required(cx, "identifier");
+    let blueprint = required(cx, "blueprint");
+    let optional = |cx: &mut Ctx, key: &str| node.get(key).and_then(|n| cx.expr(n, key));
+    let title = optional(cx, "title");
+    let icon = optional(cx, "icon");
+    let team = optional(cx, "team");
+    let properties = cx.templates(node.get("properties"), "properties");
+    let relations = cx.templates(node.get("relations"), "relations");
+    Some(EntityTemplate {
+        identifier,
+        blueprint,
+        title,
+        icon,
+        team,
+        properties,
+        relations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ocean_deletion_paths_are_the_first_plain_path() {
+        assert_eq!(
+            deletion_path(".Properties.Items").as_deref(),
+            Some(".Properties.Items")
+        );
+        assert_eq!(
+            deletion_path(". as $root | .spec.items[0] | map(.)").as_deref(),
+            Some(".spec.items[0]")
+        );
+        assert_eq!(deletion_path("(.a.b // [])").as_deref(), Some(".a.b"));
+        assert_eq!(deletion_path("[.a[]]"), None);
+    }
+}

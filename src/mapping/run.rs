@@ -1,0 +1,158 @@
+//! `tidemark map`: JSON items in, one entity per output line, skipped items and warnings to the
+//! diagnostics writer. Items may be raw Cloud Control descriptions or items as mappings see them.
+
+use std::io::{BufRead, Write};
+
+use serde_json::{Map, Value as Json};
+
+use super::redact::Redactor;
+use super::{MapInputError, MapOptions, MapSummary, Mappings};
+use crate::model::RawItem;
+
+fn input_error(message: impl Into<String>) -> MapInputError {
+    MapInputError {
+        message: message.into(),
+    }
+}
+
+fn take_str(obj: &mut Map<String, Json>, key: &str) -> Option<String> {
+    match obj.remove(key) {
+        Some(Json::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Turns one input object into a raw item, or says why it cannot be one.
+fn to_raw_item(value: Json, options: &MapOptions) -> Result<RawItem, String> {
+    let Json::Object(mut obj) = value else {
+        return Err(format!(
+            "an item must be a JSON object, found {}",
+            match value {
+                Json::Array(_) => "an array",
+                Json::String(_) => "a string",
+                Json::Number(_) => "a number",
+                Json::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ));
+    };
+    let mut extra = match obj.remove("__ExtraContext") {
+        Some(Json::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let type_name = take_str(&mut obj, "TypeName");
+    let type_field = take_str(&mut obj, "Type");
+    let kind_field = take_str(&mut obj, "__Kind");
+    let kind = options
+        .kind
+        .clone()
+        .or(type_name)
+        .or(type_field)
+        .or(kind_field)
+        .ok_or("the item has no Type, TypeName or __Kind; pass --kind")?;
+    let identifier = match obj.remove("Identifier") {
+        Some(Json::String(s)) => s,
+        Some(Json::Number(n)) => n.to_string(),
+        _ => return Err(format!("the {kind} item has no Identifier")),
+    };
+    let properties = match obj.remove("Properties") {
+        // Cloud Control returns the model as a JSON string.
+        Some(Json::String(text)) => serde_json::from_str(&text)
+            .map_err(|e| format!("{kind} {identifier}: Properties is not valid JSON: {e}"))?,
+        Some(other) => other,
+        None => Json::Object(Map::new()),
+    };
+    let account = take_str(&mut obj, "__AccountId")
+        .or_else(|| take_str(&mut extra, "AccountId"))
+        .or_else(|| options.account.clone())
+        .unwrap_or_default();
+    let region = take_str(&mut obj, "__Region")
+        .or_else(|| take_str(&mut extra, "Region"))
+        .or_else(|| options.region.clone())
+        .unwrap_or_default();
+    Ok(RawItem {
+        account,
+        account_name: take_str(&mut extra, "AccountName"),
+        region,
+        kind,
+        identifier,
+        properties,
+    })
+}
+
+/// Runs `tidemark map`: items in (a JSON object, array, or JSON lines; raw Cloud Control
+/// descriptions or items as mappings see them), one entity per output line, skipped items and
+/// warnings to `diagnostics`.
+pub fn run_map(
+    mappings: &Mappings,
+    options: &MapOptions,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    diagnostics: &mut dyn Write,
+) -> Result<MapSummary, MapInputError> {
+    let mut text = String::new();
+    input
+        .read_to_string(&mut text)
+        .map_err(|e| input_error(format!("reading input: {e}")))?;
+    let redactor = Redactor::new("", &[]).map_err(|_| input_error("default redactions"))?;
+    let mut summary = MapSummary::default();
+    let mut line = Vec::with_capacity(512);
+    let write_err = |e: std::io::Error| input_error(format!("writing output: {e}"));
+    let mut handle = |value: Json, summary: &mut MapSummary| -> Result<(), MapInputError> {
+        summary.items += 1;
+        let mut item = match to_raw_item(value, options) {
+            Ok(item) => item,
+            Err(message) => {
+                summary.skipped += 1;
+                writeln!(diagnostics, "skipped item {}: {message}", summary.items)
+                    .map_err(write_err)?;
+                return Ok(());
+            }
+        };
+        redactor.redact(&mut item);
+        let outcome = mappings.map_item(&item);
+        let place = format!(
+            "{} {} (account {:?}, region {:?})",
+            item.kind, item.identifier, item.account, item.region
+        );
+        for w in &outcome.warnings {
+            summary.warnings += 1;
+            writeln!(diagnostics, "warning: {place}: {w}").map_err(write_err)?;
+        }
+        if !outcome.errors.is_empty() {
+            summary.skipped += 1;
+        }
+        for e in &outcome.errors {
+            writeln!(diagnostics, "error: {place}: {e}").map_err(write_err)?;
+        }
+        for mapped in &outcome.entities {
+            summary.entities += 1;
+            line.clear();
+            serde_json::to_writer(&mut line, &mapped.entity)
+                .map_err(|e| input_error(format!("writing output: {e}")))?;
+            line.push(b'\n');
+            out.write_all(&line).map_err(write_err)?;
+        }
+        Ok(())
+    };
+    let stream = serde_json::Deserializer::from_str(&text).into_iter::<Json>();
+    for value in stream {
+        let value = value.map_err(|e| {
+            input_error(format!(
+                "input is not JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        match value {
+            Json::Array(items) => {
+                for item in items {
+                    handle(item, &mut summary)?;
+                }
+            }
+            other => handle(other, &mut summary)?,
+        }
+    }
+    out.flush().map_err(write_err)?;
+    Ok(summary)
+}

@@ -1,0 +1,445 @@
+//! One-line mapping tests: mapping file + item in, entities, warnings and errors out.
+
+use serde_json::{Value as Json, json};
+
+use super::*;
+use crate::model::{RawItem, RegionPolicy};
+
+fn load(yaml: &str) -> Mappings {
+    load_with(yaml, &LoadOptions::default())
+}
+
+fn load_with(yaml: &str, options: &LoadOptions) -> Mappings {
+    let source = MappingSource {
+        name: "m.yaml".into(),
+        text: yaml.into(),
+    };
+    match Mappings::load(&[source], options) {
+        Ok((m, _)) => m,
+        Err(errors) => panic!("mapping does not load: {errors:?}"),
+    }
+}
+
+fn load_errors(yaml: &str) -> Vec<String> {
+    let source = MappingSource {
+        name: "m.yaml".into(),
+        text: yaml.into(),
+    };
+    match Mappings::load(&[source], &LoadOptions::default()) {
+        Ok(_) => panic!("mapping loaded but should not"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn load_warnings(yaml: &str) -> Vec<String> {
+    let source = MappingSource {
+        name: "m.yaml".into(),
+        text: yaml.into(),
+    };
+    match Mappings::load(&[source], &LoadOptions::default()) {
+        Ok((_, warnings)) => warnings.iter().map(ToString::to_string).collect(),
+        Err(errors) => panic!("mapping does not load: {errors:?}"),
+    }
+}
+
+fn item(kind: &str, region: &str, properties: Json) -> RawItem {
+    RawItem {
+        account: "111111111111".into(),
+        account_name: Some("prod".into()),
+        region: region.into(),
+        kind: kind.into(),
+        identifier: "id-1".into(),
+        properties,
+    }
+}
+
+fn bucket(properties: Json) -> RawItem {
+    item("AWS::S3::Bucket", "us-east-1", properties)
+}
+
+/// A one-entry mapping for S3 buckets with the given `mappings:` body (indented 10 spaces).
+fn entry(mappings: &str) -> String {
+    format!(
+        "resources:\n  - kind: AWS::S3::Bucket\n    selector:\n      query: 'true'\n    port:\n      entity:\n        mappings:\n{mappings}"
+    )
+}
+
+fn entities(outcome: &ItemOutcome) -> Vec<Json> {
+    outcome
+        .entities
+        .iter()
+        .map(|m| serde_json::to_value(&m.entity).expect("serialisable"))
+        .collect()
+}
+
+#[test]
+fn an_item_maps_to_the_fields_the_mapping_defines() {
+    let m = load(&entry(
+        "          identifier: .Properties.Arn\n          title: .Identifier\n          blueprint: '\"awsS3Bucket\"'\n          properties:\n            region: .__Region\n            tags: '.Properties.Tags | map({(.Key): .Value}) | add'\n          relations:\n            account: .__AccountId\n",
+    ));
+    let out = m.map_item(&bucket(
+        json!({"Arn": "arn:aws:s3:::b", "Tags": [{"Key": "env", "Value": "prod"}]}),
+    ));
+    assert_eq!(
+        entities(&out),
+        vec![
+            json!({"identifier": "arn:aws:s3:::b", "blueprint": "awsS3Bucket", "title": "id-1",
+                    "properties": {"region": "us-east-1", "tags": {"env": "prod"}},
+                    "relations": {"account": "111111111111"}})
+        ]
+    );
+    assert!(out.warnings.is_empty() && out.errors.is_empty(), "{out:?}");
+    assert_eq!(out.entities[0].write, WriteOptions::default());
+}
+
+#[test]
+fn single_quoted_literals_are_rewritten_as_ocean_does() {
+    let m = load(&entry(
+        "          identifier: \"'arn:' + .Identifier\"\n          blueprint: \"'awsS3Bucket'\"\n          title: \"'it's'\"\n",
+    ));
+    let out = m.map_item(&bucket(json!({})));
+    assert_eq!(
+        entities(&out),
+        vec![json!({"identifier": "arn:id-1", "blueprint": "awsS3Bucket", "title": "it's"})]
+    );
+}
+
+#[test]
+fn yaml_scalars_that_are_not_strings_are_jq_literals() {
+    let m = load(&entry(
+        "          identifier: .Identifier\n          blueprint: '\"b\"'\n          properties:\n            on: true\n            n: 5\n",
+    ));
+    assert_eq!(
+        entities(&m.map_item(&bucket(json!({})))),
+        vec![json!({"identifier": "id-1", "blueprint": "b", "properties": {"on": true, "n": 5}})]
+    );
+}
+
+#[test]
+fn failing_or_empty_optional_fields_become_null_with_a_warning() {
+    let m = load(&entry(
+        "          identifier: .Identifier\n          blueprint: '\"b\"'\n          title: error(\"no title\")\n          icon: empty\n          properties:\n            missing: .Properties.Nope\n            bad: .Properties.S | tonumber\n",
+    ));
+    let out = m.map_item(&bucket(json!({"S": "abc"})));
+    assert_eq!(
+        entities(&out),
+        vec![
+            json!({"identifier": "id-1", "blueprint": "b", "title": null, "icon": null,
+                    "properties": {"missing": null, "bad": null}})
+        ]
+    );
+    assert_eq!(out.warnings.len(), 3, "{:?}", out.warnings);
+    assert!(out.warnings[0].contains("title") && out.warnings[0].contains("no title"));
+    assert!(out.warnings[1].contains("icon") && out.warnings[1].contains("no output"));
+    assert!(out.warnings[2].contains("properties.bad"));
+    assert!(out.errors.is_empty());
+}
+
+#[test]
+fn a_null_identifier_is_a_mapping_error() {
+    let m = load(&entry(
+        "          identifier: .Properties.Arn\n          blueprint: '\"b\"'\n",
+    ));
+    let out = m.map_item(&bucket(json!({})));
+    assert!(out.entities.is_empty());
+    assert_eq!(out.errors.len(), 1);
+    assert!(
+        out.errors[0].starts_with("identifier is null"),
+        "{}",
+        out.errors[0]
+    );
+}
+
+#[test]
+fn a_blueprint_that_is_not_a_string_is_a_mapping_error() {
+    let m = load(&entry(
+        "          identifier: .Identifier\n          blueprint: '5'\n",
+    ));
+    let out = m.map_item(&bucket(json!({})));
+    assert!(out.entities.is_empty());
+    assert!(
+        out.errors[0].starts_with("blueprint 5 is not a string"),
+        "{}",
+        out.errors[0]
+    );
+}
+
+#[test]
+fn identifiers_port_would_reject_are_mapping_errors() {
+    let m = load(&entry(
+        "          identifier: .Properties.Name\n          blueprint: '\"b\"'\n",
+    ));
+    for bad in [
+        json!("has space"),
+        json!("."),
+        json!(".."),
+        json!("x".repeat(1001)),
+    ] {
+        let out = m.map_item(&bucket(json!({"Name": bad})));
+        assert!(out.entities.is_empty(), "{bad} was accepted");
+        assert!(
+            out.errors[0].contains("not a valid Port identifier"),
+            "{}",
+            out.errors[0]
+        );
+    }
+    let ok = m.map_item(&bucket(json!({"Name": "arn:aws:s3:::a/b=c@d+e\\f-g_h.i"})));
+    assert_eq!(ok.entities.len(), 1, "{ok:?}");
+}
+
+#[test]
+fn a_selector_that_is_not_a_boolean_is_a_mapping_error_and_false_skips_silently() {
+    let yaml = |query: &str| {
+        format!(
+            "resources:\n  - kind: AWS::S3::Bucket\n    selector:\n      query: '{query}'\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"b\"'\n"
+        )
+    };
+    let out = load(&yaml(".Properties.Keep")).map_item(&bucket(json!({"Keep": "yes"})));
+    assert!(out.entities.is_empty());
+    assert!(out.errors[0].contains("not a boolean"), "{:?}", out.errors);
+
+    let out = load(&yaml(".Properties.Keep")).map_item(&bucket(json!({"Keep": false})));
+    assert_eq!(out, ItemOutcome::default());
+
+    let out = load(&yaml(".Properties.Keep == true")).map_item(&bucket(json!({"Keep": true})));
+    assert_eq!(out.entities.len(), 1);
+}
+
+#[test]
+fn a_list_of_mappings_gives_several_entities_per_item() {
+    let m = load(&entry(
+        "          - identifier: .Identifier\n            blueprint: '\"bucket\"'\n          - identifier: '.Identifier + \"-policy\"'\n            blueprint: '\"policy\"'\n            title: '\"p\"'\n",
+    ));
+    assert_eq!(
+        entities(&m.map_item(&bucket(json!({})))),
+        vec![
+            json!({"identifier": "id-1", "blueprint": "bucket"}),
+            json!({"identifier": "id-1-policy", "blueprint": "policy", "title": "p"})
+        ]
+    );
+}
+
+#[test]
+fn items_to_parse_maps_each_element_with_the_parsed_array_removed() {
+    let yaml = "resources:\n  - kind: AWS::S3::Bucket\n    selector:\n      query: .item.On\n    port:\n      itemsToParse: .Properties.Rules\n      entity:\n        mappings:\n          identifier: .Identifier + \"/\" + .item.Id\n          blueprint: '\"rule\"'\n          properties:\n            rest: .Properties | keys\n            region: .__Region\n";
+    let out = load(yaml).map_item(&bucket(json!({"Rules": [
+        {"Id": "r1", "On": true}, {"Id": "r2", "On": false}, {"Id": "r3", "On": true}], "Other": 1})));
+    assert_eq!(
+        entities(&out),
+        vec![
+            json!({"identifier": "id-1/r1", "blueprint": "rule", "properties": {"rest": ["Other"], "region": "us-east-1"}}),
+            json!({"identifier": "id-1/r3", "blueprint": "rule", "properties": {"rest": ["Other"], "region": "us-east-1"}})
+        ]
+    );
+}
+
+#[test]
+fn items_to_parse_name_and_transform_can_be_changed() {
+    let yaml = "resources:\n  - kind: AWS::S3::Bucket\n    port:\n      itemsToParse: .Properties.Rules\n      itemsToParseName: rule\n      itemsToParseTopLevelTransform: false\n      entity:\n        mappings:\n          identifier: .rule\n          blueprint: '\"rule\"'\n          title: .Properties.Rules | length | tostring\n";
+    let out = load(yaml).map_item(&bucket(json!({"Rules": ["a", "b"]})));
+    assert_eq!(
+        entities(&out),
+        vec![
+            json!({"identifier": "a", "blueprint": "rule", "title": "2"}),
+            json!({"identifier": "b", "blueprint": "rule", "title": "2"})
+        ]
+    );
+}
+
+#[test]
+fn items_to_parse_that_is_not_an_array_is_a_mapping_error() {
+    let yaml = "resources:\n  - kind: AWS::S3::Bucket\n    port:\n      itemsToParse: .Properties.Rules\n      entity:\n        mappings:\n          identifier: .item\n          blueprint: '\"rule\"'\n";
+    let out = load(yaml).map_item(&bucket(json!({"Rules": "x"})));
+    assert!(out.entities.is_empty());
+    assert!(out.errors[0].contains("not an array"), "{:?}", out.errors);
+}
+
+#[test]
+fn region_policies_apply_per_entry() {
+    let yaml = "resources:\n  - kind: AWS::EC2::Instance\n    selector:\n      regionPolicy:\n        allow: [eu-west-1]\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"eu\"'\n  - kind: AWS::EC2::Instance\n    selector:\n      regionPolicy:\n        deny: [eu-west-1]\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"other\"'\n";
+    let m = load(yaml);
+    let blueprints = |region: &str| -> Vec<String> {
+        m.map_item(&item("AWS::EC2::Instance", region, json!({})))
+            .entities
+            .into_iter()
+            .map(|e| e.entity.blueprint)
+            .collect()
+    };
+    assert_eq!(blueprints("eu-west-1"), vec!["eu"]);
+    assert_eq!(blueprints("us-east-1"), vec!["other"]);
+    assert_eq!(
+        m.kinds()[0].region_policy,
+        RegionPolicy {
+            allow: vec![],
+            deny: vec![]
+        }
+    );
+}
+
+#[test]
+fn kinds_combine_the_selectors_of_all_entries() {
+    let yaml = "resources:\n  - kind: A::B::C\n    selector:\n      regionPolicy: {allow: [r1], deny: [r3, r4]}\n      resourceModel: {x: 1}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"one\"'}}}\n  - kind: A::B::C\n    selector:\n      regionPolicy: {allow: [r2], deny: [r4]}\n      useGetResourceAPI: true\n      resourceModel: {x: 2}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"two\"'}}}\n  - kind: D::E::F\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: .Properties.B}}}\n";
+    let m = load(yaml);
+    let kinds = m.kinds();
+    assert_eq!(kinds.len(), 2);
+    assert_eq!(kinds[0].kind, "A::B::C");
+    assert_eq!(
+        kinds[0].region_policy,
+        RegionPolicy {
+            allow: vec!["r1".into(), "r2".into()],
+            deny: vec!["r4".into()]
+        }
+    );
+    assert!(kinds[0].use_get_resource_api);
+    assert_eq!(kinds[0].resource_model, Some(json!({"x": 1})));
+    assert!(!kinds[1].use_get_resource_api);
+    assert_eq!(
+        m.producible_blueprints("A::B::C"),
+        Producible::Only(["one".to_string(), "two".to_string()].into())
+    );
+    assert_eq!(m.producible_blueprints("D::E::F"), Producible::Any);
+    assert_eq!(
+        m.producible_blueprints("X::Y::Z"),
+        Producible::Only(Default::default())
+    );
+}
+
+#[test]
+fn file_flags_and_the_smallest_threshold_are_reported() {
+    let a = MappingSource {
+        name: "a.yaml".into(),
+        text: "enableMergeEntity: false\ncreateMissingRelatedEntities: false\ndeleteDependentEntities: false\nentityDeletionThreshold: 0.5\nresources:\n  - kind: K::K::K\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"b\"'}}}\n".into(),
+    };
+    let b = MappingSource {
+        name: "b.yaml".into(),
+        text: "resources: []\n".into(),
+    };
+    let (m, _) = Mappings::load(&[a, b], &LoadOptions::default()).expect("loads");
+    assert_eq!(
+        m.file_flags(),
+        vec![
+            (
+                "a.yaml".to_string(),
+                FileFlags {
+                    delete_dependent_entities: false,
+                    create_missing_related_entities: false,
+                    enable_merge_entity: false,
+                    entity_deletion_threshold: 0.5
+                }
+            ),
+            (
+                "b.yaml".to_string(),
+                FileFlags {
+                    delete_dependent_entities: true,
+                    create_missing_related_entities: true,
+                    enable_merge_entity: true,
+                    entity_deletion_threshold: 0.9
+                }
+            )
+        ]
+    );
+    assert_eq!(m.deletion_threshold(), 0.5);
+    let out = m.map_item(&item("K::K::K", "r", json!({})));
+    assert_eq!(
+        out.entities[0].write,
+        WriteOptions {
+            merge: false,
+            create_missing_related: false
+        }
+    );
+    let none = Mappings::load(&[], &LoadOptions::default())
+        .expect("loads")
+        .0;
+    assert_eq!(none.deletion_threshold(), 0.9);
+}
+
+#[test]
+fn env_and_dollar_env_hide_the_named_variables() {
+    // PATH is set wherever tests run; the crate forbids the unsafe `set_var`.
+    let yaml = entry(
+        "          identifier: .Identifier\n          blueprint: '\"b\"'\n          properties:\n            a: env.PATH\n            b: $ENV.PATH\n",
+    );
+    let hidden = LoadOptions {
+        hidden_env: vec!["PATH".into()],
+    };
+    let props =
+        entities(&load_with(&yaml, &hidden).map_item(&bucket(json!({}))))[0]["properties"].clone();
+    assert_eq!(props, json!({"a": null, "b": null}));
+    let props = entities(&load(&yaml).map_item(&bucket(json!({}))))[0]["properties"].clone();
+    assert!(props["a"].is_string() && props["b"].is_string(), "{props}");
+}
+
+#[test]
+fn every_compile_error_is_reported_with_its_position() {
+    let errors = load_errors(&entry(
+        "          identifier: .Identifier |\n          blueprint: '\"b\"'\n          title: nosuchfn(1)\n          properties:\n            a: .x\n            b: '{a:'\n",
+    ));
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors[0].starts_with("m.yaml:8:"), "{}", errors[0]);
+    assert!(errors[0].contains("`.Identifier |`"), "{}", errors[0]);
+    assert!(errors[1].starts_with("m.yaml:10:18:"), "{}", errors[1]);
+    assert!(errors[1].contains("nosuchfn/1"), "{}", errors[1]);
+    assert!(errors[2].starts_with("m.yaml:13:"), "{}", errors[2]);
+}
+
+#[test]
+fn unknown_keys_are_warnings() {
+    let warnings = load_warnings(
+        "someIntegrationKey: 1\nresources:\n  - kind: K::K::K\n    extra: x\n    selector:\n      query: 'true'\n      tagFilter: y\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"b\"', weird: '1'}}}\n",
+    );
+    assert_eq!(warnings.len(), 4, "{warnings:#?}");
+    assert!(warnings[0].starts_with("m.yaml:1:1: unknown key \"someIntegrationKey\""));
+    assert!(warnings.iter().any(|w| w.contains("\"weird\"")));
+}
+
+#[test]
+fn search_query_identifiers_are_rejected() {
+    let errors = load_errors(&entry(
+        "          identifier:\n            combinator: and\n            rules: [{property: x, operator: '=', value: y}]\n          blueprint: '\"b\"'\n",
+    ));
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains("search-query identifiers"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn malformed_files_get_clear_errors() {
+    assert!(load_errors("")[0].contains("empty"));
+    assert!(load_errors("- kind: x\n")[0].contains("found a list"));
+    assert!(load_errors("resources: 5\n")[0].contains("resources must be a list"));
+    assert!(load_errors("resources:\n  - kind: [a]\n    port: {entity: {mappings: {identifier: .a, blueprint: .b}}}\n")[0]
+        .contains("kind must be a string"));
+    assert!(
+        load_errors("entityDeletionThreshold: 2\nresources: []\n")[0].contains("between 0 and 1")
+    );
+    assert!(
+        load_errors("resources:\n  - kind: K\n    port: {entity: {mappings: {blueprint: .b}}}\n")
+            [0]
+        .contains("no `identifier`")
+    );
+    let errors = load_errors(
+        "resources:\n  - kind: K\n    port: {entity: {mappings: {identifier: [1], blueprint: .b}}}\n",
+    );
+    assert!(errors[0].starts_with("m.yaml:3:"), "{errors:?}");
+}
+
+#[test]
+fn items_of_other_kinds_map_to_nothing() {
+    let m = load(&entry(
+        "          identifier: .Identifier\n          blueprint: '\"b\"'\n",
+    ));
+    assert_eq!(
+        m.map_item(&item("AWS::EC2::Instance", "us-east-1", json!({}))),
+        ItemOutcome::default()
+    );
+}
+
+#[test]
+fn compiled_mappings_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Mappings>();
+    assert_send_sync::<Redactor>();
+}
