@@ -79,8 +79,9 @@ def main():
             f.write("integration: {identifier: bench}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings]\n")
         port = free_port()
         log = open(os.path.join(work, "watch.log"), "w")
+        env = dict(os.environ, RUST_LOG="info,tidemark::watch::sync=info", NO_COLOR="1")
         daemon = subprocess.Popen([args.bin, "watch", "-c", os.path.join(work, "tidemark.yaml"), "--listen", f"127.0.0.1:{port}"],
-                                  stdout=log, stderr=log)
+                                  stdout=log, stderr=log, env=env)
         try:
             deadline = time.time() + 600
             while get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
@@ -120,6 +121,9 @@ def main():
         print(f"source listings during the run: {int(listings or 0)} (1 = only the start); daemon exit code after SIGTERM: {code}")
         print("edit → catalog updated (s, includes the 0.5 s debounce): " + ", ".join(f"{t:.3f}" for t in times))
         print(f"median: {statistics.median(times):.3f} s   min: {min(times):.3f} s   max: {max(times):.3f} s")
+        with open(os.path.join(work, "watch.log")) as f:
+            syncs = [l.strip() for l in f if "sync done" in l]
+        print("daemon's own breakdown of the last sync: " + (syncs[-1] if syncs else "(none)"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -134,6 +134,7 @@ pub async fn sync<S: Source, C: Catalog>(
         result,
         cache,
     };
+    let started = std::time::Instant::now();
     let request = reconcile::list_request(config);
     let remapped = match (mode, cache) {
         (Mode::Remap, Some(cache)) => cache.covering(&request),
@@ -172,6 +173,7 @@ pub async fn sync<S: Source, C: Catalog>(
         }
     };
     collected.raw = None;
+    let mapped = started.elapsed();
     let plan = match reconcile::plan(config, &collected, catalog, &PlanOptions::default()).await {
         Ok(plan) => plan,
         Err(e) => return done(mode, Err(e.into()), update),
@@ -185,6 +187,7 @@ pub async fn sync<S: Source, C: Catalog>(
     for w in &plan.withheld {
         warn!(blueprint = %w.blueprint, identifier = %w.identifier, reason = ?w.reason, "delete withheld");
     }
+    let planned = started.elapsed();
     let report = if plan.has_changes() {
         applying.store(true, Ordering::SeqCst);
         let report =
@@ -208,6 +211,9 @@ pub async fn sync<S: Source, C: Catalog>(
         delete = s.delete,
         unchanged = s.unchanged,
         withheld = s.withheld,
+        list_map_ms = mapped.as_millis() as u64,
+        plan_ms = (planned - mapped).as_millis() as u64,
+        apply_ms = (started.elapsed() - planned).as_millis() as u64,
         "sync done"
     );
     done(
