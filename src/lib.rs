@@ -13,6 +13,7 @@
 //! * [`catalog`] reads what tidemark owns and applies ordered writes.
 //! * [`reconcile`] is pure: desired + owned → [`reconcile::Plan`] with withheld deletes.
 //! * [`render`] prints plans as text, markdown or JSON.
+//! * [`watch`] is the daemon: resync loop, hot reload, health and metrics.
 //!
 //! Start reading at [`reconcile::sync`], which runs one list → map → diff pass.
 
@@ -25,4 +26,5 @@ pub mod reconcile;
 pub mod render;
 pub mod secret;
 pub mod source;
+pub mod watch;
 pub mod yaml;

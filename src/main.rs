@@ -144,6 +144,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Daemon: resyncs every resync.interval, hot-reloads config and mappings, serves health and metrics.
+    Watch {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address for /healthz, /readyz and /metrics (0.0.0.0:9090 in a pod).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+    },
     /// The entities tidemark owns in the configured catalog, one JSON line each.
     Entities {
         #[command(flatten)]
@@ -161,7 +169,7 @@ const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = "warn";
+    let default_level = if matches!(cli.command, Command::Watch { .. }) { "info" } else { "warn" };
     init_logging(cli.log_level.as_deref(), default_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -408,6 +416,11 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                     .iter()
                     .any(|a| !a.assumed || a.regions_error.is_some());
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
+        }
+        Command::Watch { config, listen } => {
+            let options = tidemark::watch::WatchOptions::new(config.config);
+            tidemark::watch::run(options, listen, tidemark::watch::signals()).await?;
+            Ok(EXIT_OK)
         }
         Command::Entities { config, blueprint } => {
             let Some(config) = load_config(&config.config) else {

@@ -1,0 +1,111 @@
+//! `/healthz`, `/readyz` and `/metrics` on the `--listen` address.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use super::metrics::Metrics;
+
+/// What `/readyz` reports.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    /// Why the last config load was not applied (invalid files, or a change that needs a restart).
+    pub config_error: Option<String>,
+    /// A sync has completed (ok or partial) since the start.
+    pub synced: bool,
+    /// Why the last sync failed, if it did.
+    pub last_sync_error: Option<String>,
+}
+
+/// State shared between the run loop and the HTTP handlers. The lock is never held across an
+/// `.await`.
+pub struct Shared {
+    pub metrics: Metrics,
+    pub readiness: Mutex<Readiness>,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            metrics: Metrics::new(),
+            readiness: Mutex::new(Readiness::default()),
+        }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Readiness)) {
+        f(&mut self
+            .readiness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner));
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.readiness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let r = shared.readiness();
+    let mut problems = Vec::new();
+    if let Some(e) = &r.config_error {
+        problems.push(format!("config: {e}"));
+    }
+    if !r.synced {
+        problems.push(match &r.last_sync_error {
+            Some(e) => format!("no sync has completed yet; the last one failed: {e}"),
+            None => "no sync has completed yet".to_string(),
+        });
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{}\n", problems.join("\n")),
+        )
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
+}

@@ -1,0 +1,573 @@
+//! `tidemark watch`: the daemon. A full sync at start and every `resync.interval`, hot reload of
+//! the config and mapping files, a re-map of cached raw items for mapping-only edits, and
+//! `/healthz`, `/readyz`, `/metrics`.
+//!
+//! The run loop owns all state and is a `select!` over the shutdown future, debounced reload
+//! signals, the running sync (a spawned task, at most one) and the scheduler's next deadline.
+//! A reload swaps in a fully loaded and compiled config, or keeps the running one.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::app::{AnyCatalog, AnySource};
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{self, Config, ProcessEnv};
+use crate::source::{Source, SourceError};
+use crate::yaml::Diagnostic;
+
+pub mod http;
+pub mod metrics;
+pub mod reload;
+pub mod schedule;
+pub mod sync;
+
+pub use http::{Readiness, Shared};
+pub use schedule::Mode;
+
+use reload::{Change, FsWatcher, WatchSet};
+use schedule::Scheduler;
+use sync::{Cache, CacheUpdate, SyncError, SyncRun};
+
+/// Editors write a file in several steps and Kubernetes swaps a ConfigMap in three renames; half a
+/// second of quiet covers both without making an edit feel slow.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(500);
+/// Kubernetes kills a pod 30 s after SIGTERM by default; finishing an apply must fit in that.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// The HTTP server gets this long to finish a scrape in progress at shutdown.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    pub config_path: PathBuf,
+    pub debounce: Duration,
+    /// How long shutdown waits for an apply in progress.
+    pub shutdown_grace: Duration,
+}
+
+impl WatchOptions {
+    pub fn new(config_path: impl Into<PathBuf>) -> WatchOptions {
+        WatchOptions {
+            config_path: config_path.into(),
+            debounce: DEFAULT_DEBOUNCE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Failures that stop the daemon (exit 1). Failed syncs and invalid reloads are not among them.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("{}", join_diagnostics(.0))]
+    Config(Vec<Diagnostic>),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot watch the config files: {0}")]
+    Watch(#[from] notify::Error),
+}
+
+fn join_diagnostics(diagnostics: &[Diagnostic]) -> String {
+    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    lines.join("\nerror: ")
+}
+
+/// Opens the source and catalog a config names. The binary uses [`Configured`]; tests wrap it
+/// (to count listings, for instance).
+pub trait Adapters: Send + Sync + 'static {
+    type Source: Source + 'static;
+    type Catalog: Catalog + 'static;
+    fn open_source(
+        &self,
+        config: &Config,
+    ) -> impl Future<Output = Result<Self::Source, SourceError>> + Send;
+    fn open_catalog(&self, config: &Config) -> Result<Self::Catalog, CatalogError>;
+}
+
+/// The adapters the config names ([`AnySource`], [`AnyCatalog`]).
+pub struct Configured;
+
+impl Adapters for Configured {
+    type Source = AnySource;
+    type Catalog = AnyCatalog;
+
+    async fn open_source(&self, config: &Config) -> Result<AnySource, SourceError> {
+        AnySource::open(config).await
+    }
+
+    fn open_catalog(&self, config: &Config) -> Result<AnyCatalog, CatalogError> {
+        AnyCatalog::open(config)
+    }
+}
+
+/// Runs `tidemark watch` until `shutdown` resolves: binds `listen`, then [`run_with`] on the
+/// configured adapters. An invalid initial config is an error (exit 1); after shutdown, `Ok`.
+pub async fn run(
+    options: WatchOptions,
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WatchError> {
+    // The config is checked before binding, so a broken config is reported as such.
+    let loaded = load_initial(&options)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| WatchError::Listen {
+            addr: listen,
+            source,
+        })?;
+    info!(address = %listen, "serving /healthz, /readyz and /metrics");
+    run_loaded(
+        Configured,
+        loaded,
+        options,
+        listener,
+        Arc::new(Shared::new()),
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`run`], with the adapters, an already bound listener and the shared state given, so
+/// tests can count source calls and read readiness and metrics directly.
+pub async fn run_with<A: Adapters>(
+    adapters: A,
+    options: WatchOptions,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WatchError> {
+    let loaded = load_initial(&options)?;
+    run_loaded(adapters, loaded, options, listener, shared, shutdown).await
+}
+
+fn load_initial(options: &WatchOptions) -> Result<Config, WatchError> {
+    let (config, warnings) =
+        config::load(&options.config_path, &ProcessEnv).map_err(WatchError::Config)?;
+    for w in &warnings {
+        warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// A sync in progress.
+struct Running<S> {
+    handle: JoinHandle<Finished<S>>,
+    applying: Arc<AtomicBool>,
+}
+
+/// What a sync task hands back to the loop.
+struct Finished<S> {
+    run: SyncRun,
+    source: Option<Arc<S>>,
+    /// The source generation the sync ran with; a source change since makes its cache stale.
+    generation: u64,
+    elapsed: Duration,
+}
+
+enum Event<S> {
+    Shutdown,
+    Reload,
+    Finished(Box<Result<Finished<S>, JoinError>>),
+    Wake,
+}
+
+/// The daemon's state between events.
+struct Daemon<A: Adapters> {
+    adapters: Arc<A>,
+    options: WatchOptions,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    catalog: Arc<A::Catalog>,
+    source: Option<Arc<A::Source>>,
+    cache: Option<Arc<Cache>>,
+    /// Bumped when the `source` section changes, so a sync started before cannot bring back
+    /// items listed with the old settings.
+    generation: u64,
+    scheduler: Scheduler,
+    watcher: FsWatcher,
+    syncs: u64,
+}
+
+async fn run_loaded<A: Adapters>(
+    adapters: A,
+    config: Config,
+    options: WatchOptions,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WatchError> {
+    let catalog = Arc::new(adapters.open_catalog(&config)?);
+    shared.metrics.config_ok.set(1);
+
+    let (http_stop, http_stopped) = oneshot::channel::<()>();
+    let http = tokio::spawn(http::serve(listener, Arc::clone(&shared), async move {
+        let _ = http_stopped.await;
+    }));
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (reload_tx, mut reload_rx) = mpsc::channel(1);
+    let watcher = FsWatcher::new(events_tx)?;
+    let debouncer = tokio::spawn(reload::debounce(events_rx, reload_tx, options.debounce));
+
+    let mut daemon = Daemon {
+        adapters: Arc::new(adapters),
+        scheduler: Scheduler::new(Instant::now(), config.resync_interval),
+        config: Arc::new(config),
+        options,
+        shared,
+        catalog,
+        source: None,
+        cache: None,
+        generation: 0,
+        watcher,
+        syncs: 0,
+    };
+    daemon.arm();
+    info!(config = %daemon.options.config_path.display(), interval = ?daemon.config.resync_interval, "watching");
+
+    let mut running: Option<Running<A::Source>> = None;
+    let mut reloads_open = true;
+    tokio::pin!(shutdown);
+    loop {
+        if running.is_none() {
+            let now = Instant::now();
+            if let Some(mode) = daemon.scheduler.due(now) {
+                daemon.scheduler.started(mode, now);
+                running = Some(daemon.start(mode));
+            }
+        }
+        let wake = daemon.scheduler.next_wakeup();
+        let event = tokio::select! {
+            () = &mut shutdown => Event::Shutdown,
+            r = reload_rx.recv(), if reloads_open => match r {
+                Some(()) => Event::Reload,
+                None => {
+                    reloads_open = false;
+                    Event::Wake
+                }
+            },
+            f = wait(&mut running) => Event::Finished(Box::new(f)),
+            () = tokio::time::sleep_until(wake) => Event::Wake,
+        };
+        match event {
+            Event::Shutdown => break,
+            Event::Reload => daemon.reload(),
+            Event::Finished(f) => {
+                running = None;
+                daemon.finished(*f);
+            }
+            Event::Wake => {}
+        }
+    }
+
+    info!("shutting down");
+    debouncer.abort();
+    if let Some(r) = running.take() {
+        daemon.stop(r).await;
+    }
+    let _ = http_stop.send(());
+    match tokio::time::timeout(HTTP_DRAIN, http).await {
+        Ok(Ok(Err(e))) => warn!("the HTTP server failed: {e}"),
+        Ok(_) => {}
+        Err(_) => warn!("the HTTP server did not stop within {HTTP_DRAIN:?}"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait<S>(running: &mut Option<Running<S>>) -> Result<Finished<S>, JoinError> {
+    match running {
+        Some(r) => (&mut r.handle).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<A: Adapters> Daemon<A> {
+    /// Watches the directories of every path the running config names (again).
+    fn arm(&mut self) {
+        let set = WatchSet::new(&self.config.watched_paths);
+        for (dir, e) in self.watcher.arm(set) {
+            warn!(dir = %dir.display(), "cannot watch for changes: {e}");
+        }
+    }
+
+    fn start(&mut self, mode: Mode) -> Running<A::Source> {
+        self.syncs += 1;
+        let applying = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&applying);
+        let (adapters, config, catalog) = (
+            Arc::clone(&self.adapters),
+            Arc::clone(&self.config),
+            Arc::clone(&self.catalog),
+        );
+        let (source, cache, generation) =
+            (self.source.clone(), self.cache.clone(), self.generation);
+        let span = info_span!("sync", n = self.syncs, requested = mode.as_str());
+        let handle = tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let source = match source {
+                    Some(s) => s,
+                    None => match adapters.open_source(&config).await {
+                        Ok(s) => Arc::new(s),
+                        Err(e) => {
+                            return Finished {
+                                run: SyncRun {
+                                    mode: Mode::Full,
+                                    result: Err(SyncError::Source(e)),
+                                    cache: CacheUpdate::Keep,
+                                },
+                                source: None,
+                                generation,
+                                elapsed: started.elapsed(),
+                            };
+                        }
+                    },
+                };
+                let run = sync::sync(
+                    mode,
+                    &config,
+                    source.as_ref(),
+                    catalog.as_ref(),
+                    cache.as_deref(),
+                    &flag,
+                )
+                .await;
+                Finished {
+                    run,
+                    source: Some(source),
+                    generation,
+                    elapsed: started.elapsed(),
+                }
+            }
+            .instrument(span),
+        );
+        Running { handle, applying }
+    }
+
+    fn finished(&mut self, finished: Result<Finished<A::Source>, JoinError>) {
+        let metrics = &self.shared.metrics;
+        let f = match finished {
+            Ok(f) => f,
+            Err(e) => {
+                error!("a sync task ended abnormally: {e}");
+                metrics.sync("full", "failed", 0.0);
+                self.shared.update(|r| {
+                    r.last_sync_error = Some(format!("the sync task ended abnormally: {e}"))
+                });
+                self.scheduler.finished(Mode::Full, false, Instant::now());
+                return;
+            }
+        };
+        if f.generation == self.generation {
+            if f.source.is_some() {
+                self.source = f.source;
+            }
+            if let CacheUpdate::Replace(cache) = f.run.cache {
+                self.cache = cache;
+            }
+        }
+        self.update_cache_metrics();
+        let mode = f.run.mode;
+        if mode == Mode::Full {
+            metrics.source_listings.inc();
+        }
+        let seconds = f.elapsed.as_secs_f64();
+        match f.run.result {
+            Ok(synced) => {
+                let outcome = if synced.is_partial() { "partial" } else { "ok" };
+                metrics.record(&synced.collected, &synced.plan, synced.report.as_ref());
+                metrics.sync(mode.as_str(), outcome, seconds);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                metrics.last_success.set(now.as_secs_f64());
+                self.shared.update(|r| {
+                    r.synced = true;
+                    r.last_sync_error = None;
+                });
+                self.scheduler.finished(mode, true, Instant::now());
+            }
+            Err(e) => {
+                metrics.sync(mode.as_str(), "failed", seconds);
+                self.scheduler.finished(mode, false, Instant::now());
+                let retry = self
+                    .scheduler
+                    .next_wakeup()
+                    .saturating_duration_since(Instant::now());
+                error!(mode = mode.as_str(), failures = self.scheduler.failures(), retry_in = ?retry, "sync failed: {e}");
+                self.shared
+                    .update(|r| r.last_sync_error = Some(e.to_string()));
+            }
+        }
+    }
+
+    fn update_cache_metrics(&self) {
+        let (bytes, items) = self
+            .cache
+            .as_ref()
+            .map_or((0, 0), |c| (c.bytes, c.raw.len()));
+        self.shared
+            .metrics
+            .cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.shared
+            .metrics
+            .cache_items
+            .set(i64::try_from(items).unwrap_or(i64::MAX));
+    }
+
+    /// Loads the config again. Nothing changes unless every file loads and compiles.
+    fn reload(&mut self) {
+        let path = &self.options.config_path;
+        let metrics = &self.shared.metrics;
+        match config::load(path, &ProcessEnv) {
+            Err(errors) => {
+                for e in &errors {
+                    error!("{e}");
+                }
+                error!(
+                    errors = errors.len(),
+                    "the new config is invalid; still running the last good config"
+                );
+                let first = errors.first().map(ToString::to_string).unwrap_or_default();
+                let summary = format!(
+                    "{} error(s) in the new config, the last good config is still running; first: {first}",
+                    errors.len()
+                );
+                self.shared.update(|r| r.config_error = Some(summary));
+                metrics.reload("invalid");
+                metrics.config_ok.set(0);
+            }
+            Ok((loaded, warnings)) => {
+                for w in &warnings {
+                    warn!("{w}");
+                }
+                match reload::classify(&self.config, &loaded) {
+                    Change::Unchanged => {
+                        self.shared.update(|r| r.config_error = None);
+                        metrics.reload("unchanged");
+                        metrics.config_ok.set(1);
+                    }
+                    Change::NeedsRestart { sections } => {
+                        let message = format!(
+                            "{} changed in {}: restart tidemark to apply that; still running the previous config",
+                            sections.join(" and "),
+                            path.display()
+                        );
+                        error!("{message}");
+                        self.shared.update(|r| r.config_error = Some(message));
+                        metrics.reload("rejected");
+                        metrics.config_ok.set(0);
+                    }
+                    Change::Apply {
+                        source,
+                        mappings,
+                        settings,
+                    } => {
+                        info!(source, mappings, settings, "config reloaded");
+                        self.config = Arc::new(loaded);
+                        self.scheduler.set_interval(self.config.resync_interval);
+                        let limit = self
+                            .config
+                            .watch_cache_limit_mib
+                            .saturating_mul(1024 * 1024);
+                        if self.cache.as_ref().is_some_and(|c| c.bytes as u64 > limit) {
+                            self.cache = None;
+                            self.update_cache_metrics();
+                        }
+                        if source {
+                            self.generation += 1;
+                            self.source = None;
+                            self.cache = None;
+                            self.update_cache_metrics();
+                            self.scheduler.request(Mode::Full);
+                        } else if mappings {
+                            self.scheduler.request(Mode::Remap);
+                        }
+                        self.shared.update(|r| r.config_error = None);
+                        metrics.reload("ok");
+                        metrics.config_ok.set(1);
+                    }
+                }
+            }
+        }
+        // Re-resolve on every reload: a swapped folder is a new inode, a new config may name new files.
+        self.arm();
+    }
+
+    /// Shutdown with a sync in progress: a listing is dropped at once (it wrote nothing), an
+    /// apply gets `shutdown_grace` to finish.
+    async fn stop(&mut self, running: Running<A::Source>) {
+        let Running {
+            mut handle,
+            applying,
+        } = running;
+        if !applying.load(Ordering::SeqCst) {
+            handle.abort();
+            let _ = handle.await;
+            return;
+        }
+        let grace = self.options.shutdown_grace;
+        info!(grace = ?grace, "waiting for the apply in progress to finish");
+        match tokio::time::timeout(grace, &mut handle).await {
+            Ok(f) => self.finished(f),
+            Err(_) => {
+                warn!("the apply did not finish within {grace:?}; stopping it");
+                handle.abort();
+            }
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. After that, a second one exits the process at once
+/// (exit 0), without waiting for an apply in progress.
+pub async fn signals() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = int.recv() => info!("SIGINT received"),
+            }
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                warn!("second signal: exiting now");
+                std::process::exit(0);
+            });
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_ok() {
+        info!("interrupt received");
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(0);
+            }
+        });
+    } else {
+        // No way to receive signals: never resolve rather than shut down at once.
+        std::future::pending::<()>().await;
+    }
+}

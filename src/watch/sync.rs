@@ -1,0 +1,228 @@
+//! One daemon sync: a full listing, or a re-map of the cached raw items, then plan and apply.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::{info, warn};
+
+use crate::catalog::{ApplyReport, Catalog, CatalogError, NoProgress};
+use crate::config::Config;
+use crate::model::{KindSpec, RawItem};
+use crate::reconcile::{self, Collected, Plan, PlanOptions};
+use crate::source::{ListRequest, Source, SourceError, SourceReport};
+
+use super::schedule::Mode;
+
+/// The raw items of the last full listing with the report that says how each scope went, so a
+/// re-map withholds exactly the deletes the listing would have.
+#[derive(Debug)]
+pub struct Cache {
+    pub request: ListRequest,
+    pub report: SourceReport,
+    pub raw: Vec<RawItem>,
+    pub bytes: usize,
+}
+
+impl Cache {
+    /// Keeps `collected`'s raw items when they fit in `limit_bytes`.
+    pub fn keep(
+        request: ListRequest,
+        collected: &mut Collected,
+        limit_bytes: u64,
+    ) -> Result<Cache, usize> {
+        let raw = collected.raw.take().unwrap_or_default();
+        let bytes: usize = raw.iter().map(RawItem::approx_size).sum();
+        if bytes as u64 > limit_bytes {
+            return Err(bytes);
+        }
+        let report = collected.report.clone().ok_or(0usize)?;
+        Ok(Cache {
+            request,
+            report,
+            raw,
+            bytes,
+        })
+    }
+
+    /// The cached items and report restricted to what `request` lists, or `None` when the cache
+    /// lacks something it needs (a new kind, other listing options, other regions): then only a
+    /// full listing gives the right answer.
+    pub fn covering(&self, request: &ListRequest) -> Option<(SourceReport, Vec<RawItem>)> {
+        if request.regions != self.request.regions {
+            return None;
+        }
+        let cached: BTreeMap<&str, &KindSpec> = self
+            .request
+            .kinds
+            .iter()
+            .map(|k| (k.kind.as_str(), k))
+            .collect();
+        if !request
+            .kinds
+            .iter()
+            .all(|k| cached.get(k.kind.as_str()) == Some(&k))
+        {
+            return None;
+        }
+        let wanted: BTreeSet<&str> = request.kinds.iter().map(|k| k.kind.as_str()).collect();
+        let mut report = self.report.clone();
+        // A full listing of the new request would not have tried the dropped kinds, so their
+        // failures must not withhold anything now.
+        report.listings.retain(|l| wanted.contains(l.kind.as_str()));
+        let raw = self
+            .raw
+            .iter()
+            .filter(|i| wanted.contains(i.kind.as_str()))
+            .cloned()
+            .collect();
+        Some((report, raw))
+    }
+}
+
+/// Why a sync failed; the daemon retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("listing failed: {0}")]
+    Source(#[from] SourceError),
+    #[error("reading the catalog failed: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("the apply stopped: {0}")]
+    Stopped(String),
+}
+
+/// How a sync went.
+#[derive(Debug)]
+pub struct Synced {
+    pub collected: Collected,
+    pub plan: Plan,
+    pub report: Option<ApplyReport>,
+}
+
+impl Synced {
+    /// Partial: some scope was incomplete, a change was withheld, or a write was rejected.
+    pub fn is_partial(&self) -> bool {
+        self.plan.is_partial() || self.report.as_ref().is_some_and(|r| !r.rejected.is_empty())
+    }
+}
+
+/// What a full sync leaves for the next re-map.
+pub enum CacheUpdate {
+    Keep,
+    Replace(Option<Arc<Cache>>),
+}
+
+/// One sync's result, with the mode that actually ran (a re-map without a usable cache becomes a
+/// full listing) and what to keep for the next re-map.
+pub struct SyncRun {
+    pub mode: Mode,
+    pub result: Result<Synced, SyncError>,
+    pub cache: CacheUpdate,
+}
+
+/// Runs one sync. `applying` is raised while the catalog is written, so shutdown knows to wait.
+pub async fn sync<S: Source, C: Catalog>(
+    mode: Mode,
+    config: &Config,
+    source: &S,
+    catalog: &C,
+    cache: Option<&Cache>,
+    applying: &AtomicBool,
+) -> SyncRun {
+    let done = |mode: Mode, result: Result<Synced, SyncError>, cache: CacheUpdate| SyncRun {
+        mode,
+        result,
+        cache,
+    };
+    let started = std::time::Instant::now();
+    let request = reconcile::list_request(config);
+    let remapped = match (mode, cache) {
+        (Mode::Remap, Some(cache)) => cache.covering(&request),
+        _ => None,
+    };
+    let (mode, mut collected, update) = match remapped {
+        Some((report, raw)) => {
+            info!(items = raw.len(), "re-mapping cached items; no listing");
+            (
+                Mode::Remap,
+                reconcile::remap(&config.mappings, &report, &raw),
+                CacheUpdate::Keep,
+            )
+        }
+        None => {
+            if mode == Mode::Remap {
+                info!("the cache does not cover the new mappings; listing again");
+            }
+            let mut collected = match reconcile::collect(config, source, true).await {
+                Ok(c) => c,
+                Err(e) => return done(Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
+            };
+            let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
+            let cache = match Cache::keep(request, &mut collected, limit) {
+                Ok(cache) => Some(Arc::new(cache)),
+                Err(bytes) => {
+                    warn!(
+                        bytes,
+                        limit_mib = config.watch_cache_limit_mib,
+                        "raw items exceed watch.cacheLimitMiB; mapping edits will list again"
+                    );
+                    None
+                }
+            };
+            (Mode::Full, collected, CacheUpdate::Replace(cache))
+        }
+    };
+    collected.raw = None;
+    let mapped = started.elapsed();
+    let plan = match reconcile::plan(config, &collected, catalog, &PlanOptions::default()).await {
+        Ok(plan) => plan,
+        Err(e) => return done(mode, Err(e.into()), update),
+    };
+    for a in plan.accounts.iter().filter(|a| a.error.is_some()) {
+        warn!(account = %a.id, status = ?a.status, error = a.error.as_deref().unwrap_or_default(), "account incomplete");
+    }
+    for s in &plan.scopes {
+        warn!(account = %s.account, region = %s.region, kind = %s.kind, error = s.error.as_deref().unwrap_or_default(), "listing failed");
+    }
+    for w in &plan.withheld {
+        warn!(blueprint = %w.blueprint, identifier = %w.identifier, reason = ?w.reason, "delete withheld");
+    }
+    let planned = started.elapsed();
+    let report = if plan.has_changes() {
+        applying.store(true, Ordering::SeqCst);
+        let report =
+            reconcile::apply(catalog, &config.integration.identifier, &plan, &NoProgress).await;
+        applying.store(false, Ordering::SeqCst);
+        for r in &report.rejected {
+            warn!(action = %r.action, key = %r.key, message = %r.message, "write rejected");
+        }
+        if let Some(stopped) = &report.stopped {
+            return done(mode, Err(SyncError::Stopped(stopped.clone())), update);
+        }
+        Some(report)
+    } else {
+        None
+    };
+    let s = &plan.summary;
+    info!(
+        mode = mode.as_str(),
+        create = s.create,
+        update = s.update,
+        delete = s.delete,
+        unchanged = s.unchanged,
+        withheld = s.withheld,
+        list_map_ms = mapped.as_millis() as u64,
+        plan_ms = (planned - mapped).as_millis() as u64,
+        apply_ms = (started.elapsed() - planned).as_millis() as u64,
+        "sync done"
+    );
+    done(
+        mode,
+        Ok(Synced {
+            collected,
+            plan,
+            report,
+        }),
+        update,
+    )
+}

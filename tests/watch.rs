@@ -1,0 +1,751 @@
+//! `tidemark watch`: the daemon loop on real files (snapshot source, local SQLite catalog), with a
+//! counting wrapper around the real source to prove which syncs list and which only re-map, and
+//! the real binary end to end over HTTP and signals.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use tidemark::app::AnySource;
+use tidemark::catalog::Catalog;
+use tidemark::catalog::local::LocalCatalog;
+use tidemark::config::Config;
+use tidemark::source::{ItemSink, ListRequest, Source, SourceError, SourceReport};
+use tidemark::watch::{self, Adapters, Configured, Shared, WatchError, WatchOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
+const PROD: &str = "222222222222";
+const STAGING: &str = "333333333333";
+const OWNER: &str = "watch-test";
+/// Generous: these waits end as soon as the condition holds; the bound only stops a hung test.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+const MAPPING: &str = r#"
+resources:
+  - kind: AWS::SQS::Queue
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Arn
+          title: .Properties.QueueName
+          blueprint: '"queue"'
+          properties:
+            region: .__Region
+          relations:
+            account: .__AccountId
+"#;
+
+const ACCOUNT_MAPPING: &str = r#"
+resources:
+  - kind: AWS::Account::Info
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Id
+          title: .Properties.Name
+          blueprint: '"account"'
+"#;
+
+const BLUEPRINTS: &str = r#"[
+  {"identifier": "account", "title": "Account", "schema": {"properties": {}}, "relations": {}},
+  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"region": {"type": "string"}}},
+   "relations": {"account": {"target": "account", "many": false, "required": false}}}
+]"#;
+
+/// A temp dir with a config, a snapshot of two accounts with three queues each, and mappings.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// `mappings` is the config's `mappings:` value; the caller writes the files it names.
+    fn new(mappings: &str) -> Workspace {
+        let ws = Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        ws.write_config(OWNER, mappings);
+        ws.write_snapshot();
+        ws
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path("tidemark.yaml")
+    }
+
+    fn write_config(&self, owner: &str, mappings: &str) {
+        self.write(
+            "tidemark.yaml",
+            &format!(
+                "integration: {{identifier: {owner}}}\nsource: {{type: snapshot, path: snap}}\ncatalog: {{type: local}}\nmappings: {mappings}\n"
+            ),
+        );
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn write_snapshot(&self) {
+        let scopes: Vec<Json> = [PROD, STAGING]
+            .iter()
+            .map(|a| json!({"account": a, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}))
+            .collect();
+        let manifest = json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z", "discovery": {"status": "ok", "error": null},
+            "accounts": [{"Id": PROD, "Name": "prod", "assumed": true, "error": null},
+                         {"Id": STAGING, "Name": "staging", "assumed": true, "error": null}],
+            "scopes": scopes});
+        for account in [PROD, STAGING] {
+            let queues: Vec<Json> = (0..3)
+                .map(|i| {
+                    let name = format!("q{i}");
+                    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
+                           "Properties": {"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}")}})
+                })
+                .collect();
+            self.write(
+                &format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"),
+                &Json::Array(queues).to_string(),
+            );
+        }
+        // The manifest last, as `tidemark snapshot` writes it.
+        self.write("snap/manifest.json", &manifest.to_string());
+    }
+
+    /// (blueprint, identifier, title) of every owned entity, sorted.
+    async fn entities(&self) -> Vec<(String, String, Json)> {
+        let catalog = LocalCatalog::open(&self.path(".tidemark/catalog.db")).expect("open catalog");
+        let mut owned: Vec<(String, String, Json)> = catalog
+            .owned(OWNER, &[])
+            .await
+            .expect("owned")
+            .into_iter()
+            .map(|o| {
+                (
+                    o.entity.blueprint.clone(),
+                    o.entity.identifier.clone(),
+                    serde_json::to_value(&o.entity).expect("json")["title"].clone(),
+                )
+            })
+            .collect();
+        owned.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        owned
+    }
+
+    async fn queue_titles(&self) -> Vec<String> {
+        self.entities()
+            .await
+            .into_iter()
+            .filter(|e| e.0 == "queue")
+            .map(|e| e.2.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+/// The configured adapters, with every source listing counted.
+struct Counting {
+    listings: Arc<AtomicUsize>,
+}
+
+struct CountingSource {
+    inner: AnySource,
+    listings: Arc<AtomicUsize>,
+}
+
+impl Source for CountingSource {
+    async fn list(
+        &self,
+        request: &ListRequest,
+        sink: &mut dyn ItemSink,
+    ) -> Result<SourceReport, SourceError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(request, sink).await
+    }
+}
+
+impl Adapters for Counting {
+    type Source = CountingSource;
+    type Catalog = <Configured as Adapters>::Catalog;
+
+    async fn open_source(&self, config: &Config) -> Result<CountingSource, SourceError> {
+        Ok(CountingSource {
+            inner: AnySource::open(config).await?,
+            listings: Arc::clone(&self.listings),
+        })
+    }
+
+    fn open_catalog(
+        &self,
+        config: &Config,
+    ) -> Result<Self::Catalog, tidemark::catalog::CatalogError> {
+        Configured.open_catalog(config)
+    }
+}
+
+/// A daemon running in this process.
+struct Daemon {
+    shared: Arc<Shared>,
+    listings: Arc<AtomicUsize>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), WatchError>>,
+}
+
+impl Daemon {
+    async fn start(config: &Path) -> Daemon {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let shared = Arc::new(Shared::new());
+        let listings = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut options = WatchOptions::new(config);
+        options.debounce = Duration::from_millis(100);
+        let adapters = Counting {
+            listings: Arc::clone(&listings),
+        };
+        let task = tokio::spawn(watch::run_with(
+            adapters,
+            options,
+            listener,
+            Arc::clone(&shared),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Daemon {
+            shared,
+            listings,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn listings(&self) -> usize {
+        self.listings.load(Ordering::SeqCst)
+    }
+
+    fn metric(&self, line_start: &str) -> Option<f64> {
+        metric(&self.shared.metrics.encode(), line_start)
+    }
+
+    async fn synced(&self) {
+        wait_for("the first sync", || async {
+            self.shared.readiness().synced
+        })
+        .await;
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the daemon stops")
+            .expect("join");
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
+
+fn metric(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start) && l[line_start.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Polls `condition` until it holds; panics after [`PATIENCE`].
+async fn wait_for<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn titled(prefix: &str) -> String {
+    MAPPING.replace(
+        "title: .Properties.QueueName",
+        &format!("title: '\"{prefix}\" + .Properties.QueueName'"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_mapping_is_applied_without_listing_the_source() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    assert_eq!(
+        ws.queue_titles().await,
+        ["q0", "q1", "q2", "q0", "q1", "q2"]
+    );
+    assert_eq!(daemon.listings(), 1);
+
+    ws.write("mappings/queues.yaml", &titled("Q "));
+    wait_for("the edited titles", || async {
+        ws.queue_titles().await.iter().all(|t| t.starts_with("Q "))
+    })
+    .await;
+    assert_eq!(
+        daemon.listings(),
+        1,
+        "a mapping edit listed the source again"
+    );
+    assert_eq!(
+        daemon.metric("tidemark_syncs_total{mode=\"remap\",outcome=\"ok\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        daemon.metric("tidemark_entities_total{kind=\"AWS::SQS::Queue\",action=\"updated\"}"),
+        Some(6.0)
+    );
+    assert_eq!(
+        daemon.metric("tidemark_config_reloads_total{outcome=\"ok\"}"),
+        Some(1.0)
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_keeps_the_old_config_and_fixing_it_applies_the_change() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    let before = ws.entities().await;
+
+    // A jq syntax error in a changed title: the whole reload must be refused.
+    ws.write(
+        "mappings/queues.yaml",
+        &MAPPING.replace(
+            "title: .Properties.QueueName",
+            "title: '\"X\" + (.Properties.QueueName'",
+        ),
+    );
+    wait_for("the reload to be refused", || async {
+        daemon.shared.readiness().config_error.is_some()
+    })
+    .await;
+    let error = daemon.shared.readiness().config_error.unwrap_or_default();
+    assert!(
+        error.contains("queues.yaml:"),
+        "the error names the file with its position: {error}"
+    );
+    assert_eq!(
+        daemon.metric("tidemark_config_reloads_total{outcome=\"invalid\"}"),
+        Some(1.0)
+    );
+    assert_eq!(daemon.metric("tidemark_config_ok"), Some(0.0));
+    assert_eq!(
+        ws.entities().await,
+        before,
+        "a broken mapping changed the catalog"
+    );
+
+    ws.write("mappings/queues.yaml", &titled("fixed "));
+    wait_for("the fixed titles", || async {
+        ws.queue_titles()
+            .await
+            .iter()
+            .all(|t| t.starts_with("fixed "))
+    })
+    .await;
+    assert_eq!(daemon.shared.readiness().config_error, None);
+    assert_eq!(daemon.metric("tidemark_config_ok"), Some(1.0));
+    assert_eq!(daemon.listings(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_file_in_a_watched_folder_is_picked_up() {
+    let ws = Workspace::new("[mappings]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    // The queues' relations made empty account placeholders; the new file maps the real ones.
+    let account_titles = |entities: Vec<(String, String, Json)>| -> Vec<Json> {
+        entities
+            .into_iter()
+            .filter(|e| e.0 == "account")
+            .map(|e| e.2)
+            .collect()
+    };
+    assert!(
+        account_titles(ws.entities().await)
+            .iter()
+            .all(|t| t.is_null())
+    );
+
+    ws.write("mappings/accounts.yaml", ACCOUNT_MAPPING);
+    wait_for("the account entities", || async {
+        account_titles(ws.entities().await) == [json!("prod"), json!("staging")]
+    })
+    .await;
+    assert_eq!(
+        daemon.listings(),
+        1,
+        "accounts come from the cached discovery, not a new listing"
+    );
+    daemon.stop().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    // The layout Kubernetes gives a ConfigMap volume: files are symlinks through `..data`, and an
+    // update writes a new timestamped folder, then renames a new `..data` link over the old one.
+    let ws = Workspace::new("[cm/queues.yaml]");
+    ws.write("cm/..2026_11_01_a/queues.yaml", MAPPING);
+    ws.write("cm/..2026_11_01_a/blueprints.json", BLUEPRINTS);
+    symlink("..2026_11_01_a", ws.path("cm/..data")).expect("symlink");
+    symlink("..data/queues.yaml", ws.path("cm/queues.yaml")).expect("symlink");
+    symlink("..data/blueprints.json", ws.path("cm/blueprints.json")).expect("symlink");
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    assert_eq!(ws.queue_titles().await.len(), 6);
+
+    ws.write("cm/..2026_11_01_b/queues.yaml", &titled("swapped "));
+    ws.write("cm/..2026_11_01_b/blueprints.json", BLUEPRINTS);
+    symlink("..2026_11_01_b", ws.path("cm/..data_tmp")).expect("symlink");
+    std::fs::rename(ws.path("cm/..data_tmp"), ws.path("cm/..data")).expect("rename");
+    std::fs::remove_dir_all(ws.path("cm/..2026_11_01_a")).expect("remove old");
+    wait_for("the swapped titles", || async {
+        ws.queue_titles()
+            .await
+            .iter()
+            .all(|t| t.starts_with("swapped "))
+    })
+    .await;
+    assert_eq!(daemon.listings(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_rename_replace_of_the_mapping_is_picked_up() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    ws.write("mappings/.queues.yaml.swp", &titled("renamed "));
+    std::fs::rename(
+        ws.path("mappings/.queues.yaml.swp"),
+        ws.path("mappings/queues.yaml"),
+    )
+    .expect("rename");
+    wait_for("the renamed titles", || async {
+        ws.queue_titles()
+            .await
+            .iter()
+            .all(|t| t.starts_with("renamed "))
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_the_integration_is_rejected_with_a_message_to_restart() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    let before = ws.entities().await;
+    ws.write_config("someone-else", "[mappings/queues.yaml]");
+    wait_for("the rejection", || async {
+        daemon.shared.readiness().config_error.is_some()
+    })
+    .await;
+    let error = daemon.shared.readiness().config_error.unwrap_or_default();
+    assert!(
+        error.contains("integration") && error.contains("restart"),
+        "{error}"
+    );
+    assert_eq!(
+        daemon.metric("tidemark_config_reloads_total{outcome=\"rejected\"}"),
+        Some(1.0)
+    );
+    assert_eq!(ws.entities().await, before);
+    // Putting it back clears the failure.
+    ws.write_config(OWNER, "[mappings/queues.yaml]");
+    wait_for("the failure to clear", || async {
+        daemon.shared.readiness().config_error.is_none()
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_change_lists_again() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    ws.write(
+        "tidemark.yaml",
+        &format!("integration: {{identifier: {OWNER}}}\nsource: {{type: snapshot, path: snap, regions: [us-east-1]}}\ncatalog: {{type: local}}\nmappings: [mappings/queues.yaml]\n"),
+    );
+    wait_for("a second listing", || async { daemon.listings() == 2 }).await;
+    daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_daemon_lists_again_after_each_interval() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.write(
+        "tidemark.yaml",
+        &format!(
+            "{}resync: {{interval: 10m}}\n",
+            std::fs::read_to_string(ws.config()).expect("read")
+        ),
+    );
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    assert_eq!(daemon.listings(), 1);
+    tokio::time::sleep(Duration::from_secs(9 * 60)).await;
+    assert_eq!(daemon.listings(), 1);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    wait_for("the interval's listing", || async {
+        daemon.listings() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10 * 60)).await;
+    wait_for("the next interval's listing", || async {
+        daemon.listings() == 3
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_sync_is_retried_with_backoff_and_the_daemon_keeps_running() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    std::fs::remove_file(ws.path("snap/manifest.json")).expect("remove manifest");
+    let daemon = Daemon::start(&ws.config()).await;
+    wait_for("the first attempt", || async { daemon.listings() == 1 }).await;
+    let readiness = daemon.shared.readiness();
+    assert!(!readiness.synced);
+    assert!(readiness.last_sync_error.is_some());
+    // First retry after 5 s, the second 10 s after that.
+    tokio::time::sleep(Duration::from_millis(4900)).await;
+    assert_eq!(daemon.listings(), 1, "retried before the backoff");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for("the first retry", || async { daemon.listings() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(9800)).await;
+    assert_eq!(daemon.listings(), 2, "the backoff did not grow");
+    ws.write_snapshot();
+    daemon.synced().await;
+    assert_eq!(daemon.listings(), 3);
+    assert_eq!(
+        daemon.metric("tidemark_syncs_total{mode=\"full\",outcome=\"failed\"}"),
+        Some(2.0)
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_initial_config_is_an_error() {
+    let ws = Workspace::new("[mappings/missing.yaml]");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let result = watch::run_with(
+        Configured,
+        WatchOptions::new(ws.config()),
+        listener,
+        Arc::new(Shared::new()),
+        std::future::pending(),
+    )
+    .await;
+    assert!(matches!(result, Err(WatchError::Config(_))), "{result:?}");
+}
+
+// ---- the binary, end to end ----
+
+/// One HTTP GET over a plain socket: (status, body).
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_blocking(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn entity_titles(ws: &Workspace) -> Vec<String> {
+    let out = Command::new(BIN)
+        .args(["entities", "-c"])
+        .arg(ws.config())
+        .args(["--blueprint", "queue"])
+        .output()
+        .expect("run entities");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .map(|e| {
+            e["entity"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Kills the daemon if a test fails before it stops.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let port = free_port();
+    let mut child = Process(
+        Command::new(BIN)
+            .args(["watch", "-c"])
+            .arg(ws.config())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tidemark watch"),
+    );
+    wait_blocking("/healthz", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    wait_blocking("/readyz", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    let (status, metrics) = get(port, "/metrics").expect("/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &metrics,
+            "tidemark_syncs_total{mode=\"full\",outcome=\"ok\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "tidemark_resources_listed{kind=\"AWS::SQS::Queue\"}"
+        ),
+        Some(6.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "tidemark_accounts{status=\"ok\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(entity_titles(&ws).len(), 6);
+
+    ws.write("mappings/queues.yaml", &titled("e2e "));
+    wait_blocking("the edited titles", || {
+        let titles = entity_titles(&ws);
+        titles.len() == 6 && titles.iter().all(|t| t.starts_with("e2e "))
+    });
+    let (_, metrics) = get(port, "/metrics").expect("/metrics");
+    assert_eq!(
+        metric(&metrics, "tidemark_source_listings_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let mut status = None;
+    wait_blocking("the daemon to exit", || {
+        status = child.0.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn the_watch_binary_exits_1_on_an_invalid_initial_config() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", "resources: [");
+    let out = Command::new(BIN)
+        .args(["watch", "-c"])
+        .arg(ws.config())
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("queues.yaml:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
