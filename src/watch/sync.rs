@@ -153,7 +153,7 @@ pub async fn sync<S: Source, C: Catalog>(
             if mode == Mode::Remap {
                 info!("the cache does not cover the new mappings; listing again");
             }
-            let mut collected = match reconcile::collect(config, source, true).await {
+            let mut collected = match reconcile::collect(config, source, true, &crate::catalog::NoProgress).await {
                 Ok(c) => c,
                 Err(e) => return done(Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
             };
