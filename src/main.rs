@@ -169,7 +169,11 @@ const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Watch { .. }) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Watch { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     init_logging(cli.log_level.as_deref(), default_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

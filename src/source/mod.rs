@@ -96,14 +96,12 @@ pub struct SourceReport {
 }
 
 /// Receives items as pages arrive, so a large listing is never held whole by the source.
-///
-/// Not `Send`: the sink maps items with jq, whose values are reference-counted without atomics.
 /// Sources that list concurrently send pages to the task that called `list`, which feeds the sink.
-pub trait ItemSink {
+pub trait ItemSink: Send {
     fn items(&mut self, items: Vec<RawItem>);
 }
 
-impl<F: FnMut(Vec<RawItem>)> ItemSink for F {
+impl<F: FnMut(Vec<RawItem>) + Send> ItemSink for F {
     fn items(&mut self, items: Vec<RawItem>) {
         self(items)
     }
@@ -126,5 +124,5 @@ pub trait Source: Send + Sync {
         &self,
         request: &ListRequest,
         sink: &mut dyn ItemSink,
-    ) -> impl Future<Output = Result<SourceReport, SourceError>>;
+    ) -> impl Future<Output = Result<SourceReport, SourceError>> + Send;
 }

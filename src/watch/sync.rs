@@ -153,10 +153,11 @@ pub async fn sync<S: Source, C: Catalog>(
             if mode == Mode::Remap {
                 info!("the cache does not cover the new mappings; listing again");
             }
-            let mut collected = match reconcile::collect(config, source, true, &crate::catalog::NoProgress).await {
-                Ok(c) => c,
-                Err(e) => return done(Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
-            };
+            let mut collected =
+                match reconcile::collect(config, source, true, &crate::catalog::NoProgress).await {
+                    Ok(c) => c,
+                    Err(e) => return done(Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
+                };
             let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
             let cache = match Cache::keep(request, &mut collected, limit) {
                 Ok(cache) => Some(Arc::new(cache)),
