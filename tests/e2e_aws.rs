@@ -305,7 +305,8 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
             .len(),
         2
     );
-    for file in [snap.join("manifest.json")] {
+    {
+        let file = snap.join("manifest.json");
         let content = std::fs::read_to_string(file).expect("read");
         assert!(!content.contains(EXTERNAL_ID) && !content.contains(BASE_SECRET));
     }

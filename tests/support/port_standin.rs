@@ -489,13 +489,14 @@ impl Inner {
         }
         if !is_auth && !is_read {
             self.writes_seen += 1;
-            if let Some(n) = self.faults.fail_every_nth_write {
-                if n > 0 && self.writes_seen.is_multiple_of(n) {
-                    return Outcome::Raw(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "<html>upstream unavailable</html>".into(),
-                    );
-                }
+            if let Some(n) = self.faults.fail_every_nth_write
+                && n > 0
+                && self.writes_seen.is_multiple_of(n)
+            {
+                return Outcome::Raw(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "<html>upstream unavailable</html>".into(),
+                );
             }
         }
         if req.body.len() > self.faults.body_limit {
@@ -521,13 +522,13 @@ impl Inner {
             }
         };
         let outcome = self.route(req, &segs, &body);
-        if !is_read && self.faults.drop_after_commit > 0 {
-            if let Outcome::Reply(status, _, _) = &outcome {
-                if status.is_success() {
-                    self.faults.drop_after_commit -= 1;
-                    return Outcome::Drop;
-                }
-            }
+        if !is_read
+            && self.faults.drop_after_commit > 0
+            && let Outcome::Reply(status, _, _) = &outcome
+            && status.is_success()
+        {
+            self.faults.drop_after_commit -= 1;
+            return Outcome::Drop;
         }
         outcome
     }
@@ -1103,12 +1104,13 @@ fn percent_decode(segment: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
