@@ -60,9 +60,7 @@ def main():
         os.makedirs(os.path.join(work, "mappings"))
         shutil.copy(os.path.join(ROOT, "bench/plan/blueprints.json"), os.path.join(work, "mappings"))
         with open(os.path.join(ROOT, "bench/plan/mapping.yaml")) as f:
-            # bench/plan's blueprints have no account relation (that bench only plans), so the
-            # relation is left out here, or the local catalog would reject every write.
-            mapping = f.read().replace("          relations:\n            account: .__AccountId\n", "")
+            mapping = f.read()
         mapping_path = os.path.join(work, "mappings/mapping.yaml")
 
         def write_mapping(prefix):

@@ -145,6 +145,80 @@ pub fn canonical(value: &Json) -> Json {
     }
 }
 
+/// Whether `desired` and `current` are equal under SPEC's rules, without building normalised
+/// values: the common no-op case of a plan runs this once per entity, so it must not allocate.
+pub fn same_fields(desired: &Entity, current: &Entity, merge: bool) -> bool {
+    let scalar = |a: &Option<Json>, b: &Option<Json>| {
+        json_eq(
+            a.as_ref().unwrap_or(&Json::Null),
+            b.as_ref().unwrap_or(&Json::Null),
+        )
+    };
+    if (!merge || desired.title.is_some()) && !scalar(&desired.title, &current.title) {
+        return false;
+    }
+    if (!merge || desired.icon.is_some()) && !scalar(&desired.icon, &current.icon) {
+        return false;
+    }
+    if (!merge || desired.team.is_some())
+        && normalize_team(desired.team.as_ref()) != normalize_team(current.team.as_ref())
+    {
+        return false;
+    }
+    same_map(&desired.properties, &current.properties, merge, false)
+        && same_map(&desired.relations, &current.relations, merge, true)
+}
+
+/// Keys of `desired` (and with `!merge` also of `current`) compare equal, absent equal to null.
+fn same_map(
+    desired: &Option<Map<String, Json>>,
+    current: &Option<Map<String, Json>>,
+    merge: bool,
+    as_set: bool,
+) -> bool {
+    fn get<'m>(m: &'m Option<Map<String, Json>>, k: &str) -> &'m Json {
+        m.as_ref().and_then(|m| m.get(k)).unwrap_or(&Json::Null)
+    }
+    let eq = |a: &Json, b: &Json| if as_set { set_eq(a, b) } else { json_eq(a, b) };
+    let desired_ok = desired
+        .iter()
+        .flatten()
+        .all(|(k, v)| eq(v, get(current, k)));
+    desired_ok
+        && (merge
+            || current
+                .iter()
+                .flatten()
+                .all(|(k, v)| eq(get(desired, k), v)))
+}
+
+/// JSON equality with numbers compared numerically.
+fn json_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Equality of set-valued fields (many-relations): same elements in any order.
+fn set_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Array(x), Json::Array(y)) => {
+            x.iter().all(|v| y.iter().any(|w| json_eq(v, w)))
+                && y.iter().all(|w| x.iter().any(|v| json_eq(v, w)))
+        }
+        _ => json_eq(a, b),
+    }
+}
+
 /// An entity back from normalised fields (for writes from a plan file).
 pub fn entity_from_fields(blueprint: &str, identifier: &str, fields: &Json) -> Entity {
     let mut entity = Entity::new(blueprint, identifier);
@@ -166,18 +240,23 @@ mod tests {
         serde_json::from_value(value).expect("entity")
     }
 
+    /// Both comparisons must agree: the allocation-free one and the normalised values.
     fn same_merge(desired: Json, current: Json) -> bool {
         let d = entity(desired);
         let c = entity(current);
         let set = CompareSet::merge(&d);
-        normalize(&d, &set) == normalize(&c, &set)
+        let normalised = normalize(&d, &set) == normalize(&c, &set);
+        assert_eq!(same_fields(&d, &c, true), normalised);
+        normalised
     }
 
     fn same_replace(desired: Json, current: Json) -> bool {
         let d = entity(desired);
         let c = entity(current);
         let set = CompareSet::replace(&d, &c);
-        normalize(&d, &set) == normalize(&c, &set)
+        let normalised = normalize(&d, &set) == normalize(&c, &set);
+        assert_eq!(same_fields(&d, &c, false), normalised);
+        normalised
     }
 
     #[test]

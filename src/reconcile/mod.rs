@@ -212,7 +212,7 @@ pub async fn plan<C: Catalog>(
         allow_mass_delete: options.allow_mass_delete.clone(),
         catalog: catalog.describe(),
         config_hash: config.hash.clone(),
-        desired: collected.desired.clone(),
+        desired: &collected.desired,
         owned,
         foreign,
         foreign_references,

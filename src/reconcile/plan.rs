@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
-use super::diff::{CompareSet, entity_from_fields, normalize};
+use super::diff::{CompareSet, entity_from_fields, normalize, same_fields};
 use super::order::BlueprintOrder;
 use crate::catalog::{BlueprintChange, Delete, Upsert, Writes};
 use crate::mapping::Producible;
@@ -282,7 +282,7 @@ pub struct PlanInput<'a> {
     pub catalog: String,
     pub config_hash: String,
     /// Every entity the mappings produced, duplicates included.
-    pub desired: Vec<Desired>,
+    pub desired: &'a [Desired],
     pub owned: Vec<OwnedEntity>,
     /// Entities of other owners at desired keys.
     pub foreign: Vec<ForeignEntity>,
@@ -314,9 +314,9 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     let relation_targets = relation_target_map(&all_blueprints);
 
     // Duplicates: one winner per key, deterministically.
-    let mut desired_by_key: BTreeMap<EntityKey, Desired> = BTreeMap::new();
+    let mut desired_by_key: BTreeMap<EntityKey, &Desired> = BTreeMap::new();
     let incomplete = incomplete_kinds(&input);
-    let mut sorted = input.desired;
+    let mut sorted: Vec<&Desired> = input.desired.iter().collect();
     sorted.sort_by(|a, b| a.origin.cmp(&b.origin));
     for d in sorted {
         let key = d.entity.key();
@@ -350,6 +350,14 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         let account = Some(d.origin.account.clone());
         let kind = Some(d.origin.kind.clone());
         if let Some(current) = owned_by_key.get(key) {
+            let moved = current.account.as_deref() != Some(d.origin.account.as_str());
+            if !moved
+                && !current.placeholder
+                && same_fields(&d.entity, &current.entity, d.write.merge)
+            {
+                unchanged += 1;
+                continue;
+            }
             let set = if d.write.merge {
                 CompareSet::merge(&d.entity)
             } else {
@@ -357,7 +365,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             };
             let before = normalize(&current.entity, &set);
             let after = normalize(&d.entity, &set);
-            let moved = current.account.as_deref() != Some(d.origin.account.as_str());
             if before == after && !moved && !current.placeholder {
                 unchanged += 1;
                 continue;
@@ -498,15 +505,15 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     }
 
     // Entities that kept entities relate to stay while referenced.
-    let owned_by_key_all: HashMap<EntityKey, &OwnedEntity> =
-        input.owned.iter().map(|o| (o.entity.key(), o)).collect();
+    let owned_keys: Vec<EntityKey> = input.owned.iter().map(|o| o.entity.key()).collect();
+    let owned_by_id = by_identifier(owned_keys.iter());
     keep_referenced(
         &mut deletes,
         &mut kept,
         &desired_by_key,
         &input.owned,
         &relation_targets,
-        &owned_by_key_all,
+        &owned_by_id,
         &mut warnings,
     );
 
@@ -568,7 +575,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         &desired_by_key,
         &input.owned,
         &relation_targets,
-        &owned_by_key_all,
+        &owned_by_id,
         &mut warnings,
     );
 
@@ -762,11 +769,22 @@ fn relation_target_map(blueprints: &[Blueprint]) -> HashMap<(String, String), St
         .collect()
 }
 
+/// Owned entity keys by identifier, for relations whose target blueprint is unknown.
+type ByIdentifier<'a> = HashMap<&'a str, Vec<&'a EntityKey>>;
+
+fn by_identifier<'a>(keys: impl Iterator<Item = &'a EntityKey>) -> ByIdentifier<'a> {
+    let mut index: ByIdentifier<'a> = HashMap::new();
+    for key in keys {
+        index.entry(key.identifier.as_str()).or_default().push(key);
+    }
+    index
+}
+
 /// The keys an entity's relations point at.
 fn referenced_keys(
     entity: &crate::model::Entity,
     targets: &HashMap<(String, String), String>,
-    owned: &HashMap<EntityKey, &OwnedEntity>,
+    by_id: &ByIdentifier<'_>,
 ) -> Vec<EntityKey> {
     entity
         .relation_targets()
@@ -774,10 +792,11 @@ fn referenced_keys(
             |(rel, id)| match targets.get(&(entity.blueprint.clone(), rel.to_string())) {
                 Some(bp) => vec![EntityKey::new(bp, id)],
                 // Without a blueprint definition, any owned entity with that identifier may be meant.
-                None => owned
-                    .keys()
-                    .filter(|k| k.identifier == id)
-                    .cloned()
+                None => by_id
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .map(|k| (*k).clone())
                     .collect(),
             },
         )
@@ -788,28 +807,29 @@ fn referenced_keys(
 fn keep_referenced<'a>(
     deletes: &mut BTreeMap<EntityKey, &'a OwnedEntity>,
     kept: &mut Vec<(&'a OwnedEntity, Option<(Reason, String)>)>,
-    desired: &BTreeMap<EntityKey, Desired>,
+    desired: &BTreeMap<EntityKey, &'a Desired>,
     owned: &'a [OwnedEntity],
     targets: &HashMap<(String, String), String>,
-    owned_by_key: &HashMap<EntityKey, &'a OwnedEntity>,
+    by_id: &ByIdentifier<'_>,
     warnings: &mut Vec<Issue>,
 ) {
-    let mut queue: Vec<(EntityKey, crate::model::Entity)> = desired
-        .iter()
-        .map(|(k, d)| (k.clone(), d.entity.clone()))
-        .collect();
+    // References, not copies: this walks every desired and kept entity on every plan.
+    let mut queue: Vec<&'a crate::model::Entity> = desired.values().map(|d| &d.entity).collect();
     queue.extend(
         owned
             .iter()
             .filter(|o| !deletes.contains_key(&o.entity.key()))
-            .map(|o| (o.entity.key(), o.entity.clone())),
+            .map(|o| &o.entity),
     );
-    let mut seen: HashSet<EntityKey> = HashSet::new();
-    while let Some((from, entity)) = queue.pop() {
-        if !seen.insert(from.clone()) {
+    let mut seen: HashSet<(&'a str, &'a str)> = HashSet::new();
+    while let Some(entity) = queue.pop() {
+        if !seen.insert((entity.blueprint.as_str(), entity.identifier.as_str())) {
             continue;
         }
-        for target in referenced_keys(&entity, targets, owned_by_key) {
+        if entity.relations.as_ref().is_none_or(|r| r.is_empty()) {
+            continue;
+        }
+        for target in referenced_keys(entity, targets, by_id) {
             if let Some(o) = deletes.remove(&target) {
                 if !o.placeholder {
                     warnings.push(Issue {
@@ -817,11 +837,14 @@ fn keep_referenced<'a>(
                         region: None,
                         kind: o.kind.clone(),
                         item: Some(target.identifier.clone()),
-                        message: format!("{target} is no longer listed but {from} still relates to it; kept while referenced"),
+                        message: format!(
+                            "{target} is no longer listed but {} still relates to it; kept while referenced",
+                            entity.key()
+                        ),
                     });
                 }
                 kept.push((o, None));
-                queue.push((target, o.entity.clone()));
+                queue.push(&o.entity);
             }
         }
     }
@@ -834,13 +857,12 @@ fn order_deletes(
     order: &BlueprintOrder,
     targets: &HashMap<(String, String), String>,
 ) -> Vec<Change> {
-    let owned: HashMap<EntityKey, &OwnedEntity> =
-        deletes.iter().map(|(k, o)| (k.clone(), *o)).collect();
+    let by_id = by_identifier(deletes.keys());
     // referrer count per target within the delete set
     let mut pending_referrers: HashMap<EntityKey, usize> = HashMap::new();
     let mut refers_to: HashMap<EntityKey, Vec<EntityKey>> = HashMap::new();
     for (key, o) in deletes {
-        let refs: Vec<EntityKey> = referenced_keys(&o.entity, targets, &owned)
+        let refs: Vec<EntityKey> = referenced_keys(&o.entity, targets, &by_id)
             .into_iter()
             .filter(|t| deletes.contains_key(t) && t != key)
             .collect::<BTreeSet<_>>()

@@ -122,7 +122,7 @@ impl Case {
             allow_mass_delete: self.allow,
             catalog: "local test".into(),
             config_hash: "hash".into(),
-            desired: self.desired,
+            desired: &self.desired,
             owned: self.owned,
             foreign: self.foreign,
             foreign_references: self.foreign_references,
