@@ -1,0 +1,200 @@
+//! Robustness: a runaway jq expression ends a one-shot command with exit 1 naming the item and
+//! the expression, and nothing is applied. The real `tidemark` binary on a small snapshot with
+//! the local SQLite catalog; each test works in its own temp dir.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{Value as Json, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
+const PROD: &str = "222222222222";
+/// Loops forever in jaq without growing the stack, for one queue only.
+const RUNAWAY: &str = "last(repeat(1))";
+/// Low so that the tests spend little time waiting for the limit.
+const TEST_LIMIT_MS: &str = "300";
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn config(&self) -> String {
+        self.path("tidemark.yaml").display().to_string()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn write_json(&self, rel: &str, value: &Json) {
+        self.write(rel, &serde_json::to_string_pretty(value).expect("json"));
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .env("TIDEMARK_EVAL_TIMEOUT_MS", TEST_LIMIT_MS);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run tidemark")
+    }
+
+    /// Owned entities as `tidemark entities` prints them.
+    fn entities(&self) -> Vec<Json> {
+        let config = self.config();
+        let out = self.run(&["entities", "-c", &config]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const BLUEPRINTS: &str = r#"[
+  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"retention": {"type": "number"}, "stuck": {"type": "number"}}}, "relations": {}}
+]"#;
+
+fn mapping(stuck: &str) -> String {
+    format!(
+        r#"
+resources:
+  - kind: AWS::SQS::Queue
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Arn
+          title: .Properties.QueueName
+          blueprint: '"queue"'
+          properties:
+            retention: .Properties.MessageRetentionPeriod
+            stuck: '{stuck}'
+"#
+    )
+}
+
+/// The expression that hangs on queue q2 only, so that other items map before it.
+fn stuck_expression() -> String {
+    format!("if .Properties.QueueName == \"q2\" then {RUNAWAY} else 1 end")
+}
+
+fn queue(account: &str, name: &str) -> Json {
+    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
+           "Properties": {"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}"),
+                          "MessageRetentionPeriod": 345600}})
+}
+
+/// One account, one region, `count` queues, with the given `stuck` expression.
+fn workspace(count: usize, stuck: &str) -> Workspace {
+    let ws = Workspace {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    ws.write(
+        "tidemark.yaml",
+        "integration: {identifier: robust}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",
+    );
+    ws.write("mappings/queues.yaml", &mapping(stuck));
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.write_json(
+        "snap/manifest.json",
+        &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z", "discovery": {"status": "ok", "error": null},
+                "accounts": [{"Id": PROD, "Name": "prod", "assumed": true, "error": null}],
+                "scopes": [{"account": PROD, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}]}),
+    );
+    let queues: Vec<Json> = (0..count).map(|i| queue(PROD, &format!("q{i}"))).collect();
+    ws.write_json(
+        &format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"),
+        &Json::Array(queues),
+    );
+    ws
+}
+
+fn assert_names_the_runaway(out: &Output) {
+    let stderr = text(&out.stderr);
+    assert_eq!(code(out), 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("https://sqs.us-east-1.amazonaws.com/{PROD}/q2")),
+        "the item is not named: {stderr}"
+    );
+    assert!(
+        stderr.contains(&stuck_expression()),
+        "the expression is not named: {stderr}"
+    );
+    assert!(stderr.contains(PROD), "the account is not named: {stderr}");
+    assert!(
+        stderr.contains("AWS::SQS::Queue"),
+        "the kind is not named: {stderr}"
+    );
+}
+
+#[test]
+fn a_runaway_expression_ends_plan_with_exit_1_naming_the_item_and_expression() {
+    let ws = workspace(5, &stuck_expression());
+    let config = ws.config();
+    let out = ws.run(&["plan", "-c", &config]);
+    assert_names_the_runaway(&out);
+}
+
+#[test]
+fn a_runaway_expression_ends_apply_with_nothing_written() {
+    let ws = workspace(5, &stuck_expression());
+    let config = ws.config();
+    let out = ws.run(&["apply", "-c", &config]);
+    assert_names_the_runaway(&out);
+    assert_eq!(ws.entities(), Vec::<Json>::new());
+}
+
+#[test]
+fn a_runaway_expression_ends_map_with_exit_1_naming_the_item_and_expression() {
+    let ws = workspace(5, &stuck_expression());
+    let mapping = ws.path("mappings/queues.yaml").display().to_string();
+    let input = ws
+        .path(&format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"))
+        .display()
+        .to_string();
+    let out = ws.run(&[
+        "map",
+        "--mapping",
+        &mapping,
+        "--kind",
+        "AWS::SQS::Queue",
+        "--account",
+        PROD,
+        "--input",
+        &input,
+    ]);
+    assert_names_the_runaway(&out);
+}
+
+#[test]
+fn the_same_mapping_without_the_runaway_branch_applies_every_queue() {
+    // The control for the tests above: the workspace itself is sound.
+    let ws = workspace(5, "1");
+    let config = ws.config();
+    let out = ws.run(&["apply", "-c", &config]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(ws.entities().len(), 5);
+}
