@@ -198,3 +198,119 @@ fn the_same_mapping_without_the_runaway_branch_applies_every_queue() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(ws.entities().len(), 5);
 }
+
+// Property tests: the loaders and the diff never panic on arbitrary or mangled input.
+
+mod properties {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+    use serde_json::Value as Json;
+    use tidemark::mapping::{LoadOptions, MappingSource, Mappings};
+
+    const VALID_CONFIG: &str = "integration: {identifier: robust}\nsource:\n  type: snapshot\n  path: snap\n  regions: [us-east-1]\ncatalog: {type: local}\nmappings: [m.yaml]\n";
+
+    fn valid_mapping() -> String {
+        super::mapping("1")
+    }
+
+    /// A valid text with one byte range replaced by arbitrary text.
+    fn mutated(valid: String) -> impl Strategy<Value = String> {
+        let len = valid.len();
+        (0..=len, 0..=len, "[ -~\n\t:{}\\[\\]'\"|&*!-]{0,12}").prop_map(move |(a, b, insert)| {
+            let (start, end) = (a.min(b), a.max(b));
+            let mut text = valid.clone();
+            if text.is_char_boundary(start) && text.is_char_boundary(end) {
+                text.replace_range(start..end, &insert);
+            }
+            text
+        })
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load_config(text: &str) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tidemark.yaml");
+        // A small mapping file: the builtin ones take long to compile for every case.
+        std::fs::write(dir.path().join("m.yaml"), valid_mapping()).expect("write");
+        std::fs::write(dir.path().join("blueprints.json"), super::BLUEPRINTS).expect("write");
+        if let Err(diagnostics) = tidemark::config::load_text(&path, text, &no_env) {
+            assert!(!diagnostics.is_empty(), "a failed load must say why");
+        }
+    }
+
+    fn load_mapping(text: String) {
+        let sources = [MappingSource {
+            name: "m.yaml".into(),
+            text,
+        }];
+        if let Err(diagnostics) = Mappings::load(&sources, &LoadOptions::default()) {
+            assert!(!diagnostics.is_empty(), "a failed load must say why");
+        }
+    }
+
+    fn json() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i32>().prop_map(Json::from),
+            (-1e6f64..1e6).prop_map(Json::from),
+            "[a-z]{0,4}".prop_map(Json::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                prop::collection::btree_map("[a-c]{1,2}", inner, 0..4)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn the_config_loader_never_panics_on_arbitrary_text(text in "[ -~\n]{0,200}") {
+            load_config(&text);
+        }
+
+        #[test]
+        fn the_config_loader_never_panics_on_a_mangled_valid_config(text in mutated(VALID_CONFIG.to_owned())) {
+            load_config(&text);
+        }
+
+        #[test]
+        fn the_mapping_loader_never_panics_on_arbitrary_text(text in "[ -~\n]{0,200}") {
+            load_mapping(text);
+        }
+
+        #[test]
+        fn the_mapping_loader_never_panics_on_a_mangled_valid_mapping(text in mutated(valid_mapping())) {
+            load_mapping(text);
+        }
+
+        #[test]
+        fn canonical_form_is_idempotent(value in json()) {
+            let once = tidemark::reconcile::diff::canonical(&value);
+            prop_assert_eq!(tidemark::reconcile::diff::canonical(&once), once);
+        }
+    }
+
+    #[test]
+    fn the_unmangled_texts_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path: &Path = &dir.path().join("tidemark.yaml");
+        std::fs::write(dir.path().join("m.yaml"), valid_mapping()).expect("write");
+        std::fs::write(dir.path().join("blueprints.json"), super::BLUEPRINTS).expect("write");
+        let loaded = tidemark::config::load_text(path, VALID_CONFIG, &no_env);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        let sources = [MappingSource {
+            name: "m.yaml".into(),
+            text: valid_mapping(),
+        }];
+        assert!(Mappings::load(&sources, &LoadOptions::default()).is_ok());
+    }
+}
