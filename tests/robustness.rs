@@ -314,3 +314,46 @@ mod properties {
         assert!(Mappings::load(&sources, &LoadOptions::default()).is_ok());
     }
 }
+
+/// Owned entities sorted, for comparing two catalogs.
+fn sorted_entities(ws: &Workspace) -> Vec<String> {
+    let mut all: Vec<String> = ws.entities().iter().map(Json::to_string).collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn an_apply_killed_at_any_point_then_rerun_ends_like_a_clean_run() {
+    const QUEUES: usize = 3000;
+    let clean = workspace(QUEUES, "1");
+    let config = clean.config();
+    let out = clean.run(&["apply", "-c", &config]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let expected = sorted_entities(&clean);
+    assert_eq!(expected.len(), QUEUES);
+
+    for kill_after_ms in [20, 60, 150, 300, 400, 500] {
+        let ws = workspace(QUEUES, "1");
+        let config = ws.config();
+        let mut child = ws
+            .command(&["apply", "-c", &config])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn apply");
+        std::thread::sleep(std::time::Duration::from_millis(kill_after_ms));
+        // SIGKILL: no destructor, no rollback handler runs.
+        let _ = child.kill();
+        child.wait().expect("wait for the killed apply");
+        let out = ws.run(&["apply", "-c", &config]);
+        assert_eq!(
+            code(&out),
+            0,
+            "rerun after a kill at {kill_after_ms} ms: {}",
+            text(&out.stderr)
+        );
+        let got = sorted_entities(&ws);
+        assert_eq!(got.len(), QUEUES, "killed at {kill_after_ms} ms");
+        assert_eq!(got, expected, "killed at {kill_after_ms} ms");
+    }
+}
