@@ -68,6 +68,8 @@ pub(crate) struct Expr {
     pub form: Form,
     program: Program,
     uses_env: bool,
+    /// Names this expression to the evaluation time limit.
+    watch_id: usize,
 }
 
 /// The input of a mapping: an item as a mapping sees it, built lazily for the interpreter.
@@ -206,6 +208,7 @@ impl Expr {
         let form = classify(&text);
         Ok(Expr {
             uses_env: jq::mentions_env(&text),
+            watch_id: super::watchdog::register(&text),
             text,
             form,
             program,
@@ -262,6 +265,7 @@ impl Expr {
         } else {
             jaq_json::Val::Null
         };
+        super::watchdog::evaluating(self.watch_id);
         match self.program.first(val, env) {
             Outcome::Value(v) => match jq::to_json(&v) {
                 Ok(json) => Eval::Value(json),

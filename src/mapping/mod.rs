@@ -11,6 +11,7 @@ mod redact;
 mod run;
 #[cfg(test)]
 mod tests;
+pub mod watchdog;
 
 use std::collections::BTreeSet;
 
@@ -187,6 +188,7 @@ impl Mappings {
     /// Maps one item with every entry of its kind whose region policy admits its region.
     pub fn map_item(&self, item: &RawItem) -> ItemOutcome {
         let mut outcome = ItemOutcome::default();
+        let _watched = watchdog::item_started(item);
         for entry in self.entries() {
             if entry.kind == item.kind && entry.region_policy.admits(&item.region) {
                 eval::map_entry(entry, item, &self.env, &mut outcome);

@@ -1,0 +1,359 @@
+//! Robustness: a runaway jq expression ends a one-shot command with exit 1 naming the item and
+//! the expression, and nothing is applied. The real `tidemark` binary on a small snapshot with
+//! the local SQLite catalog; each test works in its own temp dir.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{Value as Json, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
+const PROD: &str = "222222222222";
+/// Loops forever in jaq without growing the stack, for one queue only.
+const RUNAWAY: &str = "last(repeat(1))";
+/// Low so that the tests spend little time waiting for the limit.
+const TEST_LIMIT_MS: &str = "300";
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn config(&self) -> String {
+        self.path("tidemark.yaml").display().to_string()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn write_json(&self, rel: &str, value: &Json) {
+        self.write(rel, &serde_json::to_string_pretty(value).expect("json"));
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .env("TIDEMARK_EVAL_TIMEOUT_MS", TEST_LIMIT_MS);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run tidemark")
+    }
+
+    /// Owned entities as `tidemark entities` prints them.
+    fn entities(&self) -> Vec<Json> {
+        let config = self.config();
+        let out = self.run(&["entities", "-c", &config]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const BLUEPRINTS: &str = r#"[
+  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"retention": {"type": "number"}, "stuck": {"type": "number"}}}, "relations": {}}
+]"#;
+
+fn mapping(stuck: &str) -> String {
+    format!(
+        r#"
+resources:
+  - kind: AWS::SQS::Queue
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Arn
+          title: .Properties.QueueName
+          blueprint: '"queue"'
+          properties:
+            retention: .Properties.MessageRetentionPeriod
+            stuck: '{stuck}'
+"#
+    )
+}
+
+/// The expression that hangs on queue q2 only, so that other items map before it.
+fn stuck_expression() -> String {
+    format!("if .Properties.QueueName == \"q2\" then {RUNAWAY} else 1 end")
+}
+
+fn queue(account: &str, name: &str) -> Json {
+    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
+           "Properties": {"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}"),
+                          "MessageRetentionPeriod": 345600}})
+}
+
+/// One account, one region, `count` queues, with the given `stuck` expression.
+fn workspace(count: usize, stuck: &str) -> Workspace {
+    let ws = Workspace {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    ws.write(
+        "tidemark.yaml",
+        "integration: {identifier: robust}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",
+    );
+    ws.write("mappings/queues.yaml", &mapping(stuck));
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.write_json(
+        "snap/manifest.json",
+        &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z", "discovery": {"status": "ok", "error": null},
+                "accounts": [{"Id": PROD, "Name": "prod", "assumed": true, "error": null}],
+                "scopes": [{"account": PROD, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}]}),
+    );
+    let queues: Vec<Json> = (0..count).map(|i| queue(PROD, &format!("q{i}"))).collect();
+    ws.write_json(
+        &format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"),
+        &Json::Array(queues),
+    );
+    ws
+}
+
+fn assert_names_the_runaway(out: &Output) {
+    let stderr = text(&out.stderr);
+    assert_eq!(code(out), 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("https://sqs.us-east-1.amazonaws.com/{PROD}/q2")),
+        "the item is not named: {stderr}"
+    );
+    assert!(
+        stderr.contains(&stuck_expression()),
+        "the expression is not named: {stderr}"
+    );
+    assert!(stderr.contains(PROD), "the account is not named: {stderr}");
+    assert!(
+        stderr.contains("AWS::SQS::Queue"),
+        "the kind is not named: {stderr}"
+    );
+}
+
+#[test]
+fn a_runaway_expression_ends_plan_with_exit_1_naming_the_item_and_expression() {
+    let ws = workspace(5, &stuck_expression());
+    let config = ws.config();
+    let out = ws.run(&["plan", "-c", &config]);
+    assert_names_the_runaway(&out);
+}
+
+#[test]
+fn a_runaway_expression_ends_apply_with_nothing_written() {
+    let ws = workspace(5, &stuck_expression());
+    let config = ws.config();
+    let out = ws.run(&["apply", "-c", &config]);
+    assert_names_the_runaway(&out);
+    assert_eq!(ws.entities(), Vec::<Json>::new());
+}
+
+#[test]
+fn a_runaway_expression_ends_map_with_exit_1_naming_the_item_and_expression() {
+    let ws = workspace(5, &stuck_expression());
+    let mapping = ws.path("mappings/queues.yaml").display().to_string();
+    let input = ws
+        .path(&format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"))
+        .display()
+        .to_string();
+    let out = ws.run(&[
+        "map",
+        "--mapping",
+        &mapping,
+        "--kind",
+        "AWS::SQS::Queue",
+        "--account",
+        PROD,
+        "--input",
+        &input,
+    ]);
+    assert_names_the_runaway(&out);
+}
+
+#[test]
+fn the_same_mapping_without_the_runaway_branch_applies_every_queue() {
+    // The control for the tests above: the workspace itself is sound.
+    let ws = workspace(5, "1");
+    let config = ws.config();
+    let out = ws.run(&["apply", "-c", &config]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(ws.entities().len(), 5);
+}
+
+// Property tests: the loaders and the diff never panic on arbitrary or mangled input.
+
+mod properties {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+    use serde_json::Value as Json;
+    use tidemark::mapping::{LoadOptions, MappingSource, Mappings};
+
+    const VALID_CONFIG: &str = "integration: {identifier: robust}\nsource:\n  type: snapshot\n  path: snap\n  regions: [us-east-1]\ncatalog: {type: local}\nmappings: [m.yaml]\n";
+
+    fn valid_mapping() -> String {
+        super::mapping("1")
+    }
+
+    /// A valid text with one byte range replaced by arbitrary text.
+    fn mutated(valid: String) -> impl Strategy<Value = String> {
+        let len = valid.len();
+        (0..=len, 0..=len, "[ -~\n\t:{}\\[\\]'\"|&*!-]{0,12}").prop_map(move |(a, b, insert)| {
+            let (start, end) = (a.min(b), a.max(b));
+            let mut text = valid.clone();
+            if text.is_char_boundary(start) && text.is_char_boundary(end) {
+                text.replace_range(start..end, &insert);
+            }
+            text
+        })
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load_config(text: &str) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tidemark.yaml");
+        // A small mapping file: the builtin ones take long to compile for every case.
+        std::fs::write(dir.path().join("m.yaml"), valid_mapping()).expect("write");
+        std::fs::write(dir.path().join("blueprints.json"), super::BLUEPRINTS).expect("write");
+        if let Err(diagnostics) = tidemark::config::load_text(&path, text, &no_env) {
+            assert!(!diagnostics.is_empty(), "a failed load must say why");
+        }
+    }
+
+    fn load_mapping(text: String) {
+        let sources = [MappingSource {
+            name: "m.yaml".into(),
+            text,
+        }];
+        if let Err(diagnostics) = Mappings::load(&sources, &LoadOptions::default()) {
+            assert!(!diagnostics.is_empty(), "a failed load must say why");
+        }
+    }
+
+    fn json() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i32>().prop_map(Json::from),
+            (-1e6f64..1e6).prop_map(Json::from),
+            "[a-z]{0,4}".prop_map(Json::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                prop::collection::btree_map("[a-c]{1,2}", inner, 0..4)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn the_config_loader_never_panics_on_arbitrary_text(text in "[ -~\n]{0,200}") {
+            load_config(&text);
+        }
+
+        #[test]
+        fn the_config_loader_never_panics_on_a_mangled_valid_config(text in mutated(VALID_CONFIG.to_owned())) {
+            load_config(&text);
+        }
+
+        #[test]
+        fn the_mapping_loader_never_panics_on_arbitrary_text(text in "[ -~\n]{0,200}") {
+            load_mapping(text);
+        }
+
+        #[test]
+        fn the_mapping_loader_never_panics_on_a_mangled_valid_mapping(text in mutated(valid_mapping())) {
+            load_mapping(text);
+        }
+
+        #[test]
+        fn canonical_form_is_idempotent(value in json()) {
+            let once = tidemark::reconcile::diff::canonical(&value);
+            prop_assert_eq!(tidemark::reconcile::diff::canonical(&once), once);
+        }
+    }
+
+    #[test]
+    fn the_unmangled_texts_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path: &Path = &dir.path().join("tidemark.yaml");
+        std::fs::write(dir.path().join("m.yaml"), valid_mapping()).expect("write");
+        std::fs::write(dir.path().join("blueprints.json"), super::BLUEPRINTS).expect("write");
+        let loaded = tidemark::config::load_text(path, VALID_CONFIG, &no_env);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        let sources = [MappingSource {
+            name: "m.yaml".into(),
+            text: valid_mapping(),
+        }];
+        assert!(Mappings::load(&sources, &LoadOptions::default()).is_ok());
+    }
+}
+
+/// Owned entities sorted, for comparing two catalogs.
+fn sorted_entities(ws: &Workspace) -> Vec<String> {
+    let mut all: Vec<String> = ws.entities().iter().map(Json::to_string).collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn an_apply_killed_at_any_point_then_rerun_ends_like_a_clean_run() {
+    const QUEUES: usize = 3000;
+    let clean = workspace(QUEUES, "1");
+    let config = clean.config();
+    let out = clean.run(&["apply", "-c", &config]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let expected = sorted_entities(&clean);
+    assert_eq!(expected.len(), QUEUES);
+
+    for kill_after_ms in [20, 60, 150, 300, 400, 500] {
+        let ws = workspace(QUEUES, "1");
+        let config = ws.config();
+        let mut child = ws
+            .command(&["apply", "-c", &config])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn apply");
+        std::thread::sleep(std::time::Duration::from_millis(kill_after_ms));
+        // SIGKILL: no destructor, no rollback handler runs.
+        let _ = child.kill();
+        child.wait().expect("wait for the killed apply");
+        let out = ws.run(&["apply", "-c", &config]);
+        assert_eq!(
+            code(&out),
+            0,
+            "rerun after a kill at {kill_after_ms} ms: {}",
+            text(&out.stderr)
+        );
+        let got = sorted_entities(&ws);
+        assert_eq!(got.len(), QUEUES, "killed at {kill_after_ms} ms");
+        assert_eq!(got, expected, "killed at {kill_after_ms} ms");
+    }
+}
