@@ -983,7 +983,7 @@ async fn a_missing_region_is_a_clear_error() {
     assert!(err.to_string().contains("AWS_REGION"), "{err}");
 }
 
-/// The listing benchmark (bench/aws/run.sh, figures in BENCHMARKS-aws.md): 20 accounts × 3 regions
+/// The listing benchmark (bench/aws/run.sh, figures in BENCHMARKS.md): 20 accounts × 3 regions
 /// × 5 kinds × 3 pages, every stand-in call 50 ms. Prints wall times; asserts only completeness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by bench/aws/run.sh"]

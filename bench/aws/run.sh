@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Listing benchmark of the AWS source (see BENCHMARKS-aws.md): 20 accounts × 3 regions × 5 kinds
+# Listing benchmark of the AWS source (see BENCHMARKS.md): 20 accounts × 3 regions × 5 kinds
 # × 3 pages against the local STS and Cloud Control stand-ins at 50 ms per call, measured through
 # the library API (AwsSource::list) because the CLI is wired to the source separately.
 set -euo pipefail

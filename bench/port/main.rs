@@ -1,7 +1,7 @@
 //! Port requests and wall time for a first sync of 10,000 entities and a no-op resync, through
 //! the library API against the Port stand-in with 20 ms latency per request.
 //!
-//! Run: `cargo bench --bench port` (figures in BENCHMARKS-port.md). The sync steps the core will
+//! Run: `cargo bench --bench port` (figures in BENCHMARKS.md). The sync steps the core will
 //! drive (owned → foreign check of creates → apply; owned → diff → nothing to write) are played
 //! here by hand until the CLI is wired to the Port catalog.
 

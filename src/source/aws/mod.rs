@@ -22,6 +22,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::model::{KindSpec, RawItem, is_global_kind};
 use crate::secret::Secret;
@@ -496,11 +497,16 @@ impl Inner {
         let mut running = JoinSet::new();
         for (index, target) in targets.into_iter().enumerate() {
             let permits = Arc::clone(&permits);
+            // One span per account, so every log line of its work carries the account id.
+            let span = tracing::info_span!("account", id = %target.id);
             let job = work(Arc::clone(&self), target);
-            running.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                (index, job.await)
-            });
+            running.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    (index, job.await)
+                }
+                .instrument(span),
+            );
         }
         let mut results = Vec::new();
         while let Some(joined) = running.join_next().await {
