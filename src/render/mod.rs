@@ -50,6 +50,14 @@ fn color_of(action: Action) -> &'static str {
     }
 }
 
+/// The snake_case name an enum has in the JSON plan (`account_unassumable`, `regions_failed`).
+fn name_of(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
     if !plan.has_changes() && s.withheld == 0 {
@@ -201,10 +209,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
         );
         for w in &plan.withheld {
             let account = w.account.as_deref().unwrap_or("unknown account");
-            let reason = serde_json::to_value(w.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let reason = name_of(&w.reason);
             let _ = writeln!(
                 out,
                 "  {} {} {} ({account}): {reason}: {}",
@@ -216,10 +221,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
         }
     }
     if !plan.discovery.is_complete() {
-        let status = serde_json::to_value(plan.discovery.status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let status = name_of(&plan.discovery.status);
         let _ = writeln!(
             out,
             "\n{} {}",
@@ -235,10 +237,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
     if !troubled.is_empty() {
         let _ = writeln!(out, "\n{}", style.paint("1;33", "Accounts:"));
         for a in troubled {
-            let status = serde_json::to_value(a.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let status = name_of(&a.status);
             let name = a
                 .name
                 .as_deref()
@@ -350,10 +349,7 @@ pub fn markdown(plan: &Plan) -> String {
             "#### Withheld\n\n| action | blueprint | identifier | account | reason | detail |\n|---|---|---|---|---|---|"
         );
         for w in &plan.withheld {
-            let reason = serde_json::to_value(w.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let reason = name_of(&w.reason);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} |",
@@ -378,10 +374,7 @@ pub fn markdown(plan: &Plan) -> String {
             "#### Accounts\n\n| account | name | status | error |\n|---|---|---|---|"
         );
         for a in troubled {
-            let status = serde_json::to_value(a.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let status = name_of(&a.status);
             let _ = writeln!(
                 out,
                 "| {} | {} | {status} | {} |",
