@@ -188,16 +188,14 @@ impl LocalCatalog {
         owner: Option<&str>,
         blueprint: Option<&str>,
     ) -> Result<Vec<StoredEntity>, CatalogError> {
-        let conn = self.connection();
-        let result = (|| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT owner, account, kind, blueprint, identifier, entity, placeholder,
-                        content_hash, created_at, updated_at
-                 FROM entities
-                 WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR blueprint = ?2)
-                 ORDER BY blueprint, identifier",
-            )?;
-            let rows = stmt.query_map(params![owner, blueprint], |row| {
+        self.rows(
+            "SELECT owner, account, kind, blueprint, identifier, entity, placeholder,
+                    content_hash, created_at, updated_at
+             FROM entities
+             WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR blueprint = ?2)
+             ORDER BY blueprint, identifier",
+            params![owner, blueprint],
+            |row| {
                 Ok(StoredEntity {
                     owner: row.get(0)?,
                     account: row.get(1)?,
@@ -210,10 +208,8 @@ impl LocalCatalog {
                     created_at: row.get(8)?,
                     updated_at: row.get(9)?,
                 })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })();
-        result.map_err(|e| self.error(e))
+            },
+        )
     }
 
     /// Writes `entity` as owned by `owner` without validation (replacing whatever is at its
@@ -265,6 +261,19 @@ impl LocalCatalog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Runs a read query and turns each row into a `T`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, CatalogError> {
+        let conn = self.connection();
+        conn.prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_map(params, row)?.collect())
+            .map_err(|e| self.error(e))
+    }
+
     fn error(&self, e: impl std::fmt::Display) -> CatalogError {
         CatalogError::Local {
             path: self.path.display().to_string(),
@@ -273,39 +282,32 @@ impl LocalCatalog {
     }
 
     fn read_blueprints(&self) -> Result<Vec<Blueprint>, CatalogError> {
-        let conn = self.connection();
-        let result = (|| {
-            let mut stmt =
-                conn.prepare_cached("SELECT definition FROM blueprints ORDER BY identifier")?;
-            let rows = stmt.query_map([], |row| {
+        self.rows(
+            "SELECT definition FROM blueprints ORDER BY identifier",
+            [],
+            |row| {
                 let text: String = row.get(0)?;
                 serde_json::from_str(&text)
                     .map(Blueprint)
                     .map_err(|e| json_error(0, e))
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })();
-        result.map_err(|e| self.error(e))
+            },
+        )
     }
 
     fn read_owned(&self, owner: &str) -> Result<Vec<OwnedEntity>, CatalogError> {
-        let conn = self.connection();
-        let result = (|| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT entity, account, kind, placeholder FROM entities
-                 WHERE owner = ?1 ORDER BY blueprint, identifier",
-            )?;
-            let rows = stmt.query_map([owner], |row| {
+        self.rows(
+            "SELECT entity, account, kind, placeholder FROM entities
+             WHERE owner = ?1 ORDER BY blueprint, identifier",
+            [owner],
+            |row| {
                 Ok(OwnedEntity {
                     entity: parse_entity(row.get_ref(0)?.as_str()?)?,
                     account: row.get(1)?,
                     kind: row.get(2)?,
                     placeholder: row.get(3)?,
                 })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })();
-        result.map_err(|e| self.error(e))
+            },
+        )
     }
 
     fn read_foreign(
@@ -315,25 +317,21 @@ impl LocalCatalog {
     ) -> Result<Vec<ForeignEntity>, CatalogError> {
         // All keys go in as one JSON array that SQLite unnests with json_each, so thousands of
         // keys are one indexed join instead of thousands of queries.
-        let conn = self.connection();
-        let result = (|| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT e.owner, e.entity, e.blueprint, e.identifier
-                 FROM json_each(?1) AS k
-                 JOIN entities AS e
-                   ON e.blueprint = k.value ->> 0 AND e.identifier = k.value ->> 1
-                 WHERE e.owner <> ?2
-                 ORDER BY e.blueprint, e.identifier",
-            )?;
-            let rows = stmt.query_map(params![keys_json(keys), owner], |row| {
+        self.rows(
+            "SELECT DISTINCT e.owner, e.entity, e.blueprint, e.identifier
+             FROM json_each(?1) AS k
+             JOIN entities AS e
+               ON e.blueprint = k.value ->> 0 AND e.identifier = k.value ->> 1
+             WHERE e.owner <> ?2
+             ORDER BY e.blueprint, e.identifier",
+            params![keys_json(keys), owner],
+            |row| {
                 Ok(ForeignEntity {
                     owner: row.get(0)?,
                     entity: parse_entity(row.get_ref(1)?.as_str()?)?,
                 })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })();
-        result.map_err(|e| self.error(e))
+            },
+        )
     }
 
     fn read_foreign_references(
@@ -341,29 +339,25 @@ impl LocalCatalog {
         owner: &str,
         keys: &[EntityKey],
     ) -> Result<Vec<ForeignReference>, CatalogError> {
-        let conn = self.connection();
-        let result = (|| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT r.target_blueprint, r.target_identifier,
-                                 r.source_blueprint, r.source_identifier, e.owner
-                 FROM json_each(?1) AS k
-                 JOIN relations AS r
-                   ON r.target_blueprint = k.value ->> 0 AND r.target_identifier = k.value ->> 1
-                 JOIN entities AS e
-                   ON e.blueprint = r.source_blueprint AND e.identifier = r.source_identifier
-                 WHERE e.owner <> ?2
-                 ORDER BY 1, 2, 3, 4",
-            )?;
-            let rows = stmt.query_map(params![keys_json(keys), owner], |row| {
+        self.rows(
+            "SELECT DISTINCT r.target_blueprint, r.target_identifier,
+                             r.source_blueprint, r.source_identifier, e.owner
+             FROM json_each(?1) AS k
+             JOIN relations AS r
+               ON r.target_blueprint = k.value ->> 0 AND r.target_identifier = k.value ->> 1
+             JOIN entities AS e
+               ON e.blueprint = r.source_blueprint AND e.identifier = r.source_identifier
+             WHERE e.owner <> ?2
+             ORDER BY 1, 2, 3, 4",
+            params![keys_json(keys), owner],
+            |row| {
                 Ok(ForeignReference {
                     target: EntityKey::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?),
                     referrer: EntityKey::new(row.get::<_, String>(2)?, row.get::<_, String>(3)?),
                     owner: row.get(4)?,
                 })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })();
-        result.map_err(|e| self.error(e))
+            },
+        )
     }
 
     /// Takes the apply lock, waiting up to the lock timeout for another apply to finish.
