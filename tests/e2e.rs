@@ -1,117 +1,18 @@
 //! End-to-end tests: the real `tidemark` binary on the demo and on purpose-built snapshots, with
 //! the local SQLite catalog. Each test works in its own temp dir.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/cli.rs"]
+mod cli;
 
+use cli::{Workspace, code, text};
 use serde_json::{Value as Json, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 const PROD: &str = "222222222222";
 const STAGING: &str = "333333333333";
 
-/// A temp dir with a config, a snapshot and mappings.
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn config(&self) -> String {
-        self.path("tidemark.yaml").display().to_string()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    }
-
-    fn write_json(&self, rel: &str, value: &Json) {
-        self.write(rel, &serde_json::to_string_pretty(value).expect("json"));
-    }
-
-    fn read_json(&self, rel: &str) -> Json {
-        serde_json::from_str(&std::fs::read_to_string(self.path(rel)).expect("read")).expect("json")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run tidemark")
-    }
-
-    /// `plan --format json` → (exit code, plan).
-    fn plan(&self, extra: &[&str]) -> (i32, Json) {
-        let config = self.config();
-        let mut args = vec!["plan", "-c", &config, "--format", "json"];
-        args.extend_from_slice(extra);
-        let out = self.run(&args);
-        let plan = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "plan is not JSON ({e}): {}\n{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            )
-        });
-        (code(&out), plan)
-    }
-
-    fn apply(&self, extra: &[&str]) -> Output {
-        let config = self.config();
-        let mut args = vec!["apply", "-c", &config];
-        args.extend_from_slice(extra);
-        self.run(&args)
-    }
-
-    /// Owned entities as `tidemark entities` prints them.
-    fn entities(&self) -> Vec<Json> {
-        let config = self.config();
-        let out = self.run(&["entities", "-c", &config]);
-        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
-    }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 /// The demo, copied so the test can change it.
 fn demo() -> Workspace {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo"),
-        dir.path(),
-    );
-    Workspace { dir }
+    Workspace::copy_of("examples/demo")
 }
 
 const MAPPING: &str = r#"
@@ -152,9 +53,7 @@ fn queue(account: &str, region: &str, name: &str) -> Json {
 
 /// Two accounts, one region, four queues each, with a small custom mapping.
 fn small() -> Workspace {
-    let ws = Workspace {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let ws = Workspace::new();
     ws.write(
         "tidemark.yaml",
         "integration: {identifier: e2e}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",

@@ -7,10 +7,10 @@ mod support;
 use std::process::{Command, Output};
 
 use serde_json::{Value as Json, json};
+use support::cli::{BIN, code, text};
 use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
 use support::sts::StsStandIn;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 const BASE_KEY: &str = "AKIATIDEMARKE2E00001";
 const BASE_SECRET: &str = "e2e-base-secret-value";
 const EXTERNAL_ID: &str = "ext-id-3f9a1c";
@@ -131,14 +131,6 @@ impl World {
             .output()
             .expect("run tidemark")
     }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

@@ -1,0 +1,128 @@
+//! Running the real `tidemark` binary in a temp dir: the workspace, its files and the process's
+//! exit code and output.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value as Json;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
+
+/// A temp dir holding a config, its snapshot and mappings; commands run inside it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A workspace holding a copy of the project's `rel` folder.
+    pub fn copy_of(rel: &str) -> Workspace {
+        let ws = Workspace::new();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+            ws.dir.path(),
+        );
+        ws
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The path of `tidemark.yaml`, as an argument.
+    pub fn config(&self) -> String {
+        self.path("tidemark.yaml").display().to_string()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn write_json(&self, rel: &str, value: &Json) {
+        self.write(rel, &serde_json::to_string_pretty(value).expect("json"));
+    }
+
+    pub fn read_json(&self, rel: &str) -> Json {
+        serde_json::from_str(&std::fs::read_to_string(self.path(rel)).expect("read")).expect("json")
+    }
+
+    /// `tidemark args…` in the workspace, with plain output and no inherited log filter.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run tidemark")
+    }
+
+    /// `plan -c tidemark.yaml --format json extra…` → (exit code, plan).
+    pub fn plan(&self, extra: &[&str]) -> (i32, Json) {
+        let config = self.config();
+        let mut args = vec!["plan", "-c", &config, "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let plan = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "plan is not JSON ({e}): {}\n{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            )
+        });
+        (code(&out), plan)
+    }
+
+    /// `apply -c tidemark.yaml extra…`.
+    pub fn apply(&self, extra: &[&str]) -> Output {
+        let config = self.config();
+        let mut args = vec!["apply", "-c", &config];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// Owned entities as `tidemark entities` prints them.
+    pub fn entities(&self) -> Vec<Json> {
+        let config = self.config();
+        let out = self.run(&["entities", "-c", &config]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+}
+
+/// The exit code; -1 for a process ended by a signal.
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
