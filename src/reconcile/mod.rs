@@ -28,9 +28,29 @@ pub struct Collected {
     pub listed: BTreeMap<String, usize>,
     /// The redacted raw items, when asked for (the watch cache, snapshots).
     pub raw: Option<Vec<RawItem>>,
+    /// Approximate size of the raw items kept, or, once `raw_overflowed`, of those seen until the
+    /// limit was passed.
+    pub raw_bytes: usize,
+    /// The raw items passed the size limit during the listing and were dropped.
+    pub raw_overflowed: bool,
 }
 
 impl Collected {
+    /// Keeps `item` while the raw items stay within `limit_bytes`. The first item past it drops
+    /// them all, so memory is freed during the listing instead of after it.
+    fn keep_raw(&mut self, item: RawItem, limit_bytes: u64) {
+        let Some(raw) = self.raw.as_mut() else {
+            return;
+        };
+        self.raw_bytes += item.approx_size();
+        if self.raw_bytes as u64 > limit_bytes {
+            self.raw = None;
+            self.raw_overflowed = true;
+        } else {
+            raw.push(item);
+        }
+    }
+
     fn map(&mut self, mappings: &Mappings, item: &RawItem) {
         *self.listed.entry(item.kind.clone()).or_default() += 1;
         let outcome = mappings.map_item(item);
@@ -108,9 +128,22 @@ pub async fn collect<S: Source>(
     keep_raw: bool,
     progress: &dyn Progress,
 ) -> Result<Collected, SourceError> {
+    collect_keeping(config, source, keep_raw.then_some(u64::MAX), progress).await
+}
+
+/// [`collect`], keeping the raw items only while their approximate size stays within
+/// `raw_limit_bytes` (`None`: keep none). Past the limit they are dropped at once and
+/// [`Collected::raw_overflowed`] is set.
+pub async fn collect_keeping<S: Source>(
+    config: &Config,
+    source: &S,
+    raw_limit_bytes: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<Collected, SourceError> {
     let request = list_request(config);
+    let limit = raw_limit_bytes.unwrap_or(0);
     let mut collected = Collected {
-        raw: keep_raw.then(Vec::new),
+        raw: raw_limit_bytes.map(|_| Vec::new()),
         ..Default::default()
     };
     let report = {
@@ -119,9 +152,7 @@ pub async fn collect<S: Source>(
             for mut item in items {
                 config.redactor.redact(&mut item);
                 collected.map(&config.mappings, &item);
-                if let Some(raw) = collected.raw.as_mut() {
-                    raw.push(item);
-                }
+                collected.keep_raw(item, limit);
             }
         };
         source

@@ -361,6 +361,15 @@ impl<A: Adapters> Daemon<A> {
 
     fn finished(&mut self, finished: Result<Finished<A::Source>, JoinError>) {
         let metrics = &self.shared.metrics;
+        metrics.record_port_requests(&self.catalog.take_requests());
+        if let Ok(Finished {
+            source: Some(source),
+            ..
+        }) = &finished
+        {
+            // Taken before a source that a reload replaced is dropped: its requests were sent.
+            metrics.record_aws_requests(&source.take_requests());
+        }
         let f = match finished {
             Ok(f) => f,
             Err(e) => {

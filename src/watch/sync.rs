@@ -31,7 +31,8 @@ impl Cache {
         collected: &mut Collected,
         limit_bytes: u64,
     ) -> Result<Cache, usize> {
-        let raw = collected.raw.take().unwrap_or_default();
+        // No raw items: the listing passed the limit and dropped them already.
+        let raw = collected.raw.take().ok_or(collected.raw_bytes)?;
         let bytes: usize = raw.iter().map(RawItem::approx_size).sum();
         if bytes as u64 > limit_bytes {
             return Err(bytes);
@@ -153,12 +154,18 @@ pub async fn sync<S: Source, C: Catalog>(
             if mode == Mode::Remap {
                 info!("the cache does not cover the new mappings; listing again");
             }
-            let mut collected =
-                match reconcile::collect(config, source, true, &crate::catalog::NoProgress).await {
-                    Ok(c) => c,
-                    Err(e) => return done(Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
-                };
             let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
+            let mut collected = match reconcile::collect_keeping(
+                config,
+                source,
+                Some(limit),
+                &crate::catalog::NoProgress,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => return done(Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
+            };
             let cache = match Cache::keep(request, &mut collected, limit) {
                 Ok(cache) => Some(Arc::new(cache)),
                 Err(bytes) => {
