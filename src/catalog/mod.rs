@@ -156,8 +156,8 @@ pub trait Catalog: Send + Sync {
         progress: &dyn Progress,
     ) -> impl Future<Output = ApplyReport> + Send;
 
-    /// Requests sent to a remote API since the last call (see [`crate::requests::RequestCounter::take`]), for the
-    /// daemon's metrics. Catalogs that call no API have none.
+    /// Requests sent to a remote API since the last call, for the daemon's metrics (see
+    /// [`crate::requests::RequestCounter::take`]). Catalogs that call no API have none.
     fn take_requests(&self) -> Vec<RequestCount> {
         Vec::new()
     }

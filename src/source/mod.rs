@@ -127,8 +127,8 @@ pub trait Source: Send + Sync {
         sink: &mut dyn ItemSink,
     ) -> impl Future<Output = Result<SourceReport, SourceError>> + Send;
 
-    /// Requests sent to remote APIs since the last call (see [`crate::requests::RequestCounter::take`]), for the
-    /// daemon's metrics. Sources that call no API have none.
+    /// Requests sent to remote APIs since the last call, for the daemon's metrics (see
+    /// [`crate::requests::RequestCounter::take`]). Sources that call no API have none.
     fn take_requests(&self) -> Vec<RequestCount> {
         Vec::new()
     }
