@@ -821,6 +821,55 @@ async fn aws_and_port_requests_and_their_retries_are_scraped_from_metrics() {
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_during_a_long_listing_shows_the_requests_sent_so_far() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(BASE_ACCOUNT, &["us-east-1"]);
+    // Four pages of half a second each.
+    for i in 0..12 {
+        let name = format!("q{i}");
+        cc.add(
+            BASE_ACCOUNT,
+            "us-east-1",
+            "AWS::SQS::Queue",
+            &format!("https://sqs.us-east-1.amazonaws.com/{BASE_ACCOUNT}/{name}"),
+            json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{BASE_ACCOUNT}:{name}")}),
+        );
+    }
+    cc.set_latency(Duration::from_millis(500));
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start_with(
+        stand_in_aws(&sts, &cc).await,
+        WatchOptions::new(ws.config()),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    let ok = r#"tidemark_aws_requests_total{service="cloudcontrol",operation="ListResources",outcome="ok"}"#;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let text = loop {
+        let text = daemon.scrape().await;
+        if metric(&text, ok).is_some() {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no request counted");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    // Scraped before the listing ended: the count came from the running sync.
+    assert!(!daemon.shared.readiness().synced, "{text}");
+    daemon.synced().await;
+    let pages = cc
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "ListResources")
+        .count();
+    let text = daemon.scrape().await;
+    assert_eq!(metric(&text, ok), Some(pages as f64), "{text}");
+    daemon.stop().await;
+}
+
 #[tokio::test]
 async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_limit() {
     let ws = Workspace::new("[mappings/queues.yaml]");

@@ -212,6 +212,8 @@ async fn run_loaded<A: Adapters>(
 ) -> Result<(), WatchError> {
     let catalog = Arc::new(adapters.open_catalog(&config)?);
     shared.metrics.config_ok.set(1);
+    let counted = Arc::clone(&catalog);
+    shared.count_port_requests(Box::new(move || counted.take_requests()));
 
     let (http_stop, http_stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(http::serve(listener, Arc::clone(&shared), async move {
@@ -316,6 +318,7 @@ impl<A: Adapters> Daemon<A> {
         );
         let (source, cache, generation) =
             (self.source.clone(), self.cache.clone(), self.generation);
+        let shared = Arc::clone(&self.shared);
         let span = info_span!("sync", n = self.syncs, requested = mode.as_str());
         let handle = tokio::spawn(
             async move {
@@ -338,6 +341,8 @@ impl<A: Adapters> Daemon<A> {
                         }
                     },
                 };
+                let counted = Arc::clone(&source);
+                shared.count_aws_requests(Box::new(move || counted.take_requests()));
                 let run = sync::sync(
                     mode,
                     &config,
@@ -360,16 +365,9 @@ impl<A: Adapters> Daemon<A> {
     }
 
     fn finished(&mut self, finished: Result<Finished<A::Source>, JoinError>) {
+        // Scrapes read the counts too; this makes a sync's requests show as soon as it ends.
+        self.shared.record_requests();
         let metrics = &self.shared.metrics;
-        metrics.record_port_requests(&self.catalog.take_requests());
-        if let Ok(Finished {
-            source: Some(source),
-            ..
-        }) = &finished
-        {
-            // Taken before a source that a reload replaced is dropped: its requests were sent.
-            metrics.record_aws_requests(&source.take_requests());
-        }
         let f = match finished {
             Ok(f) => f,
             Err(e) => {
