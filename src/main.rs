@@ -159,6 +159,9 @@ enum Command {
         #[arg(long, value_name = "BP")]
         blueprint: Option<String>,
     },
+    /// `watch`'s mapping process: mapping files, then items, as JSON lines on standard input.
+    #[command(name = "__map-worker", hide = true)]
+    MapWorker,
 }
 
 /// Exit codes from SPEC; precedence 1 > 3 > 2 > 0.
@@ -169,6 +172,17 @@ const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::MapWorker = cli.command {
+        // No logging and no runtime: standard output carries answers, standard error the reason
+        // the worker stopped.
+        return match tidemark::mapping::worker::serve(io::stdin().lock(), io::stdout().lock()) {
+            Ok(()) => ExitCode::from(EXIT_OK),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        };
+    }
     let default_level = if matches!(cli.command, Command::Watch { .. }) {
         "info"
     } else {
@@ -421,8 +435,18 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                     .any(|a| !a.assumed || a.regions_error.is_some());
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
         }
+        Command::MapWorker => Ok(EXIT_OK),
         Command::Watch { config, listen } => {
-            let options = tidemark::watch::WatchOptions::new(config.config);
+            let mut options = tidemark::watch::WatchOptions::new(config.config);
+            // Map in a child of this same executable, so a runaway expression cannot stop the
+            // daemon; without a path to it, map here.
+            match std::env::current_exe() {
+                Ok(exe) => options.map_worker = Some(exe),
+                Err(e) => tracing::warn!(
+                    "cannot find this executable ({e}); mapping in the daemon itself, where an \
+                     expression that never ends stops it"
+                ),
+            }
             tidemark::watch::run(options, listen, tidemark::watch::signals()).await?;
             Ok(EXIT_OK)
         }

@@ -193,3 +193,63 @@ fn input_that_is_not_json_is_an_error() {
     assert_eq!(run.status, 1);
     assert!(run.stderr.contains("not JSON"), "{}", run.stderr);
 }
+
+/// The mappings [`MAPPING`] compiles to, for the `watch` mapping worker.
+fn compiled() -> tidemark::mapping::Mappings {
+    let source = tidemark::mapping::MappingSource {
+        name: "mapping.yaml".into(),
+        text: MAPPING.into(),
+    };
+    let (mappings, _) =
+        tidemark::mapping::Mappings::load(&[source], &tidemark::mapping::LoadOptions::default())
+            .expect("the mapping compiles");
+    mappings
+}
+
+fn bucket(name: &str) -> tidemark::model::RawItem {
+    tidemark::model::RawItem {
+        account: "222222222222".into(),
+        account_name: Some("prod".into()),
+        region: "eu-west-1".into(),
+        kind: "AWS::S3::Bucket".into(),
+        identifier: name.into(),
+        properties: json!({"BucketName": name, "Tags": [{"Key": "team", "Value": "web"}]}),
+    }
+}
+
+#[test]
+fn the_watch_mapping_worker_gives_what_mapping_in_process_gives() {
+    let mappings = compiled();
+    let mut worker =
+        tidemark::mapping::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
+    let items: Vec<_> = (0..50).map(|i| bucket(&format!("b{i}"))).collect();
+    // Twice through the same child: answers never leak from one batch into the next.
+    for _ in 0..2 {
+        let mut batch = worker.batch();
+        for item in &items {
+            batch.send(item);
+        }
+        let outcomes = batch.finish().expect("the worker answers");
+        let expected: Vec<_> = items.iter().map(|i| mappings.map_item(i)).collect();
+        assert_eq!(outcomes, expected);
+    }
+}
+
+#[test]
+fn a_batch_given_up_unread_does_not_leak_answers_into_the_next() {
+    let mappings = compiled();
+    let mut worker =
+        tidemark::mapping::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
+    {
+        let mut abandoned = worker.batch();
+        abandoned.send(&bucket("stale"));
+    }
+    let mut batch = worker.batch();
+    batch.send(&bucket("fresh"));
+    let outcomes = batch.finish().expect("the worker answers");
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(
+        outcomes[0].entities[0].entity.identifier,
+        "arn:aws:s3:::fresh"
+    );
+}

@@ -29,7 +29,7 @@ use tidemark::config::{Config, ProcessEnv};
 use tidemark::model::{
     Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, RawItem,
 };
-use tidemark::reconcile;
+use tidemark::reconcile::{self, InProcess};
 use tidemark::source::aws::{AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints};
 use tidemark::source::{ItemSink, ListRequest, Regions, Source, SourceError, SourceReport};
 use tidemark::watch::{self, Adapters, Configured, Shared, WatchError, WatchOptions};
@@ -259,6 +259,8 @@ impl Daemon {
         let shared = Arc::new(Shared::new());
         let (stop, stopped) = oneshot::channel::<()>();
         options.debounce = Duration::from_millis(100);
+        // As the binary does: items are mapped in a `tidemark __map-worker` child.
+        options.map_worker = Some(PathBuf::from(BIN));
         let task = tokio::spawn(watch::run_with(
             adapters,
             options,
@@ -431,6 +433,63 @@ async fn an_invalid_edit_keeps_the_old_config_and_fixing_it_applies_the_change()
     assert_eq!(daemon.shared.readiness().config_error, None);
     assert_eq!(daemon.metric("tidemark_config_ok"), Some(1.0));
     assert_eq!(daemon.listings(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_that_never_ends_is_rejected_and_the_daemon_keeps_serving() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    let before = ws.entities().await;
+
+    // Compiles, but never produces its last value: only the time limit can end it.
+    ws.write(
+        "mappings/queues.yaml",
+        &MAPPING.replace(
+            "title: .Properties.QueueName",
+            "title: 'last(repeat(1)) | tostring'",
+        ),
+    );
+    wait_for("the looping mappings to be rejected", || async {
+        daemon.shared.readiness().config_error.is_some()
+    })
+    .await;
+    let error = daemon.shared.readiness().config_error.unwrap_or_default();
+    for part in [
+        "last good config is still running",
+        "last(repeat(1))",
+        "did not finish within",
+        "kind AWS::SQS::Queue",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from: {error}");
+    }
+    assert_eq!(
+        daemon.metric("tidemark_config_reloads_total{outcome=\"invalid\"}"),
+        Some(1.0)
+    );
+    assert_eq!(daemon.metric("tidemark_config_ok"), Some(0.0));
+    assert_eq!(
+        ws.entities().await,
+        before,
+        "a looping mapping changed the catalog"
+    );
+    assert!(!daemon.task.is_finished(), "the daemon stopped");
+
+    // The daemon still serves: the next good edit is mapped by a fresh worker and applied.
+    ws.write("mappings/queues.yaml", &titled("fixed "));
+    wait_for("the fixed titles", || async {
+        ws.queue_titles()
+            .await
+            .iter()
+            .all(|t| t.starts_with("fixed "))
+    })
+    .await;
+    assert_eq!(daemon.shared.readiness().config_error, None);
+    assert_eq!(daemon.metric("tidemark_config_ok"), Some(1.0));
+    assert_eq!(daemon.listings(), 1, "re-mapping listed the source");
     daemon.stop().await;
 }
 
@@ -891,9 +950,15 @@ async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_
     let total: usize = sizes.iter().sum();
 
     let limit = (total / 3) as u64;
-    let bounded = reconcile::collect_keeping(&config, &source, Some(limit), &NoProgress)
-        .await
-        .expect("collect");
+    let bounded = reconcile::collect_with(
+        &config,
+        &source,
+        Some(limit),
+        &NoProgress,
+        &mut InProcess(&config.mappings),
+    )
+    .await
+    .expect("collect");
     assert!(bounded.raw.is_none());
     assert!(bounded.raw_overflowed);
     // Counting stopped at the first item past the limit: the rest of the listing was never held.
@@ -910,9 +975,15 @@ async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_
     // Mapping does not depend on the cache.
     assert_eq!(bounded.desired.len(), everything.desired.len());
 
-    let within = reconcile::collect_keeping(&config, &source, Some(total as u64), &NoProgress)
-        .await
-        .expect("collect");
+    let within = reconcile::collect_with(
+        &config,
+        &source,
+        Some(total as u64),
+        &NoProgress,
+        &mut InProcess(&config.mappings),
+    )
+    .await
+    .expect("collect");
     assert!(!within.raw_overflowed);
     assert_eq!(within.raw.map(|r| r.len()), Some(sizes.len()));
     assert_eq!(within.raw_bytes, total);

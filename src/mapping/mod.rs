@@ -12,6 +12,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 pub mod watchdog;
+pub mod worker;
 
 use std::collections::BTreeSet;
 
@@ -54,7 +55,7 @@ pub enum Producible {
 }
 
 /// One entity a mapping produced from an item.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct MappedEntity {
     pub entity: Entity,
     pub write: WriteOptions,
@@ -62,7 +63,7 @@ pub struct MappedEntity {
 
 /// What mapping one item gave: entities, warnings (a field became null), and mapping errors
 /// (the entity was skipped and its scope is incomplete).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ItemOutcome {
     pub entities: Vec<MappedEntity>,
     pub warnings: Vec<String>,
@@ -72,6 +73,9 @@ pub struct ItemOutcome {
 /// Every mapping file, compiled.
 pub struct Mappings {
     files: Vec<FileSpec>,
+    /// What was compiled, so a mapping worker process can compile the same.
+    sources: Vec<MappingSource>,
+    options: LoadOptions,
     /// `$ENV` as jq sees it: the process environment minus the hidden names.
     env: jq::Env,
 }
@@ -100,7 +104,13 @@ impl Mappings {
         let env = jq::env_object(
             std::env::vars().filter(|(k, _)| !options.hidden_env.iter().any(|h| h == k)),
         );
-        Ok((Mappings { files, env }, warnings))
+        let mappings = Mappings {
+            files,
+            env,
+            sources: sources.to_vec(),
+            options: options.clone(),
+        };
+        Ok((mappings, warnings))
     }
 
     pub fn file_flags(&self) -> Vec<(String, FileFlags)> {

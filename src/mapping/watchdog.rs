@@ -4,7 +4,8 @@
 //! expression it is interpreting; one watchdog thread checks the slots and, when an item has run
 //! past the limit, reports the item and the expression and ends the process with exit 1. The
 //! stuck evaluation cannot be stopped any other way, and ending before anything is written
-//! guarantees that a plan built from a partial mapping is never applied. The fast path costs one
+//! guarantees that a plan built from a partial mapping is never applied. `watch` maps in a child
+//! process ([`worker`](super::worker)), so there only the child ends. The fast path costs one
 //! uncontended lock per item and one relaxed store per interpreted expression.
 
 use std::fmt::Write as _;
@@ -129,7 +130,7 @@ fn timeout_message(item: &str, expression: Option<&str>, limit: Duration) -> Str
     };
     format!(
         "mapping {item}: {what} did not finish within {} ms; jq evaluation cannot be \
-         interrupted, so tidemark stops without writing anything (set {LIMIT_ENV} to allow longer)",
+         interrupted, so mapping stopped and nothing was written (set {LIMIT_ENV} to allow longer)",
         limit.as_millis()
     )
 }

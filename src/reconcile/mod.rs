@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress};
 use crate::config::Config;
-use crate::mapping::Mappings;
+use crate::mapping::{ItemOutcome, Mappings};
 use crate::model::{ACCOUNT_INFO_KIND, Desired, EntityKey, GLOBAL_REGION, Origin, RawItem};
 use crate::source::{AccountReport, ItemSink, ListRequest, Source, SourceError, SourceReport};
 
@@ -51,26 +51,20 @@ impl Collected {
         }
     }
 
-    fn map(&mut self, mappings: &Mappings, item: &RawItem) {
-        *self.listed.entry(item.kind.clone()).or_default() += 1;
-        let outcome = mappings.map_item(item);
+    /// Records what mapping one item gave.
+    pub fn record(&mut self, origin: Origin, outcome: ItemOutcome) {
+        *self.listed.entry(origin.kind.clone()).or_default() += 1;
         let issue = |message: String| Issue {
-            account: Some(item.account.clone()),
-            region: Some(item.region.clone()),
-            kind: Some(item.kind.clone()),
-            item: Some(item.identifier.clone()),
+            account: Some(origin.account.clone()),
+            region: Some(origin.region.clone()),
+            kind: Some(origin.kind.clone()),
+            item: Some(origin.item.clone()),
             message,
         };
         self.warnings
             .extend(outcome.warnings.into_iter().map(issue));
         self.mapping_errors
             .extend(outcome.errors.into_iter().map(issue));
-        let origin = Origin {
-            account: item.account.clone(),
-            kind: item.kind.clone(),
-            region: item.region.clone(),
-            item: item.identifier.clone(),
-        };
         self.desired
             .extend(outcome.entities.into_iter().map(|m| Desired {
                 entity: m.entity,
@@ -78,6 +72,51 @@ impl Collected {
                 write: m.write,
             }));
     }
+}
+
+/// Where an item's entities come from.
+pub fn origin_of(item: &RawItem) -> Origin {
+    Origin {
+        account: item.account.clone(),
+        kind: item.kind.clone(),
+        region: item.region.clone(),
+        item: item.identifier.clone(),
+    }
+}
+
+/// Mapping stopped before every item was mapped (the daemon's mapping worker ran past the time
+/// limit or died); nothing collected may be planned.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MappingStopped(pub String);
+
+/// Maps items as they are listed, into a [`Collected`]: in this process ([`InProcess`]) or in
+/// the daemon's worker process, which may answer only when [`finish`](ItemMapper::finish)ed.
+pub trait ItemMapper: Send {
+    fn map(&mut self, item: &RawItem, into: &mut Collected);
+    fn finish(&mut self, into: &mut Collected) -> Result<(), MappingStopped>;
+}
+
+/// Maps in this process, at once.
+pub struct InProcess<'m>(pub &'m Mappings);
+
+impl ItemMapper for InProcess<'_> {
+    fn map(&mut self, item: &RawItem, into: &mut Collected) {
+        into.record(origin_of(item), self.0.map_item(item));
+    }
+
+    fn finish(&mut self, _into: &mut Collected) -> Result<(), MappingStopped> {
+        Ok(())
+    }
+}
+
+/// Why [`collect_with`] gave nothing to plan.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Mapping(#[from] MappingStopped),
 }
 
 /// What to list for `config`'s mappings.
@@ -121,25 +160,28 @@ pub fn account_items(accounts: &[AccountReport]) -> Vec<RawItem> {
         .collect()
 }
 
-/// Lists every needed scope, redacting and mapping items as pages arrive.
+/// Lists every needed scope, redacting and mapping items in this process as pages arrive.
 pub async fn collect<S: Source>(
     config: &Config,
     source: &S,
     keep_raw: bool,
     progress: &dyn Progress,
-) -> Result<Collected, SourceError> {
-    collect_keeping(config, source, keep_raw.then_some(u64::MAX), progress).await
+) -> Result<Collected, CollectError> {
+    let mut mapper = InProcess(&config.mappings);
+    let keep = keep_raw.then_some(u64::MAX);
+    collect_with(config, source, keep, progress, &mut mapper).await
 }
 
-/// [`collect`], keeping the raw items only while their approximate size stays within
-/// `raw_limit_bytes` (`None`: keep none). Past the limit they are dropped at once and
-/// [`Collected::raw_overflowed`] is set.
-pub async fn collect_keeping<S: Source>(
+/// [`collect`] with the mapping done by `mapper`, keeping the raw items only while their
+/// approximate size stays within `raw_limit_bytes` (`None`: keep none). Past the limit they are
+/// dropped at once and [`Collected::raw_overflowed`] is set.
+pub async fn collect_with<S: Source>(
     config: &Config,
     source: &S,
     raw_limit_bytes: Option<u64>,
     progress: &dyn Progress,
-) -> Result<Collected, SourceError> {
+    mapper: &mut dyn ItemMapper,
+) -> Result<Collected, CollectError> {
     let request = list_request(config);
     let limit = raw_limit_bytes.unwrap_or(0);
     let mut collected = Collected {
@@ -151,7 +193,7 @@ pub async fn collect_keeping<S: Source>(
             progress.advance(items.len() as u64);
             for mut item in items {
                 config.redactor.redact(&mut item);
-                collected.map(&config.mappings, &item);
+                mapper.map(&item, &mut collected);
                 collected.keep_raw(item, limit);
             }
         };
@@ -166,26 +208,33 @@ pub async fn collect_keeping<S: Source>(
         .any(|k| k.kind == ACCOUNT_INFO_KIND);
     if wants_accounts {
         for item in account_items(&report.accounts) {
-            collected.map(&config.mappings, &item);
+            mapper.map(&item, &mut collected);
         }
     }
+    mapper.finish(&mut collected)?;
     collected.report = Some(report);
     Ok(collected)
 }
 
 /// Re-maps cached raw items with (possibly new) mappings: the watch fast path.
-pub fn remap(mappings: &Mappings, report: &SourceReport, raw: &[RawItem]) -> Collected {
+pub fn remap(
+    mappings: &Mappings,
+    mapper: &mut dyn ItemMapper,
+    report: &SourceReport,
+    raw: &[RawItem],
+) -> Result<Collected, MappingStopped> {
     let mut collected = Collected::default();
     for item in raw {
-        collected.map(mappings, item);
+        mapper.map(item, &mut collected);
     }
     if mappings.kinds().iter().any(|k| k.kind == ACCOUNT_INFO_KIND) {
         for item in account_items(&report.accounts) {
-            collected.map(mappings, &item);
+            mapper.map(&item, &mut collected);
         }
     }
+    mapper.finish(&mut collected)?;
     collected.report = Some(report.clone());
-    collected
+    Ok(collected)
 }
 
 /// `plan`/`apply` flags that change the plan.

@@ -4,7 +4,13 @@
 //!
 //! The run loop owns all state and is a `select!` over the shutdown future, debounced reload
 //! signals, the running sync (a spawned task, at most one) and the scheduler's next deadline.
-//! A reload swaps in a fully loaded and compiled config, or keeps the running one.
+//! A reload swaps in a fully loaded and compiled config, or keeps the running one. New mappings
+//! are first a candidate: the next sync maps with them, and they replace the running ones only
+//! if every item mapped within the evaluation limit.
+//!
+//! With [`WatchOptions::map_worker`] set (the binary sets it), items are mapped in a child
+//! process, so an expression that never ends costs a rejected reload or a failed sync instead of
+//! the daemon.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +28,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::app::{AnyCatalog, AnySource};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{self, Config, ProcessEnv};
+use crate::mapping::worker::Worker;
 use crate::source::{Source, SourceError};
 use crate::yaml::Diagnostic;
 
@@ -53,6 +60,10 @@ pub struct WatchOptions {
     pub debounce: Duration,
     /// How long shutdown waits for an apply in progress.
     pub shutdown_grace: Duration,
+    /// The `tidemark` executable that maps items in a child process (`tidemark __map-worker`).
+    /// Without one, items are mapped in this process, where an item that runs past the
+    /// evaluation limit ends the process, as in one-shot commands.
+    pub map_worker: Option<PathBuf>,
 }
 
 impl WatchOptions {
@@ -61,6 +72,7 @@ impl WatchOptions {
             config_path: config_path.into(),
             debounce: DEFAULT_DEBOUNCE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            map_worker: None,
         }
     }
 }
@@ -172,6 +184,8 @@ struct Running<S> {
 /// What a sync task hands back to the loop.
 struct Finished<S> {
     run: SyncRun,
+    /// The candidate the sync mapped with, if any.
+    candidate: Option<u64>,
     source: Option<Arc<S>>,
     /// The source generation the sync ran with; a source change since makes its cache stale.
     generation: u64,
@@ -185,12 +199,28 @@ enum Event<S> {
     Wake,
 }
 
+/// Where a config's items are mapped: a worker process, or `None` for this process.
+type MapWorker = Option<Arc<tokio::sync::Mutex<Worker>>>;
+
+/// A reloaded config with new mappings, not yet run on items.
+struct Candidate {
+    id: u64,
+    config: Arc<Config>,
+    worker: MapWorker,
+    /// The `source` section changed too: a rejected candidate leaves a source opened with its
+    /// settings, which must not serve the running config.
+    source_changed: bool,
+}
+
 /// The daemon's state between events.
 struct Daemon<A: Adapters> {
     adapters: Arc<A>,
     options: WatchOptions,
     shared: Arc<Shared>,
     config: Arc<Config>,
+    worker: MapWorker,
+    candidate: Option<Candidate>,
+    candidates: u64,
     catalog: Arc<A::Catalog>,
     source: Option<Arc<A::Source>>,
     cache: Option<Arc<Cache>>,
@@ -228,6 +258,9 @@ async fn run_loaded<A: Adapters>(
     let mut daemon = Daemon {
         adapters: Arc::new(adapters),
         scheduler: Scheduler::new(Instant::now(), config.resync_interval),
+        worker: map_worker(&options, &config),
+        candidate: None,
+        candidates: 0,
         config: Arc::new(config),
         options,
         shared,
@@ -291,6 +324,14 @@ async fn run_loaded<A: Adapters>(
     Ok(())
 }
 
+fn map_worker(options: &WatchOptions, config: &Config) -> MapWorker {
+    let exe = options.map_worker.clone()?;
+    Some(Arc::new(tokio::sync::Mutex::new(Worker::new(
+        exe,
+        &config.mappings,
+    ))))
+}
+
 async fn wait<S>(running: &mut Option<Running<S>>) -> Result<Finished<S>, JoinError> {
     match running {
         Some(r) => (&mut r.handle).await,
@@ -311,11 +352,11 @@ impl<A: Adapters> Daemon<A> {
         self.syncs += 1;
         let applying = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&applying);
-        let (adapters, config, catalog) = (
-            Arc::clone(&self.adapters),
-            Arc::clone(&self.config),
-            Arc::clone(&self.catalog),
-        );
+        let (config, worker, candidate) = match &self.candidate {
+            Some(c) => (Arc::clone(&c.config), c.worker.clone(), Some(c.id)),
+            None => (Arc::clone(&self.config), self.worker.clone(), None),
+        };
+        let (adapters, catalog) = (Arc::clone(&self.adapters), Arc::clone(&self.catalog));
         let (source, cache, generation) =
             (self.source.clone(), self.cache.clone(), self.generation);
         let shared = Arc::clone(&self.shared);
@@ -334,6 +375,7 @@ impl<A: Adapters> Daemon<A> {
                                     result: Err(SyncError::Source(e)),
                                     cache: CacheUpdate::Keep,
                                 },
+                                candidate,
                                 source: None,
                                 generation,
                                 elapsed: started.elapsed(),
@@ -346,6 +388,7 @@ impl<A: Adapters> Daemon<A> {
                 let run = sync::sync(
                     mode,
                     &config,
+                    worker.as_deref(),
                     source.as_ref(),
                     catalog.as_ref(),
                     cache.as_deref(),
@@ -354,6 +397,7 @@ impl<A: Adapters> Daemon<A> {
                 .await;
                 Finished {
                     run,
+                    candidate,
                     source: Some(source),
                     generation,
                     elapsed: started.elapsed(),
@@ -367,7 +411,8 @@ impl<A: Adapters> Daemon<A> {
     fn finished(&mut self, finished: Result<Finished<A::Source>, JoinError>) {
         // Scrapes read the counts too; this makes a sync's requests show as soon as it ends.
         self.shared.record_requests();
-        let metrics = &self.shared.metrics;
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
         let f = match finished {
             Ok(f) => f,
             Err(e) => {
@@ -389,6 +434,9 @@ impl<A: Adapters> Daemon<A> {
             }
         }
         self.update_cache_metrics();
+        if let Some(id) = f.candidate {
+            self.settle(id, &f.run.result);
+        }
         let mode = f.run.mode;
         if mode == Mode::Full {
             metrics.source_listings.inc();
@@ -423,6 +471,63 @@ impl<A: Adapters> Daemon<A> {
         }
     }
 
+    /// Decides a candidate after a sync mapped with it: mapping that stopped rejects it, mapping
+    /// that completed makes it the running config, a listing that failed first leaves it pending
+    /// for the retry.
+    fn settle(&mut self, id: u64, result: &Result<sync::Synced, SyncError>) {
+        if self.candidate.as_ref().is_none_or(|c| c.id != id) {
+            // Replaced by a newer reload meanwhile; that one is decided by its own sync.
+            return;
+        }
+        let metrics = &self.shared.metrics;
+        match result {
+            Err(SyncError::Mapping(e)) => {
+                let Some(rejected) = self.candidate.take() else {
+                    return;
+                };
+                let message = format!(
+                    "the new mappings were not applied, the last good config is still running: {e}"
+                );
+                error!("{message}");
+                self.shared.update(|r| r.config_error = Some(message));
+                metrics.reload("invalid");
+                metrics.config_ok.set(0);
+                if rejected.source_changed {
+                    self.generation += 1;
+                    self.source = None;
+                    self.cache = None;
+                    self.update_cache_metrics();
+                }
+            }
+            Err(SyncError::Source(_)) => {}
+            Ok(_) | Err(SyncError::Catalog(_) | SyncError::Stopped(_)) => {
+                let Some(accepted) = self.candidate.take() else {
+                    return;
+                };
+                info!("the new mappings mapped every item; they are now the running config");
+                self.commit(accepted.config, accepted.worker);
+            }
+        }
+    }
+
+    /// Makes `config` the running config.
+    fn commit(&mut self, config: Arc<Config>, worker: MapWorker) {
+        self.config = config;
+        self.worker = worker;
+        self.scheduler.set_interval(self.config.resync_interval);
+        let limit = self
+            .config
+            .watch_cache_limit_mib
+            .saturating_mul(1024 * 1024);
+        if self.cache.as_ref().is_some_and(|c| c.bytes as u64 > limit) {
+            self.cache = None;
+            self.update_cache_metrics();
+        }
+        self.shared.update(|r| r.config_error = None);
+        self.shared.metrics.reload("ok");
+        self.shared.metrics.config_ok.set(1);
+    }
+
     fn update_cache_metrics(&self) {
         let (bytes, items) = self
             .cache
@@ -440,9 +545,10 @@ impl<A: Adapters> Daemon<A> {
 
     /// Loads the config again. Nothing changes unless every file loads and compiles.
     fn reload(&mut self) {
-        let path = &self.options.config_path;
-        let metrics = &self.shared.metrics;
-        match config::load(path, &ProcessEnv) {
+        let path = self.options.config_path.clone();
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
+        match config::load(&path, &ProcessEnv) {
             Err(errors) => {
                 for e in &errors {
                     error!("{e}");
@@ -464,6 +570,8 @@ impl<A: Adapters> Daemon<A> {
                 for w in &warnings {
                     warn!("{w}");
                 }
+                // A pending candidate is replaced by whatever the files say now.
+                self.candidate = None;
                 match reload::classify(&self.config, &loaded) {
                     Change::Unchanged => {
                         self.shared.update(|r| r.config_error = None);
@@ -487,16 +595,8 @@ impl<A: Adapters> Daemon<A> {
                         settings,
                     } => {
                         info!(source, mappings, settings, "config reloaded");
-                        self.config = Arc::new(loaded);
-                        self.scheduler.set_interval(self.config.resync_interval);
-                        let limit = self
-                            .config
-                            .watch_cache_limit_mib
-                            .saturating_mul(1024 * 1024);
-                        if self.cache.as_ref().is_some_and(|c| c.bytes as u64 > limit) {
-                            self.cache = None;
-                            self.update_cache_metrics();
-                        }
+                        let worker = map_worker(&self.options, &loaded);
+                        let loaded = Arc::new(loaded);
                         if source {
                             self.generation += 1;
                             self.source = None;
@@ -506,9 +606,17 @@ impl<A: Adapters> Daemon<A> {
                         } else if mappings {
                             self.scheduler.request(Mode::Remap);
                         }
-                        self.shared.update(|r| r.config_error = None);
-                        metrics.reload("ok");
-                        metrics.config_ok.set(1);
+                        if mappings {
+                            self.candidates += 1;
+                            self.candidate = Some(Candidate {
+                                id: self.candidates,
+                                config: loaded,
+                                worker,
+                                source_changed: source,
+                            });
+                        } else {
+                            self.commit(loaded, worker);
+                        }
                     }
                 }
             }

@@ -8,8 +8,11 @@ use tracing::{info, warn};
 
 use crate::catalog::{ApplyReport, Catalog, CatalogError, NoProgress};
 use crate::config::Config;
-use crate::model::{KindSpec, RawItem};
-use crate::reconcile::{self, Collected, Plan, PlanOptions};
+use crate::mapping::worker::{Batch, Worker};
+use crate::model::{KindSpec, Origin, RawItem};
+use crate::reconcile::{
+    self, CollectError, Collected, InProcess, ItemMapper, MappingStopped, Plan, PlanOptions,
+};
 use crate::source::{ListRequest, Source, SourceError, SourceReport};
 
 use super::schedule::Mode;
@@ -86,10 +89,55 @@ impl Cache {
 pub enum SyncError {
     #[error("listing failed: {0}")]
     Source(#[from] SourceError),
+    /// The mapping worker ran past the evaluation limit or died: nothing was planned.
+    #[error("mapping stopped: {0}")]
+    Mapping(String),
     #[error("reading the catalog failed: {0}")]
     Catalog(#[from] CatalogError),
     #[error("the apply stopped: {0}")]
     Stopped(String),
+}
+
+impl From<CollectError> for SyncError {
+    fn from(e: CollectError) -> SyncError {
+        match e {
+            CollectError::Source(e) => SyncError::Source(e),
+            CollectError::Mapping(e) => e.into(),
+        }
+    }
+}
+
+impl From<MappingStopped> for SyncError {
+    fn from(e: MappingStopped) -> SyncError {
+        SyncError::Mapping(e.0)
+    }
+}
+
+/// Maps in the daemon's worker process: items stream to it as they are listed and their
+/// outcomes are collected at the end, in order.
+struct InWorker<'w> {
+    batch: Option<Batch<'w>>,
+    origins: Vec<Origin>,
+}
+
+impl ItemMapper for InWorker<'_> {
+    fn map(&mut self, item: &RawItem, _into: &mut Collected) {
+        if let Some(batch) = self.batch.as_mut() {
+            batch.send(item);
+            self.origins.push(reconcile::origin_of(item));
+        }
+    }
+
+    fn finish(&mut self, into: &mut Collected) -> Result<(), MappingStopped> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        let outcomes = batch.finish().map_err(|e| MappingStopped(e.to_string()))?;
+        for (origin, outcome) in self.origins.drain(..).zip(outcomes) {
+            into.record(origin, outcome);
+        }
+        Ok(())
+    }
 }
 
 /// How a sync went.
@@ -121,10 +169,74 @@ pub struct SyncRun {
     pub cache: CacheUpdate,
 }
 
-/// Runs one sync. `applying` is raised while the catalog is written, so shutdown knows to wait.
+/// Lists (or, for a re-map the cache covers, takes the cached items) and maps: the mode that ran,
+/// what it collected and what to keep for the next re-map.
+async fn gather<S: Source>(
+    mode: Mode,
+    config: &Config,
+    worker: Option<&tokio::sync::Mutex<Worker>>,
+    source: &S,
+    cache: Option<&Cache>,
+) -> (Mode, Result<Collected, SyncError>, CacheUpdate) {
+    let mut worker = match worker {
+        Some(w) => Some(w.lock().await),
+        None => None,
+    };
+    let mut in_process = InProcess(&config.mappings);
+    let mut in_worker;
+    let mapper: &mut dyn ItemMapper = match worker.as_deref_mut() {
+        Some(w) => {
+            in_worker = InWorker {
+                batch: Some(w.batch()),
+                origins: Vec::new(),
+            };
+            &mut in_worker
+        }
+        None => &mut in_process,
+    };
+    let request = reconcile::list_request(config);
+    let remapped = match (mode, cache) {
+        (Mode::Remap, Some(cache)) => cache.covering(&request),
+        _ => None,
+    };
+    if let Some((report, raw)) = remapped {
+        info!(items = raw.len(), "re-mapping cached items; no listing");
+        let collected = reconcile::remap(&config.mappings, mapper, &report, &raw);
+        return (
+            Mode::Remap,
+            collected.map_err(Into::into),
+            CacheUpdate::Keep,
+        );
+    }
+    if mode == Mode::Remap {
+        info!("the cache does not cover the new mappings; listing again");
+    }
+    let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
+    let listed = reconcile::collect_with(config, source, Some(limit), &NoProgress, mapper).await;
+    let mut collected = match listed {
+        Ok(c) => c,
+        Err(e) => return (Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
+    };
+    let cache = match Cache::keep(request, &mut collected, limit) {
+        Ok(cache) => Some(Arc::new(cache)),
+        Err(bytes) => {
+            warn!(
+                bytes,
+                limit_mib = config.watch_cache_limit_mib,
+                "raw items exceed watch.cacheLimitMiB; mapping edits will list again"
+            );
+            None
+        }
+    };
+    (Mode::Full, Ok(collected), CacheUpdate::Replace(cache))
+}
+
+/// Runs one sync, mapping in `worker` when there is one. `applying` is raised while the catalog
+/// is written, so shutdown knows to wait.
 pub async fn sync<S: Source, C: Catalog>(
     mode: Mode,
     config: &Config,
+    worker: Option<&tokio::sync::Mutex<Worker>>,
     source: &S,
     catalog: &C,
     cache: Option<&Cache>,
@@ -136,49 +248,10 @@ pub async fn sync<S: Source, C: Catalog>(
         cache,
     };
     let started = std::time::Instant::now();
-    let request = reconcile::list_request(config);
-    let remapped = match (mode, cache) {
-        (Mode::Remap, Some(cache)) => cache.covering(&request),
-        _ => None,
-    };
-    let (mode, mut collected, update) = match remapped {
-        Some((report, raw)) => {
-            info!(items = raw.len(), "re-mapping cached items; no listing");
-            (
-                Mode::Remap,
-                reconcile::remap(&config.mappings, &report, &raw),
-                CacheUpdate::Keep,
-            )
-        }
-        None => {
-            if mode == Mode::Remap {
-                info!("the cache does not cover the new mappings; listing again");
-            }
-            let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
-            let mut collected = match reconcile::collect_keeping(
-                config,
-                source,
-                Some(limit),
-                &crate::catalog::NoProgress,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(e) => return done(Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
-            };
-            let cache = match Cache::keep(request, &mut collected, limit) {
-                Ok(cache) => Some(Arc::new(cache)),
-                Err(bytes) => {
-                    warn!(
-                        bytes,
-                        limit_mib = config.watch_cache_limit_mib,
-                        "raw items exceed watch.cacheLimitMiB; mapping edits will list again"
-                    );
-                    None
-                }
-            };
-            (Mode::Full, collected, CacheUpdate::Replace(cache))
-        }
+    let (mode, gathered, update) = gather(mode, config, worker, source, cache).await;
+    let mut collected = match gathered {
+        Ok(collected) => collected,
+        Err(e) => return done(mode, Err(e), update),
     };
     collected.raw = None;
     let mapped = started.elapsed();

@@ -1,0 +1,513 @@
+//! Mapping in a child process, for the daemon. jaq cannot be interrupted, so in one-shot commands
+//! the [`watchdog`](super::watchdog) ends the whole process when an item runs past the limit.
+//! A daemon must survive that: `tidemark watch` maps in a child (`tidemark __map-worker`) whose
+//! watchdog ends only the child. The parent then reports the item and expression the child
+//! named, rejects the mappings that looped (or fails the sync) and keeps serving; the next batch
+//! starts a fresh child.
+//!
+//! The protocol is JSON lines over the child's standard streams: the first line sent is a
+//! [`Header`] with the mapping files, then one [`RawItem`] per line; the child answers each item
+//! with one [`ItemOutcome`] line, in order. A child lives as long as its [`Worker`], so the
+//! mappings are compiled once, not once per sync.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use serde_json::{Map, Value as Json};
+
+use super::{ItemOutcome, LoadOptions, MappedEntity, MappingSource, Mappings, watchdog};
+use crate::model::{Entity, RawItem, WriteOptions};
+
+/// The hidden subcommand that runs [`serve`].
+pub const SUBCOMMAND: &str = "__map-worker";
+
+/// How much of the child's standard error is kept for the message (the end of it).
+const STDERR_KEPT: usize = 8 * 1024;
+
+/// The first line the child reads.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    sources: Vec<(String, String)>,
+    hidden_env: Vec<String>,
+}
+
+/// An [`ItemOutcome`] as it crosses the pipe. An entity field the mapping does not define is
+/// absent and one it sets to null is `null`; [`Entity`]'s own reading turns both into `None`,
+/// which would lose the difference merges depend on.
+#[derive(Deserialize)]
+struct WireOutcome {
+    entities: Vec<WireMapped>,
+    warnings: Vec<String>,
+    errors: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMapped {
+    entity: WireEntity,
+    write: WriteOptions,
+}
+
+#[derive(Deserialize)]
+struct WireEntity {
+    identifier: String,
+    blueprint: String,
+    #[serde(default, deserialize_with = "present")]
+    title: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    icon: Option<Json>,
+    #[serde(default, deserialize_with = "present")]
+    team: Option<Json>,
+    properties: Option<Map<String, Json>>,
+    relations: Option<Map<String, Json>>,
+}
+
+/// A field that is there, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
+}
+
+impl From<WireOutcome> for ItemOutcome {
+    fn from(wire: WireOutcome) -> ItemOutcome {
+        ItemOutcome {
+            entities: wire
+                .entities
+                .into_iter()
+                .map(|m| MappedEntity {
+                    entity: Entity {
+                        identifier: m.entity.identifier,
+                        blueprint: m.entity.blueprint,
+                        title: m.entity.title,
+                        icon: m.entity.icon,
+                        team: m.entity.team,
+                        properties: m.entity.properties,
+                        relations: m.entity.relations,
+                    },
+                    write: m.write,
+                })
+                .collect(),
+            warnings: wire.warnings,
+            errors: wire.errors,
+        }
+    }
+}
+
+/// Why mapping in the child failed. The message names the item and expression when the child's
+/// time limit ended it.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot start the mapping worker {exe}: {source}")]
+    Spawn { exe: String, source: io::Error },
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// The child's side: compiles the header's mappings, then maps every item line until end of
+/// input. A runaway item ends the process through the watchdog, with the item and expression on
+/// standard error.
+pub fn serve(input: impl Read, output: impl Write) -> Result<(), String> {
+    let mut input = BufReader::new(input);
+    let mut output = io::BufWriter::new(output);
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the header: {e}"))?;
+    let header: Header =
+        serde_json::from_str(&line).map_err(|e| format!("the header is not valid: {e}"))?;
+    let sources: Vec<MappingSource> = header
+        .sources
+        .into_iter()
+        .map(|(name, text)| MappingSource { name, text })
+        .collect();
+    let options = LoadOptions {
+        hidden_env: header.hidden_env,
+    };
+    let (mappings, _warnings) = Mappings::load(&sources, &options).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        lines.join("\n")
+    })?;
+    loop {
+        // Answers must not wait in the buffer while this side waits for more input.
+        if input.buffer().is_empty() {
+            output
+                .flush()
+                .map_err(|e| format!("writing outcomes: {e}"))?;
+        }
+        line.clear();
+        let read = input
+            .read_line(&mut line)
+            .map_err(|e| format!("reading items: {e}"))?;
+        if read == 0 {
+            break;
+        }
+        let item: RawItem =
+            serde_json::from_str(&line).map_err(|e| format!("an item is not valid: {e}"))?;
+        let outcome = mappings.map_item(&item);
+        serde_json::to_writer(&mut output, &outcome)
+            .map_err(|e| format!("writing outcomes: {e}"))?;
+        output
+            .write_all(b"\n")
+            .map_err(|e| format!("writing outcomes: {e}"))?;
+    }
+    output.flush().map_err(|e| format!("writing outcomes: {e}"))
+}
+
+/// The parent's handle on a child for one set of compiled mappings; started on first use and
+/// again after a failure. Dropping it ends the child.
+pub struct Worker {
+    exe: PathBuf,
+    header: String,
+    child: Option<Running>,
+}
+
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    outcomes: Receiver<Result<ItemOutcome, String>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Worker {
+    /// A worker for `mappings`, run as `exe __map-worker`.
+    pub fn new(exe: PathBuf, mappings: &Mappings) -> Worker {
+        let header = Header {
+            sources: mappings
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.text.clone()))
+                .collect(),
+            hidden_env: mappings.options.hidden_env.clone(),
+        };
+        Worker {
+            exe,
+            // Strings and a list of strings always serialise.
+            header: serde_json::to_string(&header).unwrap_or_default(),
+            child: None,
+        }
+    }
+
+    /// Starts a batch of items; its outcomes come back in order from [`Batch::finish`].
+    pub fn batch(&mut self) -> Batch<'_> {
+        let error = match self.child {
+            Some(_) => None,
+            None => self.spawn().err(),
+        };
+        Batch {
+            worker: self,
+            sent: 0,
+            error,
+            line: Vec::new(),
+            answered: false,
+        }
+    }
+
+    fn spawn(&mut self) -> Result<(), WorkerError> {
+        let spawn_error = |source| WorkerError::Spawn {
+            exe: self.exe.display().to_string(),
+            source,
+        };
+        let mut child = Command::new(&self.exe)
+            .arg(SUBCOMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_error)?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(spawn_error(io::Error::other("no pipes to the child")));
+        };
+        let (tx, outcomes) = mpsc::channel();
+        // Both output streams are drained all the time, so the child never blocks writing and
+        // writes to its input only wait while it is mapping.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let outcome = line.map_err(|e| e.to_string()).and_then(|l| {
+                    serde_json::from_str::<WireOutcome>(&l)
+                        .map(ItemOutcome::from)
+                        .map_err(|e| e.to_string())
+                });
+                if tx.send(outcome).is_err() {
+                    break;
+                }
+            }
+        });
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&kept);
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                kept.extend_from_slice(&chunk[..n]);
+                let excess = kept.len().saturating_sub(STDERR_KEPT);
+                kept.drain(..excess);
+            }
+        });
+        let header = format!("{}\n", self.header);
+        if let Err(e) = stdin.write_all(header.as_bytes()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(spawn_error(e));
+        }
+        self.child = Some(Running {
+            child,
+            stdin,
+            outcomes,
+            stderr: kept,
+        });
+        Ok(())
+    }
+
+    /// Ends the child after a failure and says why it stopped, preferring its own words (the
+    /// watchdog names the item and the expression).
+    fn stop(&mut self, fallback: String) -> WorkerError {
+        let Some(mut running) = self.child.take() else {
+            return WorkerError::Stopped(fallback);
+        };
+        let _ = running.child.kill();
+        let status = running.child.wait().ok();
+        // The stderr thread ends with the child; give it a moment to take the last words.
+        for _ in 0..50 {
+            if Arc::strong_count(&running.stderr) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let kept = running
+            .stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let text = String::from_utf8_lossy(&kept);
+        let said: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut message = if said.is_empty() {
+            fallback
+        } else {
+            said.join("; ")
+        };
+        if let Some(status) = status.filter(|s| !s.success()) {
+            message.push_str(&format!(" (mapping worker {status})"));
+        }
+        WorkerError::Stopped(message)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.child.take() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+/// Items sent to the child, awaiting their outcomes.
+pub struct Batch<'w> {
+    worker: &'w mut Worker,
+    sent: usize,
+    error: Option<WorkerError>,
+    line: Vec<u8>,
+    /// Every sent item's outcome was read.
+    answered: bool,
+}
+
+impl Batch<'_> {
+    /// Sends one item. After a failure further items are dropped; [`finish`](Self::finish)
+    /// reports the failure.
+    pub fn send(&mut self, item: &RawItem) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(running) = self.worker.child.as_mut() else {
+            return;
+        };
+        self.line.clear();
+        let written = serde_json::to_writer(&mut self.line, item)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.line.push(b'\n');
+                running
+                    .stdin
+                    .write_all(&self.line)
+                    .map_err(|e| e.to_string())
+            });
+        match written {
+            Ok(()) => self.sent += 1,
+            Err(e) => {
+                let message = format!("the mapping worker stopped reading items: {e}");
+                self.error = Some(self.worker.stop(message));
+            }
+        }
+    }
+
+    /// Waits for every sent item's outcome, in the order sent. An item is given the evaluation
+    /// limit twice over (the child's own watchdog fires at once) before the child is presumed
+    /// stuck and ended.
+    pub fn finish(mut self) -> Result<Vec<ItemOutcome>, WorkerError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let Some(running) = self.worker.child.as_mut() else {
+            return Err(WorkerError::Stopped(
+                "the mapping worker is not running".into(),
+            ));
+        };
+        if let Err(e) = running.stdin.flush() {
+            let message = format!("the mapping worker stopped reading items: {e}");
+            return Err(self.worker.stop(message));
+        }
+        let patience = watchdog::limit() * 2 + Duration::from_secs(5);
+        let mut outcomes = Vec::with_capacity(self.sent);
+        while outcomes.len() < self.sent {
+            match running.outcomes.recv_timeout(patience) {
+                Ok(Ok(outcome)) => outcomes.push(outcome),
+                Ok(Err(e)) => {
+                    let message = format!("the mapping worker answered badly: {e}");
+                    return Err(self.worker.stop(message));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let message = "the mapping worker ended unexpectedly".to_owned();
+                    return Err(self.worker.stop(message));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let message = format!(
+                        "the mapping worker gave no answer within {} ms",
+                        patience.as_millis()
+                    );
+                    return Err(self.worker.stop(message));
+                }
+            }
+        }
+        self.answered = true;
+        Ok(outcomes)
+    }
+}
+
+impl Drop for Batch<'_> {
+    /// A batch given up before its answers were read (a sync cancelled at shutdown) leaves them in
+    /// the pipe, where the next batch would take them for its own; only a fresh child is safe.
+    fn drop(&mut self) {
+        if !self.answered
+            && let Some(mut running) = self.worker.child.take()
+        {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str) -> RawItem {
+        RawItem {
+            account: "111122223333".into(),
+            account_name: None,
+            region: "eu-west-1".into(),
+            kind: "AWS::S3::Bucket".into(),
+            identifier: id.into(),
+            properties: serde_json::json!({"BucketName": id}),
+        }
+    }
+
+    const MAPPING: &str = "resources:
+  - kind: AWS::S3::Bucket
+    port:
+      entity:
+        mappings:
+          identifier: .Identifier
+          title: .Properties.BucketName
+          blueprint: '\"bucket\"'
+";
+
+    fn header() -> String {
+        let header = Header {
+            sources: vec![("m.yaml".into(), MAPPING.into())],
+            hidden_env: Vec::new(),
+        };
+        serde_json::to_string(&header).expect("test data")
+    }
+
+    #[test]
+    fn serve_answers_each_item_with_its_outcome_in_order() {
+        let mut input = header();
+        input.push('\n');
+        for id in ["a", "b"] {
+            input.push_str(&serde_json::to_string(&item(id)).expect("test data"));
+            input.push('\n');
+        }
+        let mut output = Vec::new();
+        serve(input.as_bytes(), &mut output).expect("test data");
+        let outcomes: Vec<ItemOutcome> = String::from_utf8(output)
+            .expect("test data")
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<WireOutcome>(l)
+                    .expect("test data")
+                    .into()
+            })
+            .collect();
+        let titles: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.entities[0].entity.title.clone())
+            .collect();
+        assert_eq!(titles, [Some(Json::from("a")), Some(Json::from("b"))]);
+    }
+
+    #[test]
+    fn an_explicit_null_and_an_undefined_field_stay_apart_across_the_pipe() {
+        let mut entity = Entity::new("bucket", "a");
+        entity.title = Some(Json::Null);
+        let outcome = ItemOutcome {
+            entities: vec![MappedEntity {
+                entity,
+                write: WriteOptions::default(),
+            }],
+            warnings: vec!["w".into()],
+            errors: Vec::new(),
+        };
+        let line = serde_json::to_string(&outcome).expect("test data");
+        let back: ItemOutcome = serde_json::from_str::<WireOutcome>(&line)
+            .expect("test data")
+            .into();
+        assert_eq!(back, outcome);
+        assert_eq!(back.entities[0].entity.icon, None);
+    }
+
+    #[test]
+    fn serve_refuses_mappings_that_do_not_compile_with_their_position() {
+        let header = Header {
+            sources: vec![("bad.yaml".into(), "resources: [\n".into())],
+            hidden_env: Vec::new(),
+        };
+        let input = format!("{}\n", serde_json::to_string(&header).expect("test data"));
+        let error = serve(input.as_bytes(), Vec::new()).expect_err("an error");
+        assert!(error.contains("bad.yaml:"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_executable_is_a_clear_error_naming_it() {
+        let (mappings, _) = Mappings::load(&[], &LoadOptions::default()).expect("test data");
+        let mut worker = Worker::new(PathBuf::from("/nonexistent/tidemark"), &mappings);
+        let mut batch = worker.batch();
+        batch.send(&item("a"));
+        let error = batch.finish().expect_err("an error").to_string();
+        assert!(error.contains("/nonexistent/tidemark"), "{error}");
+    }
+}
