@@ -5,6 +5,7 @@ use crate::catalog::port::{PortCatalog, PortOptions};
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, Writes};
 use crate::config::{CatalogConfig, Config, SourceConfig};
 use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
+use crate::requests::RequestCount;
 use crate::source::aws::AwsSource;
 use crate::source::snapshot::SnapshotSource;
 use crate::source::{
@@ -48,6 +49,13 @@ impl AnySource {
 }
 
 impl Source for AnySource {
+    fn take_requests(&self) -> Vec<RequestCount> {
+        match self {
+            AnySource::Snapshot(s) => s.take_requests(),
+            AnySource::Aws(s) => s.take_requests(),
+        }
+    }
+
     async fn list(
         &self,
         request: &ListRequest,
@@ -83,6 +91,13 @@ impl AnyCatalog {
 }
 
 impl Catalog for AnyCatalog {
+    fn take_requests(&self) -> Vec<RequestCount> {
+        match self {
+            AnyCatalog::Local(c) => c.take_requests(),
+            AnyCatalog::Port(c) => c.take_requests(),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             AnyCatalog::Local(c) => c.describe(),

@@ -24,6 +24,7 @@ pub mod mapping;
 pub mod model;
 pub mod reconcile;
 pub mod render;
+pub mod requests;
 pub mod secret;
 pub mod source;
 pub mod watch;

@@ -1,6 +1,9 @@
 //! `tidemark watch`: the daemon loop on real files (snapshot source, local SQLite catalog), with a
 //! counting wrapper around the real source to prove which syncs list and which only re-map, and
-//! the real binary end to end over HTTP and signals.
+//! the real binary end to end over HTTP and signals. Request metrics and shutdown during an apply
+//! run against the AWS (STS, Cloud Control) and Port stand-ins.
+
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,12 +18,25 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use tokio::sync::Notify;
+
 use tidemark::app::AnySource;
-use tidemark::catalog::Catalog;
 use tidemark::catalog::local::LocalCatalog;
-use tidemark::config::Config;
-use tidemark::source::{ItemSink, ListRequest, Source, SourceError, SourceReport};
+use tidemark::catalog::{ApplyReport, Catalog, CatalogError, NoProgress, Progress, Writes};
+use tidemark::config::{Config, ProcessEnv};
+use tidemark::model::{
+    Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, RawItem,
+};
+use tidemark::reconcile::{self, InProcess};
+use tidemark::source::aws::{AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints};
+use tidemark::source::{ItemSink, ListRequest, Regions, Source, SourceError, SourceReport};
 use tidemark::watch::{self, Adapters, Configured, Shared, WatchError, WatchOptions};
+
+use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
+use support::port_standin::{CLIENT_ID, CLIENT_SECRET, PortStandIn};
+use support::sts::{BASE_ACCOUNT, StsStandIn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 const PROD: &str = "222222222222";
@@ -96,6 +112,16 @@ impl Workspace {
         );
     }
 
+    /// The config with Port (`url`, the stand-in's credentials) as the catalog.
+    fn write_port_config(&self, url: &str) {
+        self.write(
+            "tidemark.yaml",
+            &format!(
+                "integration: {{identifier: {OWNER}}}\nsource: {{type: snapshot, path: snap}}\ncatalog: {{type: port, baseUrl: '{url}', clientId: {CLIENT_ID}, clientSecret: {CLIENT_SECRET}}}\nmappings: [mappings/queues.yaml]\n"
+            ),
+        );
+    }
+
     fn write(&self, rel: &str, text: &str) {
         let path = self.path(rel);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -103,6 +129,11 @@ impl Workspace {
     }
 
     fn write_snapshot(&self) {
+        self.write_snapshot_with(3);
+    }
+
+    /// A snapshot of two accounts with `queues` queues each.
+    fn write_snapshot_with(&self, queues: usize) {
         let scopes: Vec<Json> = [PROD, STAGING]
             .iter()
             .map(|a| json!({"account": a, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}))
@@ -112,7 +143,7 @@ impl Workspace {
                          {"Id": STAGING, "Name": "staging", "assumed": true, "error": null}],
             "scopes": scopes});
         for account in [PROD, STAGING] {
-            let queues: Vec<Json> = (0..3)
+            let queues: Vec<Json> = (0..queues)
                 .map(|i| {
                     let name = format!("q{i}");
                     json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
@@ -202,23 +233,34 @@ impl Adapters for Counting {
 struct Daemon {
     shared: Arc<Shared>,
     listings: Arc<AtomicUsize>,
+    /// Where `/metrics` is served.
+    port: u16,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), WatchError>>,
 }
 
 impl Daemon {
     async fn start(config: &Path) -> Daemon {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let shared = Arc::new(Shared::new());
         let listings = Arc::new(AtomicUsize::new(0));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let mut options = WatchOptions::new(config);
-        options.debounce = Duration::from_millis(100);
-        // As the binary does: items are mapped in a `tidemark __map-worker` child.
-        options.map_worker = Some(PathBuf::from(BIN));
         let adapters = Counting {
             listings: Arc::clone(&listings),
         };
+        Daemon::start_with(adapters, WatchOptions::new(config), listings).await
+    }
+
+    /// A daemon on `adapters`; `listings` is what [`Daemon::listings`] reports.
+    async fn start_with<A: Adapters>(
+        adapters: A,
+        mut options: WatchOptions,
+        listings: Arc<AtomicUsize>,
+    ) -> Daemon {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(Shared::new());
+        let (stop, stopped) = oneshot::channel::<()>();
+        options.debounce = Duration::from_millis(100);
+        // As the binary does: items are mapped in a `tidemark __map-worker` child.
+        options.map_worker = Some(PathBuf::from(BIN));
         let task = tokio::spawn(watch::run_with(
             adapters,
             options,
@@ -231,9 +273,21 @@ impl Daemon {
         Daemon {
             shared,
             listings,
+            port,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// `/metrics` as a scraper gets it, over HTTP.
+    async fn scrape(&self) -> String {
+        let port = self.port;
+        let (status, body) = tokio::task::spawn_blocking(move || get(port, "/metrics"))
+            .await
+            .expect("join")
+            .expect("GET /metrics");
+        assert_eq!(status, 200);
+        body
     }
 
     fn listings(&self) -> usize {
@@ -646,6 +700,567 @@ async fn an_invalid_initial_config_is_an_error() {
     )
     .await;
     assert!(matches!(result, Err(WatchError::Config(_))), "{result:?}");
+}
+
+// ---- requests to AWS and Port, the raw cache limit, shutdown during an apply ----
+
+const BASE_KEY: &str = "AKIATIDEMARKWATCH001";
+
+/// The AWS source on the STS and Cloud Control stand-ins (whatever the config's `source` says; its
+/// `regions` still apply), and the catalog the config names.
+struct StandInAws {
+    base: BaseAws,
+}
+
+impl Adapters for StandInAws {
+    type Source = AwsSource;
+    type Catalog = <Configured as Adapters>::Catalog;
+
+    async fn open_source(&self, _config: &Config) -> Result<AwsSource, SourceError> {
+        let aws = AwsConfig {
+            account_role_arn: None,
+            account_role_arns: None,
+            external_id: None,
+            member_auth: MemberAuth::Auto,
+            organizational_units: Vec::new(),
+            exclude: Vec::new(),
+            regions: Regions::Enabled,
+            concurrency_accounts: 5,
+            requests_per_second: 1000.0,
+        };
+        AwsSource::with_base(aws, self.base.clone()).await
+    }
+
+    fn open_catalog(
+        &self,
+        config: &Config,
+    ) -> Result<Self::Catalog, tidemark::catalog::CatalogError> {
+        Configured.open_catalog(config)
+    }
+}
+
+async fn stand_in_aws(sts: &StsStandIn, cc: &CloudControl) -> StandInAws {
+    sts.register_base_key(BASE_KEY);
+    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&sts.url)
+        .credentials_provider(Credentials::new(
+            BASE_KEY,
+            "base-secret",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    StandInAws {
+        base: BaseAws {
+            sdk_config,
+            web_identity: None,
+            endpoints: ServiceEndpoints {
+                cloudcontrol: Some(cc.url.clone()),
+                account: Some(cc.url.clone()),
+                ..ServiceEndpoints::default()
+            },
+        },
+    }
+}
+
+/// The sum of every sample of `name` (all label sets).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_and_port_requests_and_their_retries_are_scraped_from_metrics() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(BASE_ACCOUNT, &["us-east-1"]);
+    for i in 0..4 {
+        let name = format!("q{i}");
+        cc.add(
+            BASE_ACCOUNT,
+            "us-east-1",
+            "AWS::SQS::Queue",
+            &format!("https://sqs.us-east-1.amazonaws.com/{BASE_ACCOUNT}/{name}"),
+            json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{BASE_ACCOUNT}:{name}")}),
+        );
+    }
+    let throttles = 2;
+    cc.inject(Fault {
+        account: None,
+        region: None,
+        kind: Some("AWS::SQS::Queue".into()),
+        effect: Effect::Throttle { times: throttles },
+    });
+    let port = PortStandIn::start().await;
+    let port_429s = 2;
+    port.faults(|f| {
+        f.burst_429 = port_429s;
+        f.retry_after = "0".into();
+    });
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write_port_config(port.url());
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+
+    let daemon = Daemon::start_with(
+        stand_in_aws(&sts, &cc).await,
+        WatchOptions::new(ws.config()),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    daemon.synced().await;
+    let text = daemon.scrape().await;
+    let value = |line: &str| metric(&text, line).unwrap_or_else(|| panic!("no {line} in\n{text}"));
+
+    // Every ListResources the stand-in received is counted, the throttled ones apart, and each
+    // throttled one was retried.
+    let received = cc
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "ListResources")
+        .count();
+    let ok = value(
+        r#"tidemark_aws_requests_total{service="cloudcontrol",operation="ListResources",outcome="ok"}"#,
+    );
+    let throttled = value(
+        r#"tidemark_aws_requests_total{service="cloudcontrol",operation="ListResources",outcome="throttled"}"#,
+    );
+    assert_eq!(throttled, throttles as f64);
+    assert_eq!(ok + throttled, received as f64);
+    assert_eq!(
+        value(r#"tidemark_aws_retries_total{service="cloudcontrol",operation="ListResources"}"#),
+        throttles as f64
+    );
+    assert!(
+        value(
+            r#"tidemark_aws_requests_total{service="account",operation="ListRegions",outcome="ok"}"#
+        ) >= 1.0
+    );
+    let identities = sts
+        .calls()
+        .iter()
+        .filter(|c| c.action == "GetCallerIdentity")
+        .count();
+    assert_eq!(
+        value(
+            r#"tidemark_aws_requests_total{service="sts",operation="GetCallerIdentity",outcome="ok"}"#
+        ),
+        identities as f64
+    );
+    // No series carries an account id.
+    assert!(!text.contains(BASE_ACCOUNT), "{text}");
+
+    // Every request Port received is counted; the first ones, the token requests, were throttled
+    // and retried.
+    let seen = port.counters();
+    assert_eq!(
+        metric_sum(&text, "tidemark_port_requests_total"),
+        (seen.reads + seen.writes + seen.auth) as f64
+    );
+    assert_eq!(
+        value(r#"tidemark_port_requests_total{operation="auth",outcome="throttled"}"#),
+        port_429s as f64
+    );
+    assert_eq!(
+        value(r#"tidemark_port_retries_total{operation="auth"}"#),
+        port_429s as f64
+    );
+    assert!(value(r#"tidemark_port_requests_total{operation="write",outcome="ok"}"#) >= 1.0);
+    let queues = port
+        .entities()
+        .iter()
+        .filter(|e| e.blueprint == "queue")
+        .count();
+    assert_eq!(queues, 4);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_during_a_long_listing_shows_the_requests_sent_so_far() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(BASE_ACCOUNT, &["us-east-1"]);
+    // Four pages of half a second each.
+    for i in 0..12 {
+        let name = format!("q{i}");
+        cc.add(
+            BASE_ACCOUNT,
+            "us-east-1",
+            "AWS::SQS::Queue",
+            &format!("https://sqs.us-east-1.amazonaws.com/{BASE_ACCOUNT}/{name}"),
+            json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{BASE_ACCOUNT}:{name}")}),
+        );
+    }
+    cc.set_latency(Duration::from_millis(500));
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start_with(
+        stand_in_aws(&sts, &cc).await,
+        WatchOptions::new(ws.config()),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    let ok = r#"tidemark_aws_requests_total{service="cloudcontrol",operation="ListResources",outcome="ok"}"#;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let text = loop {
+        let text = daemon.scrape().await;
+        if metric(&text, ok).is_some() {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no request counted");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    // Scraped before the listing ended: the count came from the running sync.
+    assert!(!daemon.shared.readiness().synced, "{text}");
+    daemon.synced().await;
+    let pages = cc
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "ListResources")
+        .count();
+    let text = daemon.scrape().await;
+    assert_eq!(metric(&text, ok), Some(pages as f64), "{text}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_limit() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.write_snapshot_with(20);
+    let (config, _) = tidemark::config::load(&ws.config(), &ProcessEnv).expect("config");
+    let source = AnySource::open(&config).await.expect("source");
+    let everything = reconcile::collect(&config, &source, true, &NoProgress)
+        .await
+        .expect("collect");
+    let sizes: Vec<usize> = everything
+        .raw
+        .as_ref()
+        .expect("raw items")
+        .iter()
+        .map(RawItem::approx_size)
+        .collect();
+    let total: usize = sizes.iter().sum();
+
+    let limit = (total / 3) as u64;
+    let bounded = reconcile::collect_with(
+        &config,
+        &source,
+        Some(limit),
+        &NoProgress,
+        &mut InProcess(&config.mappings),
+    )
+    .await
+    .expect("collect");
+    assert!(bounded.raw.is_none());
+    assert!(bounded.raw_overflowed);
+    // Counting stopped at the first item past the limit: the rest of the listing was never held.
+    let crossing = sizes
+        .iter()
+        .scan(0usize, |sum, size| {
+            *sum += size;
+            Some(*sum)
+        })
+        .find(|sum| *sum as u64 > limit)
+        .expect("the listing passes the limit");
+    assert_eq!(bounded.raw_bytes, crossing);
+    assert!(bounded.raw_bytes < total);
+    // Mapping does not depend on the cache.
+    assert_eq!(bounded.desired.len(), everything.desired.len());
+
+    let within = reconcile::collect_with(
+        &config,
+        &source,
+        Some(total as u64),
+        &NoProgress,
+        &mut InProcess(&config.mappings),
+    )
+    .await
+    .expect("collect");
+    assert!(!within.raw_overflowed);
+    assert_eq!(within.raw.map(|r| r.len()), Some(sizes.len()));
+    assert_eq!(within.raw_bytes, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cache_limit_a_mapping_edit_lists_the_source_again() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.write(
+        "tidemark.yaml",
+        &format!(
+            "{}watch: {{cacheLimitMiB: 0}}\n",
+            std::fs::read_to_string(ws.config()).expect("read")
+        ),
+    );
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    assert_eq!(daemon.metric("tidemark_cache_items"), Some(0.0));
+    assert_eq!(daemon.metric("tidemark_cache_bytes"), Some(0.0));
+    assert_eq!(ws.queue_titles().await.len(), 6);
+
+    ws.write("mappings/queues.yaml", &titled("L "));
+    wait_for("the edited titles", || async {
+        ws.queue_titles().await.iter().all(|t| t.starts_with("L "))
+    })
+    .await;
+    assert_eq!(daemon.listings(), 2, "the edit was not a full listing");
+    assert_eq!(
+        daemon.metric("tidemark_syncs_total{mode=\"full\",outcome=\"ok\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        daemon.metric("tidemark_syncs_total{mode=\"remap\",outcome=\"ok\"}"),
+        None
+    );
+    daemon.stop().await;
+}
+
+/// Every queue the snapshot holds is in Port, whole: the title and properties the mapping gives.
+fn assert_queues_whole(port: &PortStandIn, per_account: usize) -> usize {
+    let queues: Vec<_> = port
+        .entities()
+        .into_iter()
+        .filter(|e| e.blueprint == "queue")
+        .collect();
+    for q in &queues {
+        let (account, name) = q
+            .identifier
+            .strip_prefix("arn:aws:sqs:us-east-1:")
+            .and_then(|rest| rest.split_once(':'))
+            .unwrap_or_else(|| panic!("unexpected identifier {}", q.identifier));
+        assert!([PROD, STAGING].contains(&account), "{q:?}");
+        assert_eq!(q.body.get("title"), Some(&json!(name)), "{q:?}");
+        assert_eq!(
+            q.body.get("properties"),
+            Some(&json!({"region": "us-east-1"})),
+            "{q:?}"
+        );
+        assert_eq!(
+            q.body.get("relations").and_then(|r| r.get("account")),
+            Some(&json!(account)),
+            "{q:?}"
+        );
+    }
+    assert!(queues.len() <= 2 * per_account);
+    queues.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_apply_lets_it_finish_and_the_next_run_has_nothing_to_write() {
+    let per_account = 30;
+    let port = PortStandIn::start().await;
+    port.faults(|f| f.latency = Duration::from_millis(300));
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write_snapshot_with(per_account);
+    ws.write_port_config(port.url());
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    // Blueprints are the apply's first writes, so once one exists the apply is under way.
+    wait_for("the apply to start", || async {
+        port.blueprint("queue").is_some()
+    })
+    .await;
+    let before = port.counters().entity_writes;
+    assert!(before < 2 * per_account, "the apply was over already");
+    daemon.stop().await;
+    assert_eq!(assert_queues_whole(&port, per_account), 2 * per_account);
+
+    port.faults(|f| f.latency = Duration::ZERO);
+    port.reset_counters();
+    let again = Daemon::start(&ws.config()).await;
+    again.synced().await;
+    assert_eq!(
+        port.counters().entity_writes,
+        0,
+        "the first apply was left unfinished"
+    );
+    assert_eq!(
+        again.metric("tidemark_syncs_total{mode=\"full\",outcome=\"ok\"}"),
+        Some(1.0)
+    );
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_stopped_after_the_grace_period_leaves_no_half_written_entity() {
+    let per_account = 30;
+    let port = PortStandIn::start().await;
+    port.faults(|f| f.latency = Duration::from_millis(400));
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write_snapshot_with(per_account);
+    ws.write_port_config(port.url());
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let mut options = WatchOptions::new(ws.config());
+    options.shutdown_grace = Duration::from_millis(100);
+    let listings = Arc::new(AtomicUsize::new(0));
+    let adapters = Counting {
+        listings: Arc::clone(&listings),
+    };
+    let daemon = Daemon::start_with(adapters, options, listings).await;
+    wait_for("the apply to start", || async {
+        port.blueprint("queue").is_some()
+    })
+    .await;
+    daemon.stop().await;
+    // Whatever got written before the apply was stopped is whole.
+    let written = assert_queues_whole(&port, per_account);
+
+    port.faults(|f| f.latency = Duration::ZERO);
+    let again = Daemon::start(&ws.config()).await;
+    again.synced().await;
+    assert_eq!(assert_queues_whole(&port, per_account), 2 * per_account);
+    assert!(written <= 2 * per_account);
+    again.stop().await;
+}
+
+/// The local catalog, with every apply held up for `delay` before it writes anything, and
+/// `applying` notified when an apply begins.
+struct SlowCatalog {
+    inner: LocalCatalog,
+    delay: Duration,
+    applying: Arc<Notify>,
+}
+
+impl Catalog for SlowCatalog {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn blueprints(&self) -> Result<Vec<Blueprint>, CatalogError> {
+        self.inner.blueprints().await
+    }
+
+    async fn owned(
+        &self,
+        owner: &str,
+        accounts: &[String],
+    ) -> Result<Vec<OwnedEntity>, CatalogError> {
+        self.inner.owned(owner, accounts).await
+    }
+
+    async fn foreign(
+        &self,
+        owner: &str,
+        keys: &[EntityKey],
+    ) -> Result<Vec<ForeignEntity>, CatalogError> {
+        self.inner.foreign(owner, keys).await
+    }
+
+    async fn foreign_references(
+        &self,
+        owner: &str,
+        keys: &[EntityKey],
+    ) -> Result<Vec<ForeignReference>, CatalogError> {
+        self.inner.foreign_references(owner, keys).await
+    }
+
+    async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
+        self.applying.notify_one();
+        tokio::time::sleep(self.delay).await;
+        self.inner.apply(owner, writes, progress).await
+    }
+}
+
+struct Slow {
+    path: PathBuf,
+    delay: Duration,
+    applying: Arc<Notify>,
+}
+
+impl Adapters for Slow {
+    type Source = AnySource;
+    type Catalog = SlowCatalog;
+
+    async fn open_source(&self, config: &Config) -> Result<AnySource, SourceError> {
+        AnySource::open(config).await
+    }
+
+    fn open_catalog(&self, _config: &Config) -> Result<SlowCatalog, CatalogError> {
+        Ok(SlowCatalog {
+            inner: LocalCatalog::open(&self.path)?,
+            delay: self.delay,
+            applying: Arc::clone(&self.applying),
+        })
+    }
+}
+
+/// Runs the daemon with applies that take `delay` and a shutdown that fires as the first apply
+/// begins. Returns how long (in paused tokio time) the run loop took to return after that.
+async fn shut_down_during_a_slow_apply(
+    ws: &Workspace,
+    delay: Duration,
+    grace: Duration,
+) -> Duration {
+    let applying = Arc::new(Notify::new());
+    let adapters = Slow {
+        path: ws.path(".tidemark/catalog.db"),
+        delay,
+        applying: Arc::clone(&applying),
+    };
+    let mut options = WatchOptions::new(ws.config());
+    options.shutdown_grace = grace;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let fired = Arc::new(std::sync::Mutex::new(None));
+    let mark = Arc::clone(&fired);
+    let result = watch::run_with(
+        adapters,
+        options,
+        listener,
+        Arc::new(Shared::new()),
+        async move {
+            applying.notified().await;
+            *mark.lock().expect("lock") = Some(tokio::time::Instant::now());
+        },
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    let fired = fired
+        .lock()
+        .expect("lock")
+        .expect("the shutdown fired during an apply");
+    fired.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_an_apply_that_ends_within_the_grace_period() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let delay = Duration::from_secs(10);
+    let grace = Duration::from_secs(25);
+    let took = shut_down_during_a_slow_apply(&ws, delay, grace).await;
+    assert!(took >= delay && took < grace, "{took:?}");
+    assert_eq!(ws.queue_titles().await.len(), 6, "the apply did not finish");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_an_apply_that_outlasts_the_grace_period_and_the_next_run_completes_it() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let delay = Duration::from_secs(600);
+    let grace = Duration::from_secs(25);
+    let took = shut_down_during_a_slow_apply(&ws, delay, grace).await;
+    assert!(took >= grace && took < delay, "{took:?}");
+    assert!(
+        ws.entities().await.is_empty(),
+        "a stopped apply wrote something"
+    );
+
+    let took = shut_down_during_a_slow_apply(&ws, Duration::ZERO, grace).await;
+    assert!(took < grace, "{took:?}");
+    assert_eq!(ws.queue_titles().await.len(), 6);
 }
 
 // ---- the binary, end to end ----

@@ -9,6 +9,7 @@ use serde_json::{Map, Value as Json};
 use crate::model::{
     Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, WriteOptions,
 };
+use crate::requests::RequestCount;
 
 pub mod local;
 pub mod port;
@@ -154,4 +155,10 @@ pub trait Catalog: Send + Sync {
         writes: &Writes,
         progress: &dyn Progress,
     ) -> impl Future<Output = ApplyReport> + Send;
+
+    /// Requests sent to a remote API since the last call, for the daemon's metrics (see
+    /// [`crate::requests::RequestCounter::take`]). Catalogs that call no API have none.
+    fn take_requests(&self) -> Vec<RequestCount> {
+        Vec::new()
+    }
 }

@@ -28,9 +28,29 @@ pub struct Collected {
     pub listed: BTreeMap<String, usize>,
     /// The redacted raw items, when asked for (the watch cache, snapshots).
     pub raw: Option<Vec<RawItem>>,
+    /// Approximate size of the raw items kept, or, once `raw_overflowed`, of those seen until the
+    /// limit was passed.
+    pub raw_bytes: usize,
+    /// The raw items passed the size limit during the listing and were dropped.
+    pub raw_overflowed: bool,
 }
 
 impl Collected {
+    /// Keeps `item` while the raw items stay within `limit_bytes`. The first item past it drops
+    /// them all, so memory is freed during the listing instead of after it.
+    fn keep_raw(&mut self, item: RawItem, limit_bytes: u64) {
+        let Some(raw) = self.raw.as_mut() else {
+            return;
+        };
+        self.raw_bytes += item.approx_size();
+        if self.raw_bytes as u64 > limit_bytes {
+            self.raw = None;
+            self.raw_overflowed = true;
+        } else {
+            raw.push(item);
+        }
+    }
+
     /// Records what mapping one item gave.
     pub fn record(&mut self, origin: Origin, outcome: ItemOutcome) {
         *self.listed.entry(origin.kind.clone()).or_default() += 1;
@@ -148,20 +168,24 @@ pub async fn collect<S: Source>(
     progress: &dyn Progress,
 ) -> Result<Collected, CollectError> {
     let mut mapper = InProcess(&config.mappings);
-    collect_with(config, source, keep_raw, progress, &mut mapper).await
+    let keep = keep_raw.then_some(u64::MAX);
+    collect_with(config, source, keep, progress, &mut mapper).await
 }
 
-/// [`collect`] with the mapping done by `mapper`.
+/// [`collect`] with the mapping done by `mapper`, keeping the raw items only while their
+/// approximate size stays within `raw_limit_bytes` (`None`: keep none). Past the limit they are
+/// dropped at once and [`Collected::raw_overflowed`] is set.
 pub async fn collect_with<S: Source>(
     config: &Config,
     source: &S,
-    keep_raw: bool,
+    raw_limit_bytes: Option<u64>,
     progress: &dyn Progress,
     mapper: &mut dyn ItemMapper,
 ) -> Result<Collected, CollectError> {
     let request = list_request(config);
+    let limit = raw_limit_bytes.unwrap_or(0);
     let mut collected = Collected {
-        raw: keep_raw.then(Vec::new),
+        raw: raw_limit_bytes.map(|_| Vec::new()),
         ..Default::default()
     };
     let report = {
@@ -170,9 +194,7 @@ pub async fn collect_with<S: Source>(
             for mut item in items {
                 config.redactor.redact(&mut item);
                 mapper.map(&item, &mut collected);
-                if let Some(raw) = collected.raw.as_mut() {
-                    raw.push(item);
-                }
+                collected.keep_raw(item, limit);
             }
         };
         source

@@ -6,6 +6,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{KindSpec, RawItem};
+use crate::requests::RequestCount;
 
 pub mod aws;
 pub mod snapshot;
@@ -125,4 +126,10 @@ pub trait Source: Send + Sync {
         request: &ListRequest,
         sink: &mut dyn ItemSink,
     ) -> impl Future<Output = Result<SourceReport, SourceError>> + Send;
+
+    /// Requests sent to remote APIs since the last call, for the daemon's metrics (see
+    /// [`crate::requests::RequestCounter::take`]). Sources that call no API have none.
+    fn take_requests(&self) -> Vec<RequestCount> {
+        Vec::new()
+    }
 }

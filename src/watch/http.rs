@@ -11,6 +11,10 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use super::metrics::Metrics;
+use crate::requests::RequestCount;
+
+/// Takes an adapter's request counts (see [`crate::source::Source::take_requests`]).
+pub type TakeRequests = Box<dyn Fn() -> Vec<RequestCount> + Send + Sync>;
 
 /// What `/readyz` reports.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +32,16 @@ pub struct Readiness {
 pub struct Shared {
     pub metrics: Metrics,
     pub readiness: Mutex<Readiness>,
+    /// The current source's and the catalog's request counters, read at every scrape so that the
+    /// requests of a long listing show while it runs, not only when it ends.
+    requests: Mutex<Counted>,
+}
+
+/// Where request counts come from.
+#[derive(Default)]
+struct Counted {
+    aws: Option<TakeRequests>,
+    port: Option<TakeRequests>,
 }
 
 impl Shared {
@@ -35,6 +49,32 @@ impl Shared {
         Shared {
             metrics: Metrics::new(),
             readiness: Mutex::new(Readiness::default()),
+            requests: Mutex::new(Counted::default()),
+        }
+    }
+
+    /// Where requests to AWS are counted from now on: the source of the current sync.
+    pub fn count_aws_requests(&self, take: TakeRequests) {
+        self.counted().aws = Some(take);
+    }
+
+    /// Where requests to Port are counted: the catalog.
+    pub fn count_port_requests(&self, take: TakeRequests) {
+        self.counted().port = Some(take);
+    }
+
+    fn counted(&self) -> std::sync::MutexGuard<'_, Counted> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds the requests counted since the last call to the metrics.
+    pub fn record_requests(&self) {
+        let counted = self.counted();
+        if let Some(take) = &counted.aws {
+            self.metrics.record_aws_requests(&take());
+        }
+        if let Some(take) = &counted.port {
+            self.metrics.record_port_requests(&take());
         }
     }
 
@@ -101,6 +141,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    shared.record_requests();
     (
         [(
             header::CONTENT_TYPE,

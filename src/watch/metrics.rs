@@ -1,6 +1,7 @@
 //! Prometheus metrics for `/metrics`. Labels are bounded: kinds come from the mappings, statuses
 //! and outcomes are fixed sets, and accounts are counted by status, never one series per account,
-//! so an organisation of thousands of accounts stays a few dozen series.
+//! so an organisation of thousands of accounts stays a few dozen series. Requests to AWS and Port
+//! are labelled by service, operation and outcome, which the adapters draw from fixed sets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
@@ -16,6 +17,7 @@ use crate::catalog::ApplyReport;
 use crate::model::EntityKey;
 use crate::reconcile::plan::{AccountStatus, Action};
 use crate::reconcile::{Collected, Plan};
+use crate::requests::RequestCount;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabels {
@@ -44,6 +46,32 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// An AWS API operation (`service` = `cloudcontrol`, `account`, `sts`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsOperationLabels {
+    pub service: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsRequestLabels {
+    pub service: String,
+    pub operation: String,
+    pub outcome: String,
+}
+
+/// A kind of Port request: `read`, `write`, `auth`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortOperationLabels {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortRequestLabels {
+    pub operation: String,
+    pub outcome: String,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +92,10 @@ pub struct Metrics {
     pub config_ok: Gauge,
     pub cache_bytes: Gauge,
     pub cache_items: Gauge,
+    pub aws_requests: Family<AwsRequestLabels, Counter>,
+    pub aws_retries: Family<AwsOperationLabels, Counter>,
+    pub port_requests: Family<PortRequestLabels, Counter>,
+    pub port_retries: Family<PortOperationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,6 +127,10 @@ impl Metrics {
             config_ok: Gauge::default(),
             cache_bytes: Gauge::default(),
             cache_items: Gauge::default(),
+            aws_requests: Family::default(),
+            aws_retries: Family::default(),
+            port_requests: Family::default(),
+            port_retries: Family::default(),
         };
         registry.register(
             "syncs",
@@ -181,6 +217,26 @@ impl Metrics {
             "Raw items kept for re-mapping",
             m.cache_items.clone(),
         );
+        registry.register(
+            "aws_requests",
+            "Requests sent to AWS, retries included, by service, operation and outcome (ok, throttled, failed)",
+            m.aws_requests.clone(),
+        );
+        registry.register(
+            "aws_retries",
+            "Requests to AWS sent again after throttling or a transient failure, by service and operation",
+            m.aws_retries.clone(),
+        );
+        registry.register(
+            "port_requests",
+            "Requests sent to Port, retries included, by operation (read, write, auth) and outcome (ok, throttled, failed)",
+            m.port_requests.clone(),
+        );
+        registry.register(
+            "port_retries",
+            "Requests to Port sent again after throttling or a transient failure, by operation",
+            m.port_retries.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -208,6 +264,47 @@ impl Metrics {
             })
             .inc();
         self.sync_duration.observe(seconds);
+    }
+
+    /// Adds the requests a source sent to AWS since they were last taken.
+    pub fn record_aws_requests(&self, counts: &[RequestCount]) {
+        for c in counts {
+            for (outcome, n) in outcomes(c) {
+                self.aws_requests
+                    .get_or_create(&AwsRequestLabels {
+                        service: c.service.into(),
+                        operation: c.operation.into(),
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(n);
+            }
+            // Created at zero too, so `rate()` has a series from the first request on.
+            self.aws_retries
+                .get_or_create(&AwsOperationLabels {
+                    service: c.service.into(),
+                    operation: c.operation.into(),
+                })
+                .inc_by(c.retries);
+        }
+    }
+
+    /// Adds the requests a catalog sent to Port since they were last taken.
+    pub fn record_port_requests(&self, counts: &[RequestCount]) {
+        for c in counts {
+            for (outcome, n) in outcomes(c) {
+                self.port_requests
+                    .get_or_create(&PortRequestLabels {
+                        operation: c.operation.into(),
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(n);
+            }
+            self.port_retries
+                .get_or_create(&PortOperationLabels {
+                    operation: c.operation.into(),
+                })
+                .inc_by(c.retries);
+        }
     }
 
     /// Records what one sync saw and wrote.
@@ -277,6 +374,18 @@ impl Metrics {
     }
 }
 
+/// The outcomes that happened, with their counts; outcomes that did not are left out rather than
+/// exported as zero series.
+fn outcomes(c: &RequestCount) -> impl Iterator<Item = (&'static str, u64)> {
+    [
+        ("ok", c.ok),
+        ("throttled", c.throttled),
+        ("failed", c.failed),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+}
+
 /// Entities whose kind is unknown (created as missing relation targets, adopted) share one label.
 fn kind_label(kind: Option<&str>) -> String {
     kind.unwrap_or("unknown").to_string()
@@ -310,5 +419,78 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tidemark_config_ok 1"), "{text}");
+    }
+
+    fn count(service: &'static str, operation: &'static str) -> RequestCount {
+        RequestCount {
+            service,
+            operation,
+            ..RequestCount::default()
+        }
+    }
+
+    #[test]
+    fn aws_and_port_requests_add_up_across_syncs_by_operation_and_outcome() {
+        let m = Metrics::new();
+        m.record_aws_requests(&[RequestCount {
+            ok: 4,
+            throttled: 2,
+            retries: 2,
+            ..count("cloudcontrol", "ListResources")
+        }]);
+        m.record_aws_requests(&[
+            RequestCount {
+                ok: 1,
+                throttled: 1,
+                retries: 1,
+                ..count("cloudcontrol", "ListResources")
+            },
+            RequestCount {
+                ok: 1,
+                ..count("account", "ListRegions")
+            },
+        ]);
+        m.record_port_requests(&[
+            RequestCount {
+                ok: 3,
+                failed: 1,
+                retries: 1,
+                ..count("port", "write")
+            },
+            RequestCount {
+                ok: 1,
+                ..count("port", "auth")
+            },
+        ]);
+        let text = m.encode();
+        let has = |line: &str| {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        };
+        has(
+            r#"tidemark_aws_requests_total{service="cloudcontrol",operation="ListResources",outcome="ok"} 5"#,
+        );
+        has(
+            r#"tidemark_aws_requests_total{service="cloudcontrol",operation="ListResources",outcome="throttled"} 3"#,
+        );
+        has(r#"tidemark_aws_retries_total{service="cloudcontrol",operation="ListResources"} 3"#);
+        has(
+            r#"tidemark_aws_requests_total{service="account",operation="ListRegions",outcome="ok"} 1"#,
+        );
+        has(r#"tidemark_aws_retries_total{service="account",operation="ListRegions"} 0"#);
+        has(r#"tidemark_port_requests_total{operation="write",outcome="ok"} 3"#);
+        has(r#"tidemark_port_requests_total{operation="write",outcome="failed"} 1"#);
+        has(r#"tidemark_port_retries_total{operation="write"} 1"#);
+        has(r#"tidemark_port_requests_total{operation="auth",outcome="ok"} 1"#);
+        has("# TYPE tidemark_aws_requests counter");
+        has("# TYPE tidemark_port_retries counter");
+        // Outcomes that never happened export no series.
+        assert!(
+            !text.contains(r#"operation="ListRegions",outcome="failed""#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"operation="auth",outcome="throttled""#),
+            "{text}"
+        );
     }
 }

@@ -242,6 +242,8 @@ async fn run_loaded<A: Adapters>(
 ) -> Result<(), WatchError> {
     let catalog = Arc::new(adapters.open_catalog(&config)?);
     shared.metrics.config_ok.set(1);
+    let counted = Arc::clone(&catalog);
+    shared.count_port_requests(Box::new(move || counted.take_requests()));
 
     let (http_stop, http_stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(http::serve(listener, Arc::clone(&shared), async move {
@@ -357,6 +359,7 @@ impl<A: Adapters> Daemon<A> {
         let (adapters, catalog) = (Arc::clone(&self.adapters), Arc::clone(&self.catalog));
         let (source, cache, generation) =
             (self.source.clone(), self.cache.clone(), self.generation);
+        let shared = Arc::clone(&self.shared);
         let span = info_span!("sync", n = self.syncs, requested = mode.as_str());
         let handle = tokio::spawn(
             async move {
@@ -380,6 +383,8 @@ impl<A: Adapters> Daemon<A> {
                         }
                     },
                 };
+                let counted = Arc::clone(&source);
+                shared.count_aws_requests(Box::new(move || counted.take_requests()));
                 let run = sync::sync(
                     mode,
                     &config,
@@ -404,6 +409,8 @@ impl<A: Adapters> Daemon<A> {
     }
 
     fn finished(&mut self, finished: Result<Finished<A::Source>, JoinError>) {
+        // Scrapes read the counts too; this makes a sync's requests show as soon as it ends.
+        self.shared.record_requests();
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
         let f = match finished {

@@ -34,7 +34,8 @@ impl Cache {
         collected: &mut Collected,
         limit_bytes: u64,
     ) -> Result<Cache, usize> {
-        let raw = collected.raw.take().unwrap_or_default();
+        // No raw items: the listing passed the limit and dropped them already.
+        let raw = collected.raw.take().ok_or(collected.raw_bytes)?;
         let bytes: usize = raw.iter().map(RawItem::approx_size).sum();
         if bytes as u64 > limit_bytes {
             return Err(bytes);
@@ -210,12 +211,12 @@ async fn gather<S: Source>(
     if mode == Mode::Remap {
         info!("the cache does not cover the new mappings; listing again");
     }
-    let listed = reconcile::collect_with(config, source, true, &NoProgress, mapper).await;
+    let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
+    let listed = reconcile::collect_with(config, source, Some(limit), &NoProgress, mapper).await;
     let mut collected = match listed {
         Ok(c) => c,
         Err(e) => return (Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
     };
-    let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
     let cache = match Cache::keep(request, &mut collected, limit) {
         Ok(cache) => Some(Arc::new(cache)),
         Err(bytes) => {

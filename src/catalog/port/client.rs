@@ -12,6 +12,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, USER_AGENT
 use serde_json::{Value as Json, json};
 
 use super::PortConfig;
+use crate::requests::{Outcome, RequestCounter};
 use crate::secret::Secret;
 
 /// Statuses Port (or a proxy in front of it) answers when a retry can succeed. Plain 500 is not
@@ -21,6 +22,9 @@ const RETRYABLE_STATUSES: [u16; 5] = [408, 429, 502, 503, 504];
 /// A `Retry-After` / `x-ratelimit-reset` number above this is an epoch time, below it a number of
 /// seconds: Port's docs disagree on which it sends, and Ocean parses it the same way.
 const EPOCH_THRESHOLD_SECS: f64 = 10_000.0;
+
+/// The `service` label of Port requests in the metrics.
+const PORT: &str = "port";
 
 /// How much of an error body is quoted in messages (HTML error pages can be long).
 const SNIPPET_CHARS: usize = 200;
@@ -143,6 +147,8 @@ pub(crate) struct Http {
     reads: AtomicUsize,
     writes: AtomicUsize,
     auth: AtomicUsize,
+    /// The same attempts by outcome, with retries, for the daemon's metrics.
+    requests: RequestCounter,
 }
 
 impl Http {
@@ -170,6 +176,7 @@ impl Http {
             reads: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
             auth: AtomicUsize::new(0),
+            requests: RequestCounter::new(),
         })
     }
 
@@ -178,6 +185,22 @@ impl Http {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             auth: self.auth.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The counter behind [`PortCatalog::take_requests`](crate::catalog::Catalog::take_requests).
+    pub fn requests(&self) -> &RequestCounter {
+        &self.requests
+    }
+
+    /// The metrics' `operation` label for the attempts counted in `counter`.
+    fn operation(&self, counter: &AtomicUsize) -> &'static str {
+        if std::ptr::eq(counter, &self.auth) {
+            "auth"
+        } else if std::ptr::eq(counter, &self.writes) {
+            "write"
+        } else {
+            "read"
         }
     }
 
@@ -343,6 +366,16 @@ impl Http {
                 }
             };
             attempt += 1;
+            let operation = self.operation(counter);
+            self.requests.attempt(
+                PORT,
+                operation,
+                match &outcome {
+                    Ok((429, _, _)) => Outcome::Throttled,
+                    Ok((status, _, _)) if *status < 400 => Outcome::Ok,
+                    _ => Outcome::Failed,
+                },
+            );
             let wait = match outcome {
                 Ok((status, headers, bytes)) => {
                     if !RETRYABLE_STATUSES.contains(&status) {
@@ -372,6 +405,7 @@ impl Http {
                 }
             };
             let wait = wait.min(self.retry.max_delay);
+            self.requests.retry(PORT, operation);
             tracing::debug!(%method, path, attempt, wait_ms = wait.as_millis() as u64, "retrying a Port request");
             tokio::time::sleep(wait).await;
         }

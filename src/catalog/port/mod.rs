@@ -158,6 +158,10 @@ impl Catalog for PortCatalog {
         format!("port {}", self.base_url)
     }
 
+    fn take_requests(&self) -> Vec<crate::requests::RequestCount> {
+        self.http.requests().take()
+    }
+
     async fn blueprints(&self) -> Result<Vec<Blueprint>, CatalogError> {
         read::list_blueprints(&self.http).await.map_err(port_error)
     }

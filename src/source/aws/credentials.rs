@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -12,6 +12,7 @@ use aws_credential_types::provider::{self, ProvideCredentials};
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
 use tokio::sync::Semaphore;
 
+use crate::requests::{Outcome, RequestCounter};
 use crate::secret::Secret;
 
 /// Credentials are refreshed this long before they expire at most: enough for a page in flight.
@@ -71,6 +72,8 @@ pub(crate) struct RoleCredentials {
     cached: Mutex<Option<Cached>>,
     /// One refresh at a time; callers that queue behind it find the fresh credentials cached.
     refreshing: Semaphore,
+    /// The source's request counter.
+    requests: Arc<RequestCounter>,
 }
 
 impl fmt::Debug for RoleCredentials {
@@ -105,6 +108,7 @@ impl RoleCredentials {
         role_arn: String,
         session_name: String,
         method: AssumeMethod,
+        requests: Arc<RequestCounter>,
     ) -> RoleCredentials {
         RoleCredentials {
             sts,
@@ -113,6 +117,7 @@ impl RoleCredentials {
             method,
             cached: Mutex::new(None),
             refreshing: Semaphore::new(1),
+            requests,
         }
     }
 
@@ -166,15 +171,16 @@ impl RoleCredentials {
         let creds = match &self.method {
             AssumeMethod::AssumeRole { external_id } => {
                 tracing::debug!(role_arn = %self.role_arn, session = %self.session_name, with_external_id = external_id.is_some(), "sts:AssumeRole");
-                self.sts
+                let sent = self
+                    .sts
                     .assume_role()
                     .role_arn(&self.role_arn)
                     .role_session_name(&self.session_name)
                     .set_external_id(external_id.as_ref().map(|e| e.expose().to_string()))
                     .send()
-                    .await
-                    .map_err(sts_failure)?
-                    .credentials
+                    .await;
+                self.count("AssumeRole", &sent);
+                sent.map_err(sts_failure)?.credentials
             }
             AssumeMethod::WebIdentity { token_file } => {
                 tracing::debug!(role_arn = %self.role_arn, session = %self.session_name, token_file = %token_file.display(), "sts:AssumeRoleWithWebIdentity");
@@ -185,15 +191,16 @@ impl RoleCredentials {
                             code: "WebIdentityTokenUnreadable".into(),
                             message: format!("cannot read {}: {e}", token_file.display()),
                         })?;
-                self.sts
+                let sent = self
+                    .sts
                     .assume_role_with_web_identity()
                     .role_arn(&self.role_arn)
                     .role_session_name(&self.session_name)
                     .web_identity_token(token.trim())
                     .send()
-                    .await
-                    .map_err(sts_failure)?
-                    .credentials
+                    .await;
+                self.count("AssumeRoleWithWebIdentity", &sent);
+                sent.map_err(sts_failure)?.credentials
             }
         };
         let creds = creds.ok_or_else(|| AssumeFailure {
@@ -209,7 +216,29 @@ impl RoleCredentials {
             "tidemark-assumed-role",
         ))
     }
+
+    /// Counts one STS call. The SDK's own retries inside it (standard mode) are not visible here.
+    fn count<T, E, R>(
+        &self,
+        operation: &'static str,
+        sent: &Result<T, aws_sdk_sts::error::SdkError<E, R>>,
+    ) where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        let outcome = match sent {
+            Ok(_) => Outcome::Ok,
+            Err(e) if matches!(e.code(), Some("Throttling" | "ThrottlingException")) => {
+                Outcome::Throttled
+            }
+            Err(_) => Outcome::Failed,
+        };
+        self.requests.attempt(STS, operation, outcome);
+    }
 }
+
+/// The `service` label of STS requests in the metrics.
+pub(crate) const STS: &str = "sts";
 
 /// STS's error code and message; transport errors with their cause chain (which never holds
 /// the request body, so never the ExternalId or token).

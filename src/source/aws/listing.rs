@@ -14,6 +14,10 @@ use tokio::task::JoinSet;
 use super::credentials::RoleCredentials;
 use super::throttle::{MAX_ATTEMPTS, TokenBucket, backoff};
 use crate::model::{KindSpec, RawItem};
+use crate::requests::{Outcome, RequestCounter};
+
+/// The `service` label of Cloud Control requests in the metrics.
+pub(crate) const CLOUD_CONTROL: &str = "cloudcontrol";
 
 /// A listing that keeps returning `NextToken` past this many pages is broken, not large: Cloud
 /// Control pages hold ~25 items, so this is ~250,000 resources of one type in one region.
@@ -87,6 +91,8 @@ pub(crate) struct AccountLister {
     pub role: Option<Arc<RoleCredentials>>,
     pub requests_per_second: f64,
     pub buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
+    /// The source's request counter, shared by every account.
+    pub requests: Arc<RequestCounter>,
 }
 
 enum Attempt {
@@ -134,6 +140,29 @@ where
     }
 }
 
+/// How an error answer counts in the request metrics: throttling apart from other failures, so
+/// that a dashboard shows when `requestsPerSecond` is set too high.
+pub(crate) fn outcome_of<E>(err: &SdkError<E>) -> Outcome
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let throttled_code = err.code().is_some_and(|code| {
+        matches!(
+            code,
+            "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+        )
+    });
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    if throttled_code || status == Some(429) {
+        Outcome::Throttled
+    } else {
+        Outcome::Failed
+    }
+}
+
 impl AccountLister {
     fn bucket(&self, region: &str) -> Arc<TokenBucket> {
         match self.buckets.lock() {
@@ -145,8 +174,13 @@ impl AccountLister {
         }
     }
 
-    /// Runs one Cloud Control call with pacing and retries.
-    async fn call<T, E, F, Fut>(&self, bucket: &TokenBucket, mut send: F) -> Result<T, ScopeFailure>
+    /// Runs one Cloud Control call with pacing and retries, counting every attempt as `operation`.
+    async fn call<T, E, F, Fut>(
+        &self,
+        bucket: &TokenBucket,
+        operation: &'static str,
+        mut send: F,
+    ) -> Result<T, ScopeFailure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E>>>,
@@ -156,9 +190,14 @@ impl AccountLister {
         loop {
             bucket.acquire().await;
             let err = match send().await {
-                Ok(out) => return Ok(out),
+                Ok(out) => {
+                    self.requests.attempt(CLOUD_CONTROL, operation, Outcome::Ok);
+                    return Ok(out);
+                }
                 Err(err) => err,
             };
+            self.requests
+                .attempt(CLOUD_CONTROL, operation, outcome_of(&err));
             attempt += 1;
             let failure = match classify(&err) {
                 Attempt::Fail(f) => return Err(f),
@@ -180,6 +219,7 @@ impl AccountLister {
                 ));
             }
             let wait = backoff(attempt - 1);
+            self.requests.retry(CLOUD_CONTROL, operation);
             tracing::debug!(account = %self.account, code = %failure.code, ?wait, attempt, "retrying Cloud Control call");
             tokio::time::sleep(wait).await;
         }
@@ -221,7 +261,7 @@ impl AccountLister {
         let mut seen_tokens = HashSet::new();
         for _page in 0..MAX_PAGES {
             let page = self
-                .call(&bucket, || {
+                .call(&bucket, "ListResources", || {
                     self.client
                         .list_resources()
                         .type_name(&spec.kind)
@@ -301,7 +341,7 @@ impl AccountLister {
                 let kind = kind.to_string();
                 running.spawn(async move {
                     let described = match this
-                        .call(&bucket, || {
+                        .call(&bucket, "GetResource", || {
                             this.client
                                 .get_resource()
                                 .type_name(&kind)

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::model::{KindSpec, RawItem, is_global_kind};
+use crate::requests::{Outcome, RequestCount, RequestCounter};
 use crate::secret::Secret;
 use crate::source::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing, Regions, Source,
@@ -32,9 +33,9 @@ use crate::source::{
 };
 
 pub use credentials::AssumeFailure;
-use credentials::{AssumeMethod, RoleCredentials, SharedRole, session_name};
+use credentials::{AssumeMethod, RoleCredentials, STS, SharedRole, session_name};
 use discovery::{OrgsFailure, Target, parse_role_arn};
-use listing::{AccountLister, Remembered};
+use listing::{AccountLister, Remembered, outcome_of};
 
 /// How member accounts are entered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,6 +187,8 @@ struct Inner {
     member_method: AssumeMethod,
     /// Keyed by role ARN (`""`: the base account), so credentials outlive one run.
     accounts: Mutex<HashMap<String, Arc<AccountClients>>>,
+    /// Every request to AWS that tidemark sends itself, for the daemon's metrics.
+    requests: Arc<RequestCounter>,
 }
 
 /// Everything one account yields besides its items.
@@ -216,6 +219,7 @@ impl AwsSource {
         }
         let endpoints = base.endpoints.clone();
         let unsigned_sts = sts_client(&base.sdk_config, &endpoints, None);
+        let requests = Arc::new(RequestCounter::new());
         let base_credentials =
             match &base.web_identity {
                 Some(web) => {
@@ -226,6 +230,7 @@ impl AwsSource {
                         AssumeMethod::WebIdentity {
                             token_file: web.token_file.clone(),
                         },
+                        Arc::clone(&requests),
                     ))))
                 }
                 None => base.sdk_config.credentials_provider().ok_or_else(|| {
@@ -259,6 +264,7 @@ impl AwsSource {
                 base_credentials,
                 member_method,
                 accounts: Mutex::new(HashMap::new()),
+                requests,
             }),
         })
     }
@@ -318,6 +324,7 @@ impl Inner {
             role_arn.to_string(),
             session_name(account),
             self.member_method.clone(),
+            Arc::clone(&self.requests),
         ))
     }
 
@@ -372,15 +379,19 @@ impl Inner {
 
     /// The base credentials' own account.
     async fn base_account(&self) -> Result<String, String> {
-        let me = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| match e.code() {
-                Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
-                None => DisplayErrorContext(&e).to_string(),
-            })?;
+        let sent = self.sts.get_caller_identity().send().await;
+        self.requests.attempt(
+            STS,
+            "GetCallerIdentity",
+            match &sent {
+                Ok(_) => Outcome::Ok,
+                Err(_) => Outcome::Failed,
+            },
+        );
+        let me = sent.map_err(|e| match e.code() {
+            Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
+            None => DisplayErrorContext(&e).to_string(),
+        })?;
         me.account()
             .map(str::to_string)
             .ok_or_else(|| "sts:GetCallerIdentity returned no account".to_string())
@@ -544,7 +555,7 @@ impl Inner {
         report.assumed = true;
         let regions = match regions {
             Regions::List(list) => Ok(list.clone()),
-            Regions::Enabled => enabled_regions(&clients.account).await,
+            Regions::Enabled => enabled_regions(&clients.account, &self.requests).await,
         };
         match regions {
             Ok(regions) => {
@@ -582,6 +593,7 @@ impl Inner {
             role: clients.role.clone(),
             requests_per_second: self.config.requests_per_second,
             buckets: Mutex::new(HashMap::new()),
+            requests: Arc::clone(&self.requests),
         });
         let scopes = scopes_for(&regions, &request.kinds);
         let permits = Arc::new(Semaphore::new(SCOPES_IN_FLIGHT_PER_ACCOUNT));
@@ -657,25 +669,38 @@ fn failed_discovery(error: String) -> Discovery {
 }
 
 /// The account's enabled regions, every page (Ocean read only the first).
-async fn enabled_regions(client: &aws_sdk_account::Client) -> Result<Vec<String>, String> {
+async fn enabled_regions(
+    client: &aws_sdk_account::Client,
+    requests: &RequestCounter,
+) -> Result<Vec<String>, String> {
     use aws_sdk_account::types::RegionOptStatus;
     let mut regions = Vec::new();
     let mut next_token = None;
     loop {
-        let page = client
+        let sent = client
             .list_regions()
             .region_opt_status_contains(RegionOptStatus::Enabled)
             .region_opt_status_contains(RegionOptStatus::EnabledByDefault)
             .set_next_token(next_token)
             .send()
-            .await
-            .map_err(|e| match e.code() {
-                Some(code) => format!(
-                    "account:ListRegions: {code}: {}",
-                    e.message().unwrap_or_default()
-                ),
-                None => format!("account:ListRegions: {}", DisplayErrorContext(&e)),
-            })?;
+            .await;
+        // One count per SDK call: the account client keeps the SDK's own retries, which happen
+        // inside it and are not visible here.
+        requests.attempt(
+            ACCOUNT,
+            "ListRegions",
+            match &sent {
+                Ok(_) => Outcome::Ok,
+                Err(e) => outcome_of(e),
+            },
+        );
+        let page = sent.map_err(|e| match e.code() {
+            Some(code) => format!(
+                "account:ListRegions: {code}: {}",
+                e.message().unwrap_or_default()
+            ),
+            None => format!("account:ListRegions: {}", DisplayErrorContext(&e)),
+        })?;
         regions.extend(
             page.regions()
                 .iter()
@@ -718,7 +743,14 @@ fn scopes_for(regions: &[String], kinds: &[KindSpec]) -> Vec<(String, KindSpec)>
     scopes
 }
 
+/// The `service` label of `account:ListRegions` requests in the metrics.
+const ACCOUNT: &str = "account";
+
 impl Source for AwsSource {
+    fn take_requests(&self) -> Vec<RequestCount> {
+        self.inner.requests.take()
+    }
+
     async fn list(
         &self,
         request: &ListRequest,
