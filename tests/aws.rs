@@ -292,6 +292,13 @@ async fn organizations_mode_pages_through_every_active_account_except_excluded_o
     let named = account(&report.accounts, &members[5]);
     assert_eq!(named.name.as_deref(), Some("member5"));
     assert_eq!(named.email.as_deref(), Some("member5@example.com"));
+    // Two ListAccounts pages, each counted for the daemon's request metrics.
+    let counts = source.take_requests();
+    let list_accounts = counts
+        .iter()
+        .find(|c| c.service == "organizations" && c.operation == "ListAccounts")
+        .unwrap_or_else(|| panic!("no ListAccounts count in {counts:?}"));
+    assert_eq!((list_accounts.ok, list_accounts.failed), (2, 0));
     // Each member's items were listed with that member's own credentials.
     assert_eq!(items.len(), 100);
     for item in &items {

@@ -6,6 +6,9 @@ use std::collections::{BTreeSet, HashSet};
 use aws_sdk_organizations::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_organizations::types::Account;
 
+use super::listing::outcome_of;
+use crate::requests::{Outcome, RequestCounter};
+
 /// One account to sync and the role to enter it with (`None`: the base credentials' own account).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Target {
@@ -118,22 +121,35 @@ fn target_of(account: &Account, org_role: &RoleArn<'_>) -> Option<Target> {
     })
 }
 
+/// The `service` label of Organizations requests in the metrics.
+const ORGANIZATIONS: &str = "organizations";
+
+/// Counts one Organizations call; the SDK's own retries happen inside it and are not seen here.
+fn count<T, E>(requests: &RequestCounter, operation: &'static str, sent: &Result<T, SdkError<E>>)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let outcome = match sent {
+        Ok(_) => Outcome::Ok,
+        Err(e) => outcome_of(e),
+    };
+    requests.attempt(ORGANIZATIONS, operation, outcome);
+}
+
 /// Every ACTIVE account of the organization, or of the given OUs and their children.
 pub(crate) async fn list_organization(
     orgs: &aws_sdk_organizations::Client,
     org_role: &RoleArn<'_>,
     organizational_units: &[String],
+    requests: &RequestCounter,
 ) -> Result<Vec<Target>, OrgsFailure> {
     let mut accounts = Vec::new();
     if organizational_units.is_empty() {
         let mut next_token = None;
         loop {
-            let page = orgs
-                .list_accounts()
-                .set_next_token(next_token)
-                .send()
-                .await
-                .map_err(orgs_failure)?;
+            let sent = orgs.list_accounts().set_next_token(next_token).send().await;
+            count(requests, "ListAccounts", &sent);
+            let page = sent.map_err(orgs_failure)?;
             accounts.extend(page.accounts().iter().cloned());
             next_token = page.next_token().map(str::to_string);
             if next_token.is_none() {
@@ -159,13 +175,14 @@ pub(crate) async fn list_organization(
             }
             let mut next_token = None;
             loop {
-                let page = orgs
+                let sent = orgs
                     .list_accounts_for_parent()
                     .parent_id(&parent)
                     .set_next_token(next_token)
                     .send()
-                    .await
-                    .map_err(orgs_failure)?;
+                    .await;
+                count(requests, "ListAccountsForParent", &sent);
+                let page = sent.map_err(orgs_failure)?;
                 accounts.extend(page.accounts().iter().cloned());
                 next_token = page.next_token().map(str::to_string);
                 if next_token.is_none() {
@@ -174,13 +191,14 @@ pub(crate) async fn list_organization(
             }
             let mut next_token = None;
             loop {
-                let page = orgs
+                let sent = orgs
                     .list_organizational_units_for_parent()
                     .parent_id(&parent)
                     .set_next_token(next_token)
                     .send()
-                    .await
-                    .map_err(orgs_failure)?;
+                    .await;
+                count(requests, "ListOrganizationalUnitsForParent", &sent);
+                let page = sent.map_err(orgs_failure)?;
                 queue.extend(
                     page.organizational_units()
                         .iter()

@@ -459,9 +459,14 @@ impl Inner {
             }
             aws_sdk_organizations::Client::from_conf(b.build())
         };
-        match discovery::list_organization(&orgs, &org_role, &self.config.organizational_units)
-            .await
-        {
+        let listed = discovery::list_organization(
+            &orgs,
+            &org_role,
+            &self.config.organizational_units,
+            &self.requests,
+        )
+        .await;
+        match listed {
             Ok(targets) => (Discovery::ok(), targets),
             Err(OrgsFailure::Fallback(error)) => {
                 tracing::warn!(
