@@ -669,6 +669,29 @@ fn check(s: &Scenario, p: &Plan) -> Result<(), TestCaseError> {
         }
     }
 
+    // Duplicates: the lowest (account, kind, region) wins and is what is written, under its
+    // account; a change of account says where the entity came from; every loser is a warning.
+    for c in p.changes.iter().filter(|c| c.action != Action::Delete) {
+        let key = c.key();
+        let winner = f.winners[&key];
+        prop_assert_eq!(c.account.as_deref(), Some(winner.origin.account.as_str()));
+        prop_assert_eq!(c.kind.as_deref(), Some(winner.origin.kind.as_str()));
+        prop_assert_eq!(c.write, Some(winner.write));
+        let before = f.owned.get(&key).and_then(|o| o.account.as_deref());
+        let moved = f.owned.contains_key(&key) && before != c.account.as_deref();
+        prop_assert_eq!(
+            c.previous_account.as_deref(),
+            moved.then(|| before.unwrap_or(UNKNOWN_ACCOUNT))
+        );
+    }
+    let losers = s.desired.len() - f.winners.len();
+    let duplicate_warnings = p
+        .warnings
+        .iter()
+        .filter(|w| w.message.starts_with("duplicate entity"))
+        .count();
+    prop_assert_eq!(duplicate_warnings, losers);
+
     // Every distinct desired key is exactly one of: unchanged, created, updated, withheld.
     let written = p
         .changes
