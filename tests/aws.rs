@@ -9,7 +9,13 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use serde_json::json;
-use tidemark::model::{KindSpec, RawItem, RegionPolicy};
+use std::collections::BTreeMap;
+
+use tidemark::mapping::Producible;
+use tidemark::model::{
+    Desired, Entity, KindSpec, Origin, OwnedEntity, RawItem, RegionPolicy, WriteOptions,
+};
+use tidemark::reconcile::plan::{Action, MassDelete, Plan, PlanInput, Reason, plan};
 use tidemark::secret::Secret;
 use tidemark::source::aws::{
     AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints, WebIdentityBase,
@@ -988,6 +994,448 @@ async fn a_missing_region_is_a_clear_error() {
         .await
         .expect_err("no region");
     assert!(err.to_string().contains("AWS_REGION"), "{err}");
+}
+
+// Hostile answers (issue 6): each fails its item or its scope with a message that names the
+// account, region, kind and item, never panics, and never lets the plan delete what that scope
+// could have listed.
+
+const HOSTILE: &str = "222222222222";
+
+/// `n` ordinary resources of `kind`, so that every hostile scope also has items that map.
+fn add_plain(cc: &CloudControl, kind: &str, n: usize) {
+    for i in 0..n {
+        cc.add(
+            HOSTILE,
+            "us-east-1",
+            kind,
+            &format!("{}-{i}", blueprint_of(kind)),
+            json!({"Index": i}),
+        );
+    }
+}
+
+fn blueprint_of(kind: &str) -> String {
+    kind.replace("::", "_").to_lowercase()
+}
+
+/// The plan for what was listed, over a catalog that owns every listed item and one more entity
+/// per kind (`<blueprint>-gone`) that the listing no longer returned.
+fn plan_for(report: &SourceReport, items: &[RawItem], kinds: &[&str]) -> Plan {
+    let desired: Vec<Desired> = items
+        .iter()
+        .map(|i| {
+            let mut entity = Entity::new(blueprint_of(&i.kind), &i.identifier);
+            entity.title = Some(json!(i.identifier));
+            Desired {
+                entity,
+                origin: Origin {
+                    account: i.account.clone(),
+                    kind: i.kind.clone(),
+                    region: i.region.clone(),
+                    item: i.identifier.clone(),
+                },
+                write: WriteOptions::default(),
+            }
+        })
+        .collect();
+    let mut owned: Vec<OwnedEntity> = desired
+        .iter()
+        .map(|d| OwnedEntity {
+            entity: d.entity.clone(),
+            account: Some(d.origin.account.clone()),
+            kind: Some(d.origin.kind.clone()),
+            placeholder: false,
+        })
+        .collect();
+    for kind in kinds {
+        let mut gone = Entity::new(blueprint_of(kind), format!("{}-gone", blueprint_of(kind)));
+        gone.title = Some(json!("gone"));
+        owned.push(OwnedEntity {
+            entity: gone,
+            account: Some(HOSTILE.into()),
+            kind: Some(kind.to_string()),
+            placeholder: false,
+        });
+    }
+    let producible: BTreeMap<String, Producible> = kinds
+        .iter()
+        .map(|k| (k.to_string(), Producible::Only([blueprint_of(k)].into())))
+        .collect();
+    plan(PlanInput {
+        integration: "hostile",
+        adopt_prefixes: &[],
+        adopt_all: false,
+        allow_mass_delete: MassDelete::None,
+        catalog: "test".into(),
+        config_hash: "test".into(),
+        desired: &desired,
+        owned,
+        foreign: Vec::new(),
+        foreign_references: Vec::new(),
+        report,
+        mapping_errors: Vec::new(),
+        warnings: Vec::new(),
+        producible,
+        threshold: 1.0,
+        desired_blueprints: &[],
+        catalog_blueprints: &[],
+    })
+}
+
+/// The one listing of `kind` in the hostile account.
+fn listing_of(report: &SourceReport, kind: &str) -> Listing {
+    let found: Vec<&Listing> = report
+        .listings
+        .iter()
+        .filter(|l| l.account == HOSTILE && l.kind == kind)
+        .collect();
+    assert_eq!(found.len(), 1, "{kind}: {:?}", report.listings);
+    found[0].clone()
+}
+
+/// A failed scope: its error names `parts`, its gone entity is withheld (`scope_failed`, with
+/// the region in the reason), and the plan deletes nothing of its blueprint.
+fn assert_failed_scope(report: &SourceReport, plan: &Plan, kind: &str, parts: &[&str]) {
+    let listing = listing_of(report, kind);
+    assert_eq!(listing.region, "us-east-1");
+    let error = listing
+        .error
+        .unwrap_or_else(|| panic!("{kind} should have failed"));
+    for part in parts {
+        assert!(
+            error.contains(part),
+            "{kind}: {error:?} should name {part:?}"
+        );
+    }
+    let blueprint = blueprint_of(kind);
+    assert!(
+        !plan
+            .changes
+            .iter()
+            .any(|c| c.action == Action::Delete && c.blueprint == blueprint),
+        "{kind}: no delete of {blueprint}: {:?}",
+        plan.changes
+    );
+    let gone = format!("{blueprint}-gone");
+    let withheld = plan
+        .withheld
+        .iter()
+        .find(|w| w.identifier == gone)
+        .unwrap_or_else(|| panic!("{gone} withheld: {:?}", plan.withheld));
+    assert_eq!(withheld.reason, Reason::ScopeFailed);
+    assert_eq!(withheld.account.as_deref(), Some(HOSTILE));
+    assert!(
+        withheld.detail.contains(kind) && withheld.detail.contains("us-east-1"),
+        "{}",
+        withheld.detail
+    );
+    let line = plan
+        .scopes
+        .iter()
+        .find(|s| s.kind == kind)
+        .unwrap_or_else(|| panic!("{kind} in the plan's scopes"));
+    assert_eq!(
+        (line.account.as_str(), line.region.as_str()),
+        (HOSTILE, "us-east-1")
+    );
+}
+
+/// A complete scope: the control, whose gone entity is deleted.
+fn assert_complete_scope(report: &SourceReport, plan: &Plan, kind: &str) {
+    assert_eq!(listing_of(report, kind).error, None, "{kind}");
+    let gone = format!("{}-gone", blueprint_of(kind));
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.action == Action::Delete && c.identifier == gone),
+        "{gone} is deleted: {:?}",
+        plan.changes
+    );
+}
+
+async fn hostile_source(sts: &StsStandIn, cc: &CloudControl) -> AwsSource {
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![role(HOSTILE)]);
+    cfg.requests_per_second = 1_000_000.0;
+    standin_source(sts, cc, cfg).await
+}
+
+#[tokio::test]
+async fn hostile_properties_fail_their_item_and_scope_but_never_panic_or_delete() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    const INVALID: &str = "AWS::SNS::Topic";
+    const DEEP: &str = "AWS::SQS::Queue";
+    const CONTROL: &str = "AWS::ECS::Cluster";
+    const SURROGATE: &str = "AWS::Kinesis::Stream";
+    const LARGE: &str = "AWS::Logs::LogGroup";
+    const UNICODE: &str = "AWS::Lambda::Function";
+    let kinds = [INVALID, DEEP, CONTROL, SURROGATE, LARGE, UNICODE];
+    for kind in kinds {
+        add_plain(&cc, kind, 4);
+    }
+    // Not JSON: cut off mid-document.
+    cc.add_raw(
+        HOSTILE,
+        "us-east-1",
+        INVALID,
+        "t-bad",
+        "{\"TopicName\":",
+        json!({}),
+    );
+    // 200 levels of nesting: more than a parser should follow on the stack.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    cc.add_raw(HOSTILE, "us-east-1", DEEP, "q-deep", &deep, json!({}));
+    // A raw control character inside a string is not JSON.
+    cc.add_raw(
+        HOSTILE,
+        "us-east-1",
+        CONTROL,
+        "c-ctl",
+        "{\"Name\":\"a\u{1}b\nc\"}",
+        json!({}),
+    );
+    // A lone surrogate escape is not a character.
+    cc.add_raw(
+        HOSTILE,
+        "us-east-1",
+        SURROGATE,
+        "s-lone",
+        r#"{"Name":"\ud800"}"#,
+        json!({}),
+    );
+    // 10 MB of properties: valid, kept whole.
+    let large = json!({"Blob": "x".repeat(10 * 1024 * 1024), "Tail": "end"});
+    cc.add(HOSTILE, "us-east-1", LARGE, "l-large", large.clone());
+    // Unicode and escaped control characters: valid JSON, kept exactly, in identifier and values.
+    let unicode_id = "fn-ünï-😀-ش-\u{301}";
+    let unicode = json!({
+        "Name": "żółw 🐢 עברית \u{202e}rtl\u{202c} e\u{301}",
+        "Controls": "nul\u{0}bell\u{7}esc\u{1b}[31mdel\u{7f}",
+        "Pair": "😀",
+    });
+    cc.add_raw(
+        HOSTILE,
+        "us-east-1",
+        UNICODE,
+        unicode_id,
+        r#"{"Name":"żółw 🐢 עברית \u202ertl\u202c e\u0301","Controls":"nul\u0000bell\u0007esc\u001b[31mdel\u007f","Pair":"\ud83d\ude00"}"#,
+        unicode.clone(),
+    );
+    // After the hostile items, more pages: a bad item does not stop the listing.
+    for kind in [INVALID, DEEP, CONTROL, SURROGATE] {
+        cc.add(
+            HOSTILE,
+            "us-east-1",
+            kind,
+            &format!("{}-after", blueprint_of(kind)),
+            json!({}),
+        );
+    }
+
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(
+            kinds.iter().map(|k| kind(k)).collect(),
+            list_of(&["us-east-1"]),
+        ),
+    )
+    .await;
+    let plan = plan_for(&report, &items, &kinds);
+
+    assert_failed_scope(
+        &report,
+        &plan,
+        INVALID,
+        &["InvalidProperties", "t-bad", "not valid JSON"],
+    );
+    assert_failed_scope(
+        &report,
+        &plan,
+        DEEP,
+        &["InvalidProperties", "q-deep", "nest"],
+    );
+    assert_failed_scope(
+        &report,
+        &plan,
+        CONTROL,
+        &["InvalidProperties", "c-ctl", "control character"],
+    );
+    assert_failed_scope(
+        &report,
+        &plan,
+        SURROGATE,
+        &["InvalidProperties", "s-lone", "not valid JSON"],
+    );
+    // Only the hostile items are missing: every other item of those scopes was listed.
+    for kind in [INVALID, DEEP, CONTROL, SURROGATE] {
+        let listed = items.iter().filter(|i| i.kind == kind).count();
+        assert_eq!(listed, 5, "{kind}: every item but the hostile one");
+    }
+
+    assert_complete_scope(&report, &plan, LARGE);
+    let large_item = items
+        .iter()
+        .find(|i| i.identifier == "l-large")
+        .expect("large item");
+    assert_eq!(large_item.properties, large);
+    assert_complete_scope(&report, &plan, UNICODE);
+    let unicode_item = items
+        .iter()
+        .find(|i| i.identifier == unicode_id)
+        .expect("unicode item");
+    assert_eq!(unicode_item.properties, unicode);
+    assert!(plan.is_partial());
+}
+
+#[tokio::test]
+async fn an_html_page_instead_of_json_fails_the_scope_with_a_clear_message() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    // A gateway error is transient: retried, then the scope fails. A 4xx page will not change.
+    const GATEWAY: &str = "AWS::SQS::Queue";
+    const MOTO: &str = "AWS::SNS::Topic";
+    const FORBIDDEN: &str = "AWS::ECS::Cluster";
+    const OK_PAGE: &str = "AWS::Kinesis::Stream";
+    const FINE: &str = "AWS::Lambda::Function";
+    let kinds = [GATEWAY, MOTO, FORBIDDEN, OK_PAGE, FINE];
+    for (kind, status) in [
+        (GATEWAY, 502),
+        (MOTO, 500),
+        (FORBIDDEN, 403),
+        (OK_PAGE, 200),
+    ] {
+        cc.inject(Fault {
+            account: Some(HOSTILE.into()),
+            region: None,
+            kind: Some(kind.into()),
+            effect: Effect::Html { status },
+        });
+    }
+    for kind in kinds {
+        add_plain(&cc, kind, 2);
+    }
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(
+            kinds.iter().map(|k| kind(k)).collect(),
+            list_of(&["us-east-1"]),
+        ),
+    )
+    .await;
+    let plan = plan_for(&report, &items, &kinds);
+    assert_failed_scope(
+        &report,
+        &plan,
+        GATEWAY,
+        &[
+            "HTTP 502",
+            "text/html",
+            "not JSON",
+            "500 Internal Server Error",
+        ],
+    );
+    assert_failed_scope(
+        &report,
+        &plan,
+        MOTO,
+        &["HTTP 500", "text/html", "gave up after"],
+    );
+    assert_failed_scope(&report, &plan, FORBIDDEN, &["HTTP 403", "text/html"]);
+    assert_failed_scope(&report, &plan, OK_PAGE, &["HTTP 200", "text/html"]);
+    assert_complete_scope(&report, &plan, FINE);
+    let calls = |kind: &str| cc.calls().iter().filter(|c| c.kind == kind).count();
+    assert_eq!(calls(FORBIDDEN), 1, "a 4xx page is not retried");
+    assert!(calls(MOTO) > 1, "a 5xx page is retried");
+    // No error message carries the page's markup.
+    for listing in &report.listings {
+        let error = listing.error.as_deref().unwrap_or_default();
+        assert!(!error.contains("<h1>") && !error.contains("<p>"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_next_token_that_never_ends_fails_the_scope_after_a_bound() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    const SAME: &str = "AWS::SQS::Queue";
+    const CYCLE: &str = "AWS::SNS::Topic";
+    const ENDLESS: &str = "AWS::ECS::Cluster";
+    const FINE: &str = "AWS::Lambda::Function";
+    let kinds = [SAME, CYCLE, ENDLESS, FINE];
+    for (kind, effect) in [
+        (SAME, Effect::TokenCycle { tokens: 1 }),
+        (CYCLE, Effect::TokenCycle { tokens: 3 }),
+        (ENDLESS, Effect::EndlessTokens),
+    ] {
+        cc.inject(Fault {
+            account: Some(HOSTILE.into()),
+            region: None,
+            kind: Some(kind.into()),
+            effect,
+        });
+    }
+    for kind in kinds {
+        add_plain(&cc, kind, 2);
+    }
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(
+            kinds.iter().map(|k| kind(k)).collect(),
+            list_of(&["us-east-1"]),
+        ),
+    )
+    .await;
+    let plan = plan_for(&report, &items, &kinds);
+    assert_failed_scope(&report, &plan, SAME, &["PaginationLoop", "NextToken"]);
+    assert_failed_scope(&report, &plan, CYCLE, &["PaginationLoop", "NextToken"]);
+    assert_failed_scope(
+        &report,
+        &plan,
+        ENDLESS,
+        &["PaginationLimit", "NextToken", "pages"],
+    );
+    assert_complete_scope(&report, &plan, FINE);
+    let calls = |kind: &str| cc.calls().iter().filter(|c| c.kind == kind).count();
+    assert_eq!(calls(SAME), 2, "a repeated token is caught at once");
+    assert_eq!(calls(CYCLE), 4, "a cycle is caught when it comes round");
+    let endless = calls(ENDLESS);
+    assert!(
+        (1_000..=100_000).contains(&endless),
+        "an endless listing stops after a bound ({endless} pages)"
+    );
+}
+
+#[tokio::test]
+async fn empty_pages_with_a_next_token_are_followed_to_the_items() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    const SPARSE: &str = "AWS::SQS::Queue";
+    cc.inject(Fault {
+        account: Some(HOSTILE.into()),
+        region: None,
+        kind: Some(SPARSE.into()),
+        effect: Effect::EmptyPages { pages: 4 },
+    });
+    add_plain(&cc, SPARSE, 5);
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind(SPARSE)], list_of(&["us-east-1"])),
+    )
+    .await;
+    let plan = plan_for(&report, &items, &[SPARSE]);
+    assert_complete_scope(&report, &plan, SPARSE);
+    let mut listed: Vec<&str> = items.iter().map(|i| i.identifier.as_str()).collect();
+    listed.sort();
+    let expected: Vec<String> = (0..5).map(|i| format!("aws_sqs_queue-{i}")).collect();
+    assert_eq!(listed, expected);
+    // 4 empty pages, then 5 items in pages of 3.
+    assert_eq!(cc.calls().len(), 4 + 2);
 }
 
 /// The listing benchmark (bench/aws/run.sh, figures in BENCHMARKS.md): 20 accounts × 3 regions

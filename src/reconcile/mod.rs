@@ -390,4 +390,6 @@ pub async fn apply<C: Catalog>(
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

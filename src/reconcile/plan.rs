@@ -301,8 +301,15 @@ pub struct PlanInput<'a> {
 /// The account bucket of entities without a known account.
 pub const UNKNOWN_ACCOUNT: &str = "unknown";
 
-/// Computes the plan.
-pub fn plan(input: PlanInput<'_>) -> Plan {
+/// Computes the plan. The same inputs in any order give the same plan: sources list
+/// concurrently, so the order of items, listings and issues differs from run to run.
+pub fn plan(mut input: PlanInput<'_>) -> Plan {
+    input.owned.sort_by(|a, b| {
+        (&a.entity.blueprint, &a.entity.identifier)
+            .cmp(&(&b.entity.blueprint, &b.entity.identifier))
+    });
+    input.foreign_references.sort();
+    input.mapping_errors.sort();
     let mut warnings = input.warnings.clone();
     let mut withheld = Vec::new();
     let mut changes = Vec::new();
@@ -609,7 +616,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
 
     let blueprints = blueprint_plan(input.desired_blueprints, input.catalog_blueprints);
     let accounts = account_lines(input.report, &input.owned);
-    let scopes: Vec<ScopeLine> = input
+    let mut scopes: Vec<ScopeLine> = input
         .report
         .listings
         .iter()
@@ -623,6 +630,9 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             })
         })
         .collect();
+    scopes.sort_by(|a, b| {
+        (&a.account, &a.region, &a.kind, &a.error).cmp(&(&b.account, &b.region, &b.kind, &b.error))
+    });
     let summary = Summary {
         create: changes
             .iter()
@@ -639,8 +649,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         unchanged,
         withheld: withheld.len(),
     };
-    let mut mapping_errors = input.mapping_errors;
-    mapping_errors.sort();
+    let mapping_errors = input.mapping_errors;
+    warnings.sort();
     Plan {
         format_version: FORMAT_VERSION.into(),
         integration: input.integration.into(),
@@ -670,7 +680,9 @@ fn bucket(account: Option<&str>) -> String {
 /// Per account, the incomplete kinds and why.
 fn incomplete_kinds(input: &PlanInput<'_>) -> HashMap<String, BTreeMap<String, (Reason, String)>> {
     let mut out: HashMap<String, BTreeMap<String, (Reason, String)>> = HashMap::new();
-    for l in &input.report.listings {
+    let mut listings: Vec<&crate::source::Listing> = input.report.listings.iter().collect();
+    listings.sort();
+    for l in listings {
         if let Some(e) = &l.error {
             out.entry(l.account.clone())
                 .or_default()
@@ -780,14 +792,16 @@ fn by_identifier<'a>(keys: impl Iterator<Item = &'a EntityKey>) -> ByIdentifier<
     index
 }
 
-/// The keys an entity's relations point at.
+/// The keys an entity's relations point at, except the relations named in `replaced`.
 fn referenced_keys(
     entity: &crate::model::Entity,
+    replaced: Option<&Map<String, Json>>,
     targets: &HashMap<(String, String), String>,
     by_id: &ByIdentifier<'_>,
 ) -> Vec<EntityKey> {
     entity
         .relation_targets()
+        .filter(|(rel, _)| replaced.is_none_or(|r| !r.contains_key(*rel)))
         .flat_map(
             |(rel, id)| match targets.get(&(entity.blueprint.clone(), rel.to_string())) {
                 Some(bp) => vec![EntityKey::new(bp, id)],
@@ -803,7 +817,10 @@ fn referenced_keys(
         .collect()
 }
 
-/// Removes from `deletes` every entity that a kept entity relates to, transitively.
+/// Removes from `deletes` every entity that an entity staying after the apply relates to,
+/// transitively. Deletes run last, so what counts are the relations the apply leaves: a desired
+/// entity's own, plus (with merge) the current relations it does not map, and those of every
+/// owned entity that is not deleted.
 fn keep_referenced<'a>(
     deletes: &mut BTreeMap<EntityKey, &'a OwnedEntity>,
     kept: &mut Vec<(&'a OwnedEntity, Option<(Reason, String)>)>,
@@ -813,23 +830,42 @@ fn keep_referenced<'a>(
     by_id: &ByIdentifier<'_>,
     warnings: &mut Vec<Issue>,
 ) {
-    // References, not copies: this walks every desired and kept entity on every plan.
-    let mut queue: Vec<&'a crate::model::Entity> = desired.values().map(|d| &d.entity).collect();
-    queue.extend(
-        owned
-            .iter()
-            .filter(|o| !deletes.contains_key(&o.entity.key()))
-            .map(|o| &o.entity),
+    // References, not copies: this walks every desired and kept entity on every plan. Each
+    // entry is an entity and the relations of it that the apply replaces; `true` marks the
+    // desired version, which shares its key with the owned one but not its relations.
+    type Walk<'a> = (
+        &'a crate::model::Entity,
+        Option<&'a Map<String, Json>>,
+        bool,
     );
-    let mut seen: HashSet<(&'a str, &'a str)> = HashSet::new();
-    while let Some(entity) = queue.pop() {
-        if !seen.insert((entity.blueprint.as_str(), entity.identifier.as_str())) {
+    let mut queue: Vec<Walk<'a>> = Vec::new();
+    for o in owned {
+        let key = o.entity.key();
+        if deletes.contains_key(&key) {
+            continue;
+        }
+        match desired.get(&key) {
+            None => queue.push((&o.entity, None, false)),
+            // A merge leaves the relations the mapping does not produce in place.
+            Some(d) if d.write.merge => queue.push((&o.entity, d.entity.relations.as_ref(), false)),
+            // A replace leaves only the desired relations.
+            Some(_) => {}
+        }
+    }
+    queue.extend(desired.values().map(|d| (&d.entity, None, true)));
+    let mut seen: HashSet<(&'a str, &'a str, bool)> = HashSet::new();
+    while let Some((entity, replaced, is_desired)) = queue.pop() {
+        if !seen.insert((
+            entity.blueprint.as_str(),
+            entity.identifier.as_str(),
+            is_desired,
+        )) {
             continue;
         }
         if entity.relations.as_ref().is_none_or(|r| r.is_empty()) {
             continue;
         }
-        for target in referenced_keys(entity, targets, by_id) {
+        for target in referenced_keys(entity, replaced, targets, by_id) {
             if let Some(o) = deletes.remove(&target) {
                 if !o.placeholder {
                     warnings.push(Issue {
@@ -844,7 +880,7 @@ fn keep_referenced<'a>(
                     });
                 }
                 kept.push((o, None));
-                queue.push(&o.entity);
+                queue.push((&o.entity, None, false));
             }
         }
     }
@@ -862,7 +898,7 @@ fn order_deletes(
     let mut pending_referrers: HashMap<EntityKey, usize> = HashMap::new();
     let mut refers_to: HashMap<EntityKey, Vec<EntityKey>> = HashMap::new();
     for (key, o) in deletes {
-        let refs: Vec<EntityKey> = referenced_keys(&o.entity, targets, &by_id)
+        let refs: Vec<EntityKey> = referenced_keys(&o.entity, None, targets, &by_id)
             .into_iter()
             .filter(|t| deletes.contains_key(t) && t != key)
             .collect::<BTreeSet<_>>()

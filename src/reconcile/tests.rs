@@ -69,6 +69,7 @@ struct Case {
     foreign_references: Vec<ForeignReference>,
     report: SourceReport,
     mapping_errors: Vec<Issue>,
+    warnings: Vec<Issue>,
     producible: BTreeMap<String, Producible>,
     threshold: f64,
     allow: MassDelete,
@@ -95,6 +96,7 @@ impl Case {
             foreign_references: Vec::new(),
             report: report(vec![account(A), account(B)]),
             mapping_errors: Vec::new(),
+            warnings: Vec::new(),
             producible,
             threshold: 0.9,
             allow: MassDelete::None,
@@ -128,7 +130,7 @@ impl Case {
             foreign_references: self.foreign_references,
             report: &self.report,
             mapping_errors: self.mapping_errors,
-            warnings: Vec::new(),
+            warnings: self.warnings,
             producible: self.producible,
             threshold: self.threshold,
             desired_blueprints: &self.blueprints,
@@ -359,6 +361,7 @@ fn case_clone(case: &Case) -> Case {
         foreign_references: case.foreign_references.clone(),
         report: case.report.clone(),
         mapping_errors: case.mapping_errors.clone(),
+        warnings: case.warnings.clone(),
         producible: case.producible.clone(),
         threshold: case.threshold,
         allow: case.allow.clone(),
@@ -653,6 +656,132 @@ fn placeholders_are_kept_silently_while_referenced_and_updated_when_mapped() {
     assert_eq!(
         actions(&plan),
         vec![(Action::Update, "a-placeholder".into())]
+    );
+}
+
+/// Found by the property tests: the owned version of a desired entity was walked first and the
+/// desired version, sharing its key, was then skipped, so what it newly relates to was deleted.
+#[test]
+fn an_entity_that_a_desired_entity_newly_relates_to_is_kept() {
+    let mut case = Case::new();
+    case.blueprints = relation_blueprints();
+    case.producible.insert("K".into(), Producible::Any);
+    case.threshold = 1.0;
+    case.desired.push(desired(
+        A,
+        "K",
+        related("cluster", "c1", "account", "a-old"),
+    ));
+    case.owned
+        .push(owned(A, "K", entity("cluster", "c1", json!({}))));
+    case.owned
+        .push(owned(A, "K", entity("account", "a-old", json!({}))));
+    case.owned
+        .push(owned(A, "K", entity("account", "a-gone", json!({}))));
+    let plan = case.plan();
+    assert_eq!(
+        actions(&plan),
+        vec![
+            (Action::Update, "c1".into()),
+            (Action::Delete, "a-gone".into())
+        ]
+    );
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(plan.warnings[0].message.contains("cluster/c1"));
+}
+
+/// Deletes run after the upserts, so a relation the apply replaces keeps nothing: one apply
+/// converges instead of two. A merge leaves relations the mapping does not produce in place.
+#[test]
+fn a_relation_the_apply_replaces_keeps_nothing_but_one_a_merge_leaves_does() {
+    let plan_with = |merge: bool| {
+        let mut case = Case::new();
+        case.blueprints = relation_blueprints();
+        case.producible.insert("K".into(), Producible::Any);
+        case.threshold = 1.0;
+        let mut d = desired(A, "K", entity("cluster", "c1", json!({})));
+        d.entity.relations = None;
+        d.write.merge = merge;
+        case.desired.push(d);
+        case.owned
+            .push(owned(A, "K", related("cluster", "c1", "account", "a-old")));
+        case.owned
+            .push(owned(A, "K", entity("account", "a-old", json!({}))));
+        case.owned
+            .push(owned(A, "K", entity("account", "a-other", json!({}))));
+        case.plan()
+    };
+    let replaced = plan_with(false);
+    assert!(
+        actions(&replaced).contains(&(Action::Delete, "a-old".into())),
+        "{:?}",
+        actions(&replaced)
+    );
+    let merged = plan_with(true);
+    assert!(
+        !actions(&merged).contains(&(Action::Delete, "a-old".into())),
+        "{:?}",
+        actions(&merged)
+    );
+}
+
+/// Sources list concurrently, so listings and warnings arrive in any order; the plan must not
+/// change with it (golden files, `plan --detailed-exitcode` in CI, diffs of saved plans).
+#[test]
+fn the_plan_does_not_depend_on_the_order_of_listings_and_warnings() {
+    let plan_with = |reverse: bool| {
+        let mut case = Case::new().steady(3);
+        case.desired.remove(0);
+        let mut listings = vec![
+            Listing {
+                account: A.into(),
+                region: "eu-west-1".into(),
+                kind: BUCKET.into(),
+                error: Some("AccessDenied: eu".into()),
+            },
+            Listing {
+                account: A.into(),
+                region: "us-east-1".into(),
+                kind: BUCKET.into(),
+                error: Some("AccessDenied: us".into()),
+            },
+        ];
+        let mut owned_order = case.owned.clone();
+        if reverse {
+            listings.reverse();
+            owned_order.reverse();
+        }
+        case.owned = owned_order;
+        case.report.listings = listings;
+        let mut input_warnings = vec![
+            Issue {
+                account: Some(A.into()),
+                region: Some("us-east-1".into()),
+                kind: Some(BUCKET.into()),
+                item: Some("b1".into()),
+                message: "title is null".into(),
+            },
+            Issue {
+                account: Some(A.into()),
+                region: Some("eu-west-1".into()),
+                kind: Some(BUCKET.into()),
+                item: Some("b2".into()),
+                message: "title is null".into(),
+            },
+        ];
+        if reverse {
+            input_warnings.reverse();
+        }
+        case.warnings = input_warnings;
+        case.plan()
+    };
+    let forward = plan_with(false);
+    let backward = plan_with(true);
+    assert_eq!(forward, backward);
+    assert!(
+        forward.withheld[0].detail.contains("eu-west-1"),
+        "the first failed region in sorted order is named: {}",
+        forward.withheld[0].detail
     );
 }
 

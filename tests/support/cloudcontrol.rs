@@ -107,7 +107,20 @@ pub enum Effect {
     Error { code: String, message: String },
     /// Deny `ListRegions` for the account.
     DenyRegions,
+    /// Answer an HTML page with this HTTP status instead of JSON, as moto does for a service it
+    /// does not know and as proxies and load balancers do.
+    Html { status: u16 },
+    /// `ListResources` serves the first page again and again with `NextToken`s from a cycle of
+    /// this many tokens (1: the same token forever).
+    TokenCycle { tokens: usize },
+    /// `ListResources` never ends: every page is empty and carries a new `NextToken`.
+    EndlessTokens,
+    /// The first `pages` pages of a listing are empty but carry a `NextToken`; then the items.
+    EmptyPages { pages: usize },
 }
+
+/// The HTML page moto answers for a service it does not implement.
+pub const HTML_ERROR_PAGE: &str = "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was unable to complete your request.</p>\n";
 
 /// One request as received.
 #[derive(Clone, Debug)]
@@ -289,10 +302,40 @@ impl CcState {
                 Effect::Error { code, message } if !regions_call => {
                     return Some(json_error(code, message));
                 }
+                Effect::Html { status } if !regions_call => {
+                    return Some(
+                        (
+                            StatusCode::from_u16(*status)
+                                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                            [("content-type", "text/html; charset=utf-8")],
+                            HTML_ERROR_PAGE,
+                        )
+                            .into_response(),
+                    );
+                }
                 _ => {}
             }
         }
         None
+    }
+
+    /// The first fault that changes how `ListResources` pages, if any.
+    fn paging(&self, account: &str, region: &str, kind: &str) -> Option<Effect> {
+        let data = self.data.lock().expect("lock");
+        data.faults
+            .iter()
+            .filter(|f| {
+                f.account.as_deref().is_none_or(|a| a == account)
+                    && f.region.as_deref().is_none_or(|r| r == region)
+                    && f.kind.as_deref().is_none_or(|k| k == kind)
+            })
+            .map(|f| f.effect.clone())
+            .find(|e| {
+                matches!(
+                    e,
+                    Effect::TokenCycle { .. } | Effect::EndlessTokens | Effect::EmptyPages { .. }
+                )
+            })
     }
 
     async fn caller(&self, headers: &HeaderMap) -> Result<(String, String), Response> {
@@ -377,11 +420,38 @@ async fn cloud_control(
     };
     match operation.as_str() {
         "ListResources" => {
-            let start: usize = input["NextToken"]
-                .as_str()
-                .and_then(|t| t.strip_prefix("page-"))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            let token = input["NextToken"].as_str().unwrap_or_default();
+            let numbered = |prefix: &str| -> usize {
+                token
+                    .strip_prefix(prefix)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            let empty = |next: String| json!({"TypeName": kind, "ResourceDescriptions": [], "NextToken": next});
+            let mut start = numbered("page-");
+            match state.paging(&account, &region, &kind) {
+                Some(Effect::EndlessTokens) => {
+                    return ok(empty(format!("endless-{}", numbered("endless-") + 1)));
+                }
+                Some(Effect::EmptyPages { pages }) if !token.starts_with("page-") => {
+                    let served = numbered("empty-");
+                    if served < pages {
+                        return ok(empty(format!("empty-{}", served + 1)));
+                    }
+                    start = 0;
+                }
+                Some(Effect::TokenCycle { tokens }) => {
+                    let next = (numbered("cycle-") + 1) % tokens.max(1);
+                    let page: Vec<Json> = items
+                        .iter()
+                        .take(PAGE_SIZE)
+                        .map(|(id, props, _)| json!({"Identifier": id, "Properties": props}))
+                        .collect();
+                    return ok(json!({"TypeName": kind, "ResourceDescriptions": page,
+                                     "NextToken": format!("cycle-{next}")}));
+                }
+                _ => {}
+            }
             let page: Vec<Json> = items
                 .iter()
                 .skip(start)

@@ -120,23 +120,38 @@ where
                 Attempt::Fail(failure)
             }
         }
-        None => {
-            let message = DisplayErrorContext(err).to_string();
-            match err {
-                SdkError::ConstructionFailure(_) => {
-                    Attempt::Fail(ScopeFailure::new("RequestFailed", message))
+        None => match (err, err.raw_response()) {
+            (SdkError::ConstructionFailure(_), _) => Attempt::Fail(ScopeFailure::new(
+                "RequestFailed",
+                DisplayErrorContext(err).to_string(),
+            )),
+            // An answer without an AWS error code: an HTML page from a proxy, a load balancer or
+            // an endpoint that is not Cloud Control. Its body is not echoed whole: it may be
+            // large, and a proxy may reflect request headers into it.
+            (_, Some(raw)) => {
+                let status = raw.status().as_u16();
+                let failure = ScopeFailure::new(
+                    format!("HTTP{status}"),
+                    unexpected_answer(
+                        status,
+                        raw.headers().get("content-type"),
+                        raw.body().bytes(),
+                    ),
+                );
+                // A 4xx page will say the same next time; gateway errors and garbled answers
+                // are transient until retries run out.
+                if (400..500).contains(&status) && !matches!(status, 408 | 429) {
+                    Attempt::Fail(failure)
+                } else {
+                    Attempt::Retry(failure)
                 }
-                // Timeouts, refused connections and unparseable (often HTML 5xx) answers are
-                // transient until proven otherwise.
-                _ => Attempt::Retry(ScopeFailure::new(
-                    match status {
-                        Some(s) => format!("HTTP{s}"),
-                        None => "NetworkError".to_string(),
-                    },
-                    message,
-                )),
             }
-        }
+            // Timeouts and refused connections are transient until proven otherwise.
+            (_, None) => Attempt::Retry(ScopeFailure::new(
+                "NetworkError",
+                DisplayErrorContext(err).to_string(),
+            )),
+        },
     }
 }
 
@@ -162,6 +177,41 @@ where
         Outcome::Failed
     }
 }
+
+/// What to say about an answer that is not Cloud Control's JSON: its status, content type and,
+/// for an HTML page, its title.
+fn unexpected_answer(status: u16, content_type: Option<&str>, body: Option<&[u8]>) -> String {
+    let content_type = content_type.unwrap_or("no content type");
+    let title = body
+        .map(String::from_utf8_lossy)
+        .and_then(|text| {
+            let lower = text.to_ascii_lowercase();
+            let start = lower.find("<title>")? + "<title>".len();
+            let end = start + lower[start..].find("</title>")?;
+            let title: String = text
+                .get(start..end)?
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_TITLE_CHARS)
+                .collect();
+            Some(title.trim().to_string())
+        })
+        .filter(|t| !t.is_empty());
+    let what = if content_type.contains("json") {
+        "JSON that is not a Cloud Control answer"
+    } else {
+        "a body that is not JSON"
+    };
+    match title {
+        Some(title) => {
+            format!("Cloud Control answered HTTP {status} with {what} ({content_type}): {title:?}")
+        }
+        None => format!("Cloud Control answered HTTP {status} with {what} ({content_type})"),
+    }
+}
+
+/// Enough of an error page's title to recognise it.
+const MAX_TITLE_CHARS: usize = 80;
 
 impl AccountLister {
     fn bucket(&self, region: &str) -> Arc<TokenBucket> {
@@ -259,6 +309,7 @@ impl AccountLister {
         });
         let mut next_token: Option<String> = None;
         let mut seen_tokens = HashSet::new();
+        let mut unreadable = Unreadable::default();
         for _page in 0..MAX_PAGES {
             let page = self
                 .call(&bucket, "ListResources", || {
@@ -277,11 +328,17 @@ impl AccountLister {
             let mut items = Vec::with_capacity(page.resource_descriptions().len());
             for description in page.resource_descriptions() {
                 let identifier = description.identifier().unwrap_or_default().to_string();
-                let properties = parse_properties(&identifier, description.properties())?;
-                items.push(self.item(region, &spec.kind, identifier, properties));
+                match parse_properties(&identifier, description.properties()) {
+                    Ok(properties) => {
+                        items.push(self.item(region, &spec.kind, identifier, properties))
+                    }
+                    Err(failure) => unreadable.add(failure),
+                }
             }
             if spec.use_get_resource_api && !items.is_empty() {
-                items = self.get_each(region, &spec.kind, &bucket, items).await?;
+                items = self
+                    .get_each(region, &spec.kind, &bucket, items, &mut unreadable)
+                    .await?;
             }
             if !items.is_empty() && out.send(items).await.is_err() {
                 return Err(ScopeFailure::new(
@@ -290,7 +347,7 @@ impl AccountLister {
                 ));
             }
             match page.next_token() {
-                None | Some("") => return Ok(()),
+                None | Some("") => return unreadable.into_result(),
                 Some(token) => {
                     if !seen_tokens.insert(token.to_string()) {
                         return Err(ScopeFailure::new(
@@ -326,6 +383,7 @@ impl AccountLister {
         kind: &str,
         bucket: &Arc<TokenBucket>,
         items: Vec<RawItem>,
+        unreadable: &mut Unreadable,
     ) -> Result<Vec<RawItem>, ScopeFailure> {
         let mut full: Vec<Option<RawItem>> = vec![None; items.len()];
         let mut pending = items.into_iter().enumerate();
@@ -364,10 +422,13 @@ impl AccountLister {
                         Err(f) => return Err(f),
                     };
                     let properties = match described.resource_description() {
-                        Some(d) => parse_properties(&item.identifier, d.properties())?,
-                        None => item.properties.clone(),
+                        Some(d) => parse_properties(&item.identifier, d.properties()),
+                        None => Ok(item.properties.clone()),
                     };
-                    Ok((index, Some(RawItem { properties, ..item })))
+                    Ok((
+                        index,
+                        Some(properties.map(|properties| RawItem { properties, ..item })),
+                    ))
                 });
             }
             let Some(joined) = running.join_next().await else {
@@ -376,14 +437,48 @@ impl AccountLister {
             let (index, item) = joined.map_err(|e| {
                 ScopeFailure::new("Internal", format!("GetResource task failed: {e}"))
             })??;
-            full[index] = item;
+            match item {
+                Some(Ok(item)) => full[index] = Some(item),
+                Some(Err(failure)) => unreadable.add(failure),
+                None => {}
+            }
         }
         Ok(full.into_iter().flatten().collect())
     }
 }
 
-/// Cloud Control returns `Properties` as a JSON string; anything else fails the scope with the
-/// item named, because a half-read item could map to wrong values.
+/// Items whose properties could not be read. They are skipped and the listing goes on, so that
+/// the scope's other items still create and update; the scope then fails, naming the first.
+#[derive(Debug, Default)]
+struct Unreadable {
+    first: Option<ScopeFailure>,
+    count: usize,
+}
+
+impl Unreadable {
+    fn add(&mut self, failure: ScopeFailure) {
+        self.count += 1;
+        self.first.get_or_insert(failure);
+    }
+
+    fn into_result(self) -> Result<(), ScopeFailure> {
+        match self.first {
+            None => Ok(()),
+            Some(first) if self.count == 1 => Err(first),
+            Some(first) => Err(ScopeFailure::new(
+                first.code,
+                format!(
+                    "{} (and {} more unreadable items)",
+                    first.message,
+                    self.count - 1
+                ),
+            )),
+        }
+    }
+}
+
+/// Cloud Control returns `Properties` as a JSON string; anything else is an unreadable item,
+/// skipped (a half-read item could map to wrong values) and named in its scope's failure.
 pub(crate) fn parse_properties(
     identifier: &str,
     properties: Option<&str>,
@@ -391,9 +486,16 @@ pub(crate) fn parse_properties(
     match properties {
         None | Some("") => Ok(Json::Object(Default::default())),
         Some(text) => serde_json::from_str(text).map_err(|e| {
+            // serde_json stops at 128 levels rather than risk the stack; say so, since the
+            // document itself may well be valid.
+            let what = if e.to_string().starts_with("recursion limit exceeded") {
+                "Properties nests too deeply to read"
+            } else {
+                "Properties is not valid JSON"
+            };
             ScopeFailure::new(
                 "InvalidProperties",
-                format!("item {identifier:?}: Properties is not valid JSON ({e})"),
+                format!("item {identifier:?}: {what} ({e})"),
             )
         }),
     }
@@ -418,6 +520,52 @@ mod tests {
         let err = parse_properties("my-bucket", Some("{not json")).expect_err("invalid JSON");
         assert_eq!(err.code, "InvalidProperties");
         assert!(err.message.contains("my-bucket"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_unexpected_answer_is_described_by_status_type_and_title_only() {
+        let page =
+            b"<HTML><TITLE>502 Bad Gateway\n</TITLE><body>X-Amz-Security-Token: secret</body>";
+        let said = unexpected_answer(502, Some("text/html"), Some(page));
+        assert_eq!(
+            said,
+            "Cloud Control answered HTTP 502 with a body that is not JSON (text/html): \"502 Bad Gateway\""
+        );
+        assert!(!said.contains("secret"));
+        // No title, an unclosed one, bytes that are not UTF-8, a huge one: never a panic.
+        for body in [
+            &b"<title>unclosed"[..],
+            &b"\xff\xfe<title>\xff</title>"[..],
+            &b""[..],
+        ] {
+            let said = unexpected_answer(500, None, Some(body));
+            assert!(
+                said.starts_with("Cloud Control answered HTTP 500"),
+                "{said}"
+            );
+        }
+        let long = format!("<title>{}</title>", "é".repeat(1000));
+        let said = unexpected_answer(
+            200,
+            Some("application/x-amz-json-1.0"),
+            Some(long.as_bytes()),
+        );
+        assert!(
+            said.contains("JSON that is not a Cloud Control answer"),
+            "{said}"
+        );
+        assert!(said.chars().count() < 200, "{said}");
+    }
+
+    #[test]
+    fn unreadable_items_fail_the_scope_naming_the_first_and_counting_the_rest() {
+        let mut unreadable = Unreadable::default();
+        assert_eq!(Unreadable::default().into_result(), Ok(()));
+        unreadable.add(parse_properties("a", Some("{")).expect_err("invalid"));
+        unreadable.add(parse_properties("b", Some("[")).expect_err("invalid"));
+        let failure = unreadable.into_result().expect_err("failed");
+        assert!(failure.message.contains("\"a\""), "{failure}");
+        assert!(failure.message.contains("1 more"), "{failure}");
     }
 
     #[test]
