@@ -3,8 +3,10 @@
 
 mod support;
 
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 use support::port_standin::PortStandIn;
@@ -55,19 +57,65 @@ fn setup() -> Setup {
 }
 
 impl Setup {
-    fn run(&self, args: &[&str]) -> Output {
+    fn command(&self, args: &[&str]) -> Command {
         let config = self.dir.path().join("tidemark.yaml");
-        let mut all: Vec<&str> = args.to_vec();
-        all.push("-c");
-        let config = config.display().to_string();
-        all.push(&config);
-        Command::new(BIN)
-            .args(&all)
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .arg("-c")
+            .arg(config)
             .env("TEST_PORT_CLIENT_ID", self.port.config().client_id.expose())
             .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run tidemark")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run tidemark")
+    }
+
+    /// Runs the binary, killing it and failing the test when it takes longer than `limit`: a
+    /// hang must fail the suite, not block it. Not a timing assertion: the limit is far above
+    /// what a working run needs.
+    fn run_within(&self, args: &[&str], limit: Duration) -> Output {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tidemark");
+        // Drained on threads so that a full pipe cannot stall the child.
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for tidemark") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = text(&stderr.join().unwrap_or_default());
+                let lines: Vec<&str> = err.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!(
+                    "tidemark {args:?} did not finish within {limit:?} and was killed; the end of its stderr:\n{tail}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        }
     }
 
     fn snapshot_file(&self, rel: &str) -> std::path::PathBuf {
@@ -234,4 +282,57 @@ fn plan_never_shows_the_port_credentials() {
             "{args:?} printed the client id"
         );
     }
+}
+
+/// Far above what a working apply of the demo needs, even with faults and a debug build.
+const HANG_LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn an_apply_through_503s_429s_and_dropped_connections_ends_like_a_clean_run() {
+    let clean = setup();
+    let out = clean.run_within(&["apply"], HANG_LIMIT);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let expected = clean.ours();
+    assert_eq!(expected.len(), 96);
+
+    let s = setup();
+    s.port.faults(|f| {
+        f.fail_every_nth_write = Some(3);
+        f.burst_429 = 5;
+        f.retry_after = "0".into();
+        f.drop_after_commit = 3;
+    });
+    let out = s.run_within(&["apply", "--log-level", "debug"], HANG_LIMIT);
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let log = s.port.log();
+    for (status, what) in [(503, "a 503"), (429, "a 429"), (0, "a dropped connection")] {
+        assert!(
+            log.iter().any(|l| l.status == status),
+            "the stand-in never answered {what}"
+        );
+    }
+    assert_eq!(
+        s.ours(),
+        expected,
+        "the faulty run differs from a clean one"
+    );
+
+    // Nothing left to do, and nothing written to find that out.
+    s.port.faults(|f| f.fail_every_nth_write = None);
+    s.port.reset_counters();
+    let again = s.run_within(&["apply"], HANG_LIMIT);
+    assert_eq!(code(&again), 0, "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).starts_with("No changes"),
+        "{}",
+        text(&again.stdout)
+    );
+    assert_eq!(s.port.counters().writes, 0);
+    assert_eq!(s.ours(), expected);
 }

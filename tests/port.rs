@@ -927,6 +927,33 @@ async fn a_503_burst_longer_than_the_retries_stops_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_503_is_retried_soon_with_the_default_policy_not_when_the_rate_window_resets() {
+    // The stand-in, like Port, sends `x-ratelimit-reset` (here about 300 s) on every answer,
+    // the 503s included. The tests above shorten `max_delay` to 2 s, which hid that the client
+    // took it for the retry wait; with the defaults the binary uses, each 503 cost two minutes.
+    let standin = standin_with_blueprints().await;
+    let catalog = PortCatalog::with_options(
+        standin.config(),
+        OWNER,
+        PortOptions {
+            retry: RetryPolicy::default(),
+            ..options()
+        },
+    )
+    .expect("catalog");
+    catalog.blueprints().await.expect("token");
+    standin.faults(|f| f.burst_503 = 2);
+    // A bound on a hang, far above the two short backoffs a working client needs.
+    let blueprints = tokio::time::timeout(Duration::from_secs(60), catalog.blueprints())
+        .await
+        .expect("the retries waited for the rate window instead of backing off")
+        .expect("blueprints after two 503s");
+    assert_eq!(blueprints.len(), 2);
+    let statuses: Vec<u16> = standin.log().iter().map(|l| l.status).collect();
+    assert_eq!(statuses, vec![200, 200, 503, 503, 200]);
+}
+
+#[tokio::test]
 async fn a_request_port_finds_too_large_is_split_until_it_fits_and_a_lone_giant_is_rejected() {
     let standin = standin_with_blueprints().await;
     standin.faults(|f| f.body_limit = 4 * 1024);
