@@ -336,3 +336,266 @@ fn an_apply_through_503s_429s_and_dropped_connections_ends_like_a_clean_run() {
     assert_eq!(s.port.counters().writes, 0);
     assert_eq!(s.ours(), expected);
 }
+
+// Crash safety: `apply` SIGKILLed at several points while it writes to Port, then run again.
+// The stand-in lives in this process, so it survives the kill like Port would.
+
+const FLEET_ACCOUNTS: [&str; 2] = ["111111111111", "222222222222"];
+
+/// Two blueprints that relate to each other, so that bootstrap creates both without relations
+/// first and adds them after: a kill in between leaves blueprints that lack their relations.
+const FLEET_BLUEPRINTS: &str = r#"[
+  {"identifier": "crashAccount", "title": "Account", "schema": {"properties": {"name": {"type": "string"}}},
+   "relations": {"mainQueue": {"target": "crashQueue", "many": false, "required": false}}},
+  {"identifier": "crashQueue", "title": "Queue", "schema": {"properties": {"retention": {"type": "number"}}},
+   "relations": {"owner": {"target": "crashAccount", "many": false, "required": false}}}
+]"#;
+
+const FLEET_MAPPING: &str = r#"
+resources:
+  - kind: AWS::SQS::Queue
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Arn
+          title: .Properties.QueueName
+          blueprint: '"crashQueue"'
+          properties:
+            retention: .Properties.MessageRetentionPeriod
+"#;
+
+/// What the snapshot holds per account: queue numbers and their retention.
+type Queues = Vec<(usize, u64)>;
+
+/// The stand-in's blueprints, and its entities as (blueprint, identifier, body, `$datasource`).
+type CatalogState = (Vec<Json>, Vec<(String, String, Json, String)>);
+
+/// A snapshot of SQS queues in two accounts with a small mapping, synced into one stand-in.
+struct Fleet {
+    dir: tempfile::TempDir,
+    port: PortStandIn,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = PortStandIn::start_in_thread();
+        let write = |rel: &str, text: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("client-secret", port.config().client_secret.expose());
+        write(
+            "tidemark.yaml",
+            &format!(
+                "integration: {{identifier: crash}}\nsource: {{type: snapshot, path: snap}}\nmappings: [mappings/queues.yaml]\ncatalog:\n  type: port\n  baseUrl: {}\n  clientId: ${{TEST_PORT_CLIENT_ID}}\n  clientSecretFile: client-secret\n",
+                port.url()
+            ),
+        );
+        write("mappings/queues.yaml", FLEET_MAPPING);
+        write("mappings/blueprints.json", FLEET_BLUEPRINTS);
+        let accounts: Vec<Json> = FLEET_ACCOUNTS
+            .iter()
+            .map(|id| json!({"Id": id, "Name": id, "assumed": true, "error": null}))
+            .collect();
+        let scopes: Vec<Json> = FLEET_ACCOUNTS
+            .iter()
+            .map(|id| json!({"account": id, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}))
+            .collect();
+        write(
+            "snap/manifest.json",
+            &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z",
+                    "discovery": {"status": "ok", "error": null},
+                    "accounts": accounts, "scopes": scopes})
+            .to_string(),
+        );
+        Fleet { dir, port }
+    }
+
+    /// Replaces every account's queues.
+    fn set_queues(&self, queues: &Queues) {
+        for account in FLEET_ACCOUNTS {
+            let items: Vec<Json> = queues
+                .iter()
+                .map(|(n, retention)| {
+                    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/q{n}"),
+                           "Properties": {"QueueName": format!("q{n}"),
+                                          "Arn": format!("arn:aws:sqs:us-east-1:{account}:q{n}"),
+                                          "MessageRetentionPeriod": retention}})
+                })
+                .collect();
+            let path = self
+                .dir
+                .path()
+                .join(format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"));
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, Json::Array(items).to_string()).expect("write");
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(["apply", "--allow-mass-delete", "-c"])
+            .arg(self.dir.path().join("tidemark.yaml"))
+            .env("TEST_PORT_CLIENT_ID", self.port.config().client_id.expose())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    fn apply(&self) -> Output {
+        self.command().output().expect("run tidemark")
+    }
+
+    /// Starts an apply and SIGKILLs it once the stand-in has seen `writes` write requests.
+    /// Returns whether it was still running when killed.
+    fn apply_killed_after(&self, writes: usize) -> bool {
+        self.port.reset_counters();
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn apply");
+        let deadline = Instant::now() + HANG_LIMIT;
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return false;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("apply neither finished nor reached write {writes} within {HANG_LIMIT:?}");
+            }
+            if self.port.counters().writes >= writes {
+                // SIGKILL: no destructor or cleanup of tidemark's runs.
+                let _ = child.kill();
+                let _ = child.wait();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Blueprints and every entity in the stand-in, with their owners, in a comparable order.
+    /// Keyed by (blueprint, identifier) as Port is, so a duplicate would show as a changed body
+    /// or an extra entity under another key.
+    fn catalog(&self) -> CatalogState {
+        let blueprints = ["crashAccount", "crashQueue"]
+            .iter()
+            .filter_map(|id| self.port.blueprint(id))
+            .collect();
+        let mut entities: Vec<(String, String, Json, String)> = self
+            .port
+            .entities()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.blueprint,
+                    e.identifier,
+                    Json::Object(e.body),
+                    e.datasource,
+                )
+            })
+            .collect();
+        entities.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        (blueprints, entities)
+    }
+}
+
+/// The first sync: 300 queues per account.
+fn before() -> Queues {
+    (0..300).map(|n| (n, 345_600)).collect()
+}
+
+/// The next sync: the first 40 queues gone, every other one of the rest changed, 150 new.
+fn after() -> Queues {
+    (40..450)
+        .map(|n| (n, if n % 2 == 0 { 86_400 } else { 345_600 }))
+        .collect()
+}
+
+/// Runs `apply` to completion and checks it succeeded.
+fn applied(fleet: &Fleet, why: &str) {
+    let out = fleet.apply();
+    assert_eq!(
+        code(&out),
+        0,
+        "{why}:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// After a killed apply: one apply finishes the job, and the next one finds nothing to do.
+fn assert_recovers_to(fleet: &Fleet, expected: &CatalogState, why: &str) {
+    applied(fleet, &format!("the rerun {why}"));
+    let got = fleet.catalog();
+    assert_eq!(got.0, expected.0, "blueprints differ {why}");
+    assert_eq!(got.1.len(), expected.1.len(), "entity count {why}");
+    assert_eq!(got.1, expected.1, "entities differ {why}");
+    fleet.port.reset_counters();
+    let out = fleet.apply();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("No changes"),
+        "a third apply {why} still had work: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(fleet.port.counters().writes, 0, "writes in a no-op {why}");
+}
+
+#[test]
+fn a_port_apply_killed_at_several_points_then_rerun_ends_like_a_clean_run() {
+    // The clean runs: a first sync, then a sync with creates, updates and deletes.
+    let clean = Fleet::new();
+    clean.set_queues(&before());
+    clean.port.reset_counters();
+    applied(&clean, "clean first sync");
+    let first_writes = clean.port.counters().writes;
+    let expected_first = clean.catalog();
+    assert_eq!(expected_first.1.len(), 600);
+    clean.set_queues(&after());
+    clean.port.reset_counters();
+    applied(&clean, "clean second sync");
+    let second_writes = clean.port.counters().writes;
+    let expected_second = clean.catalog();
+    assert_eq!(expected_second.1.len(), 2 * 410);
+
+    // Kill points in write requests: inside the blueprint bootstrap (two creates without
+    // relations, then two patches), and spread over the entity writes.
+    let mut first_points = vec![1, 2, 3];
+    first_points.extend([first_writes / 3, 2 * first_writes / 3, first_writes - 1]);
+    for point in first_points {
+        let fleet = Fleet::new();
+        fleet.port.faults(|f| f.latency = Duration::from_millis(15));
+        fleet.set_queues(&before());
+        let killed = fleet.apply_killed_after(point);
+        assert!(killed, "the first sync ended before write {point}");
+        assert_recovers_to(
+            &fleet,
+            &expected_first,
+            &format!("after a kill at write {point} of a first sync"),
+        );
+    }
+
+    // The second sync sends its upserts, then its deletes last: the final point lands in them.
+    for point in [1, second_writes / 2, second_writes - 1] {
+        let fleet = Fleet::new();
+        fleet.set_queues(&before());
+        applied(&fleet, "first sync");
+        fleet.port.faults(|f| f.latency = Duration::from_millis(15));
+        fleet.set_queues(&after());
+        let killed = fleet.apply_killed_after(point);
+        assert!(killed, "the second sync ended before write {point}");
+        assert_recovers_to(
+            &fleet,
+            &expected_second,
+            &format!("after a kill at write {point} of a second sync"),
+        );
+    }
+}
