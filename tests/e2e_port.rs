@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::port_standin::PortStandIn;
+use support::port_standin::{Hostile, PortStandIn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 
@@ -597,5 +597,105 @@ fn a_port_apply_killed_at_several_points_then_rerun_ends_like_a_clean_run() {
             &expected_second,
             &format!("after a kill at write {point} of a second sync"),
         );
+    }
+}
+
+// Hostile Port answers through the binary: each stops the apply with exit 1 and a message that
+// says what was wrong, deletes nothing it was not sure of, and a later apply with an honest Port
+// ends like a clean run.
+
+/// Where the stand-in misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    Search,
+    Listing,
+    BulkUpsert,
+    BulkDelete,
+}
+
+#[test]
+fn hostile_port_answers_stop_apply_with_a_clear_error_and_delete_nothing_unconfirmed() {
+    let small_before: Queues = (0..30).map(|n| (n, 345_600)).collect();
+    let small_after: Queues = (5..45)
+        .map(|n| (n, if n % 2 == 0 { 86_400 } else { 345_600 }))
+        .collect();
+    let clean = Fleet::new();
+    clean.set_queues(&small_before);
+    applied(&clean, "clean first sync");
+    clean.set_queues(&small_after);
+    applied(&clean, "clean second sync");
+    let expected = clean.catalog();
+
+    let stale = |fleet: &Fleet| {
+        fleet
+            .port
+            .entities()
+            .iter()
+            .filter(|e| e.identifier.ends_with(":q0"))
+            .count()
+    };
+    for (route, hostile, message) in [
+        (Route::Search, Hostile::Html, "not valid JSON"),
+        (Route::Search, Hostile::Truncated, "not valid JSON"),
+        (Route::Search, Hostile::NotOk, "ok is false"),
+        (Route::Search, Hostile::OtherBlueprint, "someOtherBlueprint"),
+        (Route::Search, Hostile::CursorLoop, "a second time"),
+        (Route::Listing, Hostile::Html, "not valid JSON"),
+        (Route::Listing, Hostile::CursorLoop, "a second time"),
+        (Route::BulkUpsert, Hostile::BadIndexes, "index"),
+        (Route::BulkUpsert, Hostile::NotOk, "ok is false"),
+        (Route::BulkDelete, Hostile::Truncated, "not valid JSON"),
+        (Route::BulkDelete, Hostile::BadIndexes, "never-sent"),
+    ] {
+        let case = format!("{hostile:?} from {route:?}");
+        let fleet = Fleet::new();
+        fleet.set_queues(&small_before);
+        applied(&fleet, "first sync");
+        let before = fleet.catalog();
+        assert_eq!(stale(&fleet), 2, "{case}");
+        fleet.set_queues(&small_after);
+        fleet.port.faults(|f| {
+            let slot = match route {
+                Route::Search => &mut f.hostile_search,
+                Route::Listing => &mut f.hostile_listing,
+                Route::BulkUpsert => &mut f.hostile_bulk,
+                Route::BulkDelete => &mut f.hostile_delete,
+            };
+            *slot = Some(hostile);
+        });
+        let out = fleet.command().output().expect("run tidemark");
+        let stderr = text(&out.stderr);
+        assert_eq!(code(&out), 1, "{case}: {}\n{stderr}", text(&out.stdout));
+        assert!(stderr.contains(message), "{case}: {stderr}");
+        match route {
+            // A read that cannot be trusted stops before any write.
+            Route::Search | Route::Listing => {
+                assert_eq!(fleet.catalog(), before, "{case} changed the catalog");
+            }
+            // Deletes go last and only after every upsert was confirmed.
+            Route::BulkUpsert => assert_eq!(stale(&fleet), 2, "{case} deleted"),
+            // A truncated answer comes before the stand-in deletes; the one naming a foreign
+            // identifier after. Either way tidemark reports no delete it cannot vouch for.
+            Route::BulkDelete => {
+                if hostile == Hostile::Truncated {
+                    assert_eq!(stale(&fleet), 2, "{case} deleted");
+                }
+            }
+        }
+        if matches!(route, Route::BulkUpsert | Route::BulkDelete) {
+            let stdout = text(&out.stdout);
+            assert!(
+                stdout.contains(", 0 deleted,") && stdout.contains("Stopped before finishing"),
+                "{case}: {stdout}"
+            );
+        }
+
+        fleet.port.faults(|f| {
+            f.hostile_search = None;
+            f.hostile_listing = None;
+            f.hostile_bulk = None;
+            f.hostile_delete = None;
+        });
+        assert_recovers_to(&fleet, &expected, &format!("after {case}"));
     }
 }
