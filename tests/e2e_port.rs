@@ -3,11 +3,13 @@
 
 mod support;
 
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::port_standin::PortStandIn;
+use support::port_standin::{Hostile, PortStandIn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 
@@ -55,19 +57,65 @@ fn setup() -> Setup {
 }
 
 impl Setup {
-    fn run(&self, args: &[&str]) -> Output {
+    fn command(&self, args: &[&str]) -> Command {
         let config = self.dir.path().join("tidemark.yaml");
-        let mut all: Vec<&str> = args.to_vec();
-        all.push("-c");
-        let config = config.display().to_string();
-        all.push(&config);
-        Command::new(BIN)
-            .args(&all)
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .arg("-c")
+            .arg(config)
             .env("TEST_PORT_CLIENT_ID", self.port.config().client_id.expose())
             .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run tidemark")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run tidemark")
+    }
+
+    /// Runs the binary, killing it and failing the test when it takes longer than `limit`: a
+    /// hang must fail the suite, not block it. Not a timing assertion: the limit is far above
+    /// what a working run needs.
+    fn run_within(&self, args: &[&str], limit: Duration) -> Output {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tidemark");
+        // Drained on threads so that a full pipe cannot stall the child.
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for tidemark") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = text(&stderr.join().unwrap_or_default());
+                let lines: Vec<&str> = err.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!(
+                    "tidemark {args:?} did not finish within {limit:?} and was killed; the end of its stderr:\n{tail}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        }
     }
 
     fn snapshot_file(&self, rel: &str) -> std::path::PathBuf {
@@ -233,5 +281,420 @@ fn plan_never_shows_the_port_credentials() {
             !all.contains(config.client_id.expose()),
             "{args:?} printed the client id"
         );
+    }
+}
+
+/// Far above what a working apply of the demo needs, even with faults and a debug build.
+const HANG_LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn an_apply_through_503s_429s_and_dropped_connections_ends_like_a_clean_run() {
+    let clean = setup();
+    let out = clean.run_within(&["apply"], HANG_LIMIT);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let expected = clean.ours();
+    assert_eq!(expected.len(), 96);
+
+    let s = setup();
+    s.port.faults(|f| {
+        f.fail_every_nth_write = Some(3);
+        f.burst_429 = 5;
+        f.retry_after = "0".into();
+        f.drop_after_commit = 3;
+    });
+    let out = s.run_within(&["apply", "--log-level", "debug"], HANG_LIMIT);
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let log = s.port.log();
+    for (status, what) in [(503, "a 503"), (429, "a 429"), (0, "a dropped connection")] {
+        assert!(
+            log.iter().any(|l| l.status == status),
+            "the stand-in never answered {what}"
+        );
+    }
+    assert_eq!(
+        s.ours(),
+        expected,
+        "the faulty run differs from a clean one"
+    );
+
+    // Nothing left to do, and nothing written to find that out (the faults are still on).
+    s.port.reset_counters();
+    let again = s.run_within(&["apply"], HANG_LIMIT);
+    assert_eq!(code(&again), 0, "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).starts_with("No changes"),
+        "{}",
+        text(&again.stdout)
+    );
+    assert_eq!(s.port.counters().writes, 0);
+    assert_eq!(s.ours(), expected);
+}
+
+// Crash safety: `apply` SIGKILLed at several points while it writes to Port, then run again.
+// The stand-in lives in this process, so it survives the kill like Port would.
+
+const FLEET_ACCOUNTS: [&str; 2] = ["111111111111", "222222222222"];
+
+/// Two blueprints that relate to each other, so that bootstrap creates both without relations
+/// first and adds them after: a kill in between leaves blueprints that lack their relations.
+const FLEET_BLUEPRINTS: &str = r#"[
+  {"identifier": "crashAccount", "title": "Account", "schema": {"properties": {"name": {"type": "string"}}},
+   "relations": {"mainQueue": {"target": "crashQueue", "many": false, "required": false}}},
+  {"identifier": "crashQueue", "title": "Queue", "schema": {"properties": {"retention": {"type": "number"}}},
+   "relations": {"owner": {"target": "crashAccount", "many": false, "required": false}}}
+]"#;
+
+const FLEET_MAPPING: &str = r#"
+resources:
+  - kind: AWS::SQS::Queue
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Arn
+          title: .Properties.QueueName
+          blueprint: '"crashQueue"'
+          properties:
+            retention: .Properties.MessageRetentionPeriod
+"#;
+
+/// What the snapshot holds per account: queue numbers and their retention.
+type Queues = Vec<(usize, u64)>;
+
+/// The stand-in's blueprints, and its entities as (blueprint, identifier, body, `$datasource`).
+type CatalogState = (Vec<Json>, Vec<(String, String, Json, String)>);
+
+/// A snapshot of SQS queues in two accounts with a small mapping, synced into one stand-in.
+struct Fleet {
+    dir: tempfile::TempDir,
+    port: PortStandIn,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = PortStandIn::start_in_thread();
+        let write = |rel: &str, text: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("client-secret", port.config().client_secret.expose());
+        write(
+            "tidemark.yaml",
+            &format!(
+                "integration: {{identifier: crash}}\nsource: {{type: snapshot, path: snap}}\nmappings: [mappings/queues.yaml]\ncatalog:\n  type: port\n  baseUrl: {}\n  clientId: ${{TEST_PORT_CLIENT_ID}}\n  clientSecretFile: client-secret\n",
+                port.url()
+            ),
+        );
+        write("mappings/queues.yaml", FLEET_MAPPING);
+        write("mappings/blueprints.json", FLEET_BLUEPRINTS);
+        let accounts: Vec<Json> = FLEET_ACCOUNTS
+            .iter()
+            .map(|id| json!({"Id": id, "Name": id, "assumed": true, "error": null}))
+            .collect();
+        let scopes: Vec<Json> = FLEET_ACCOUNTS
+            .iter()
+            .map(|id| json!({"account": id, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}))
+            .collect();
+        write(
+            "snap/manifest.json",
+            &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z",
+                    "discovery": {"status": "ok", "error": null},
+                    "accounts": accounts, "scopes": scopes})
+            .to_string(),
+        );
+        Fleet { dir, port }
+    }
+
+    /// Replaces every account's queues.
+    fn set_queues(&self, queues: &Queues) {
+        for account in FLEET_ACCOUNTS {
+            let items: Vec<Json> = queues
+                .iter()
+                .map(|(n, retention)| {
+                    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/q{n}"),
+                           "Properties": {"QueueName": format!("q{n}"),
+                                          "Arn": format!("arn:aws:sqs:us-east-1:{account}:q{n}"),
+                                          "MessageRetentionPeriod": retention}})
+                })
+                .collect();
+            let path = self
+                .dir
+                .path()
+                .join(format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"));
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, Json::Array(items).to_string()).expect("write");
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(["apply", "--allow-mass-delete", "-c"])
+            .arg(self.dir.path().join("tidemark.yaml"))
+            .env("TEST_PORT_CLIENT_ID", self.port.config().client_id.expose())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    fn apply(&self) -> Output {
+        self.command().output().expect("run tidemark")
+    }
+
+    /// Starts an apply and SIGKILLs it once the stand-in has seen `writes` write requests.
+    /// Returns whether it was still running when killed.
+    fn apply_killed_after(&self, writes: usize) -> bool {
+        self.port.reset_counters();
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn apply");
+        let deadline = Instant::now() + HANG_LIMIT;
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return false;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("apply neither finished nor reached write {writes} within {HANG_LIMIT:?}");
+            }
+            if self.port.counters().writes >= writes {
+                // SIGKILL: no destructor or cleanup of tidemark's runs.
+                let _ = child.kill();
+                let _ = child.wait();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Blueprints and every entity in the stand-in, with their owners, in a comparable order.
+    /// Keyed by (blueprint, identifier) as Port is, so a duplicate would show as a changed body
+    /// or an extra entity under another key.
+    fn catalog(&self) -> CatalogState {
+        let blueprints = ["crashAccount", "crashQueue"]
+            .iter()
+            .filter_map(|id| self.port.blueprint(id))
+            .collect();
+        let mut entities: Vec<(String, String, Json, String)> = self
+            .port
+            .entities()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.blueprint,
+                    e.identifier,
+                    Json::Object(e.body),
+                    e.datasource,
+                )
+            })
+            .collect();
+        entities.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        (blueprints, entities)
+    }
+}
+
+/// The first sync: 300 queues per account.
+fn before() -> Queues {
+    (0..300).map(|n| (n, 345_600)).collect()
+}
+
+/// The next sync: the first 40 queues gone, every other one of the rest changed, 150 new.
+fn after() -> Queues {
+    (40..450)
+        .map(|n| (n, if n % 2 == 0 { 86_400 } else { 345_600 }))
+        .collect()
+}
+
+/// Runs `apply` to completion and checks it succeeded.
+fn applied(fleet: &Fleet, why: &str) {
+    let out = fleet.apply();
+    assert_eq!(
+        code(&out),
+        0,
+        "{why}:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// After a killed apply: one apply finishes the job, and the next one finds nothing to do.
+fn assert_recovers_to(fleet: &Fleet, expected: &CatalogState, why: &str) {
+    applied(fleet, &format!("the rerun {why}"));
+    let got = fleet.catalog();
+    assert_eq!(got.0, expected.0, "blueprints differ {why}");
+    assert_eq!(got.1.len(), expected.1.len(), "entity count {why}");
+    assert_eq!(got.1, expected.1, "entities differ {why}");
+    fleet.port.reset_counters();
+    let out = fleet.apply();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("No changes"),
+        "a third apply {why} still had work: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(fleet.port.counters().writes, 0, "writes in a no-op {why}");
+}
+
+#[test]
+fn a_port_apply_killed_at_several_points_then_rerun_ends_like_a_clean_run() {
+    // The clean runs: a first sync, then a sync with creates, updates and deletes.
+    let clean = Fleet::new();
+    clean.set_queues(&before());
+    clean.port.reset_counters();
+    applied(&clean, "clean first sync");
+    let first_writes = clean.port.counters().writes;
+    let expected_first = clean.catalog();
+    assert_eq!(expected_first.1.len(), 600);
+    clean.set_queues(&after());
+    clean.port.reset_counters();
+    applied(&clean, "clean second sync");
+    let second_writes = clean.port.counters().writes;
+    let expected_second = clean.catalog();
+    assert_eq!(expected_second.1.len(), 2 * 410);
+
+    // Kill points in write requests: inside the blueprint bootstrap (two creates without
+    // relations, then two patches), and spread over the entity writes.
+    let mut first_points = vec![1, 2, 3];
+    first_points.extend([first_writes / 3, 2 * first_writes / 3, first_writes - 1]);
+    for point in first_points {
+        let fleet = Fleet::new();
+        fleet.port.faults(|f| f.latency = Duration::from_millis(15));
+        fleet.set_queues(&before());
+        let killed = fleet.apply_killed_after(point);
+        assert!(killed, "the first sync ended before write {point}");
+        assert_recovers_to(
+            &fleet,
+            &expected_first,
+            &format!("after a kill at write {point} of a first sync"),
+        );
+    }
+
+    // The second sync sends its upserts, then its deletes last: the final point lands in them.
+    for point in [1, second_writes / 2, second_writes - 1] {
+        let fleet = Fleet::new();
+        fleet.set_queues(&before());
+        applied(&fleet, "first sync");
+        fleet.port.faults(|f| f.latency = Duration::from_millis(15));
+        fleet.set_queues(&after());
+        let killed = fleet.apply_killed_after(point);
+        assert!(killed, "the second sync ended before write {point}");
+        assert_recovers_to(
+            &fleet,
+            &expected_second,
+            &format!("after a kill at write {point} of a second sync"),
+        );
+    }
+}
+
+// Hostile Port answers through the binary: each stops the apply with exit 1 and a message that
+// says what was wrong, deletes nothing it was not sure of, and a later apply with an honest Port
+// ends like a clean run.
+
+/// Where the stand-in misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    Search,
+    Listing,
+    BulkUpsert,
+    BulkDelete,
+}
+
+#[test]
+fn hostile_port_answers_stop_apply_with_a_clear_error_and_delete_nothing_unconfirmed() {
+    let small_before: Queues = (0..30).map(|n| (n, 345_600)).collect();
+    let small_after: Queues = (5..45)
+        .map(|n| (n, if n % 2 == 0 { 86_400 } else { 345_600 }))
+        .collect();
+    let clean = Fleet::new();
+    clean.set_queues(&small_before);
+    applied(&clean, "clean first sync");
+    clean.set_queues(&small_after);
+    applied(&clean, "clean second sync");
+    let expected = clean.catalog();
+
+    let stale = |fleet: &Fleet| {
+        fleet
+            .port
+            .entities()
+            .iter()
+            .filter(|e| e.identifier.ends_with(":q0"))
+            .count()
+    };
+    for (route, hostile, message) in [
+        (Route::Search, Hostile::Html, "not valid JSON"),
+        (Route::Search, Hostile::Truncated, "not valid JSON"),
+        (Route::Search, Hostile::NotOk, "ok is false"),
+        (Route::Search, Hostile::OtherBlueprint, "someOtherBlueprint"),
+        (Route::Search, Hostile::CursorLoop, "a second time"),
+        (Route::Listing, Hostile::Html, "not valid JSON"),
+        (Route::Listing, Hostile::CursorLoop, "a second time"),
+        (Route::BulkUpsert, Hostile::BadIndexes, "index"),
+        (Route::BulkUpsert, Hostile::NotOk, "ok is false"),
+        (Route::BulkDelete, Hostile::Truncated, "not valid JSON"),
+        (Route::BulkDelete, Hostile::BadIndexes, "never-sent"),
+    ] {
+        let case = format!("{hostile:?} from {route:?}");
+        let fleet = Fleet::new();
+        fleet.set_queues(&small_before);
+        applied(&fleet, "first sync");
+        let before = fleet.catalog();
+        assert_eq!(stale(&fleet), 2, "{case}");
+        fleet.set_queues(&small_after);
+        fleet.port.faults(|f| {
+            let slot = match route {
+                Route::Search => &mut f.hostile_search,
+                Route::Listing => &mut f.hostile_listing,
+                Route::BulkUpsert => &mut f.hostile_bulk,
+                Route::BulkDelete => &mut f.hostile_delete,
+            };
+            *slot = Some(hostile);
+        });
+        let out = fleet.command().output().expect("run tidemark");
+        let stderr = text(&out.stderr);
+        assert_eq!(code(&out), 1, "{case}: {}\n{stderr}", text(&out.stdout));
+        assert!(stderr.contains(message), "{case}: {stderr}");
+        match route {
+            // A read that cannot be trusted stops before any write.
+            Route::Search | Route::Listing => {
+                assert_eq!(fleet.catalog(), before, "{case} changed the catalog");
+            }
+            // Deletes go last and only after every upsert was confirmed.
+            Route::BulkUpsert => assert_eq!(stale(&fleet), 2, "{case} deleted"),
+            // A truncated answer comes before the stand-in deletes; the one naming a foreign
+            // identifier after. Either way tidemark reports no delete it cannot vouch for.
+            Route::BulkDelete => {
+                if hostile == Hostile::Truncated {
+                    assert_eq!(stale(&fleet), 2, "{case} deleted");
+                }
+            }
+        }
+        if matches!(route, Route::BulkUpsert | Route::BulkDelete) {
+            let stdout = text(&out.stdout);
+            assert!(
+                stdout.contains(", 0 deleted,") && stdout.contains("Stopped before finishing"),
+                "{case}: {stdout}"
+            );
+        }
+
+        fleet.port.faults(|f| {
+            f.hostile_search = None;
+            f.hostile_listing = None;
+            f.hostile_bulk = None;
+            f.hostile_delete = None;
+        });
+        assert_recovers_to(&fleet, &expected, &format!("after {case}"));
     }
 }

@@ -846,40 +846,156 @@ async fn html_truncated_not_ok_and_foreign_blueprint_search_answers_are_clear_er
 }
 
 #[tokio::test]
-async fn an_html_answer_to_a_write_stops_the_apply_and_lists_what_was_confirmed() {
+async fn html_truncated_and_not_ok_answers_to_a_write_stop_the_apply_before_any_delete() {
+    for hostile in [Hostile::Html, Hostile::Truncated, Hostile::NotOk] {
+        let standin = standin_with_blueprints().await;
+        let catalog = catalog(&standin);
+        let first = catalog
+            .apply(
+                OWNER,
+                &Writes {
+                    upserts: vec![account_entity("111")],
+                    ..Writes::default()
+                },
+                &NoProgress,
+            )
+            .await;
+        assert_eq!(first.upserted.len(), 1);
+        standin.faults(|f| f.hostile_bulk = Some(hostile));
+        let report = catalog
+            .apply(
+                OWNER,
+                &Writes {
+                    upserts: vec![bucket("b1", "111")],
+                    deletes: vec![delete(ACCOUNT, "111", Some("111"))],
+                    ..Writes::default()
+                },
+                &NoProgress,
+            )
+            .await;
+        let expected = match hostile {
+            Hostile::NotOk => "ok is false",
+            _ => "not valid JSON",
+        };
+        assert!(
+            report
+                .stopped
+                .as_deref()
+                .is_some_and(|s| s.contains(expected) && s.contains("/entities/bulk")),
+            "{hostile:?}: {report:?}"
+        );
+        assert_eq!(report.upserted, vec![], "{hostile:?}");
+        assert_eq!(report.deleted, vec![], "{hostile:?}");
+        assert!(standin.entity(ACCOUNT, "111").is_some(), "{hostile:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_delete_answer_that_cannot_be_trusted_stops_the_apply_with_nothing_reported_deleted()
+{
+    for (hostile, expected) in [
+        (Hostile::Html, "not valid JSON"),
+        (Hostile::Truncated, "not valid JSON"),
+        (Hostile::NotOk, "ok is false"),
+        (Hostile::BadIndexes, "never-sent"),
+    ] {
+        let standin = standin_with_blueprints().await;
+        for id in ["s1", "s2"] {
+            standin.seed_entity(
+                BUCKET,
+                json!({"identifier": id}),
+                "tidemark/0.1.0/aws-prod/111",
+            );
+        }
+        standin.faults(|f| f.hostile_delete = Some(hostile));
+        let report = catalog(&standin)
+            .apply(
+                OWNER,
+                &Writes {
+                    deletes: vec![
+                        delete(BUCKET, "s1", Some("111")),
+                        delete(BUCKET, "s2", Some("111")),
+                    ],
+                    ..Writes::default()
+                },
+                &NoProgress,
+            )
+            .await;
+        let stopped = report.stopped.clone().unwrap_or_default();
+        assert!(stopped.contains(expected), "{hostile:?}: {report:?}");
+        // Nothing is reported deleted on an answer that cannot be read, and no fallback to
+        // single deletes guesses at what Port did.
+        assert_eq!(report.deleted, vec![], "{hostile:?}");
+        assert!(
+            standin.log().iter().all(|l| l.method != "DELETE"),
+            "{hostile:?}"
+        );
+        if hostile != Hostile::BadIndexes {
+            assert_eq!(standin.entities().len(), 2, "{hostile:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_ownership_listings_are_clear_errors() {
     let standin = standin_with_blueprints().await;
-    let catalog = catalog(&standin);
-    let first = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts: vec![account_entity("111")],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
-    assert_eq!(first.upserted.len(), 1);
-    standin.faults(|f| f.hostile_bulk = Some(Hostile::Html));
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts: vec![bucket("b1", "111")],
-                deletes: vec![delete(ACCOUNT, "111", Some("111"))],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
-    assert!(
-        report
-            .stopped
-            .as_deref()
-            .is_some_and(|s| s.contains("not valid JSON")),
-        "{report:?}"
+    standin.seed_entity(
+        BUCKET,
+        json!({"identifier": "b"}),
+        "tidemark/0.1.0/aws-prod/111",
     );
-    assert!(standin.entity(ACCOUNT, "111").is_some());
+    let catalog = catalog(&standin);
+    for (hostile, expected) in [
+        (Hostile::Html, "not valid JSON"),
+        (Hostile::Truncated, "not valid JSON"),
+        (Hostile::NotOk, "ok is false"),
+        (Hostile::CursorLoop, "a second time"),
+    ] {
+        standin.faults(|f| f.hostile_listing = Some(hostile));
+        let err = catalog
+            .owned(OWNER, &["111".to_string()])
+            .await
+            .expect_err("hostile answer")
+            .to_string();
+        let names_the_listing =
+            err.contains("datasource-entities") || err.contains("ownership listing");
+        assert!(
+            err.contains(expected) && names_the_listing,
+            "{hostile:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn page_cursors_that_come_round_again_end_the_read_with_an_error() {
+    let standin = standin_with_blueprints().await;
+    standin.seed_entity(
+        BUCKET,
+        json!({"identifier": "b"}),
+        "tidemark/0.1.0/aws-prod/111",
+    );
+    standin.faults(|f| f.hostile_search = Some(Hostile::CursorLoop));
+    let catalog = catalog(&standin);
+    // A bound on the endless read this test guards against, not a timing assertion.
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        catalog.owned(OWNER, &["111".to_string()]),
+    )
+    .await
+    .expect("the read follows the cursors round forever")
+    .expect_err("a cursor loop")
+    .to_string();
+    assert!(
+        err.contains("search of blueprint") && err.contains("a second time"),
+        "{err}"
+    );
+    // a → b → a: three pages of one blueprint, not an endless read.
+    let searches = standin
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/entities/search"))
+        .count();
+    assert!(searches <= 2 * 3, "{searches} searches");
 }
 
 #[tokio::test]
@@ -924,6 +1040,33 @@ async fn a_503_burst_longer_than_the_retries_stops_with_a_clear_error() {
     standin.faults(|f| f.burst_503 = 100);
     let err = catalog.blueprints().await.expect_err("gave up").to_string();
     assert!(err.contains("503") && err.contains("9 attempts"), "{err}");
+}
+
+#[tokio::test]
+async fn a_503_is_retried_soon_with_the_default_policy_not_when_the_rate_window_resets() {
+    // The stand-in, like Port, sends `x-ratelimit-reset` (here about 300 s) on every answer,
+    // the 503s included. The tests above shorten `max_delay` to 2 s, which hid that the client
+    // took it for the retry wait; with the defaults the binary uses, each 503 cost two minutes.
+    let standin = standin_with_blueprints().await;
+    let catalog = PortCatalog::with_options(
+        standin.config(),
+        OWNER,
+        PortOptions {
+            retry: RetryPolicy::default(),
+            ..options()
+        },
+    )
+    .expect("catalog");
+    catalog.blueprints().await.expect("token");
+    standin.faults(|f| f.burst_503 = 2);
+    // A bound on a hang, far above the two short backoffs a working client needs.
+    let blueprints = tokio::time::timeout(Duration::from_secs(60), catalog.blueprints())
+        .await
+        .expect("the retries waited for the rate window instead of backing off")
+        .expect("blueprints after two 503s");
+    assert_eq!(blueprints.len(), 2);
+    let statuses: Vec<u16> = standin.log().iter().map(|l| l.status).collect();
+    assert_eq!(statuses, vec![200, 200, 503, 503, 200]);
 }
 
 #[tokio::test]

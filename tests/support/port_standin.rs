@@ -65,8 +65,11 @@ pub enum Hostile {
     NotOk,
     /// Search results claim another blueprint.
     OtherBlueprint,
-    /// Bulk results with indexes that do not match the request.
+    /// Bulk results with indexes that do not match the request; for a bulk delete, a confirmed
+    /// identifier that was not in the request.
     BadIndexes,
+    /// Page cursors that go round in a circle (a → b → a), each page the same.
+    CursorLoop,
 }
 
 /// What to break, and how. All off by default.
@@ -95,7 +98,12 @@ pub struct Faults {
     /// Send `x-ratelimit-reset` as an epoch time instead of seconds.
     pub epoch_reset: bool,
     pub hostile_search: Option<Hostile>,
+    /// Bulk upserts.
     pub hostile_bulk: Option<Hostile>,
+    /// The ownership listing (`datasource-entities`).
+    pub hostile_listing: Option<Hostile>,
+    /// Bulk deletes; Html, Truncated and NotOk answer without deleting.
+    pub hostile_delete: Option<Hostile>,
 }
 
 impl Default for Faults {
@@ -115,6 +123,8 @@ impl Default for Faults {
             epoch_reset: false,
             hostile_search: None,
             hostile_bulk: None,
+            hostile_listing: None,
+            hostile_delete: None,
         }
     }
 }
@@ -888,7 +898,9 @@ impl Inner {
                 rendered
             })
             .collect();
-        let next = if from + limit < matched.len() {
+        let next = if self.faults.hostile_search == Some(Hostile::CursorLoop) {
+            looping_cursor(body)
+        } else if from + limit < matched.len() {
             json!(format!("cursor-{}", from + limit))
         } else {
             Json::Null
@@ -924,12 +936,21 @@ impl Inner {
             .take(limit)
             .map(|e| json!({"identifier": e.identifier, "blueprint": e.blueprint}))
             .collect();
-        let next = if from + limit < matched.len() {
+        let next = if self.faults.hostile_listing == Some(Hostile::CursorLoop) {
+            looping_cursor(body)
+        } else if from + limit < matched.len() {
             json!(format!("cursor-{}", from + limit))
         } else {
             Json::Null
         };
-        ok(json!({"ok": true, "entities": page, "next": next}))
+        match self.faults.hostile_listing {
+            Some(Hostile::Html) => Outcome::Raw(StatusCode::OK, "<html>login</html>".into()),
+            Some(Hostile::Truncated) => {
+                Outcome::Raw(StatusCode::OK, r#"{"ok": true, "entities": [{"#.into())
+            }
+            Some(Hostile::NotOk) => ok(json!({"ok": false, "error": "internal"})),
+            _ => ok(json!({"ok": true, "entities": page, "next": next})),
+        }
     }
 
     /// Entities outside `deleting` whose relations point at (bp, id).
@@ -976,6 +997,19 @@ impl Inner {
         if !self.blueprints.contains_key(bp) {
             return error(404, "not_found", format!("blueprint {bp} was not found"));
         }
+        match self.faults.hostile_delete {
+            Some(Hostile::Html) => {
+                return Outcome::Raw(
+                    StatusCode::OK,
+                    "<html><body>maintenance</body></html>".into(),
+                );
+            }
+            Some(Hostile::Truncated) => {
+                return Outcome::Raw(StatusCode::OK, r#"{"ok": true, "deletedEnt"#.into());
+            }
+            Some(Hostile::NotOk) => return ok(json!({"ok": false, "error": "internal"})),
+            _ => {}
+        }
         let ids: BTreeSet<String> = ids
             .iter()
             .filter_map(Json::as_str)
@@ -1002,6 +1036,9 @@ impl Inner {
             {
                 deleted.push(id.clone());
             }
+        }
+        if self.faults.hostile_delete == Some(Hostile::BadIndexes) {
+            deleted.push("never-sent".into());
         }
         ok(json!({"ok": true, "deletedEntities": deleted}))
     }
@@ -1097,6 +1134,14 @@ fn matches(query: &Json, e: &StoredEntity) -> Result<bool, String> {
         "isNotEmpty" => !(field.is_null() || field == json!([]) || field == json!("")),
         other => return Err(format!("unsupported operator {other}")),
     })
+}
+
+/// The cursor after `body`'s in a circle of two, for `Hostile::CursorLoop`.
+fn looping_cursor(body: &Json) -> Json {
+    match body.get("from").and_then(Json::as_str) {
+        Some("cursor-loop-a") => json!("cursor-loop-b"),
+        _ => json!("cursor-loop-a"),
+    }
 }
 
 fn percent_decode(segment: &str) -> String {

@@ -390,7 +390,7 @@ impl Http {
                             message: snippet(&bytes),
                         });
                     }
-                    header_wait(&headers).unwrap_or_else(|| self.backoff(attempt))
+                    retry_wait(status, &headers, self.backoff(attempt))
                 }
                 Err(message) => {
                     if attempt > self.retry.max_retries {
@@ -524,6 +524,27 @@ fn snippet(bytes: &[u8]) -> String {
     }
 }
 
+/// How long to wait before retrying an answer with a retryable `status`: what Port asks for, but
+/// never less than the backoff.
+///
+/// `x-ratelimit-reset` counts only for a 429. Port sends it on every answer, and it is when the
+/// 5-minute rate window ends, not when a failed request may succeed: waiting for it after a 503
+/// stalled every retry for minutes (capped at `max_delay`, two minutes by default), so an apply
+/// with a few 503s seemed to hang. `Retry-After` is honoured on any retryable status, as HTTP
+/// defines it for 503 too. The backoff floor keeps `Retry-After: 0` during a 429 burst from
+/// spending every retry within milliseconds.
+fn retry_wait(status: u16, headers: &HeaderMap, backoff: Duration) -> Duration {
+    let asked = if status == 429 {
+        header_wait(headers)
+    } else {
+        headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_wait)
+    };
+    asked.map_or(backoff, |asked| asked.max(backoff))
+}
+
 /// How long Port asks us to wait: `Retry-After` first, then `x-ratelimit-reset`.
 fn header_wait(headers: &HeaderMap) -> Option<Duration> {
     ["retry-after", "x-ratelimit-reset"]
@@ -596,6 +617,39 @@ mod tests {
         assert_eq!(parse_wait(&(now - 100).to_string()), Some(Duration::ZERO));
         assert_eq!(parse_wait("soon"), None);
         assert_eq!(parse_wait("-3"), None);
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn a_503_is_retried_after_the_backoff_not_when_the_rate_window_resets() {
+        let backoff = Duration::from_millis(300);
+        let window = headers(&[
+            ("x-ratelimit-reset", "290"),
+            ("x-ratelimit-remaining", "900"),
+        ]);
+        assert_eq!(retry_wait(503, &window, backoff), backoff);
+        assert_eq!(retry_wait(502, &window, backoff), backoff);
+        let asked = headers(&[("retry-after", "5"), ("x-ratelimit-reset", "290")]);
+        assert_eq!(retry_wait(503, &asked, backoff), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_429_waits_for_retry_after_or_the_window_but_never_less_than_the_backoff() {
+        let backoff = Duration::from_millis(300);
+        let both = headers(&[("retry-after", "2"), ("x-ratelimit-reset", "290")]);
+        assert_eq!(retry_wait(429, &both, backoff), Duration::from_secs(2));
+        let window = headers(&[("x-ratelimit-reset", "30")]);
+        assert_eq!(retry_wait(429, &window, backoff), Duration::from_secs(30));
+        let now = headers(&[("retry-after", "0")]);
+        assert_eq!(retry_wait(429, &now, backoff), backoff);
+        assert_eq!(retry_wait(429, &HeaderMap::new(), backoff), backoff);
     }
 
     #[test]

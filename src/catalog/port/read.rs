@@ -1,7 +1,7 @@
 //! Reading Port: blueprints, the entities this integration owns (attributed per account), and
 //! entities of other owners at or pointing to our keys.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -19,6 +19,10 @@ const OWNERSHIP_PAGE: usize = 5000;
 /// Identifiers per `$identifier in [...]` search; Ocean queries 50, the route's body allows more,
 /// and 100 halves the requests of a large first sync.
 const IDENTIFIER_BATCH: usize = 100;
+/// Pages of one paginated read before tidemark gives up: 10 million entities of one blueprint in
+/// a search. A bound on a Port that hands out fresh cursors forever; cursors that come round
+/// again are caught at once.
+const MAX_PAGES: usize = 10_000;
 /// The fields tidemark compares, and so the only ones it asks Port for.
 const COMPARED_FIELDS: [&str; 7] = [
     "identifier",
@@ -399,51 +403,14 @@ async fn search(
         encode_segment(blueprint)
     );
     let context = format!("search of blueprint {blueprint}");
+    let body = json!({"query": query, "limit": SEARCH_PAGE, "include": COMPARED_FIELDS});
     let mut found = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut body = json!({"query": query, "limit": SEARCH_PAGE, "include": COMPARED_FIELDS});
-        if let Some(c) = &cursor {
-            body["from"] = Json::String(c.clone());
-        }
-        let reply = http
-            .send(Method::POST, &path, Some(&body), None, Traffic::Read)
-            .await?;
-        if reply.status == 404 {
-            return Ok(None);
-        }
-        if !reply.is_success() {
-            return Err(refused("POST", &path, &reply));
-        }
-        let entities = reply
-            .body
-            .get("entities")
-            .and_then(Json::as_array)
-            .ok_or_else(|| unexpected(&context, "the answer has no entities list"))?;
-        for raw in entities {
-            found.push(parse_found(&context, blueprint, raw)?);
-        }
-        match reply.body.get("next") {
-            None | Some(Json::Null) => break,
-            Some(Json::String(next)) if next.is_empty() => break,
-            Some(Json::String(next)) => {
-                if cursor.as_deref() == Some(next.as_str()) {
-                    return Err(unexpected(
-                        &context,
-                        "Port returned the same page cursor twice",
-                    ));
-                }
-                cursor = Some(next.clone());
-            }
-            Some(other) => {
-                return Err(unexpected(
-                    &context,
-                    &format!("the page cursor is not a string: {other}"),
-                ));
-            }
-        }
-    }
-    Ok(Some(found))
+    let exists = read_pages(http, &path, &context, body, true, |raw| {
+        found.push(parse_found(&context, blueprint, raw)?);
+        Ok(())
+    })
+    .await?;
+    Ok(exists.then_some(found))
 }
 
 fn parse_found(context: &str, blueprint: &str, raw: &Json) -> Result<Found, PortError> {
@@ -499,18 +466,49 @@ async fn list_datasource(
 ) -> Result<Vec<EntityKey>, PortError> {
     let path = "/blueprints/entities/datasource-entities";
     let context = format!("ownership listing for {suffix}");
+    let body = json!({
+        "datasource_prefix": prefix, "datasource_suffix": suffix, "limit": OWNERSHIP_PAGE,
+    });
     let mut keys = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut body = json!({
-            "datasource_prefix": prefix, "datasource_suffix": suffix, "limit": OWNERSHIP_PAGE,
-        });
-        if let Some(c) = &cursor {
-            body["from"] = Json::String(c.clone());
+    read_pages(http, path, &context, body, false, |e| {
+        let identifier = e.get("identifier").and_then(Json::as_str);
+        let blueprint = e.get("blueprint").and_then(Json::as_str);
+        match (blueprint, identifier) {
+            (Some(b), Some(i)) => {
+                keys.push(EntityKey::new(b, i));
+                Ok(())
+            }
+            _ => Err(unexpected(
+                &context,
+                "an entity in the answer lacks its blueprint or identifier",
+            )),
         }
+    })
+    .await?;
+    Ok(keys)
+}
+
+/// Reads every page at `path`: `body`, then `body` with `from` set to each page's `next` cursor,
+/// handing every item of every page's `entities` to `each`. Returns `false` without reading
+/// further when the first page is a 404 and `missing_ok` (a blueprint that does not exist).
+/// A cursor Port already gave, or more than [`MAX_PAGES`] pages, is an error: such an answer
+/// would otherwise page forever, and a partial read must not pass for the whole.
+async fn read_pages(
+    http: &Http,
+    path: &str,
+    context: &str,
+    mut body: Json,
+    missing_ok: bool,
+    mut each: impl FnMut(&Json) -> Result<(), PortError>,
+) -> Result<bool, PortError> {
+    let mut seen: HashSet<String> = HashSet::new();
+    for page in 0..MAX_PAGES {
         let reply = http
             .send(Method::POST, path, Some(&body), None, Traffic::Read)
             .await?;
+        if reply.status == 404 && missing_ok && page == 0 {
+            return Ok(false);
+        }
         if !reply.is_success() {
             return Err(refused("POST", path, &reply));
         }
@@ -518,41 +516,34 @@ async fn list_datasource(
             .body
             .get("entities")
             .and_then(Json::as_array)
-            .ok_or_else(|| unexpected(&context, "the answer has no entities list"))?;
-        for e in entities {
-            let identifier = e.get("identifier").and_then(Json::as_str);
-            let blueprint = e.get("blueprint").and_then(Json::as_str);
-            match (blueprint, identifier) {
-                (Some(b), Some(i)) => keys.push(EntityKey::new(b, i)),
-                _ => {
-                    return Err(unexpected(
-                        &context,
-                        "an entity in the answer lacks its blueprint or identifier",
-                    ));
-                }
-            }
+            .ok_or_else(|| unexpected(context, "the answer has no entities list"))?;
+        for item in entities {
+            each(item)?;
         }
         match reply.body.get("next") {
-            None | Some(Json::Null) => break,
-            Some(Json::String(next)) if next.is_empty() => break,
+            None | Some(Json::Null) => return Ok(true),
+            Some(Json::String(next)) if next.is_empty() => return Ok(true),
             Some(Json::String(next)) => {
-                if cursor.as_deref() == Some(next.as_str()) {
+                if !seen.insert(next.clone()) {
                     return Err(unexpected(
-                        &context,
-                        "Port returned the same page cursor twice",
+                        context,
+                        &format!("Port returned page cursor {next:?} a second time"),
                     ));
                 }
-                cursor = Some(next.clone());
+                body["from"] = Json::String(next.clone());
             }
             Some(other) => {
                 return Err(unexpected(
-                    &context,
+                    context,
                     &format!("the page cursor is not a string: {other}"),
                 ));
             }
         }
     }
-    Ok(keys)
+    Err(unexpected(
+        context,
+        &format!("Port still had more pages after {MAX_PAGES}"),
+    ))
 }
 
 /// Whether Port created this entity as an empty relation target (`create_missing_related_entities`):

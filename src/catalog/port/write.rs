@@ -555,7 +555,7 @@ fn bulk_outcomes(
             && !(failed && id == "unknown")
         {
             return Err(format!(
-                "result {index} names {id:?} but {:?} was sent there",
+                "the result for index {index} names {id:?} but {:?} was sent there",
                 upsert.entity.identifier
             ));
         }
