@@ -851,6 +851,18 @@ async fn a_waiting_apply_proceeds_once_the_lock_is_released() {
 struct Counting {
     total: AtomicU64,
     done: AtomicU64,
+    /// Asks the apply to stop once this many writes are done.
+    stop_after: u64,
+}
+
+impl Counting {
+    fn new(stop_after: u64) -> Counting {
+        Counting {
+            total: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            stop_after,
+        }
+    }
 }
 
 impl Progress for Counting {
@@ -861,6 +873,70 @@ impl Progress for Counting {
         self.done.fetch_add(n, Ordering::SeqCst);
     }
     fn finish(&self) {}
+    fn stop_requested(&self) -> bool {
+        self.done.load(Ordering::SeqCst) >= self.stop_after
+    }
+}
+
+fn buckets(n: usize) -> Vec<Upsert> {
+    (0..n)
+        .map(|i| {
+            upsert(
+                entity(
+                    "bucket",
+                    &format!("b{i}"),
+                    json!({"title": format!("B{i}"), "properties": {"size": i}, "relations": {"account": format!("{}", i % 7)}}),
+                ),
+                &format!("{}", i % 7),
+                true,
+                true,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stop_request_ends_the_apply_after_the_batch_in_flight_and_a_rerun_completes_it() {
+    let f = fixture().await;
+    let old = upserts(&f.catalog, buckets(1200)).await;
+    assert_eq!(old.upserted.len(), 1200);
+    let writes = Writes {
+        blueprints: vec![],
+        upserts: buckets(1200)
+            .into_iter()
+            .map(|mut u| {
+                u.entity.title = Some(json!("renamed"));
+                u
+            })
+            .collect(),
+        deletes: vec![delete("bucket", "b0")],
+    };
+    // Asked to stop once the first batch (500 writes) is in.
+    let stopping = Counting::new(1);
+    let report = f.catalog.apply(OWNER, &writes, &stopping).await;
+    assert_eq!(
+        report.stopped.as_deref(),
+        Some(tidemark::catalog::STOPPED_ON_REQUEST)
+    );
+    assert_eq!(report.upserted.len(), 500, "more than the batch in flight");
+    assert_eq!(report.deleted, vec![]);
+    let renamed = |catalog: &LocalCatalog| {
+        catalog
+            .entities(Some(OWNER), Some("bucket"))
+            .expect("entities")
+            .iter()
+            .filter(|e| e.entity.title == Some(json!("renamed")))
+            .count()
+    };
+    assert_eq!(renamed(&f.catalog), 500);
+
+    let rerun = f
+        .catalog
+        .apply(OWNER, &writes, &Counting::new(u64::MAX))
+        .await;
+    assert_eq!(rerun.stopped, None);
+    assert_eq!(renamed(&f.catalog), 1199);
+    assert_eq!(rerun.deleted, vec![EntityKey::new("bucket", "b0")]);
 }
 
 #[tokio::test]
@@ -868,26 +944,10 @@ async fn many_writes_survive_a_reopen_and_a_rerun_converges_without_duplicates()
     let f = fixture().await;
     let writes = Writes {
         blueprints: vec![],
-        upserts: (0..1500)
-            .map(|i| {
-                upsert(
-                    entity(
-                        "bucket",
-                        &format!("b{i}"),
-                        json!({"title": format!("B{i}"), "properties": {"size": i}, "relations": {"account": format!("{}", i % 7)}}),
-                    ),
-                    &format!("{}", i % 7),
-                    true,
-                    true,
-                )
-            })
-            .collect(),
+        upserts: buckets(1500),
         deletes: vec![],
     };
-    let progress = Counting {
-        total: AtomicU64::new(0),
-        done: AtomicU64::new(0),
-    };
+    let progress = Counting::new(u64::MAX);
     let report = f.catalog.apply(OWNER, &writes, &progress).await;
     assert_eq!(report.rejected, vec![]);
     assert_eq!(report.upserted.len(), 1500);

@@ -1105,3 +1105,64 @@ async fn a_request_port_finds_too_large_is_split_until_it_fits_and_a_lone_giant_
     assert!(standin.log().iter().any(|l| l.status == 413));
     assert_eq!(standin.entities().len(), 21);
 }
+
+/// Asks the apply to stop once anything has been written.
+struct StopAfterFirstWrite(std::sync::atomic::AtomicBool);
+
+impl tidemark::catalog::Progress for StopAfterFirstWrite {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn finish(&self) {}
+    fn stop_requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_stop_request_lets_the_blueprint_in_flight_finish_and_sends_nothing_after_it() {
+    let standin = standin_with_blueprints().await;
+    let catalog = catalog(&standin);
+    let first = catalog
+        .apply(
+            OWNER,
+            &Writes {
+                upserts: vec![bucket("old", "111111111111")],
+                ..Writes::default()
+            },
+            &NoProgress,
+        )
+        .await;
+    assert_eq!(first.stopped, None);
+    let writes = Writes {
+        upserts: vec![
+            account_entity("111111111111"),
+            account_entity("222222222222"),
+            bucket("b1", "111111111111"),
+        ],
+        deletes: vec![delete(BUCKET, "old", Some("111111111111"))],
+        ..Writes::default()
+    };
+    let stopping = StopAfterFirstWrite(std::sync::atomic::AtomicBool::new(false));
+    let report = catalog.apply(OWNER, &writes, &stopping).await;
+    assert_eq!(
+        report.stopped.as_deref(),
+        Some(tidemark::catalog::STOPPED_ON_REQUEST)
+    );
+    // The accounts' batch was in flight and finished; the buckets' and the delete never went.
+    assert_eq!(report.upserted.len(), 2, "{:?}", report.upserted);
+    assert!(report.upserted.iter().all(|k| k.blueprint == ACCOUNT));
+    assert_eq!(report.deleted, vec![]);
+    let keys: Vec<(String, String)> = standin
+        .entities()
+        .into_iter()
+        .map(|e| (e.blueprint, e.identifier))
+        .collect();
+    assert!(keys.contains(&(BUCKET.into(), "old".into())));
+    assert!(!keys.contains(&(BUCKET.into(), "b1".into())));
+
+    let rerun = catalog.apply(OWNER, &writes, &NoProgress).await;
+    assert_eq!(rerun.stopped, None);
+    assert_eq!(rerun.deleted, vec![EntityKey::new(BUCKET, "old")]);
+}

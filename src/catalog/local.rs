@@ -49,7 +49,8 @@ use sha2::{Digest, Sha256};
 
 use super::validate::{is_valid_blueprint_identifier, validate_entity};
 use super::{
-    ApplyReport, BlueprintChange, Catalog, CatalogError, Delete, Progress, Rejected, Upsert, Writes,
+    ApplyReport, BlueprintChange, Catalog, CatalogError, Delete, Progress, Rejected,
+    STOPPED_ON_REQUEST, Upsert, Writes,
 };
 use crate::model::{Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
 
@@ -758,6 +759,14 @@ struct Applier<'a> {
 }
 
 impl Applier<'_> {
+    /// Whether to stop before the next transaction; the first `true` records why.
+    fn stopping(&mut self) -> bool {
+        if self.report.stopped.is_none() && self.progress.stop_requested() {
+            self.report.stopped = Some(STOPPED_ON_REQUEST.to_owned());
+        }
+        self.report.stopped.is_some()
+    }
+
     fn reject(&mut self, action: &str, key: EntityKey, message: String) {
         self.report.rejected.push(Rejected {
             action: action.to_string(),
@@ -769,7 +778,7 @@ impl Applier<'_> {
     /// Creates blueprints without relations, then adds every relation (so cycles work), then
     /// applies additive updates. One transaction: the definitions are small.
     fn write_blueprints(&mut self, changes: &[BlueprintChange]) -> rusqlite::Result<()> {
-        if changes.is_empty() {
+        if changes.is_empty() || self.stopping() {
             return Ok(());
         }
         let tx = self
@@ -877,7 +886,7 @@ impl Applier<'_> {
     }
 
     fn write_upserts(&mut self, upserts: &[Upsert]) -> rusqlite::Result<()> {
-        if upserts.is_empty() {
+        if upserts.is_empty() || self.stopping() {
             return Ok(());
         }
         let blueprints = Blueprints::load(self.conn)?;
@@ -887,6 +896,9 @@ impl Applier<'_> {
             let mut deferred: Vec<(usize, String)> = Vec::new();
             let mut written_in_pass = 0;
             for chunk in pending.chunks(WRITE_BATCH) {
+                if self.stopping() {
+                    return Ok(());
+                }
                 let tx = self
                     .conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -926,6 +938,9 @@ impl Applier<'_> {
 
     fn write_deletes(&mut self, deletes: &[Delete]) -> rusqlite::Result<()> {
         for chunk in deletes.chunks(WRITE_BATCH) {
+            if self.stopping() {
+                return Ok(());
+            }
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;

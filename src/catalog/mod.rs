@@ -106,7 +106,16 @@ pub trait Progress: Send + Sync {
     fn start(&self, total: u64);
     fn advance(&self, n: u64);
     fn finish(&self);
+    /// Asked before each batch of writes: `true` ends the apply after the writes already sent
+    /// (the daemon's shutdown), with [`ApplyReport::stopped`] saying so.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
+
+/// What [`ApplyReport::stopped`] says when [`Progress::stop_requested`] ended an apply.
+pub const STOPPED_ON_REQUEST: &str =
+    "stopped on request (shutdown) after the writes in flight; the next run writes the rest";
 
 /// No progress reporting.
 pub struct NoProgress;

@@ -16,7 +16,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
@@ -178,7 +177,7 @@ fn load_initial(options: &WatchOptions) -> Result<Config, WatchError> {
 /// A sync in progress.
 struct Running<S> {
     handle: JoinHandle<Finished<S>>,
-    applying: Arc<AtomicBool>,
+    control: Arc<sync::ApplyControl>,
 }
 
 /// What a sync task hands back to the loop.
@@ -350,8 +349,8 @@ impl<A: Adapters> Daemon<A> {
 
     fn start(&mut self, mode: Mode) -> Running<A::Source> {
         self.syncs += 1;
-        let applying = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&applying);
+        let control = Arc::new(sync::ApplyControl::default());
+        let flag = Arc::clone(&control);
         let (config, worker, candidate) = match &self.candidate {
             Some(c) => (Arc::clone(&c.config), c.worker.clone(), Some(c.id)),
             None => (Arc::clone(&self.config), self.worker.clone(), None),
@@ -405,7 +404,7 @@ impl<A: Adapters> Daemon<A> {
             }
             .instrument(span),
         );
-        Running { handle, applying }
+        Running { handle, control }
     }
 
     fn finished(&mut self, finished: Result<Finished<A::Source>, JoinError>) {
@@ -626,19 +625,19 @@ impl<A: Adapters> Daemon<A> {
     }
 
     /// Shutdown with a sync in progress: a listing is dropped at once (it wrote nothing), an
-    /// apply gets `shutdown_grace` to finish.
+    /// apply stops after the writes in flight, within `shutdown_grace`.
     async fn stop(&mut self, running: Running<A::Source>) {
         let Running {
             mut handle,
-            applying,
+            control,
         } = running;
-        if !applying.load(Ordering::SeqCst) {
+        if !control.stop() {
             handle.abort();
             let _ = handle.await;
             return;
         }
         let grace = self.options.shutdown_grace;
-        info!(grace = ?grace, "waiting for the apply in progress to finish");
+        info!(grace = ?grace, "stopping the apply in progress after the writes in flight");
         match tokio::time::timeout(grace, &mut handle).await {
             Ok(f) => self.finished(f),
             Err(_) => {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
 
-use crate::catalog::{ApplyReport, Catalog, CatalogError, NoProgress};
+use crate::catalog::{ApplyReport, Catalog, CatalogError, NoProgress, Progress};
 use crate::config::Config;
 use crate::mapping::worker::{Batch, Worker};
 use crate::model::{KindSpec, Origin, RawItem};
@@ -231,8 +231,33 @@ async fn gather<S: Source>(
     (Mode::Full, Ok(collected), CacheUpdate::Replace(cache))
 }
 
-/// Runs one sync, mapping in `worker` when there is one. `applying` is raised while the catalog
-/// is written, so shutdown knows to wait.
+/// Shared between a sync and shutdown: the sync raises `applying` while it writes; shutdown
+/// raises `stop`, and the apply ends after the writes in flight.
+#[derive(Debug, Default)]
+pub struct ApplyControl {
+    applying: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl ApplyControl {
+    /// Asks the apply to stop, and says whether one is running (then shutdown waits for it).
+    pub fn stop(&self) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        self.applying.load(Ordering::SeqCst)
+    }
+}
+
+impl Progress for ApplyControl {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs one sync, mapping in `worker` when there is one. `control` lets shutdown stop the apply
+/// between batches.
 pub async fn sync<S: Source, C: Catalog>(
     mode: Mode,
     config: &Config,
@@ -240,7 +265,7 @@ pub async fn sync<S: Source, C: Catalog>(
     source: &S,
     catalog: &C,
     cache: Option<&Cache>,
-    applying: &AtomicBool,
+    control: &ApplyControl,
 ) -> SyncRun {
     let done = |mode: Mode, result: Result<Synced, SyncError>, cache: CacheUpdate| SyncRun {
         mode,
@@ -270,10 +295,11 @@ pub async fn sync<S: Source, C: Catalog>(
     }
     let planned = started.elapsed();
     let report = if plan.has_changes() {
-        applying.store(true, Ordering::SeqCst);
+        // Raised before the stop is checked, so a shutdown either sees the apply or stops it.
+        control.applying.store(true, Ordering::SeqCst);
         let report =
-            reconcile::apply(catalog, &config.integration.identifier, &plan, &NoProgress).await;
-        applying.store(false, Ordering::SeqCst);
+            reconcile::apply(catalog, &config.integration.identifier, &plan, control).await;
+        control.applying.store(false, Ordering::SeqCst);
         for r in &report.rejected {
             warn!(action = %r.action, key = %r.key, message = %r.message, "write rejected");
         }

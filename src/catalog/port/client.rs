@@ -103,6 +103,9 @@ pub enum PortError {
     Unexpected { context: String, message: String },
     #[error("could not build the HTTP client: {0}")]
     Client(String),
+    /// [`Progress::stop_requested`](crate::catalog::Progress::stop_requested) ended the apply.
+    #[error("{}", crate::catalog::STOPPED_ON_REQUEST)]
+    StoppedOnRequest,
 }
 
 /// One answer from Port: the status and the parsed JSON body (`Null` when empty).

@@ -40,9 +40,16 @@ pub(super) async fn apply(
     if result.is_ok() {
         result = apply_deletes(http, &writes.deletes, &mut report, progress).await;
     }
-    if let Err(e) = result {
-        tracing::error!(error = %e, "the Port apply stopped");
-        report.stopped = Some(e.to_string());
+    match result {
+        Ok(()) => {}
+        Err(PortError::StoppedOnRequest) => {
+            tracing::info!("the Port apply stopped on request after the writes in flight");
+            report.stopped = Some(PortError::StoppedOnRequest.to_string());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the Port apply stopped");
+            report.stopped = Some(e.to_string());
+        }
     }
     report.write_requests = http.counts().writes.saturating_sub(before);
     progress.finish();
@@ -55,6 +62,7 @@ async fn apply_blueprints(
     report: &mut ApplyReport,
     progress: &dyn Progress,
 ) -> Result<(), PortError> {
+    unless_stopped(progress)?;
     let creates: Vec<(&String, &Blueprint)> = changes
         .iter()
         .filter_map(|c| match c {
@@ -304,6 +312,7 @@ async fn upsert_pass(
 ) -> Result<Vec<Deferred>, PortError> {
     let mut deferred = Vec::new();
     for (blueprint, items) in stages(pending, |(_, u)| u.entity.blueprint.clone()) {
+        unless_stopped(progress)?;
         let mut groups: Vec<(Group, Vec<(usize, Upsert)>)> = Vec::new();
         for item in items {
             let group = (item.1.account.clone(), item.1.write);
@@ -329,6 +338,15 @@ async fn upsert_pass(
         }
     }
     Ok(deferred)
+}
+
+/// Checked before each blueprint's batches: a stop lets the batches in flight finish.
+fn unless_stopped(progress: &dyn Progress) -> Result<(), PortError> {
+    if progress.stop_requested() {
+        Err(PortError::StoppedOnRequest)
+    } else {
+        Ok(())
+    }
 }
 
 /// Items grouped by a key, groups in the order their key first appears, items in their order.
@@ -592,6 +610,7 @@ async fn apply_deletes(
 ) -> Result<(), PortError> {
     let mut unused = Vec::new();
     for (blueprint, items) in stages(deletes.to_vec(), |d| d.key.blueprint.clone()) {
+        unless_stopped(progress)?;
         let mut set = tokio::task::JoinSet::new();
         for (account, items) in stages(items, |d| d.account.clone().unwrap_or_default()) {
             let ids: Vec<String> = items.into_iter().map(|d| d.key.identifier).collect();
