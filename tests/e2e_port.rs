@@ -3,123 +3,66 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
+use support::cli::{Workspace, code, copy_dir, output_within, text};
 use support::port_standin::{Hostile, PortStandIn};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
-
 struct Setup {
-    dir: tempfile::TempDir,
+    ws: Workspace,
     port: PortStandIn,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 /// The demo snapshot with the default mappings, pointed at a fresh stand-in.
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::new();
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/snapshot"),
-        &dir.path().join("snapshot"),
+        &ws.path("snapshot"),
     );
     let port = PortStandIn::start_in_thread();
-    let config = port.config();
-    std::fs::write(
-        dir.path().join("client-secret"),
-        format!("{}\n", config.client_secret.expose()),
-    )
-    .expect("secret");
-    std::fs::write(
-        dir.path().join("tidemark.yaml"),
-        format!(
+    ws.write(
+        "client-secret",
+        &format!("{}\n", port.config().client_secret.expose()),
+    );
+    ws.write(
+        "tidemark.yaml",
+        &format!(
             "integration: {{identifier: demo-port}}\nsource: {{type: snapshot, path: snapshot}}\ncatalog:\n  type: port\n  baseUrl: {}\n  clientId: ${{TEST_PORT_CLIENT_ID}}\n  clientSecretFile: client-secret\n",
             port.url()
         ),
-    )
-    .expect("config");
-    Setup { dir, port }
+    );
+    Setup { ws, port }
+}
+
+/// `tidemark args… -c tidemark.yaml` with the stand-in's client id in the environment.
+fn port_command(ws: &Workspace, port: &PortStandIn, args: &[&str]) -> Command {
+    let config = ws.config();
+    let mut command = ws.command(args);
+    command
+        .args(["-c", &config])
+        .env("TEST_PORT_CLIENT_ID", port.config().client_id.expose());
+    command
 }
 
 impl Setup {
     fn command(&self, args: &[&str]) -> Command {
-        let config = self.dir.path().join("tidemark.yaml");
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .arg("-c")
-            .arg(config)
-            .env("TEST_PORT_CLIENT_ID", self.port.config().client_id.expose())
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
-        command
+        port_command(&self.ws, &self.port, args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run tidemark")
     }
 
-    /// Runs the binary, killing it and failing the test when it takes longer than `limit`: a
-    /// hang must fail the suite, not block it. Not a timing assertion: the limit is far above
-    /// what a working run needs.
     fn run_within(&self, args: &[&str], limit: Duration) -> Output {
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tidemark");
-        // Drained on threads so that a full pipe cannot stall the child.
-        let drain = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = pipe.read_to_end(&mut bytes);
-                bytes
-            })
-        };
-        let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for tidemark") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                let err = text(&stderr.join().unwrap_or_default());
-                let lines: Vec<&str> = err.lines().collect();
-                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-                panic!(
-                    "tidemark {args:?} did not finish within {limit:?} and was killed; the end of its stderr:\n{tail}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Output {
-            status,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        }
+        output_within(self.command(args), limit)
     }
 
     fn snapshot_file(&self, rel: &str) -> std::path::PathBuf {
-        self.dir.path().join("snapshot").join(rel)
+        self.ws.path("snapshot").join(rel)
     }
 
     /// The stand-in's entities written by tidemark: (blueprint, identifier) → body.
@@ -134,14 +77,6 @@ impl Setup {
         out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         out
     }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
@@ -373,19 +308,15 @@ type CatalogState = (Vec<Json>, Vec<(String, String, Json, String)>);
 
 /// A snapshot of SQS queues in two accounts with a small mapping, synced into one stand-in.
 struct Fleet {
-    dir: tempfile::TempDir,
+    ws: Workspace,
     port: PortStandIn,
 }
 
 impl Fleet {
     fn new() -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspace::new();
         let port = PortStandIn::start_in_thread();
-        let write = |rel: &str, text: &str| {
-            let path = dir.path().join(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, text).expect("write");
-        };
+        let write = |rel: &str, text: &str| ws.write(rel, text);
         write("client-secret", port.config().client_secret.expose());
         write(
             "tidemark.yaml",
@@ -411,7 +342,7 @@ impl Fleet {
                     "accounts": accounts, "scopes": scopes})
             .to_string(),
         );
-        Fleet { dir, port }
+        Fleet { ws, port }
     }
 
     /// Replaces every account's queues.
@@ -426,24 +357,15 @@ impl Fleet {
                                           "MessageRetentionPeriod": retention}})
                 })
                 .collect();
-            let path = self
-                .dir
-                .path()
-                .join(format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"));
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, Json::Array(items).to_string()).expect("write");
+            self.ws.write(
+                &format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"),
+                &Json::Array(items).to_string(),
+            );
         }
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(["apply", "--allow-mass-delete", "-c"])
-            .arg(self.dir.path().join("tidemark.yaml"))
-            .env("TEST_PORT_CLIENT_ID", self.port.config().client_id.expose())
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
-        command
+        port_command(&self.ws, &self.port, &["apply", "--allow-mass-delete"])
     }
 
     fn apply(&self) -> Output {

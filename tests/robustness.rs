@@ -2,74 +2,29 @@
 //! the expression, and nothing is applied. The real `tidemark` binary on a small snapshot with
 //! the local SQLite catalog; each test works in its own temp dir.
 
-use std::path::PathBuf;
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::process::{Command, Output};
 
+use cli::{Workspace, code, text};
 use serde_json::{Value as Json, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 const PROD: &str = "222222222222";
 /// Loops forever in jaq without growing the stack, for one queue only.
 const RUNAWAY: &str = "last(repeat(1))";
 /// Low so that the tests spend little time waiting for the limit.
 const TEST_LIMIT_MS: &str = "300";
 
-struct Workspace {
-    dir: tempfile::TempDir,
+/// `tidemark args…` in `ws` with the test's evaluation limit.
+fn command(ws: &Workspace, args: &[&str]) -> Command {
+    let mut command = ws.command(args);
+    command.env("TIDEMARK_EVAL_TIMEOUT_MS", TEST_LIMIT_MS);
+    command
 }
 
-impl Workspace {
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn config(&self) -> String {
-        self.path("tidemark.yaml").display().to_string()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    }
-
-    fn write_json(&self, rel: &str, value: &Json) {
-        self.write(rel, &serde_json::to_string_pretty(value).expect("json"));
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .env("TIDEMARK_EVAL_TIMEOUT_MS", TEST_LIMIT_MS);
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run tidemark")
-    }
-
-    /// Owned entities as `tidemark entities` prints them.
-    fn entities(&self) -> Vec<Json> {
-        let config = self.config();
-        let out = self.run(&["entities", "-c", &config]);
-        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
-    }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn run(ws: &Workspace, args: &[&str]) -> Output {
+    command(ws, args).output().expect("run tidemark")
 }
 
 const BLUEPRINTS: &str = r#"[
@@ -109,9 +64,7 @@ fn queue(account: &str, name: &str) -> Json {
 
 /// One account, one region, `count` queues, with the given `stuck` expression.
 fn workspace(count: usize, stuck: &str) -> Workspace {
-    let ws = Workspace {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let ws = Workspace::new();
     ws.write(
         "tidemark.yaml",
         "integration: {identifier: robust}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",
@@ -154,7 +107,7 @@ fn assert_names_the_runaway(out: &Output) {
 fn a_runaway_expression_ends_plan_with_exit_1_naming_the_item_and_expression() {
     let ws = workspace(5, &stuck_expression());
     let config = ws.config();
-    let out = ws.run(&["plan", "-c", &config]);
+    let out = run(&ws, &["plan", "-c", &config]);
     assert_names_the_runaway(&out);
 }
 
@@ -162,7 +115,7 @@ fn a_runaway_expression_ends_plan_with_exit_1_naming_the_item_and_expression() {
 fn a_runaway_expression_ends_apply_with_nothing_written() {
     let ws = workspace(5, &stuck_expression());
     let config = ws.config();
-    let out = ws.run(&["apply", "-c", &config]);
+    let out = run(&ws, &["apply", "-c", &config]);
     assert_names_the_runaway(&out);
     assert_eq!(ws.entities(), Vec::<Json>::new());
 }
@@ -175,17 +128,20 @@ fn a_runaway_expression_ends_map_with_exit_1_naming_the_item_and_expression() {
         .path(&format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"))
         .display()
         .to_string();
-    let out = ws.run(&[
-        "map",
-        "--mapping",
-        &mapping,
-        "--kind",
-        "AWS::SQS::Queue",
-        "--account",
-        PROD,
-        "--input",
-        &input,
-    ]);
+    let out = run(
+        &ws,
+        &[
+            "map",
+            "--mapping",
+            &mapping,
+            "--kind",
+            "AWS::SQS::Queue",
+            "--account",
+            PROD,
+            "--input",
+            &input,
+        ],
+    );
     assert_names_the_runaway(&out);
 }
 
@@ -194,7 +150,7 @@ fn the_same_mapping_without_the_runaway_branch_applies_every_queue() {
     // The control for the tests above: the workspace itself is sound.
     let ws = workspace(5, "1");
     let config = ws.config();
-    let out = ws.run(&["apply", "-c", &config]);
+    let out = run(&ws, &["apply", "-c", &config]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(ws.entities().len(), 5);
 }
@@ -327,7 +283,7 @@ fn an_apply_killed_at_any_point_then_rerun_ends_like_a_clean_run() {
     const QUEUES: usize = 3000;
     let clean = workspace(QUEUES, "1");
     let config = clean.config();
-    let out = clean.run(&["apply", "-c", &config]);
+    let out = run(&clean, &["apply", "-c", &config]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let expected = sorted_entities(&clean);
     assert_eq!(expected.len(), QUEUES);
@@ -335,8 +291,7 @@ fn an_apply_killed_at_any_point_then_rerun_ends_like_a_clean_run() {
     for kill_after_ms in [20, 60, 150, 300, 400, 500] {
         let ws = workspace(QUEUES, "1");
         let config = ws.config();
-        let mut child = ws
-            .command(&["apply", "-c", &config])
+        let mut child = command(&ws, &["apply", "-c", &config])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -345,7 +300,7 @@ fn an_apply_killed_at_any_point_then_rerun_ends_like_a_clean_run() {
         // SIGKILL: no destructor, no rollback handler runs.
         let _ = child.kill();
         child.wait().expect("wait for the killed apply");
-        let out = ws.run(&["apply", "-c", &config]);
+        let out = run(&ws, &["apply", "-c", &config]);
         assert_eq!(
             code(&out),
             0,
