@@ -385,8 +385,10 @@ async fn an_edited_mapping_is_applied_without_listing_the_source() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_edit_keeps_the_old_config_and_fixing_it_applies_the_change() {
+/// Edits the running daemon's title expression to `broken`: the reload must be refused with an
+/// error holding every one of `said`, the catalog must not change and the daemon must keep
+/// serving; then a good edit must be applied, without listing again.
+async fn a_broken_title_is_refused_and_a_fix_is_applied(broken: &str, said: &[&str]) {
     let ws = Workspace::new("[mappings/queues.yaml]");
     ws.write("mappings/queues.yaml", MAPPING);
     ws.write("mappings/blueprints.json", BLUEPRINTS);
@@ -394,12 +396,11 @@ async fn an_invalid_edit_keeps_the_old_config_and_fixing_it_applies_the_change()
     daemon.synced().await;
     let before = ws.entities().await;
 
-    // A jq syntax error in a changed title: the whole reload must be refused.
     ws.write(
         "mappings/queues.yaml",
         &MAPPING.replace(
             "title: .Properties.QueueName",
-            "title: '\"X\" + (.Properties.QueueName'",
+            &format!("title: '{broken}'"),
         ),
     );
     wait_for("the reload to be refused", || async {
@@ -407,63 +408,7 @@ async fn an_invalid_edit_keeps_the_old_config_and_fixing_it_applies_the_change()
     })
     .await;
     let error = daemon.shared.readiness().config_error.unwrap_or_default();
-    assert!(
-        error.contains("queues.yaml:"),
-        "the error names the file with its position: {error}"
-    );
-    assert_eq!(
-        daemon.metric("tidemark_config_reloads_total{outcome=\"invalid\"}"),
-        Some(1.0)
-    );
-    assert_eq!(daemon.metric("tidemark_config_ok"), Some(0.0));
-    assert_eq!(
-        ws.entities().await,
-        before,
-        "a broken mapping changed the catalog"
-    );
-
-    ws.write("mappings/queues.yaml", &titled("fixed "));
-    wait_for("the fixed titles", || async {
-        ws.queue_titles()
-            .await
-            .iter()
-            .all(|t| t.starts_with("fixed "))
-    })
-    .await;
-    assert_eq!(daemon.shared.readiness().config_error, None);
-    assert_eq!(daemon.metric("tidemark_config_ok"), Some(1.0));
-    assert_eq!(daemon.listings(), 1);
-    daemon.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mapping_that_never_ends_is_rejected_and_the_daemon_keeps_serving() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
-    daemon.synced().await;
-    let before = ws.entities().await;
-
-    // Compiles, but never produces its last value: only the time limit can end it.
-    ws.write(
-        "mappings/queues.yaml",
-        &MAPPING.replace(
-            "title: .Properties.QueueName",
-            "title: 'last(repeat(1)) | tostring'",
-        ),
-    );
-    wait_for("the looping mappings to be rejected", || async {
-        daemon.shared.readiness().config_error.is_some()
-    })
-    .await;
-    let error = daemon.shared.readiness().config_error.unwrap_or_default();
-    for part in [
-        "last good config is still running",
-        "last(repeat(1))",
-        "did not finish within",
-        "kind AWS::SQS::Queue",
-    ] {
+    for part in said {
         assert!(error.contains(part), "{part:?} missing from: {error}");
     }
     assert_eq!(
@@ -474,11 +419,10 @@ async fn a_mapping_that_never_ends_is_rejected_and_the_daemon_keeps_serving() {
     assert_eq!(
         ws.entities().await,
         before,
-        "a looping mapping changed the catalog"
+        "a broken mapping changed the catalog"
     );
     assert!(!daemon.task.is_finished(), "the daemon stopped");
 
-    // The daemon still serves: the next good edit is mapped by a fresh worker and applied.
     ws.write("mappings/queues.yaml", &titled("fixed "));
     wait_for("the fixed titles", || async {
         ws.queue_titles()
@@ -491,6 +435,32 @@ async fn a_mapping_that_never_ends_is_rejected_and_the_daemon_keeps_serving() {
     assert_eq!(daemon.metric("tidemark_config_ok"), Some(1.0));
     assert_eq!(daemon.listings(), 1, "re-mapping listed the source");
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_keeps_the_old_config_and_fixing_it_applies_the_change() {
+    // A jq syntax error: the whole reload is refused, naming the file with its position.
+    a_broken_title_is_refused_and_a_fix_is_applied(
+        r#""X" + (.Properties.QueueName"#,
+        &["queues.yaml:"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_that_never_ends_is_rejected_and_the_daemon_keeps_serving() {
+    // Compiles, but never produces its last value: only the time limit in the mapping worker can
+    // end it, and only the worker ends.
+    a_broken_title_is_refused_and_a_fix_is_applied(
+        "last(repeat(1)) | tostring",
+        &[
+            "last good config is still running",
+            "last(repeat(1))",
+            "did not finish within",
+            "kind AWS::SQS::Queue",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
