@@ -113,8 +113,15 @@ impl World {
         let config = self.dir.path().join("tidemark.yaml").display().to_string();
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["-c", &config]);
-        Command::new(BIN)
-            .args(&all)
+        self.command(cc, &all).output().expect("run tidemark")
+    }
+
+    /// `tidemark args…` with nothing from this process's environment but `PATH`: base keys, the
+    /// ExternalId and the endpoints of the stand-ins.
+    fn command(&self, cc: &CloudControl, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -127,9 +134,8 @@ impl World {
             .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &cc.url)
             .env("AWS_ENDPOINT_URL_ACCOUNT", &cc.url)
             .env("TEST_EXTERNAL_ID", EXTERNAL_ID)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run tidemark")
+            .env("NO_COLOR", "1");
+        command
     }
 }
 
@@ -304,28 +310,186 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
     }
 }
 
+/// A base session token and Port credentials, set for every command though this config does not
+/// use Port: neither may leak through fallbacks, `validate --print` or dependencies' logs.
+const BASE_SESSION_TOKEN: &str = "base-session-token-9c2e71";
+const PORT_CLIENT_ID: &str = "port-client-id-5d1b";
+const PORT_CLIENT_SECRET: &str = "port-client-secret-a84f0e";
+
+/// Every secret value a run may hold: the configured ones and those the STS stand-in issued to the
+/// member roles (`secret-N`, `token-N`).
+fn secrets() -> Vec<String> {
+    let mut all: Vec<String> = [
+        EXTERNAL_ID,
+        BASE_SECRET,
+        BASE_SESSION_TOKEN,
+        PORT_CLIENT_ID,
+        PORT_CLIENT_SECRET,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for n in 1..=9 {
+        all.push(format!("secret-{n}<"));
+        all.push(format!("secret-{n}\""));
+        all.push(format!("token-{n}"));
+    }
+    all
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in secrets() {
+        assert!(
+            !text.contains(&secret),
+            "{what} shows the secret {secret:?}"
+        );
+    }
+}
+
+/// Every file below `dir`, as text.
+fn files_below(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            found.extend(files_below(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("read");
+            found.push((
+                path.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    found
+}
+
 #[test]
 fn secrets_never_appear_in_any_output_at_trace_level() {
     let world = World::new();
     let cc = world.cloud_control(1);
+    let with_secrets = |mut command: Command| {
+        command
+            .env("AWS_SESSION_TOKEN", BASE_SESSION_TOKEN)
+            .env("PORT_CLIENT_ID", PORT_CLIENT_ID)
+            .env("PORT_CLIENT_SECRET", PORT_CLIENT_SECRET)
+            .env("RUST_LOG", "trace");
+        command
+    };
+    let config = world.dir.path().join("tidemark.yaml").display().to_string();
+    std::fs::write(
+        world.dir.path().join("items.json"),
+        json!({"Identifier": "q", "TypeName": QUEUE, "Properties": queue_props(PROD, "q")})
+            .to_string(),
+    )
+    .expect("items");
     for args in [
-        vec!["plan", "--log-level", "trace"],
-        vec!["apply", "--log-level", "trace"],
-        vec!["accounts", "--log-level", "trace"],
-        vec!["validate", "--print", "--log-level", "trace"],
+        vec!["plan", "--out", "plan.json"],
+        vec!["apply"],
+        vec!["accounts"],
+        vec!["validate", "--print"],
+        vec!["snapshot", "--out", "recorded"],
+        vec!["entities"],
     ] {
-        let out = world.run(&cc, &args);
+        let mut all = args.clone();
+        all.extend(["--log-level", "trace", "-c", &config]);
+        let out = with_secrets(world.command(&cc, &all))
+            .output()
+            .expect("run tidemark");
         assert!(
             matches!(code(&out), 0 | 3),
             "{args:?}: {}",
             text(&out.stderr)
         );
-        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-        for secret in [EXTERNAL_ID, BASE_SECRET] {
-            assert!(!all.contains(secret), "{args:?} printed a secret");
-        }
+        assert!(!out.stderr.is_empty(), "{args:?} logged nothing at trace");
+        assert_no_secret(&format!("{args:?} stdout"), &text(&out.stdout));
+        assert_no_secret(&format!("{args:?} stderr"), &text(&out.stderr));
     }
-    let db = std::fs::read(world.dir.path().join(".tidemark/catalog.db")).expect("catalog");
-    let db = String::from_utf8_lossy(&db);
-    assert!(!db.contains(EXTERNAL_ID) && !db.contains(BASE_SECRET));
+    let map = with_secrets(world.command(
+        &cc,
+        &[
+            "map",
+            "--mapping",
+            "mappings/queues.yaml",
+            "--input",
+            "items.json",
+        ],
+    ))
+    .output()
+    .expect("run tidemark map");
+    assert_eq!(code(&map), 0, "{}", text(&map.stderr));
+    assert_no_secret(
+        "map",
+        &format!("{}{}", text(&map.stdout), text(&map.stderr)),
+    );
+
+    // The daemon: one sync at trace level, then SIGTERM.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    // Logs go to files: at trace level they would fill a pipe nobody reads yet.
+    let log = |name: &str| std::fs::File::create(world.dir.path().join(name)).expect("log file");
+    let mut watch =
+        with_secrets(world.command(&cc, &["watch", "-c", &config, "--listen", &listen]))
+            .stdout(log("watch.out"))
+            .stderr(log("watch.err"))
+            .spawn()
+            .expect("start tidemark watch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready(port) {
+        if std::time::Instant::now() > deadline {
+            let _ = watch.kill();
+            panic!(
+                "watch never became ready; see its log in {}",
+                world.dir.path().display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &watch.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let status = watch.wait().expect("watch exit");
+    assert_eq!(status.code(), Some(0));
+    let logged = std::fs::read_to_string(world.dir.path().join("watch.err")).expect("log");
+    assert!(logged.contains("TRACE"), "watch logged nothing at trace");
+
+    for (path, content) in files_below(world.dir.path()) {
+        if path.ends_with("tidemark.yaml") || path.ends_with("items.json") {
+            continue;
+        }
+        assert_no_secret(&path, &content);
+    }
+    // The files that must exist were scanned.
+    for written in [
+        "plan.json",
+        "recorded/manifest.json",
+        ".tidemark/catalog.db",
+    ] {
+        assert!(world.dir.path().join(written).exists(), "{written} missing");
+    }
+}
+
+/// `/readyz` answers 200.
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    if write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
 }
