@@ -461,3 +461,59 @@ fn markdown_and_text_plans_render() {
     );
     assert!(!text(&out.stdout).contains('\x1b'));
 }
+
+#[test]
+fn hostile_identifiers_are_written_or_refused_by_ports_rule_and_a_rerun_changes_nothing() {
+    let ws = small();
+    let arn = |name: &str| format!("arn:aws:sqs:us-east-1:{STAGING}:{name}");
+    // Port's rule admits any letter and `/ + = : @ \`; `%`, `#`, spaces, symbols such as emoji
+    // and control characters are mapping errors naming the item.
+    let allowed = ["path/to/q", "plus+eq=at@x", r"back\slash", "ünïcödé-q"];
+    let refused = ["pct%2Fq", "hash#q", "with space", "rocket🚀", "tab\tq"];
+    edit_queues(&ws, STAGING, |queues| {
+        queues.clear();
+        for name in allowed.iter().chain(&refused) {
+            let mut q = queue(STAGING, "us-east-1", name);
+            q["Properties"]["Arn"] = json!(arn(name));
+            queues.push(q);
+        }
+    });
+    let (exit, plan) = ws.plan(&[]);
+    assert_eq!(exit, 3, "mapping errors make the plan partial");
+    let errors = plan["mapping_errors"].as_array().expect("mapping_errors");
+    assert_eq!(errors.len(), refused.len(), "{errors:?}");
+    for name in refused {
+        let error = errors
+            .iter()
+            .find(|e| e["item"] == format!("https://sqs.us-east-1.amazonaws.com/{STAGING}/{name}"))
+            .unwrap_or_else(|| panic!("no mapping error names {name:?}: {errors:?}"));
+        assert_eq!(error["account"], STAGING);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not a valid Port identifier"),
+            "{error}"
+        );
+    }
+
+    let out = ws.apply(&[]);
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    let queues: Vec<String> = ws
+        .entities()
+        .iter()
+        .filter(|e| e["blueprint"] == "queue" && e["account"] == STAGING)
+        .map(|e| e["identifier"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut expected: Vec<String> = allowed.iter().map(|n| arn(n)).collect();
+    expected.sort();
+    let mut got = queues.clone();
+    got.sort();
+    assert_eq!(got, expected);
+
+    // The identifiers round-trip: a second plan finds every written one unchanged.
+    let (_, again) = ws.plan(&[]);
+    assert_eq!(summary(&again)["create"], 0, "{again}");
+    assert_eq!(summary(&again)["update"], 0, "{again}");
+    assert_eq!(summary(&again)["delete"], 0, "{again}");
+}
