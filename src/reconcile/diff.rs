@@ -405,6 +405,54 @@ mod tests {
         assert_ne!(hashes(&a), hashes(&changed));
     }
 
+    /// Any JSON value, objects included at every depth.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i32>().prop_map(Json::from),
+            (-1e6f64..1e6).prop_map(Json::from),
+            "[a-z]{0,4}".prop_map(Json::from),
+        ];
+        leaf.prop_recursive(3, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                proptest::collection::vec(("[a-e]{1,2}", inner), 0..5)
+                    .prop_map(|entries| Json::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The same value with the keys of every object in reverse order.
+    fn reversed(value: &Json) -> Json {
+        match value {
+            Json::Object(map) => Json::Object(
+                map.iter()
+                    .rev()
+                    .map(|(k, v)| (k.clone(), reversed(v)))
+                    .collect(),
+            ),
+            Json::Array(items) => Json::Array(items.iter().map(reversed).collect()),
+            other => other.clone(),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_text_and_comparison_ignore_key_order(value in any_json(), other in any_json()) {
+            let flipped = reversed(&value);
+            proptest::prop_assert_eq!(canonical(&value).to_string(), canonical(&flipped).to_string());
+            proptest::prop_assert_eq!(canonical(&canonical(&value)), canonical(&value));
+            let d = entity(json!({"title": value.clone(), "properties": {"p": value.clone(), "q": other.clone()}}));
+            let c = entity(json!({"properties": {"q": reversed(&other), "p": flipped}, "title": reversed(&value)}));
+            proptest::prop_assert!(same_fields(&d, &c, true));
+            proptest::prop_assert!(same_fields(&d, &c, false));
+            let set = CompareSet::replace(&d, &c);
+            proptest::prop_assert_eq!(normalize(&d, &set).to_string(), normalize(&c, &set).to_string());
+        }
+    }
+
     #[test]
     fn an_explicit_null_clears_a_value_under_merge() {
         assert!(!same_merge(
