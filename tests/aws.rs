@@ -1287,6 +1287,13 @@ async fn hostile_properties_fail_their_item_and_scope_but_never_panic_or_delete(
         .find(|i| i.identifier == unicode_id)
         .expect("unicode item");
     assert_eq!(unicode_item.properties, unicode);
+    // In Cloud Control's key order too, which mappings see (`==` on objects ignores order).
+    let keys: Vec<&str> = unicode_item
+        .properties
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["Name", "Controls", "Pair"]);
     assert!(plan.is_partial());
 }
 

@@ -154,6 +154,56 @@ fn one_changed_resource_is_exactly_one_upsert() {
 }
 
 #[test]
+fn keys_that_port_answers_in_another_order_are_no_change_and_leave_a_plan_fresh() {
+    let s = setup();
+    assert_eq!(code(&s.run(&["apply"])), 0);
+    let rel = "222222222222/eu-west-1/AWS_SQS_Queue.json";
+    let mut queues: Vec<Json> =
+        serde_json::from_str(&std::fs::read_to_string(s.snapshot_file(rel)).expect("read"))
+            .expect("json");
+    queues[0]["Properties"]["VisibilityTimeout"] = json!(120);
+    std::fs::write(
+        s.snapshot_file(rel),
+        serde_json::to_string(&queues).expect("json"),
+    )
+    .expect("write");
+    let plan_path = s.dir.path().join("plan.json").display().to_string();
+    let planned = s.run(&["plan", "--out", &plan_path]);
+    assert_eq!(code(&planned), 0, "{}", text(&planned.stderr));
+
+    // From now on Port answers every object with its keys in reverse order.
+    s.port.faults(|f| f.reverse_keys = true);
+    assert!(
+        s.port.entities().iter().any(|e| e.body["properties"]
+            .as_object()
+            .is_some_and(|p| p.len() >= 2)),
+        "entities with several properties, so the order really changes"
+    );
+    s.port.reset_counters();
+    let applied = s.run(&["apply", "--plan", &plan_path]);
+    assert_eq!(code(&applied), 0, "{}", text(&applied.stderr));
+    assert_eq!(
+        s.port.counters().entity_writes,
+        1,
+        "exactly the planned update"
+    );
+
+    s.port.reset_counters();
+    let again = s.run(&["apply"]);
+    assert_eq!(code(&again), 0, "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).starts_with("No changes"),
+        "{}",
+        text(&again.stdout)
+    );
+    assert_eq!(
+        s.port.counters().writes,
+        0,
+        "a reordered answer caused writes"
+    );
+}
+
+#[test]
 fn entities_another_writer_seeded_survive_every_apply() {
     let s = setup();
     assert_eq!(code(&s.run(&["apply"])), 0);

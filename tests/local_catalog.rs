@@ -1072,3 +1072,56 @@ async fn entities_filter_by_owner_and_blueprint() {
         ["aws-prod:bucket/ours", "someone-else:bucket/theirs"]
     );
 }
+
+#[tokio::test]
+async fn the_same_entity_in_another_key_order_is_stored_identically_and_is_no_change() {
+    let f = fixture().await;
+    let written = entity(
+        "bucket",
+        "b1",
+        json!({"properties": {"tier": "hot", "region": "us-east-1", "tags": {"team": "core", "env": "prod"}}}),
+    );
+    let reordered = entity(
+        "bucket",
+        "b1",
+        json!({"properties": {"tags": {"env": "prod", "team": "core"}, "region": "us-east-1", "tier": "hot"}}),
+    );
+    // The two really differ in order, so the test cannot pass by accident.
+    assert_ne!(
+        serde_json::to_string(&written).expect("json"),
+        serde_json::to_string(&reordered).expect("json")
+    );
+    let report = upserts(
+        &f.catalog,
+        vec![upsert(written.clone(), "111111111111", true, true)],
+    )
+    .await;
+    assert_eq!(report.upserted.len(), 1);
+    let first = stored(&f.catalog, "bucket", "b1");
+    let owned = f.catalog.owned(OWNER, &[]).await.expect("owned");
+    for desired in [&written, &reordered] {
+        for merge in [true, false] {
+            assert!(
+                tidemark::reconcile::diff::same_fields(desired, &owned[0].entity, merge),
+                "merge={merge}: {desired:?} against {:?}",
+                owned[0].entity
+            );
+        }
+    }
+    let basis = tidemark::reconcile::plan::owned_hashes(&owned);
+
+    let report = upserts(
+        &f.catalog,
+        vec![upsert(reordered, "111111111111", false, true)],
+    )
+    .await;
+    assert_eq!(report.upserted.len(), 1);
+    let second = stored(&f.catalog, "bucket", "b1");
+    assert_eq!(
+        serde_json::to_string(&second.entity).expect("json"),
+        serde_json::to_string(&first.entity).expect("json")
+    );
+    assert_eq!(second.content_hash, first.content_hash);
+    let owned = f.catalog.owned(OWNER, &[]).await.expect("owned");
+    assert_eq!(tidemark::reconcile::plan::owned_hashes(&owned), basis);
+}

@@ -94,6 +94,60 @@ fn raw_cloud_control_descriptions_map_to_entity_lines() {
     );
 }
 
+/// Expressions whose results depend on key order. The expected values are what jq 1.7.1 gives
+/// on the same item (Ocean's jq): objects keep the order of the document Cloud Control sent.
+const ORDER_MAPPING: &str = r#"
+resources:
+  - kind: AWS::S3::Bucket
+    port:
+      entity:
+        mappings:
+          identifier: .Identifier
+          blueprint: '"awsS3Bucket"'
+          properties:
+            keys: .Properties | keys_unsorted
+            entries: .Properties.Config | to_entries | map(.key)
+            values: '[.Properties.Config[]]'
+            json: .Properties.Config | tojson
+            pairs: '.Properties.Config | to_entries | map("\(.key)=\(.value)") | join(",")'
+            strings: .Properties.Config | with_entries(.value |= tostring) | tojson
+            tagKeys: '.Properties.Tags | map({(.Key): .Value}) | add | keys_unsorted'
+            tags: '.Properties.Tags | map({(.Key): .Value}) | add'
+            tagJson: .Properties.Tags | from_entries | tojson
+            top: keys_unsorted
+"#;
+
+#[test]
+fn mappings_see_object_keys_in_the_order_of_the_document_as_jq_does() {
+    let properties = r#"{"Zeta": "z", "Alpha": "a", "Config": {"timeout": 30, "batch": 10, "memory": 128},
+        "Tags": [{"Key": "team", "Value": "core"}, {"Key": "env", "Value": "prod"}]}"#;
+    let item = json!({"TypeName": "AWS::S3::Bucket", "Identifier": "b1", "Properties": properties});
+    let run = run_map(
+        ORDER_MAPPING,
+        &["--account", "111111111111", "--region", "us-east-1"],
+        &item.to_string(),
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.len(), 1, "{}", run.stderr);
+    let props = &run.stdout[0]["properties"];
+    let expected = json!({
+        "keys": ["Zeta", "Alpha", "Config", "Tags"],
+        "entries": ["timeout", "batch", "memory"],
+        "values": [30, 10, 128],
+        "json": "{\"timeout\":30,\"batch\":10,\"memory\":128}",
+        "pairs": "timeout=30,batch=10,memory=128",
+        "strings": "{\"timeout\":\"30\",\"batch\":\"10\",\"memory\":\"128\"}",
+        "tagKeys": ["team", "env"],
+        "tags": {"team": "core", "env": "prod"},
+        "tagJson": "{\"team\":\"core\",\"env\":\"prod\"}",
+        "top": ["Identifier", "Type", "Properties", "__ExtraContext", "__AccountId", "__Region", "__Kind"]
+    });
+    for (name, want) in expected.as_object().expect("object") {
+        // Compared as text: `==` on JSON objects ignores key order.
+        assert_eq!(props[name].to_string(), want.to_string(), "property {name}");
+    }
+}
+
 #[test]
 fn items_as_mappings_see_them_keep_their_own_account_and_region() {
     let item = json!({"Identifier": "b2", "Type": "AWS::S3::Bucket", "Properties": {},

@@ -577,9 +577,24 @@ fn complete(mut entity: Entity) -> Entity {
 }
 
 /// The canonical text of a completed entity: struct fields in declaration order and object keys
-/// sorted (serde_json's map is ordered by key), so equal content gives equal text and hash.
+/// sorted at every depth, so equal content gives equal text and hash whatever order the mapping
+/// produced the keys in (JSON objects otherwise keep their document order).
 fn canonical_text(entity: &Entity) -> String {
-    serde_json::to_string(entity).unwrap_or_default()
+    let mut sorted = entity.clone();
+    for value in [&mut sorted.title, &mut sorted.icon, &mut sorted.team]
+        .into_iter()
+        .flatten()
+    {
+        value.sort_all_objects();
+    }
+    for map in [&mut sorted.properties, &mut sorted.relations]
+        .into_iter()
+        .flatten()
+    {
+        map.sort_keys();
+        map.values_mut().for_each(Json::sort_all_objects);
+    }
+    serde_json::to_string(&sorted).unwrap_or_default()
 }
 
 fn content_hash(text: &str) -> String {

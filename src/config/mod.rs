@@ -293,7 +293,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 fn hash_node(node: Option<&Node>) -> String {
-    let json = node.map(Node::to_json).unwrap_or(Json::Null);
+    let mut json = node.map(Node::to_json).unwrap_or(Json::Null);
+    // JSON objects keep the file's key order; moving a key within a section is no change to it.
+    json.sort_all_objects();
     hex(&Sha256::digest(json.to_string().as_bytes()))
 }
 

@@ -278,3 +278,28 @@ fn validate_print_masks_secrets() {
     }
     let _ = Path::new("");
 }
+
+#[test]
+fn moving_keys_within_a_section_is_no_change_to_that_section() {
+    let (a, _) = load_str(
+        "integration: {identifier: demo, adopt: []}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\n",
+        &[],
+    )
+    .expect("valid");
+    let (b, _) = load_str(
+        "integration: {adopt: [], identifier: demo}\nsource: {path: snap, type: snapshot}\ncatalog: {type: local}\n",
+        &[],
+    )
+    .expect("valid");
+    assert_ne!(a.hash, b.hash, "the text differs");
+    assert_eq!(a.section_hashes.integration, b.section_hashes.integration);
+    assert_eq!(a.section_hashes.source, b.section_hashes.source);
+    assert_eq!(
+        crate::watch::reload::classify(&a, &b),
+        crate::watch::reload::Change::Apply {
+            source: false,
+            mappings: false,
+            settings: false
+        }
+    );
+}

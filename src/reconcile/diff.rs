@@ -124,7 +124,10 @@ fn sorted_set(value: Json) -> Json {
     }
 }
 
-/// Numbers in one form, so that `1` and `1.0` compare equal.
+/// Numbers in one form, so that `1` and `1.0` compare equal, and object keys sorted. Objects keep
+/// their document order everywhere else (mappings must see it as jq does), but the catalog may
+/// answer with keys in another order than tidemark wrote them: plan hashes and the plan's
+/// before/after texts must not change, nor show a diff, because of that.
 pub fn canonical(value: &Json) -> Json {
     match value {
         Json::Number(n) => {
@@ -139,7 +142,14 @@ pub fn canonical(value: &Json) -> Json {
         }
         Json::Array(items) => Json::Array(items.iter().map(canonical).collect()),
         Json::Object(map) => {
-            Json::Object(map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
+            entries.sort_unstable_by_key(|(k, _)| *k);
+            Json::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
         }
         other => other.clone(),
     }
@@ -320,6 +330,127 @@ mod tests {
             json!({"properties": {"a": 1}}),
             json!({"properties": {"a": 1, "gone": 2}})
         ));
+    }
+
+    /// `{"region": .., "tags": {"team": .., "env": ..}}` with its keys in the order given, as a
+    /// mapping or a catalog may produce them.
+    fn ordered_properties(order: &[&str], tag_order: &[&str]) -> Json {
+        let mut tags = Map::new();
+        for k in tag_order {
+            tags.insert((*k).to_string(), json!(format!("{k}-value")));
+        }
+        let mut props = Map::new();
+        for k in order {
+            let value = if *k == "tags" {
+                Json::Object(tags.clone())
+            } else {
+                json!(1.0)
+            };
+            props.insert((*k).to_string(), value);
+        }
+        json!({"title": "t", "properties": props, "relations": {"r": ["y", "x"]}})
+    }
+
+    #[test]
+    fn key_order_of_the_catalog_answer_is_no_change() {
+        let desired = ordered_properties(&["zone", "tags", "alpha"], &["team", "env"]);
+        let current = ordered_properties(&["alpha", "zone", "tags"], &["env", "team"]);
+        // The two really differ in order, so the test cannot pass by accident.
+        assert_ne!(desired.to_string(), current.to_string());
+        assert!(same_merge(desired.clone(), current.clone()));
+        assert!(same_replace(desired.clone(), current.clone()));
+        let (d, c) = (entity(desired), entity(current));
+        let set = CompareSet::all(&d);
+        assert_eq!(
+            normalize(&d, &set).to_string(),
+            normalize(&c, &set).to_string(),
+            "the plan shows the same text on both sides"
+        );
+    }
+
+    #[test]
+    fn canonical_sorts_keys_at_every_depth_and_keeps_array_order() {
+        let v: Json = serde_json::from_str(r#"{"b": {"y": 1.0, "x": [{"d": 2, "c": 1}]}, "a": 3}"#)
+            .expect("json");
+        assert_eq!(
+            canonical(&v).to_string(),
+            r#"{"a":3,"b":{"x":[{"c":1,"d":2}],"y":1}}"#
+        );
+    }
+
+    #[test]
+    fn the_plan_basis_hash_does_not_depend_on_key_order() {
+        use crate::model::OwnedEntity;
+        let owned = |fields: Json| OwnedEntity {
+            entity: entity(fields),
+            account: Some("222222222222".into()),
+            kind: Some("AWS::S3::Bucket".into()),
+            placeholder: false,
+        };
+        let a = owned(ordered_properties(
+            &["zone", "tags", "alpha"],
+            &["team", "env"],
+        ));
+        let b = owned(ordered_properties(
+            &["tags", "alpha", "zone"],
+            &["env", "team"],
+        ));
+        let hashes =
+            |o: &OwnedEntity| crate::reconcile::plan::owned_hashes(std::slice::from_ref(o));
+        assert_eq!(hashes(&a), hashes(&b));
+        let mut changed = b.clone();
+        if let Some(props) = changed.entity.properties.as_mut() {
+            props.insert("zone".into(), json!(2));
+        }
+        assert_ne!(hashes(&a), hashes(&changed));
+    }
+
+    /// Any JSON value, objects included at every depth.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i32>().prop_map(Json::from),
+            (-1e6f64..1e6).prop_map(Json::from),
+            "[a-z]{0,4}".prop_map(Json::from),
+        ];
+        leaf.prop_recursive(3, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                proptest::collection::vec(("[a-e]{1,2}", inner), 0..5)
+                    .prop_map(|entries| Json::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The same value with the keys of every object in reverse order.
+    fn reversed(value: &Json) -> Json {
+        match value {
+            Json::Object(map) => Json::Object(
+                map.iter()
+                    .rev()
+                    .map(|(k, v)| (k.clone(), reversed(v)))
+                    .collect(),
+            ),
+            Json::Array(items) => Json::Array(items.iter().map(reversed).collect()),
+            other => other.clone(),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_text_and_comparison_ignore_key_order(value in any_json(), other in any_json()) {
+            let flipped = reversed(&value);
+            proptest::prop_assert_eq!(canonical(&value).to_string(), canonical(&flipped).to_string());
+            proptest::prop_assert_eq!(canonical(&canonical(&value)), canonical(&value));
+            let d = entity(json!({"title": value.clone(), "properties": {"p": value.clone(), "q": other.clone()}}));
+            let c = entity(json!({"properties": {"q": reversed(&other), "p": flipped}, "title": reversed(&value)}));
+            proptest::prop_assert!(same_fields(&d, &c, true));
+            proptest::prop_assert!(same_fields(&d, &c, false));
+            let set = CompareSet::replace(&d, &c);
+            proptest::prop_assert_eq!(normalize(&d, &set).to_string(), normalize(&c, &set).to_string());
+        }
     }
 
     #[test]

@@ -529,12 +529,39 @@ mod tests {
             region: "us-east-1".into(),
             kind: "AWS::SQS::Queue".into(),
             identifier: "q".into(),
-            properties: json!({"QueueName": "q"}),
+            // Not in key order: a replay must show mappings the keys as AWS listed them.
+            properties: json!({"QueueName": "q", "Attributes": {"Zeta": 1, "Alpha": 2}, "Arn": "a"}),
         };
         write_snapshot(dir.path(), &report, std::slice::from_ref(&item), "now").expect("write");
         let (read, items) = list(dir.path(), &["AWS::SQS::Queue"]).await;
-        assert_eq!(items, vec![item]);
+        assert_eq!(items, vec![item.clone()]);
+        // `==` on objects ignores order; the text does not.
+        assert_eq!(items[0].properties.to_string(), item.properties.to_string());
         assert_eq!(read.listings, report.listings);
+    }
+
+    #[tokio::test]
+    async fn properties_keep_the_key_order_of_the_recorded_document() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "manifest.json",
+            manifest(json!([
+                {"account": "222222222222", "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}
+            ])),
+        );
+        let text = r#"{"QueueName":"q","Tags":{"team":"core","env":"prod"},"Arn":"a"}"#;
+        write(
+            dir.path(),
+            "222222222222/us-east-1/AWS_SQS_Queue.json",
+            json!([{"Identifier": "q", "Properties": text},
+                   {"Identifier": "r", "Properties": serde_json::from_str::<Json>(text).expect("json")}]),
+        );
+        let (_, items) = list(dir.path(), &["AWS::SQS::Queue"]).await;
+        assert_eq!(items.len(), 2);
+        for item in &items {
+            assert_eq!(item.properties.to_string(), text, "{}", item.identifier);
+        }
     }
 
     #[tokio::test]

@@ -104,6 +104,9 @@ pub struct Faults {
     pub hostile_listing: Option<Hostile>,
     /// Bulk deletes; Html, Truncated and NotOk answer without deleting.
     pub hostile_delete: Option<Hostile>,
+    /// Answer entities with the keys of every object in reverse order of how they were written
+    /// (JSON does not promise an order; a client must not care).
+    pub reverse_keys: bool,
 }
 
 impl Default for Faults {
@@ -125,6 +128,7 @@ impl Default for Faults {
             hostile_bulk: None,
             hostile_listing: None,
             hostile_delete: None,
+            reverse_keys: false,
         }
     }
 }
@@ -849,7 +853,11 @@ impl Inner {
         if self.faults.expose_datasource {
             out.insert("$datasource".into(), json!(e.datasource));
         }
-        Json::Object(out)
+        let mut out = Json::Object(out);
+        if self.faults.reverse_keys {
+            reverse_keys(&mut out);
+        }
+        out
     }
 
     fn search(&self, bp: &str, body: &Json) -> Outcome {
@@ -1062,6 +1070,22 @@ impl Inner {
         }
         self.entities.remove(&(bp.to_string(), id.to_string()));
         ok(json!({"ok": true}))
+    }
+}
+
+/// Reverses the key order of every object in `value`.
+fn reverse_keys(value: &mut Json) {
+    match value {
+        Json::Object(map) => {
+            let mut entries: Vec<(String, Json)> = std::mem::take(map).into_iter().collect();
+            entries.reverse();
+            for (k, mut v) in entries {
+                reverse_keys(&mut v);
+                map.insert(k, v);
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(reverse_keys),
+        _ => {}
     }
 }
 
