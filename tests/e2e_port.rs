@@ -167,7 +167,7 @@ fn keys_that_port_answers_in_another_order_are_no_change_and_leave_a_plan_fresh(
         serde_json::to_string(&queues).expect("json"),
     )
     .expect("write");
-    let plan_path = s.dir.path().join("plan.json").display().to_string();
+    let plan_path = s.ws.path("plan.json").display().to_string();
     let planned = s.run(&["plan", "--out", &plan_path]);
     assert_eq!(code(&planned), 0, "{}", text(&planned.stderr));
 
