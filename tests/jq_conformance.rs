@@ -25,13 +25,6 @@ fn same(a: &Json, b: &Json) -> bool {
     }
 }
 
-/// Cases where tidemark knowingly differs from jq 1.7, with the reason. jaq's arithmetic is not
-/// overridable from jq definitions.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
-    "division_by_zero_errors",
-    "jaq divides by zero to infinity (printed as jq prints infinity) instead of raising an error",
-)];
-
 #[test]
 fn every_case_gives_what_jq_1_7_gives() {
     let cases = fixture("cases.json");
@@ -42,9 +35,6 @@ fn every_case_gives_what_jq_1_7_gives() {
     let mut failures = Vec::new();
     for (case, want) in cases.iter().zip(expected) {
         let name = case["name"].as_str().unwrap_or_default();
-        if KNOWN_DIFFERENCES.iter().any(|(n, _)| *n == name) {
-            continue;
-        }
         assert_eq!(want["name"], case["name"], "regenerate expected.json");
         let filter = case["filter"].as_str().unwrap_or_default();
         let got = eval_expression(filter, &case["input"]);

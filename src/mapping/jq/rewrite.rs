@@ -1,0 +1,134 @@
+//! Where jq 1.7 and jaq give the same syntax different meanings, the parsed expression is
+//! rewritten to call natives that behave like jq (defined in `jq.rs`):
+//! - `"\(x)"` interpolates with jq's `tostring`: jaq prints a computed integral number as `3.0`,
+//!   jq as `3`. This also applies to the library, whose `tostring`, `@text` and `@sh` interpolate.
+//! - `a / b` and `a % b` (and `/=`, `%=`) raise jq's error for a zero divisor, where jaq gives
+//!   infinity or NaN, and `%` truncates both sides to integers as jq does (jaq keeps fractions).
+//!   Only in mapping expressions: the library defines `infinite` as `1 / 0`.
+
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::{BinaryOp, Pattern, Term};
+use jaq_core::ops::Math;
+use jaq_core::path::{Part, Path};
+
+use super::prelude::Def;
+
+/// jq's `tostring`.
+pub(super) const TOSTRING: &str = "_tm_tostring";
+/// `_tm_div($divisor; $dividend)`: jq's `/`.
+pub(super) const DIV: &str = "_tm_div";
+/// `_tm_rem($divisor; $dividend)`: jq's `%`.
+pub(super) const REM: &str = "_tm_rem";
+/// Holds the right-hand side of `l /= r` while `l` is updated.
+const UPDATE_VAR: &str = "$__tm_operand";
+
+/// A mapping expression with jq 1.7's interpolation and division.
+pub(super) fn expression(term: Term<&str>) -> Term<&str> {
+    rewrite(term, true)
+}
+
+/// A library definition with jq 1.7's interpolation.
+pub(super) fn library_def(def: Def<'static>) -> Def<'static> {
+    Def {
+        body: rewrite(def.body, false),
+        ..def
+    }
+}
+
+fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
+    let go = |t: Term<&'s str>| rewrite(t, arithmetic);
+    let go_box = |t: Box<Term<&'s str>>| Box::new(rewrite(*t, arithmetic));
+    match term {
+        Term::Id | Term::Recurse | Term::Num(_) | Term::Var(_) | Term::Break(_) => term,
+        Term::Str(fmt, parts) => {
+            let parts = parts.into_iter().map(|part| match part {
+                StrPart::Term(t) => StrPart::Term(go(t)),
+                other => other,
+            });
+            Term::Str(Some(fmt.unwrap_or(TOSTRING)), parts.collect())
+        }
+        Term::Arr(t) => Term::Arr(t.map(go_box)),
+        Term::Obj(entries) => Term::Obj(
+            entries
+                .into_iter()
+                .map(|(k, v)| (go(k), v.map(go)))
+                .collect(),
+        ),
+        Term::Neg(t) => Term::Neg(go_box(t)),
+        Term::Label(label, t) => Term::Label(label, go_box(t)),
+        Term::BinOp(l, op, r) => {
+            let (l, r) = (go(*l), go(*r));
+            match op {
+                BinaryOp::Math(math @ (Math::Div | Math::Rem)) if arithmetic => {
+                    // jq evaluates the right side in the outer loop: `[(1,2) / (1,2)]` is
+                    // `[1,2,0.5,1]`; a native binds its first argument outermost.
+                    Term::Call(native(math), vec![r, l])
+                }
+                BinaryOp::UpdateMath(math @ (Math::Div | Math::Rem)) if arithmetic => {
+                    // jq defines `l /= r` as `r as $x | l |= . / $x`.
+                    let update = Term::Call(native(math), vec![Term::Var(UPDATE_VAR), Term::Id]);
+                    let update = Term::BinOp(Box::new(l), BinaryOp::Update, Box::new(update));
+                    let bind = BinaryOp::Pipe(Some(Pattern::Var(UPDATE_VAR)));
+                    Term::BinOp(Box::new(r), bind, Box::new(update))
+                }
+                BinaryOp::Pipe(Some(pattern)) => Term::BinOp(
+                    Box::new(l),
+                    BinaryOp::Pipe(Some(rewrite_pattern(pattern, arithmetic))),
+                    Box::new(r),
+                ),
+                op => Term::BinOp(Box::new(l), op, Box::new(r)),
+            }
+        }
+        Term::Fold(name, xs, pattern, args) => Term::Fold(
+            name,
+            go_box(xs),
+            rewrite_pattern(pattern, arithmetic),
+            args.into_iter().map(go).collect(),
+        ),
+        Term::TryCatch(t, catch) => Term::TryCatch(go_box(t), catch.map(go_box)),
+        Term::IfThenElse(branches, otherwise) => Term::IfThenElse(
+            branches.into_iter().map(|(c, t)| (go(c), go(t))).collect(),
+            otherwise.map(go_box),
+        ),
+        Term::Def(defs, t) => {
+            let defs = defs.into_iter().map(|d| jaq_core::load::parse::Def {
+                body: go(d.body),
+                ..d
+            });
+            Term::Def(defs.collect(), go_box(t))
+        }
+        Term::Call(name, args) => Term::Call(name, args.into_iter().map(go).collect()),
+        Term::Path(t, path) => {
+            let parts = path.0.into_iter().map(|(part, opt)| {
+                let part = match part {
+                    Part::Index(i) => Part::Index(go(i)),
+                    Part::Range(from, to) => Part::Range(from.map(go), to.map(go)),
+                };
+                (part, opt)
+            });
+            Term::Path(go_box(t), Path(parts.collect()))
+        }
+    }
+}
+
+fn rewrite_pattern(pattern: Pattern<&str>, arithmetic: bool) -> Pattern<&str> {
+    match pattern {
+        Pattern::Var(_) => pattern,
+        Pattern::Arr(items) => Pattern::Arr(
+            items
+                .into_iter()
+                .map(|p| rewrite_pattern(p, arithmetic))
+                .collect(),
+        ),
+        Pattern::Obj(entries) => Pattern::Obj(
+            entries
+                .into_iter()
+                .map(|(k, p)| (rewrite(k, arithmetic), rewrite_pattern(p, arithmetic)))
+                .collect(),
+        ),
+    }
+}
+
+fn native(math: Math) -> &'static str {
+    if matches!(math, Math::Div) { DIV } else { REM }
+}
