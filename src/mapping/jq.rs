@@ -1,6 +1,9 @@
 //! The only place that knows jaq: compiling one jq expression, running it on one input, and
 //! converting values between serde_json and jaq. Where jaq and jq 1.7 disagree on a builtin that
-//! mappings use, the definitions in `JQ_COMPAT` replace jaq's so results equal jq's.
+//! mappings use, the definitions in `JQ_COMPAT` and the natives in `compat_funs` replace jaq's;
+//! where they give the same syntax different meanings (interpolation, `/`, `%`), `rewrite`
+//! changes the parsed expression to call those natives. `prelude` parses the library once and
+//! hands each expression only the definitions it can reach.
 
 mod prelude;
 mod rewrite;
