@@ -21,6 +21,9 @@ pub(super) const DIV: &str = "_tm_div";
 pub(super) const REM: &str = "_tm_rem";
 /// Holds the right-hand side of `l /= r` while `l` is updated.
 const UPDATE_VAR: &str = "$__tm_operand";
+/// Hold the two sides of a binary operator whose operands both may give several outputs.
+const LEFT_VAR: &str = "$__tm_left";
+const RIGHT_VAR: &str = "$__tm_right";
 
 /// A mapping expression with jq 1.7's interpolation and division.
 pub(super) fn expression(term: Term<&str>) -> Term<&str> {
@@ -57,6 +60,7 @@ fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
         Term::Neg(t) => Term::Neg(go_box(t)),
         Term::Label(label, t) => Term::Label(label, go_box(t)),
         Term::BinOp(l, op, r) => {
+            let both_may_repeat = !at_most_one(&l) && !at_most_one(&r);
             let (l, r) = (go(*l), go(*r));
             match op {
                 BinaryOp::Math(math @ (Math::Div | Math::Rem)) if arithmetic => {
@@ -70,6 +74,17 @@ fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
                     let update = Term::BinOp(Box::new(l), BinaryOp::Update, Box::new(update));
                     let bind = BinaryOp::Pipe(Some(Pattern::Var(UPDATE_VAR)));
                     Term::BinOp(Box::new(r), bind, Box::new(update))
+                }
+                op @ (BinaryOp::Math(_) | BinaryOp::Cmp(_)) if arithmetic && both_may_repeat => {
+                    // jaq loops over the left side outermost, jq over the right:
+                    // `[(1,2) + (10,20)]` is `[11,12,21,22]` in jq. Binding the right side
+                    // first restores jq's order; one output on either side makes it moot.
+                    let (lv, rv) = (Term::Var(LEFT_VAR), Term::Var(RIGHT_VAR));
+                    let apply = Term::BinOp(Box::new(lv), op, Box::new(rv));
+                    let bind_l = BinaryOp::Pipe(Some(Pattern::Var(LEFT_VAR)));
+                    let inner = Term::BinOp(Box::new(l), bind_l, Box::new(apply));
+                    let bind_r = BinaryOp::Pipe(Some(Pattern::Var(RIGHT_VAR)));
+                    Term::BinOp(Box::new(r), bind_r, Box::new(inner))
                 }
                 BinaryOp::Pipe(Some(pattern)) => Term::BinOp(
                     Box::new(l),
@@ -126,6 +141,53 @@ fn rewrite_pattern(pattern: Pattern<&str>, arithmetic: bool) -> Pattern<&str> {
                 .map(|(k, p)| (rewrite(k, arithmetic), rewrite_pattern(p, arithmetic)))
                 .collect(),
         ),
+    }
+}
+
+/// Whether a term gives at most one output for any input, judged from its shape alone: `false`
+/// means "may give more" (calls are not looked into, since a definition can shadow any name).
+fn at_most_one(term: &Term<&str>) -> bool {
+    match term {
+        Term::Id | Term::Num(_) | Term::Var(_) | Term::Arr(_) => true,
+        // A format (`@sh "…"`) is a call.
+        Term::Str(Some(_), _) => false,
+        Term::Str(None, parts) => parts.iter().all(|p| match p {
+            StrPart::Term(t) => at_most_one(t),
+            _ => true,
+        }),
+        Term::Obj(entries) => entries
+            .iter()
+            .all(|(k, v)| at_most_one(k) && v.as_ref().is_none_or(at_most_one)),
+        Term::Neg(t) => at_most_one(t),
+        Term::Path(t, path) => {
+            at_most_one(t)
+                && path.0.iter().all(|(part, _)| match part {
+                    Part::Index(i) => at_most_one(i),
+                    Part::Range(None, None) => false,
+                    Part::Range(from, to) => from.iter().chain(to).all(at_most_one),
+                })
+        }
+        Term::BinOp(l, op, r) => {
+            matches!(
+                op,
+                BinaryOp::Pipe(None)
+                    | BinaryOp::Alt
+                    | BinaryOp::Or
+                    | BinaryOp::And
+                    | BinaryOp::Math(_)
+                    | BinaryOp::Cmp(_)
+            ) && at_most_one(l)
+                && at_most_one(r)
+        }
+        Term::IfThenElse(branches, otherwise) => {
+            branches
+                .iter()
+                .all(|(c, t)| at_most_one(c) && at_most_one(t))
+                && otherwise.as_deref().is_none_or(at_most_one)
+        }
+        Term::TryCatch(t, catch) => at_most_one(t) && catch.as_deref().is_none_or(at_most_one),
+        Term::Call(..) | Term::Recurse | Term::Fold(..) | Term::Def(..) => false,
+        Term::Label(..) | Term::Break(_) => false,
     }
 }
 
