@@ -170,7 +170,8 @@ fn build(defs: Vec<prelude::Def>, main: &str, code: &str) -> Result<Program, Vec
         .with_global_vars([ENV_VAR])
         .compile(modules)
         .map_err(|errs| {
-            errs.into_iter()
+            let mut out: Vec<_> = errs
+                .into_iter()
                 .flat_map(|(_file, undefined)| undefined)
                 .map(|(name, kind)| CompileError {
                     offset: offset_in(code, name),
@@ -181,7 +182,11 @@ fn build(defs: Vec<prelude::Def>, main: &str, code: &str) -> Result<Program, Vec
                         other => format!("undefined {} {name}", other.as_str()),
                     },
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            // The rewrite can move operands (jq evaluates the right side of `+` first), which
+            // the compiler then visits first; report in the order of the text.
+            out.sort_by_key(|e| e.offset);
+            out
         })?;
     Ok(Program { filter })
 }
