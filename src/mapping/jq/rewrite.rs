@@ -4,7 +4,11 @@
 //!   jq as `3`. This also applies to the library, whose `tostring`, `@text` and `@sh` interpolate.
 //! - `a / b` and `a % b` (and `/=`, `%=`) raise jq's error for a zero divisor, where jaq gives
 //!   infinity or NaN, and `%` truncates both sides to integers as jq does (jaq keeps fractions).
-//!   Only in mapping expressions: the library defines `infinite` as `1 / 0`.
+//! - `l + r`, `l == r` and the other arithmetic and comparison operators loop over `r`'s outputs
+//!   outermost, as jq does (jaq loops over `l` outermost), where both sides may give several.
+//!
+//! Division, remainder and operand order are rewritten only in mapping expressions: the library
+//! defines `infinite` as `1 / 0`, and its definitions were written for jaq's order.
 
 use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Pattern, Term};
@@ -25,7 +29,7 @@ const UPDATE_VAR: &str = "$__tm_operand";
 const LEFT_VAR: &str = "$__tm_left";
 const RIGHT_VAR: &str = "$__tm_right";
 
-/// A mapping expression with jq 1.7's interpolation and division.
+/// A mapping expression with jq 1.7's interpolation, division and operand order.
 pub(super) fn expression(term: Term<&str>) -> Term<&str> {
     rewrite(term, true)
 }
@@ -38,9 +42,10 @@ pub(super) fn library_def(def: Def<'static>) -> Def<'static> {
     }
 }
 
-fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
-    let go = |t: Term<&'s str>| rewrite(t, arithmetic);
-    let go_box = |t: Box<Term<&'s str>>| Box::new(rewrite(*t, arithmetic));
+/// `operators`: whether `/`, `%` and operand order are rewritten too (not in the library).
+fn rewrite<'s>(term: Term<&'s str>, operators: bool) -> Term<&'s str> {
+    let go = |t: Term<&'s str>| rewrite(t, operators);
+    let go_box = |t: Box<Term<&'s str>>| Box::new(rewrite(*t, operators));
     match term {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Var(_) | Term::Break(_) => term,
         Term::Str(fmt, parts) => {
@@ -63,19 +68,19 @@ fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
             let both_may_repeat = !at_most_one(&l) && !at_most_one(&r);
             let (l, r) = (go(*l), go(*r));
             match op {
-                BinaryOp::Math(math @ (Math::Div | Math::Rem)) if arithmetic => {
+                BinaryOp::Math(math @ (Math::Div | Math::Rem)) if operators => {
                     // jq evaluates the right side in the outer loop: `[(1,2) / (1,2)]` is
                     // `[1,2,0.5,1]`; a native binds its first argument outermost.
                     Term::Call(native(math), vec![r, l])
                 }
-                BinaryOp::UpdateMath(math @ (Math::Div | Math::Rem)) if arithmetic => {
+                BinaryOp::UpdateMath(math @ (Math::Div | Math::Rem)) if operators => {
                     // jq defines `l /= r` as `r as $x | l |= . / $x`.
                     let update = Term::Call(native(math), vec![Term::Var(UPDATE_VAR), Term::Id]);
                     let update = Term::BinOp(Box::new(l), BinaryOp::Update, Box::new(update));
                     let bind = BinaryOp::Pipe(Some(Pattern::Var(UPDATE_VAR)));
                     Term::BinOp(Box::new(r), bind, Box::new(update))
                 }
-                op @ (BinaryOp::Math(_) | BinaryOp::Cmp(_)) if arithmetic && both_may_repeat => {
+                op @ (BinaryOp::Math(_) | BinaryOp::Cmp(_)) if operators && both_may_repeat => {
                     // jaq loops over the left side outermost, jq over the right:
                     // `[(1,2) + (10,20)]` is `[11,12,21,22]` in jq. Binding the right side
                     // first restores jq's order; one output on either side makes it moot.
@@ -88,7 +93,7 @@ fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
                 }
                 BinaryOp::Pipe(Some(pattern)) => Term::BinOp(
                     Box::new(l),
-                    BinaryOp::Pipe(Some(rewrite_pattern(pattern, arithmetic))),
+                    BinaryOp::Pipe(Some(rewrite_pattern(pattern, operators))),
                     Box::new(r),
                 ),
                 op => Term::BinOp(Box::new(l), op, Box::new(r)),
@@ -97,7 +102,7 @@ fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
         Term::Fold(name, xs, pattern, args) => Term::Fold(
             name,
             go_box(xs),
-            rewrite_pattern(pattern, arithmetic),
+            rewrite_pattern(pattern, operators),
             args.into_iter().map(go).collect(),
         ),
         Term::TryCatch(t, catch) => Term::TryCatch(go_box(t), catch.map(go_box)),
@@ -126,19 +131,19 @@ fn rewrite<'s>(term: Term<&'s str>, arithmetic: bool) -> Term<&'s str> {
     }
 }
 
-fn rewrite_pattern(pattern: Pattern<&str>, arithmetic: bool) -> Pattern<&str> {
+fn rewrite_pattern(pattern: Pattern<&str>, operators: bool) -> Pattern<&str> {
     match pattern {
         Pattern::Var(_) => pattern,
         Pattern::Arr(items) => Pattern::Arr(
             items
                 .into_iter()
-                .map(|p| rewrite_pattern(p, arithmetic))
+                .map(|p| rewrite_pattern(p, operators))
                 .collect(),
         ),
         Pattern::Obj(entries) => Pattern::Obj(
             entries
                 .into_iter()
-                .map(|(k, p)| (rewrite(k, arithmetic), rewrite_pattern(p, arithmetic)))
+                .map(|(k, p)| (rewrite(k, operators), rewrite_pattern(p, operators)))
                 .collect(),
         ),
     }
@@ -193,4 +198,37 @@ fn at_most_one(term: &Term<&str>) -> bool {
 
 fn native(math: Math) -> &'static str {
     if matches!(math, Math::Div) { DIV } else { REM }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(code: &str) -> String {
+        let term = jaq_core::load::parse(code, |p| p.term()).expect("parses");
+        format!("{:?}", expression(term))
+    }
+
+    #[test]
+    fn operands_are_rebound_only_where_both_sides_may_give_several_outputs() {
+        // The common mapping shapes keep jaq's direct evaluation.
+        for code in [
+            r#""arn:" + .a + ":" + (.b | tostring)"#,
+            ".a.b[0] == .c",
+            r#"(.x // "") + "-" + .y"#,
+        ] {
+            assert!(!rewritten(code).contains(LEFT_VAR), "{code}");
+        }
+        for code in [".a[] + .b[]", "(.a | tostring) + (.b | tostring)"] {
+            assert!(rewritten(code).contains(LEFT_VAR), "{code}");
+        }
+    }
+
+    #[test]
+    fn interpolation_division_and_remainder_call_the_jq_natives() {
+        let text = rewritten(r#""\(.a / .b) \(.c % 2)""#);
+        for native in [TOSTRING, DIV, REM] {
+            assert!(text.contains(native), "{native} in {text}");
+        }
+    }
 }
