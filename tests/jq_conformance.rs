@@ -25,13 +25,8 @@ fn same(a: &Json, b: &Json) -> bool {
     }
 }
 
-/// Cases where tidemark knowingly differs from jq 1.7, with the reason. jaq's arithmetic is not
-/// overridable from jq definitions.
+/// Cases where tidemark knowingly differs from jq 1.7, with the reason.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "division_by_zero_errors",
-        "jaq divides by zero to infinity (printed as jq prints infinity) instead of raising an error",
-    ),
     (
         "order_del_keeps_the_other_keys_in_place",
         "jaq deletes an object key by swapping the last key into its place (IndexMap::swap_remove); \

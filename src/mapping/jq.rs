@@ -1,7 +1,14 @@
 //! The only place that knows jaq: compiling one jq expression, running it on one input, and
 //! converting values between serde_json and jaq. Where jaq and jq 1.7 disagree on a builtin that
-//! mappings use, the definitions in `JQ_COMPAT` replace jaq's so results equal jq's.
+//! mappings use, the definitions in `JQ_COMPAT` and the natives in `compat_funs` replace jaq's;
+//! where they give the same syntax different meanings (interpolation, `/`, `%`), `rewrite`
+//! changes the parsed expression to call those natives. `prelude` parses the library once and
+//! hands each expression only the definitions it can reach.
 
+mod prelude;
+mod rewrite;
+
+use jaq_core::load::parse::Def;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Cv, ValXs, Vars, data, load, unwrap_valr};
 use jaq_json::{Map, Num, Rc, Val};
@@ -12,8 +19,8 @@ type D = data::JustLut<Val>;
 /// jq 1.7 definitions of builtins whose jaq versions give different results. Each has a
 /// conformance case in `tests/fixtures/jq/cases.json`.
 const JQ_COMPAT: &str = r#"
-def tostring: if type == "string" then . else tojson end;
-def @text: tostring;
+def tostring: _tm_tostring;
+def @text: _tm_tostring;
 def join($x): reduce .[] as $i (null;
   (if . == null then "" else . + $x end) +
   ($i | if . == null then "" elif type == "boolean" or type == "number" then tojson else . end)) // "";
@@ -77,13 +84,33 @@ fn found(token: &str) -> String {
     }
 }
 
-/// Compiles one expression with jaq's standard library and the jq 1.7 compatibility definitions.
+/// The name the expression is defined under: it is compiled as the body of a library
+/// definition so that the compiler sees the rewritten syntax tree, not the text.
+const MAIN: &str = "_tm_main";
+
+/// Compiles one expression with the part of jaq's standard library and of the jq 1.7
+/// compatibility definitions that it can reach.
 pub(crate) fn compile(code: &str) -> Result<Program, Vec<CompileError>> {
-    let compat = load::parse(JQ_COMPAT, |p| p.defs()).unwrap_or_default();
-    let defs = jaq_core::defs()
-        .chain(jaq_std::defs())
-        .chain(jaq_json::defs())
-        .chain(compat);
+    let library = prelude::prelude(JQ_COMPAT);
+    match load::parse(code, |p| p.term()) {
+        Some(term) => {
+            let term = rewrite::expression(term);
+            let mut defs: Vec<prelude::Def> = library.reachable_from(&term);
+            defs.push(Def {
+                name: MAIN,
+                args: Vec::new(),
+                body: term,
+            });
+            build(defs, MAIN, code)
+        }
+        // A syntax error, which the loader reports with its position, or module directives,
+        // which it refuses.
+        None => build(library.all(), code, code),
+    }
+}
+
+/// Loads `main` with `defs` as its library and compiles it; errors point into `code`.
+fn build(defs: Vec<prelude::Def>, main: &str, code: &str) -> Result<Program, Vec<CompileError>> {
     // Our natives come first: the compiler takes the first native with a matching name.
     let funs = compat_funs()
         .chain(jaq_core::funs())
@@ -91,7 +118,13 @@ pub(crate) fn compile(code: &str) -> Result<Program, Vec<CompileError>> {
         .chain(jaq_json::funs());
     let arena = Arena::default();
     let modules = Loader::new(defs)
-        .load(&arena, File { code, path: () })
+        .load(
+            &arena,
+            File {
+                code: main,
+                path: (),
+            },
+        )
         .map_err(|errs| {
             let mut out = Vec::new();
             for (_file, err) in errs {
@@ -137,7 +170,8 @@ pub(crate) fn compile(code: &str) -> Result<Program, Vec<CompileError>> {
         .with_global_vars([ENV_VAR])
         .compile(modules)
         .map_err(|errs| {
-            errs.into_iter()
+            let mut out: Vec<_> = errs
+                .into_iter()
                 .flat_map(|(_file, undefined)| undefined)
                 .map(|(name, kind)| CompileError {
                     offset: offset_in(code, name),
@@ -148,15 +182,25 @@ pub(crate) fn compile(code: &str) -> Result<Program, Vec<CompileError>> {
                         other => format!("undefined {} {name}", other.as_str()),
                     },
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            // The rewrite can move operands (jq evaluates the right side of `+` first), which
+            // the compiler then visits first; report in the order of the text.
+            out.sort_by_key(|e| e.offset);
+            out
         })?;
     Ok(Program { filter })
 }
 
-/// Natives that replace jaq's where jq 1.7 prints values differently.
+/// Natives that replace jaq's where jq 1.7 prints values differently, and the ones the
+/// rewritten syntax calls (see `rewrite`).
 fn compat_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     use jaq_core::native::{Filter, run, v};
-    let natives: [Filter<jaq_core::RunPtr<D>>; 1] = [("tojson", v(0), tojson)];
+    let natives: [Filter<jaq_core::RunPtr<D>>; 4] = [
+        ("tojson", v(0), tojson),
+        (rewrite::TOSTRING, v(0), tostring),
+        (rewrite::DIV, v(2), div),
+        (rewrite::REM, v(2), rem),
+    ];
     natives.into_iter().map(run::<D>)
 }
 
@@ -164,6 +208,107 @@ fn tojson<'a>(cv: Cv<'a, D>) -> ValXs<'a, Val> {
     let mut out = String::new();
     write_jq_json(&mut out, &cv.1);
     jaq_core::native::bome(Ok(Val::from(out)))
+}
+
+/// jq's `tostring`: strings as they are, anything else as `tojson` prints it.
+fn tostring<'a>(cv: Cv<'a, D>) -> ValXs<'a, Val> {
+    match cv.1 {
+        Val::TStr(_) | Val::BStr(_) => jaq_core::native::bome(Ok(cv.1)),
+        other => tojson((cv.0, other)),
+    }
+}
+
+/// jq's `$dividend / $divisor`: dividing a number by zero is an error; strings split as in jaq.
+fn div<'a>(mut cv: Cv<'a, D>) -> ValXs<'a, Val> {
+    let dividend = cv.0.pop_var();
+    let divisor = cv.0.pop_var();
+    jaq_core::native::bome(match (&dividend, &divisor) {
+        (Val::Num(_), Val::Num(d)) if num_f64(d) == 0.0 => Err(operand_error(
+            &dividend,
+            &divisor,
+            "cannot be divided because the divisor is zero",
+        )),
+        (Val::Num(_), Val::Num(_))
+        | (Val::TStr(_), Val::TStr(_))
+        | (Val::BStr(_), Val::BStr(_)) => dividend / divisor,
+        _ => Err(operand_error(&dividend, &divisor, "cannot be divided")),
+    })
+}
+
+/// jq's `$dividend % $divisor`: both sides are truncated to integers (saturating, as jq's
+/// `dtoi`), a divisor that truncates to zero is an error, NaN on either side gives NaN.
+fn rem<'a>(mut cv: Cv<'a, D>) -> ValXs<'a, Val> {
+    let dividend = cv.0.pop_var();
+    let divisor = cv.0.pop_var();
+    let (Val::Num(a), Val::Num(b)) = (&dividend, &divisor) else {
+        let why = "cannot be divided (remainder)";
+        return jaq_core::native::bome(Err(operand_error(&dividend, &divisor, why)));
+    };
+    let (a, b) = (num_f64(a), num_f64(b));
+    let result = if a.is_nan() || b.is_nan() {
+        Ok(Val::Num(Num::Float(f64::NAN)))
+    } else {
+        // `as` saturates at the i64 bounds, which is what jq's `dtoi` does.
+        let (a, b) = (a as i64, b as i64);
+        match b {
+            0 => Err(operand_error(
+                &dividend,
+                &divisor,
+                "cannot be divided (remainder) because the divisor is zero",
+            )),
+            // `i64::MIN % -1` overflows; jq special-cases it the same way.
+            -1 => Ok(Val::Num(Num::Int(0))),
+            b => Ok(Val::Num(Num::from_integral(a % b))),
+        }
+    };
+    jaq_core::native::bome(result)
+}
+
+/// jq's message for an operation two values do not allow: `number (1) and number (0) …`.
+fn operand_error(l: &Val, r: &Val, why: &str) -> jaq_core::Error<Val> {
+    let (lk, lv, rk, rv) = (kind_name(l), dump_short(l), kind_name(r), dump_short(r));
+    jaq_core::Error::new(Val::from(format!("{lk} ({lv}) and {rk} ({rv}) {why}")))
+}
+
+/// Longest value jq shows in an error message, in bytes.
+const ERROR_DUMP_MAX: usize = 14;
+
+/// A value as jq shows it in error messages: JSON cut to 11 bytes plus `...` when longer than
+/// 14 (jq's `jv_dump_string_trunc` with its 15-byte buffer), cut here on a character boundary.
+fn dump_short(v: &Val) -> String {
+    let mut text = String::new();
+    write_jq_json(&mut text, v);
+    if text.len() > ERROR_DUMP_MAX {
+        let mut cut = ERROR_DUMP_MAX - 3;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// jq's name for a value's type.
+fn kind_name(v: &Val) -> &'static str {
+    match v {
+        Val::Null => "null",
+        Val::Bool(_) => "boolean",
+        Val::Num(_) => "number",
+        Val::TStr(_) | Val::BStr(_) => "string",
+        Val::Arr(_) => "array",
+        Val::Obj(_) => "object",
+    }
+}
+
+/// A number as a double, as jq holds every number.
+fn num_f64(n: &Num) -> f64 {
+    match n {
+        Num::Int(i) => *i as f64,
+        Num::Float(f) => *f,
+        Num::BigInt(b) => b.to_string().parse().unwrap_or(f64::NAN),
+        Num::Dec(text) => text.parse().unwrap_or(f64::NAN),
+    }
 }
 
 /// Writes a value as jq 1.7's `tojson` does: keys in insertion order, no spaces, jq's number format.
@@ -405,13 +550,7 @@ pub(crate) fn to_json(val: &Val) -> Result<Json, String> {
                     other => {
                         let mut text = String::new();
                         write_jq_json(&mut text, other);
-                        let kind = match other {
-                            Val::Null => "null",
-                            Val::Bool(_) => "boolean",
-                            Val::Num(_) => "number",
-                            Val::Arr(_) => "array",
-                            _ => "object",
-                        };
+                        let kind = kind_name(other);
                         return Err(format!("Cannot use {kind} ({text}) as object key"));
                     }
                 };
@@ -455,4 +594,65 @@ pub(crate) fn float_to_json(f: f64) -> Json {
         return Json::from(f as i64);
     }
     Number::from_f64(f).map_or(Json::Null, Json::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(code: &str) -> Outcome {
+        let program = compile(code).unwrap_or_else(|e| panic!("{code}: {e:?}"));
+        program.first(Val::Null, Val::Null)
+    }
+
+    #[test]
+    fn undefined_names_are_reported_where_they_are_in_the_expression() {
+        let code = r#""\(nosuch)" + (1 / nosuch2(1)) + $nope"#;
+        let errs = compile(code).err().expect("does not compile");
+        let at = |s: &str| code.find(s).expect("present");
+        let got: Vec<_> = errs
+            .iter()
+            .map(|e| (e.offset, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (at("nosuch)"), "undefined filter nosuch/0"),
+                (at("nosuch2"), "undefined filter nosuch2/1"),
+                (at("$nope"), "undefined variable $nope"),
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_where_the_parser_stopped() {
+        let errs = compile(".a | (.b").err().expect("does not compile");
+        assert_eq!(
+            errs,
+            [CompileError {
+                offset: 8,
+                message: "expected closing parenthesis, found end of expression".into()
+            }]
+        );
+        let errs = compile("include \"x\"; .").err().expect("does not compile");
+        assert!(
+            errs[0].message.starts_with("cannot load module"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn interpolation_and_division_behave_as_in_jq() {
+        let text = |o: Outcome| match o {
+            Outcome::Value(Val::TStr(b)) => String::from_utf8_lossy(&b).into_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text(run(r#""\(1.5 + 1.5)""#)), "3");
+        assert_eq!(text(run(r#"def f: "\(. * 2)"; 1.5 | f"#)), "3");
+        assert!(matches!(run("1 / 0"), Outcome::Error(m) if m.ends_with("divisor is zero")));
+        assert!(matches!(
+            run("reduce (1, 0) as $x (1; . / $x)"),
+            Outcome::Error(_)
+        ));
+    }
 }
