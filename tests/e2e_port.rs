@@ -61,8 +61,12 @@ impl Setup {
         output_within(self.command(args), limit)
     }
 
-    fn snapshot_file(&self, rel: &str) -> std::path::PathBuf {
-        self.ws.path("snapshot").join(rel)
+    /// Changes one property of one queue in the demo snapshot.
+    fn change_one_queue(&self) {
+        let rel = "snapshot/222222222222/eu-west-1/AWS_SQS_Queue.json";
+        let mut queues = self.ws.read_json(rel);
+        queues[0]["Properties"]["VisibilityTimeout"] = json!(120);
+        self.ws.write_json(rel, &queues);
     }
 
     /// The stand-in's entities written by tidemark: (blueprint, identifier) → body.
@@ -132,16 +136,7 @@ fn the_demo_syncs_into_port_and_a_second_apply_sends_no_writes() {
 fn one_changed_resource_is_exactly_one_upsert() {
     let s = setup();
     assert_eq!(code(&s.run(&["apply"])), 0);
-    let rel = "222222222222/eu-west-1/AWS_SQS_Queue.json";
-    let mut queues: Vec<Json> =
-        serde_json::from_str(&std::fs::read_to_string(s.snapshot_file(rel)).expect("read"))
-            .expect("json");
-    queues[0]["Properties"]["VisibilityTimeout"] = json!(120);
-    std::fs::write(
-        s.snapshot_file(rel),
-        serde_json::to_string(&queues).expect("json"),
-    )
-    .expect("write");
+    s.change_one_queue();
     s.port.reset_counters();
     let out = s.run(&["apply"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
@@ -157,16 +152,7 @@ fn one_changed_resource_is_exactly_one_upsert() {
 fn keys_that_port_answers_in_another_order_are_no_change_and_leave_a_plan_fresh() {
     let s = setup();
     assert_eq!(code(&s.run(&["apply"])), 0);
-    let rel = "222222222222/eu-west-1/AWS_SQS_Queue.json";
-    let mut queues: Vec<Json> =
-        serde_json::from_str(&std::fs::read_to_string(s.snapshot_file(rel)).expect("read"))
-            .expect("json");
-    queues[0]["Properties"]["VisibilityTimeout"] = json!(120);
-    std::fs::write(
-        s.snapshot_file(rel),
-        serde_json::to_string(&queues).expect("json"),
-    )
-    .expect("write");
+    s.change_one_queue();
     let plan_path = s.ws.path("plan.json").display().to_string();
     let planned = s.run(&["plan", "--out", &plan_path]);
     assert_eq!(code(&planned), 0, "{}", text(&planned.stderr));
@@ -215,10 +201,7 @@ fn entities_another_writer_seeded_survive_every_apply() {
     );
     // Drop a whole account from the snapshot and confirm its deletion: only ours go.
     let before = s.ours().len();
-    let manifest_path = s.snapshot_file("manifest.json");
-    let mut manifest: Json =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
-            .expect("json");
+    let mut manifest = s.ws.read_json("snapshot/manifest.json");
     manifest["accounts"]
         .as_array_mut()
         .expect("accounts")
@@ -227,7 +210,7 @@ fn entities_another_writer_seeded_survive_every_apply() {
         .as_array_mut()
         .expect("scopes")
         .retain(|a| a["account"] != "444444444444");
-    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+    s.ws.write_json("snapshot/manifest.json", &manifest);
     let out = s.run(&["apply", "--allow-mass-delete=444444444444"]);
     assert_eq!(
         code(&out),
