@@ -435,6 +435,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                     .any(|a| !a.assumed || a.regions_error.is_some());
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
         }
+        // Served by `main` before logging and the runtime start.
         Command::MapWorker => Ok(EXIT_OK),
         Command::Watch { config, listen } => {
             let mut options = tidemark::watch::WatchOptions::new(config.config);
