@@ -585,6 +585,40 @@ async fn a_change_to_the_integration_is_rejected_with_a_message_to_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_tried_by_a_withdrawn_reload_never_serves_the_running_config() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    let before = ws.entities().await;
+    let original = std::fs::read_to_string(ws.config()).expect("config");
+
+    // New mappings and a source that cannot list: the candidate's sync fails on the listing, so
+    // the candidate stays pending with a source opened for `missing`.
+    ws.write(
+        "tidemark.yaml",
+        &original.replace("path: snap", "path: missing"),
+    );
+    ws.write("mappings/queues.yaml", &titled("A "));
+    wait_for("the candidate's listing to fail", || async {
+        daemon.shared.readiness().last_sync_error.is_some()
+    })
+    .await;
+    // Withdrawn: the files are the running config again.
+    ws.write("tidemark.yaml", &original);
+    ws.write("mappings/queues.yaml", MAPPING);
+    // The retry must list `snap` with the running config, not the withdrawn source.
+    wait_for("a sync with the running config", || async {
+        daemon.shared.readiness().last_sync_error.is_none()
+    })
+    .await;
+    assert_eq!(ws.entities().await, before);
+    assert_eq!(daemon.shared.readiness().config_error, None);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_change_lists_again() {
     let ws = Workspace::new("[mappings/queues.yaml]");
     ws.write("mappings/queues.yaml", MAPPING);

@@ -5,8 +5,10 @@
 //! The run loop owns all state and is a `select!` over the shutdown future, debounced reload
 //! signals, the running sync (a spawned task, at most one) and the scheduler's next deadline.
 //! A reload swaps in a fully loaded and compiled config, or keeps the running one. New mappings
-//! are first a candidate: the next sync maps with them, and they replace the running ones only
-//! if every item mapped within the evaluation limit.
+//! are first a candidate: the next sync maps with them, and they replace the running ones once
+//! every item that sync listed (or took from the cache) mapped within the evaluation limit. Items
+//! of scopes whose listing failed cannot be tried; if one of them loops once its scope recovers,
+//! that sync fails and is retried, and the daemon keeps serving.
 //!
 //! With [`WatchOptions::map_worker`] set (the binary sets it), items are mapped in a child
 //! process, so an expression that never ends costs a rejected reload or a failed sync instead of
@@ -186,8 +188,9 @@ struct Finished<S> {
     /// The candidate the sync mapped with, if any.
     candidate: Option<u64>,
     source: Option<Arc<S>>,
-    /// The source generation the sync ran with; a source change since makes its cache stale.
-    generation: u64,
+    /// The `source` section hash of the config the sync ran with: what its source and cache
+    /// belong to.
+    source_hash: String,
     elapsed: Duration,
 }
 
@@ -206,9 +209,6 @@ struct Candidate {
     id: u64,
     config: Arc<Config>,
     worker: MapWorker,
-    /// The `source` section changed too: a rejected candidate leaves a source opened with its
-    /// settings, which must not serve the running config.
-    source_changed: bool,
 }
 
 /// The daemon's state between events.
@@ -221,11 +221,13 @@ struct Daemon<A: Adapters> {
     candidate: Option<Candidate>,
     candidates: u64,
     catalog: Arc<A::Catalog>,
+    /// The source and the cache of its last listing, and the `source` section hash they were
+    /// made with. A sync whose config has another hash opens a new source and lists afresh, so
+    /// items listed with other settings (an old config, a rejected or replaced candidate) never
+    /// serve it.
     source: Option<Arc<A::Source>>,
     cache: Option<Arc<Cache>>,
-    /// Bumped when the `source` section changes, so a sync started before cannot bring back
-    /// items listed with the old settings.
-    generation: u64,
+    source_hash: String,
     scheduler: Scheduler,
     watcher: FsWatcher,
     syncs: u64,
@@ -266,7 +268,7 @@ async fn run_loaded<A: Adapters>(
         catalog,
         source: None,
         cache: None,
-        generation: 0,
+        source_hash: String::new(),
         watcher,
         syncs: 0,
     };
@@ -339,9 +341,14 @@ async fn wait<S>(running: &mut Option<Running<S>>) -> Result<Finished<S>, JoinEr
 }
 
 impl<A: Adapters> Daemon<A> {
-    /// Watches the directories of every path the running config names (again).
+    /// Watches the directories of every path the running config and a pending candidate name
+    /// (again).
     fn arm(&mut self) {
-        let set = WatchSet::new(&self.config.watched_paths);
+        let mut paths = self.config.watched_paths.clone();
+        if let Some(c) = &self.candidate {
+            paths.extend(c.config.watched_paths.iter().cloned());
+        }
+        let set = WatchSet::new(&paths);
         for (dir, e) in self.watcher.arm(set) {
             warn!(dir = %dir.display(), "cannot watch for changes: {e}");
         }
@@ -356,8 +363,12 @@ impl<A: Adapters> Daemon<A> {
             None => (Arc::clone(&self.config), self.worker.clone(), None),
         };
         let (adapters, catalog) = (Arc::clone(&self.adapters), Arc::clone(&self.catalog));
-        let (source, cache, generation) =
-            (self.source.clone(), self.cache.clone(), self.generation);
+        let source_hash = config.section_hashes.source.clone();
+        let (source, cache) = if source_hash == self.source_hash {
+            (self.source.clone(), self.cache.clone())
+        } else {
+            (None, None)
+        };
         let shared = Arc::clone(&self.shared);
         let span = info_span!("sync", n = self.syncs, requested = mode.as_str());
         let handle = tokio::spawn(
@@ -376,7 +387,7 @@ impl<A: Adapters> Daemon<A> {
                                 },
                                 candidate,
                                 source: None,
-                                generation,
+                                source_hash,
                                 elapsed: started.elapsed(),
                             };
                         }
@@ -398,7 +409,7 @@ impl<A: Adapters> Daemon<A> {
                     run,
                     candidate,
                     source: Some(source),
-                    generation,
+                    source_hash,
                     elapsed: started.elapsed(),
                 }
             }
@@ -424,18 +435,20 @@ impl<A: Adapters> Daemon<A> {
                 return;
             }
         };
-        if f.generation == self.generation {
-            if f.source.is_some() {
-                self.source = f.source;
-            }
-            if let CacheUpdate::Replace(cache) = f.run.cache {
-                self.cache = cache;
-            }
+        if f.source_hash != self.source_hash {
+            // The sync ran with other source settings than what is kept: its results replace it.
+            self.source_hash = f.source_hash;
+            self.source = None;
+            self.cache = None;
+        }
+        if f.source.is_some() {
+            self.source = f.source;
+        }
+        if let CacheUpdate::Replace(cache) = f.run.cache {
+            self.cache = cache;
         }
         self.update_cache_metrics();
-        if let Some(id) = f.candidate {
-            self.settle(id, &f.run.result);
-        }
+        let rejected = f.candidate.is_some_and(|id| self.settle(id, &f.run.result));
         let mode = f.run.mode;
         if mode == Mode::Full {
             metrics.source_listings.inc();
@@ -456,6 +469,12 @@ impl<A: Adapters> Daemon<A> {
                 });
                 self.scheduler.finished(mode, true, Instant::now());
             }
+            Err(_) if rejected => {
+                // The candidate failed, not the running config: no backoff, and the readiness
+                // error is the config's (set by `settle`).
+                metrics.sync(mode.as_str(), "failed", seconds);
+                self.scheduler.finished(mode, true, Instant::now());
+            }
             Err(e) => {
                 metrics.sync(mode.as_str(), "failed", seconds);
                 self.scheduler.finished(mode, false, Instant::now());
@@ -470,20 +489,20 @@ impl<A: Adapters> Daemon<A> {
         }
     }
 
-    /// Decides a candidate after a sync mapped with it: mapping that stopped rejects it, mapping
-    /// that completed makes it the running config, a listing that failed first leaves it pending
-    /// for the retry.
-    fn settle(&mut self, id: u64, result: &Result<sync::Synced, SyncError>) {
+    /// Decides a candidate after a sync mapped with it: mapping that stopped rejects it (and
+    /// `true` says so), mapping that completed makes it the running config, a listing that failed
+    /// first leaves it pending for the retry.
+    fn settle(&mut self, id: u64, result: &Result<sync::Synced, SyncError>) -> bool {
         if self.candidate.as_ref().is_none_or(|c| c.id != id) {
-            // Replaced by a newer reload meanwhile; that one is decided by its own sync.
-            return;
+            // Replaced or withdrawn by a newer reload meanwhile, after its sync may have applied
+            // something: sync again with what the files say now.
+            self.scheduler.request(Mode::Remap);
+            return false;
         }
         let metrics = &self.shared.metrics;
         match result {
             Err(SyncError::Mapping(e)) => {
-                let Some(rejected) = self.candidate.take() else {
-                    return;
-                };
+                self.candidate = None;
                 let message = format!(
                     "the new mappings were not applied, the last good config is still running: {e}"
                 );
@@ -491,20 +510,17 @@ impl<A: Adapters> Daemon<A> {
                 self.shared.update(|r| r.config_error = Some(message));
                 metrics.reload("invalid");
                 metrics.config_ok.set(0);
-                if rejected.source_changed {
-                    self.generation += 1;
-                    self.source = None;
-                    self.cache = None;
-                    self.update_cache_metrics();
-                }
+                // The running config has not synced since; it does so now, without backoff.
+                self.scheduler.request(Mode::Remap);
+                true
             }
-            Err(SyncError::Source(_)) => {}
+            Err(SyncError::Source(_)) => false,
             Ok(_) | Err(SyncError::Catalog(_) | SyncError::Stopped(_)) => {
-                let Some(accepted) = self.candidate.take() else {
-                    return;
-                };
-                info!("the new mappings mapped every item; they are now the running config");
-                self.commit(accepted.config, accepted.worker);
+                if let Some(accepted) = self.candidate.take() {
+                    info!("the new mappings mapped every item; they are now the running config");
+                    self.commit(accepted.config, accepted.worker);
+                }
+                false
             }
         }
     }
@@ -525,6 +541,7 @@ impl<A: Adapters> Daemon<A> {
         self.shared.update(|r| r.config_error = None);
         self.shared.metrics.reload("ok");
         self.shared.metrics.config_ok.set(1);
+        self.arm();
     }
 
     fn update_cache_metrics(&self) {
@@ -547,6 +564,8 @@ impl<A: Adapters> Daemon<A> {
         let path = self.options.config_path.clone();
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
+        // A pending candidate is replaced by whatever the files say now, even when that is broken.
+        self.candidate = None;
         match config::load(&path, &ProcessEnv) {
             Err(errors) => {
                 for e in &errors {
@@ -569,8 +588,6 @@ impl<A: Adapters> Daemon<A> {
                 for w in &warnings {
                     warn!("{w}");
                 }
-                // A pending candidate is replaced by whatever the files say now.
-                self.candidate = None;
                 match reload::classify(&self.config, &loaded) {
                     Change::Unchanged => {
                         self.shared.update(|r| r.config_error = None);
@@ -594,13 +611,7 @@ impl<A: Adapters> Daemon<A> {
                         settings,
                     } => {
                         info!(source, mappings, settings, "config reloaded");
-                        let worker = map_worker(&self.options, &loaded);
-                        let loaded = Arc::new(loaded);
                         if source {
-                            self.generation += 1;
-                            self.source = None;
-                            self.cache = None;
-                            self.update_cache_metrics();
                             self.scheduler.request(Mode::Full);
                         } else if mappings {
                             self.scheduler.request(Mode::Remap);
@@ -609,12 +620,13 @@ impl<A: Adapters> Daemon<A> {
                             self.candidates += 1;
                             self.candidate = Some(Candidate {
                                 id: self.candidates,
-                                config: loaded,
-                                worker,
-                                source_changed: source,
+                                worker: map_worker(&self.options, &loaded),
+                                config: Arc::new(loaded),
                             });
                         } else {
-                            self.commit(loaded, worker);
+                            // Same mappings: the compiled worker serves the new config too.
+                            let worker = self.worker.clone();
+                            self.commit(Arc::new(loaded), worker);
                         }
                     }
                 }

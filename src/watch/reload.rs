@@ -156,14 +156,21 @@ impl FsWatcher {
     }
 
     /// Watches `set`'s directories afresh. Called after every reload, so folders that were
-    /// replaced (a new inode at the same path) or created since are watched again.
-    /// Returns the directories that could not be watched (they do not exist yet, …).
+    /// replaced (a new inode at the same path) or created since are watched again. Directories
+    /// that stay in the set are watched again without being unwatched first, so no event in them
+    /// is lost while the set changes. Returns the directories that could not be watched (they do
+    /// not exist yet, …).
     pub fn arm(&mut self, set: WatchSet) -> Vec<(PathBuf, notify::Error)> {
+        let dirs = set.dirs.clone();
+        // The new filter first: an event in a newly watched folder must already count.
+        *self.set.lock().unwrap_or_else(PoisonError::into_inner) = set;
         for dir in std::mem::take(&mut self.armed) {
-            let _ = self.watcher.unwatch(&dir);
+            if !dirs.contains(&dir) {
+                let _ = self.watcher.unwatch(&dir);
+            }
         }
         let mut failed = Vec::new();
-        for dir in &set.dirs {
+        for dir in &dirs {
             match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     self.armed.insert(dir.clone());
@@ -171,7 +178,6 @@ impl FsWatcher {
                 Err(e) => failed.push((dir.clone(), e)),
             }
         }
-        *self.set.lock().unwrap_or_else(PoisonError::into_inner) = set;
         failed
     }
 }

@@ -133,6 +133,13 @@ impl ItemMapper for InWorker<'_> {
             return Ok(());
         };
         let outcomes = batch.finish().map_err(|e| MappingStopped(e.to_string()))?;
+        if outcomes.len() != self.origins.len() {
+            return Err(MappingStopped(format!(
+                "the mapping worker answered {} of {} items",
+                outcomes.len(),
+                self.origins.len()
+            )));
+        }
         for (origin, outcome) in self.origins.drain(..).zip(outcomes) {
             into.record(origin, outcome);
         }
