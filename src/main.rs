@@ -208,6 +208,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// This executable, for `watch`'s mapping worker. On Linux `/proc/self/exe` still runs this
+/// very binary after a package upgrade replaced or removed the file it was started from.
+fn worker_executable() -> io::Result<std::path::PathBuf> {
+    let proc_self = std::path::Path::new("/proc/self/exe");
+    if proc_self.exists() {
+        return Ok(proc_self.to_path_buf());
+    }
+    std::env::current_exe()
+}
+
 fn init_logging(level: Option<&str>, default: &str, format: LogFormat) {
     let filter = match level {
         Some(l) => tracing_subscriber::EnvFilter::new(l),
@@ -441,7 +451,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             let mut options = tidemark::watch::WatchOptions::new(config.config);
             // Map in a child of this same executable, so a runaway expression cannot stop the
             // daemon; without a path to it, map here.
-            match std::env::current_exe() {
+            match worker_executable() {
                 Ok(exe) => options.map_worker = Some(exe),
                 Err(e) => tracing::warn!(
                     "cannot find this executable ({e}); mapping in the daemon itself, where an \

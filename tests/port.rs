@@ -1166,3 +1166,41 @@ async fn a_stop_request_lets_the_blueprint_in_flight_finish_and_sends_nothing_af
     assert_eq!(rerun.stopped, None);
     assert_eq!(rerun.deleted, vec![EntityKey::new(BUCKET, "old")]);
 }
+
+#[tokio::test]
+async fn a_stop_request_within_one_blueprint_lets_the_requests_in_flight_finish_and_starts_no_more()
+{
+    let standin = standin_with_blueprints().await;
+    standin.faults(|f| f.latency = Duration::from_millis(20));
+    let catalog = catalog(&standin);
+    // 200 buckets of one blueprint and account: ten bulk requests, four in flight at a time.
+    let writes = Writes {
+        upserts: (0..200)
+            .map(|i| bucket(&format!("b{i}"), "111111111111"))
+            .collect(),
+        ..Writes::default()
+    };
+    let stopping = StopAfterFirstWrite(std::sync::atomic::AtomicBool::new(false));
+    let report = catalog.apply(OWNER, &writes, &stopping).await;
+    assert_eq!(
+        report.stopped.as_deref(),
+        Some(tidemark::catalog::STOPPED_ON_REQUEST)
+    );
+    let written = report.upserted.len();
+    assert!(
+        (20..=80).contains(&written) && written % 20 == 0,
+        "{written} written: only whole requests, and only those in flight"
+    );
+    let buckets = |standin: &PortStandIn| {
+        standin
+            .entities()
+            .iter()
+            .filter(|e| e.blueprint == BUCKET)
+            .count()
+    };
+    assert_eq!(buckets(&standin), written);
+
+    let rerun = catalog.apply(OWNER, &writes, &NoProgress).await;
+    assert_eq!(rerun.stopped, None);
+    assert_eq!(buckets(&standin), 200);
+}

@@ -145,6 +145,7 @@ pub(crate) struct Http {
     token: tokio::sync::Mutex<Option<CachedToken>>,
     /// Bounds the requests in flight across every operation.
     in_flight: tokio::sync::Semaphore,
+    concurrency: usize,
     /// No request starts before this instant (set from `x-ratelimit-*` and 429 answers).
     paused_until: Mutex<Option<Instant>>,
     reads: AtomicUsize,
@@ -155,6 +156,11 @@ pub(crate) struct Http {
 }
 
 impl Http {
+    /// How many requests may be in flight at once.
+    pub(super) fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
     pub fn new(
         config: PortConfig,
         agent: String,
@@ -175,6 +181,7 @@ impl Http {
             retry,
             token: tokio::sync::Mutex::new(None),
             in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
+            concurrency: concurrency.max(1),
             paused_until: Mutex::new(None),
             reads: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),

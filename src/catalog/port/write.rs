@@ -3,6 +3,7 @@
 //! deletes where 404 means done), so a retry after a lost answer cannot duplicate anything.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use reqwest::Method;
@@ -321,26 +322,24 @@ async fn upsert_pass(
                 None => groups.push((group, vec![item])),
             }
         }
-        let mut set = tokio::task::JoinSet::new();
+        let mut jobs = Vec::new();
         for ((account, write), items) in groups {
             for batch in upsert_batches(items, report, progress) {
                 let http = Arc::clone(http);
                 let blueprint = blueprint.clone();
                 let account = account.clone();
-                set.spawn(
+                jobs.push(
                     async move { send_upserts(&http, &blueprint, &account, write, batch).await },
                 );
             }
         }
-        let fatal = collect(&mut set, report, progress, &mut deferred).await;
-        if let Some(e) = fatal {
-            return Err(e);
-        }
+        run_batches(jobs, http.concurrency(), report, progress, &mut deferred).await?;
     }
     Ok(deferred)
 }
 
-/// Checked before each blueprint's batches: a stop lets the batches in flight finish.
+/// Checked before each stage (and, in [`run_batches`], before each request): a stop lets the
+/// requests in flight finish.
 fn unless_stopped(progress: &dyn Progress) -> Result<(), PortError> {
     if progress.stop_requested() {
         Err(PortError::StoppedOnRequest)
@@ -407,16 +406,40 @@ fn upsert_batches(
     batches
 }
 
-/// Waits for every batch task, moving their results into the report. Returns the first fatal
-/// error, after everything confirmed by the other tasks was recorded.
-async fn collect(
-    set: &mut tokio::task::JoinSet<BatchResult>,
+/// Runs the bulk requests of one stage, at most `in_flight` at once, moving their results into
+/// the report. A new request starts only while nothing failed and no stop was requested: after
+/// either, the requests in flight finish and are recorded, and the first fatal error (or the stop)
+/// is returned.
+async fn run_batches<F>(
+    jobs: Vec<F>,
+    in_flight: usize,
     report: &mut ApplyReport,
     progress: &dyn Progress,
     deferred: &mut Vec<Deferred>,
-) -> Option<PortError> {
+) -> Result<(), PortError>
+where
+    F: Future<Output = BatchResult> + Send + 'static,
+{
+    let mut jobs = jobs.into_iter();
+    let mut set = tokio::task::JoinSet::new();
     let mut fatal = None;
-    while let Some(joined) = set.join_next().await {
+    let mut stopped = false;
+    loop {
+        while fatal.is_none() && !stopped && set.len() < in_flight {
+            if progress.stop_requested() {
+                stopped = true;
+                break;
+            }
+            match jobs.next() {
+                Some(job) => {
+                    set.spawn(job);
+                }
+                None => break,
+            }
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
         let result = match joined {
             Ok(r) => r,
             Err(e) => BatchResult {
@@ -434,7 +457,11 @@ async fn collect(
             fatal = result.fatal;
         }
     }
-    fatal
+    match fatal {
+        Some(e) => Err(e),
+        None if stopped && jobs.len() > 0 => Err(PortError::StoppedOnRequest),
+        None => Ok(()),
+    }
 }
 
 /// Sends one bulk upsert, splitting it when Port finds the body too large or malformed so that
@@ -611,7 +638,7 @@ async fn apply_deletes(
     let mut unused = Vec::new();
     for (blueprint, items) in stages(deletes.to_vec(), |d| d.key.blueprint.clone()) {
         unless_stopped(progress)?;
-        let mut set = tokio::task::JoinSet::new();
+        let mut jobs = Vec::new();
         for (account, items) in stages(items, |d| d.account.clone().unwrap_or_default()) {
             let ids: Vec<String> = items.into_iter().map(|d| d.key.identifier).collect();
             for chunk in ids.chunks(BULK_DELETE_MAX) {
@@ -619,14 +646,12 @@ async fn apply_deletes(
                 let blueprint = blueprint.clone();
                 let account = Some(account.clone()).filter(|a| !a.is_empty());
                 let chunk = chunk.to_vec();
-                set.spawn(async move {
+                jobs.push(async move {
                     send_deletes(&http, &blueprint, account.as_deref(), chunk).await
                 });
             }
         }
-        if let Some(e) = collect(&mut set, report, progress, &mut unused).await {
-            return Err(e);
-        }
+        run_batches(jobs, http.concurrency(), report, progress, &mut unused).await?;
     }
     Ok(())
 }
