@@ -1501,3 +1501,33 @@ async fn bench_listing_twenty_accounts() {
         );
     }
 }
+
+#[tokio::test]
+async fn unreadable_list_properties_are_read_again_with_get_resource_when_the_kind_uses_it() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    const KIND: &str = "AWS::Kinesis::Stream";
+    cc.add_raw(
+        HOSTILE,
+        "us-east-1",
+        KIND,
+        "stream-1",
+        "{not json",
+        json!({"Name": "stream-1", "ShardCount": 2}),
+    );
+    let mut spec = kind(KIND);
+    spec.use_get_resource_api = true;
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(&source, &request(vec![spec], list_of(&["us-east-1"]))).await;
+    let listing = report
+        .listings
+        .iter()
+        .find(|l| l.kind == KIND)
+        .expect("listing");
+    assert!(listing.error.is_none(), "{listing:?}");
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0].properties,
+        json!({"Name": "stream-1", "ShardCount": 2})
+    );
+}

@@ -332,6 +332,10 @@ impl AccountLister {
                     Ok(properties) => {
                         items.push(self.item(region, &spec.kind, identifier, properties))
                     }
+                    // GetResource replaces the listed properties anyway: it decides.
+                    Err(_) if spec.use_get_resource_api => {
+                        items.push(self.item(region, &spec.kind, identifier, Json::Null))
+                    }
                     Err(failure) => unreadable.add(failure),
                 }
             }
