@@ -6,6 +6,7 @@
 //! `${VAR}` substitution happens on scalar values after parsing; secrets may come from `*File`
 //! keys; Port's and Ocean's environment variables fill keys the file leaves out.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,6 +134,8 @@ pub const SECRET_ENV_VARS: &[&str] = &[
     "OCEAN__PORT__CLIENT_ID",
     "OCEAN__PORT__CLIENT_SECRET",
     "OCEAN__INTEGRATION__CONFIG__EXTERNAL_ID",
+    "OCEAN__INTEGRATION__CONFIG__AWS_ACCESS_KEY_ID",
+    "OCEAN__INTEGRATION__CONFIG__AWS_SECRET_ACCESS_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -170,6 +173,7 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
         errors: Vec::new(),
         warnings: Vec::new(),
         secret_vars: Vec::new(),
+        substituted: BTreeMap::new(),
     };
     let root = match yaml::parse(text) {
         Ok(mut root) => {
@@ -331,6 +335,8 @@ struct Cx<'a> {
     warnings: Vec<Diagnostic>,
     /// Variables referenced by secret fields, hidden from jq's `env`.
     secret_vars: Vec<String>,
+    /// The variables each substituted scalar used, by its position.
+    substituted: BTreeMap<Pos, Vec<String>>,
 }
 
 impl Cx<'_> {
@@ -342,10 +348,12 @@ impl Cx<'_> {
     fn substitute(&mut self, node: &mut Node) {
         match &mut node.value {
             Value::Str { text, .. } if text.contains("${") => {
-                match substitute_vars(text, self.env) {
+                let mut used = Vec::new();
+                match substitute_tracking(text, self.env, &mut used) {
                     Ok(new) => *text = new,
                     Err(message) => self.error(node.pos, message),
                 }
+                self.substituted.insert(node.pos, used);
             }
             Value::Seq(items) => items.iter_mut().for_each(|n| self.substitute(n)),
             Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| self.substitute(v)),
@@ -485,7 +493,12 @@ impl Cx<'_> {
                 self.error(k.pos, format!("set either {key} or {file_key}, not both"));
                 None
             }
-            (Some((_, v)), None) => self.string(v, key).map(Secret::new),
+            (Some((_, v)), None) => {
+                if let Some(used) = self.substituted.get(&v.pos) {
+                    self.secret_vars.extend(used.iter().cloned());
+                }
+                self.string(v, key).map(Secret::new)
+            }
             (None, Some((_, v))) => {
                 let path = self.string(v, &file_key)?;
                 match std::fs::read_to_string(self.path(&path)) {
@@ -1198,6 +1211,11 @@ fn line_of_index(text: &str, index: usize) -> usize {
 
 /// Replaces `${VAR}` with the variable's value; `$${` is a literal `${`.
 pub fn substitute_vars(text: &str, env: &dyn Env) -> Result<String, String> {
+    substitute_tracking(text, env, &mut Vec::new())
+}
+
+/// [`substitute_vars`], noting in `used` the name of every variable it read.
+fn substitute_tracking(text: &str, env: &dyn Env, used: &mut Vec<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -1214,6 +1232,7 @@ pub fn substitute_vars(text: &str, env: &dyn Env) -> Result<String, String> {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("${{{name}}} is not a valid variable name"));
             }
+            used.push(name.to_string());
             match env.var(name) {
                 Some(value) => out.push_str(&value),
                 None => return Err(format!("environment variable {name} is not set")),

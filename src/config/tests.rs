@@ -303,3 +303,28 @@ fn moving_keys_within_a_section_is_no_change_to_that_section() {
         }
     );
 }
+
+#[test]
+fn variables_that_fill_secret_fields_are_hidden_from_jq() {
+    let text = "integration: {identifier: demo}\n\
+        source: {type: aws, accounts: {accountRoleArns: ['arn:aws:iam::222222222222:role/R'], externalId: 'x-${MY_EXT}'}}\n\
+        catalog: {type: port, clientId: '${MY_ID}', clientSecret: '${MY_SECRET}', baseUrl: '${MY_URL}'}\n";
+    let (config, _) = load_str(
+        text,
+        &[
+            ("MY_EXT", "ext"),
+            ("MY_ID", "id"),
+            ("MY_SECRET", "sec"),
+            ("MY_URL", "https://api.port.io"),
+        ],
+    )
+    .expect("valid");
+    let hidden = &config.mappings.options.hidden_env;
+    for name in ["MY_EXT", "MY_ID", "MY_SECRET", "PORT_CLIENT_SECRET"] {
+        assert!(hidden.iter().any(|h| h == name), "{name} is visible: {hidden:?}");
+    }
+    assert!(
+        !hidden.iter().any(|h| h == "MY_URL"),
+        "a variable of a setting that is not secret is hidden: {hidden:?}"
+    );
+}

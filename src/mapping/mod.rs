@@ -75,7 +75,7 @@ pub struct Mappings {
     files: Vec<FileSpec>,
     /// What was compiled, so a mapping worker process can compile the same.
     sources: Vec<MappingSource>,
-    options: LoadOptions,
+    pub(crate) options: LoadOptions,
     /// `$ENV` as jq sees it: the process environment minus the hidden names.
     env: jq::Env,
 }
