@@ -201,6 +201,11 @@ impl YamlError {
 /// Nesting deeper than this is refused: no real config needs it and it bounds recursion.
 const MAX_DEPTH: usize = 128;
 
+/// A document may hold this many nodes, counting each alias as the nodes it copies. A large
+/// mapping file has a few thousand; the bound stops aliases of aliases ("a billion laughs")
+/// from turning a few hundred bytes into gigabytes.
+const MAX_NODES: usize = 200_000;
+
 /// Parses the first document of `text`. An empty file gives a `Null` node at 1:1. A second
 /// document is an error, since a config or mapping file describes one thing.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
@@ -208,14 +213,40 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
         parser: Parser::new_from_str(text),
         anchors: Vec::new(),
         depth: 0,
+        nodes: 0,
     };
     builder.document()
 }
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: Vec<(usize, Node)>,
+    anchors: Vec<Anchor>,
     depth: usize,
+    /// Nodes built so far, aliases counted as what they copy.
+    nodes: usize,
+}
+
+/// An anchored node with its size, so an alias can be checked before it is copied.
+struct Anchor {
+    id: usize,
+    node: Node,
+    /// Nodes in the subtree, itself included.
+    size: usize,
+    /// Levels of nesting below the node.
+    height: usize,
+}
+
+/// (size, height) of a subtree; bounded by [`MAX_NODES`] and [`MAX_DEPTH`] already.
+fn measure(node: &Node) -> (usize, usize) {
+    let children: Box<dyn Iterator<Item = &Node>> = match &node.value {
+        Value::Seq(items) => Box::new(items.iter()),
+        Value::Map(entries) => Box::new(entries.iter().flat_map(|(k, v)| [k, v])),
+        _ => return (1, 0),
+    };
+    children.fold((1, 0), |(size, height), child| {
+        let (s, h) = measure(child);
+        (size + s, height.max(h + 1))
+    })
 }
 
 impl<'a> Builder<'a> {
@@ -267,6 +298,13 @@ impl<'a> Builder<'a> {
                 format!("nesting deeper than {MAX_DEPTH} levels"),
             ));
         }
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(YamlError::at(
+                pos,
+                format!("more than {MAX_NODES} nodes, counting what aliases copy"),
+            ));
+        }
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let value = resolve_scalar(&text, style, tag.as_deref(), pos)?;
@@ -274,16 +312,31 @@ impl<'a> Builder<'a> {
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::Alias(id) => self
-                .anchors
-                .iter()
-                .rev()
-                .find(|(a, _)| *a == id)
-                .map(|(_, n)| Node {
+            Event::Alias(id) => {
+                let anchor = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|a| a.id == id)
+                    .ok_or_else(|| YamlError::at(pos, "alias to an unknown anchor"))?;
+                if self.depth + anchor.height > MAX_DEPTH {
+                    return Err(YamlError::at(
+                        pos,
+                        format!("nesting deeper than {MAX_DEPTH} levels through aliases"),
+                    ));
+                }
+                self.nodes += anchor.size - 1;
+                if self.nodes > MAX_NODES {
+                    return Err(YamlError::at(
+                        pos,
+                        format!("more than {MAX_NODES} nodes once aliases are expanded"),
+                    ));
+                }
+                Ok(Node {
                     pos,
-                    value: n.value.clone(),
+                    value: anchor.node.value.clone(),
                 })
-                .ok_or_else(|| YamlError::at(pos, "alias to an unknown anchor")),
+            }
             Event::SequenceStart(anchor, _) => {
                 self.depth += 1;
                 let mut items = Vec::new();
@@ -311,7 +364,7 @@ impl<'a> Builder<'a> {
                         break;
                     }
                     let key = self.node(event, key_pos)?;
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.value == key.value) {
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| same_key(k, &key)) {
                         return Err(YamlError::at(
                             key.pos,
                             format!(
@@ -339,8 +392,22 @@ impl<'a> Builder<'a> {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let (size, height) = measure(node);
+            self.anchors.push(Anchor {
+                id: anchor,
+                node: node.clone(),
+                size,
+                height,
+            });
         }
+    }
+}
+
+/// Keys are looked up by their text, so `a`, `"a"` and `!!str a` are the same key.
+fn same_key(a: &Node, b: &Node) -> bool {
+    match (a.scalar_text(), b.scalar_text()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.value == b.value,
     }
 }
 
@@ -467,6 +534,45 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn keys_that_read_the_same_are_duplicates_however_they_are_written() {
+        for text in [
+            "catalog: 1\n\"catalog\": 2\n",
+            "catalog: 1\n!!str catalog: 2\n",
+            "'1': a\n1: b\n",
+        ] {
+            let err = parse(text).expect_err(text);
+            assert!(
+                err.message.contains("duplicate key"),
+                "{text}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn aliases_cannot_multiply_a_small_file_into_a_huge_tree() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse(&text).expect_err("a billion laughs");
+        assert!(err.message.contains("aliases"), "{}", err.message);
+    }
+
+    #[test]
+    fn aliases_cannot_nest_deeper_than_the_limit() {
+        let mut text = String::from("a0: &a0 [1]\n");
+        for i in 1..=MAX_DEPTH + 1 {
+            text.push_str(&format!("a{i}: &a{i} [*a{}]\n", i - 1));
+        }
+        let err = parse(&text).expect_err("too deep");
+        assert!(err.message.contains("nesting deeper"), "{}", err.message);
     }
 
     #[test]

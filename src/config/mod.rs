@@ -1215,7 +1215,11 @@ pub fn substitute_vars(text: &str, env: &dyn Env) -> Result<String, String> {
 }
 
 /// [`substitute_vars`], noting in `used` the name of every variable it read.
-fn substitute_tracking(text: &str, env: &dyn Env, used: &mut Vec<String>) -> Result<String, String> {
+fn substitute_tracking(
+    text: &str,
+    env: &dyn Env,
+    used: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {

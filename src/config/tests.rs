@@ -321,7 +321,10 @@ fn variables_that_fill_secret_fields_are_hidden_from_jq() {
     .expect("valid");
     let hidden = &config.mappings.options.hidden_env;
     for name in ["MY_EXT", "MY_ID", "MY_SECRET", "PORT_CLIENT_SECRET"] {
-        assert!(hidden.iter().any(|h| h == name), "{name} is visible: {hidden:?}");
+        assert!(
+            hidden.iter().any(|h| h == name),
+            "{name} is visible: {hidden:?}"
+        );
     }
     assert!(
         !hidden.iter().any(|h| h == "MY_URL"),
