@@ -497,7 +497,18 @@ impl Cx<'_> {
                 if let Some(used) = self.substituted.get(&v.pos) {
                     self.secret_vars.extend(used.iter().cloned());
                 }
-                self.string(v, key).map(Secret::new)
+                match &v.value {
+                    Value::Str { text, .. } => Some(Secret::new(text.clone())),
+                    // YAML would change a number's digits (`0123` is 123), so only the quoted
+                    // text is trusted, and the message must not show the value.
+                    _ => {
+                        self.error(
+                            v.pos,
+                            format!("{key} must be a quoted string, found {}", v.type_name()),
+                        );
+                        None
+                    }
+                }
             }
             (None, Some((_, v))) => {
                 let path = self.string(v, &file_key)?;

@@ -6,6 +6,10 @@ use serde_json::Value as Json;
 use super::builtin::{CONFIG_SCHEMA, MAPPING_SCHEMA};
 use crate::yaml::{self, Diagnostic, Node};
 
+/// Config keys whose values are secrets. Schema messages quote the values they reject, so these
+/// are replaced before checking; the loader checks their type without quoting them.
+const SECRET_KEYS: &[&str] = &["clientId", "clientSecret", "externalId"];
+
 /// Which schema a file follows.
 #[derive(Clone, Copy, Debug)]
 pub enum Schema {
@@ -52,7 +56,8 @@ pub fn check_node(schema: Schema, file: &str, root: &Node) -> Vec<Diagnostic> {
             )];
         }
     };
-    let instance = root.to_json();
+    let mut instance = root.to_json();
+    hide_secrets(&mut instance);
     let mut out: Vec<Diagnostic> = validator
         .iter_errors(&instance)
         .map(|e| {
@@ -69,4 +74,20 @@ pub fn check_node(schema: Schema, file: &str, root: &Node) -> Vec<Diagnostic> {
     out.sort_by_key(|a| a.pos);
     out.dedup();
     out
+}
+
+fn hide_secrets(value: &mut Json) {
+    match value {
+        Json::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if SECRET_KEYS.contains(&key.as_str()) {
+                    *v = Json::String("***".into());
+                } else {
+                    hide_secrets(v);
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(hide_secrets),
+        _ => {}
+    }
 }

@@ -331,3 +331,27 @@ fn variables_that_fill_secret_fields_are_hidden_from_jq() {
         "a variable of a setting that is not secret is hidden: {hidden:?}"
     );
 }
+
+#[test]
+fn schema_messages_never_show_a_secret_value() {
+    for text in [
+        "integration: {identifier: demo}\nsource: {type: snapshot, path: s}\ncatalog: {type: local, clientSecret: s3cr3t-v}\n",
+        "integration: {identifier: demo}\nsource: {type: aws, accounts: {externalId: [s3cr3t-v]}}\ncatalog: {type: port, clientId: {k: s3cr3t-v}, clientSecret: 98765432123}\n",
+    ] {
+        let errors = schema::check(schema::Schema::Config, "t.yaml", text);
+        assert!(!errors.is_empty() || text.contains("type: port"), "{text}");
+        let shown = messages(&errors);
+        for secret in ["s3cr3t-v", "98765432123"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}
+
+#[test]
+fn a_secret_written_as_a_number_is_an_error_that_does_not_show_it() {
+    let text = "integration: {identifier: demo}\nsource: {type: snapshot, path: s}\ncatalog: {type: port, clientId: '12', clientSecret: 0123456789}\n";
+    let errors = load_str(text, &[]).expect_err("a number is not a secret");
+    let shown = messages(&errors);
+    assert!(shown.contains("clientSecret must be a quoted string"), "{shown}");
+    assert!(!shown.contains("123456789"), "{shown}");
+}
