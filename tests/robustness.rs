@@ -278,37 +278,79 @@ fn sorted_entities(ws: &Workspace) -> Vec<String> {
     all
 }
 
+/// The second state of the crash test's snapshot: every third queue gone, the others with a
+/// new retention, and as many new queues, so the apply creates, updates and deletes.
+fn write_changed_queues(ws: &Workspace, count: usize) {
+    let queues: Vec<Json> = (0..count)
+        .filter(|i| i % 3 != 0)
+        .map(|i| {
+            let mut q = queue(PROD, &format!("q{i}"));
+            q["Properties"]["MessageRetentionPeriod"] = json!(60);
+            q
+        })
+        .chain((0..count).map(|i| queue(PROD, &format!("new{i}"))))
+        .collect();
+    ws.write_json(
+        &format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"),
+        &Json::Array(queues),
+    );
+}
+
+/// A workspace whose catalog holds the first state, with the snapshot at the second.
+fn workspace_mid_change(count: usize) -> Workspace {
+    let ws = workspace(count, "1");
+    let config = ws.config();
+    let out = run(&ws, &["apply", "-c", &config]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    write_changed_queues(&ws, count);
+    ws
+}
+
 #[test]
 fn an_apply_killed_at_any_point_then_rerun_ends_like_a_clean_run() {
     const QUEUES: usize = 3000;
-    let clean = workspace(QUEUES, "1");
+    let clean = workspace_mid_change(QUEUES);
+    let before = sorted_entities(&clean);
     let config = clean.config();
+    let started = std::time::Instant::now();
     let out = run(&clean, &["apply", "-c", &config]);
+    let took = started.elapsed();
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let expected = sorted_entities(&clean);
-    assert_eq!(expected.len(), QUEUES);
+    assert_eq!(expected.len(), QUEUES * 2 / 3 + QUEUES);
 
-    for kill_after_ms in [20, 60, 150, 300, 400, 500] {
-        let ws = workspace(QUEUES, "1");
+    // Kill points spread over the clean run's duration, so most land inside the apply.
+    let mut interrupted = 0;
+    for tenths in [1, 2, 4, 5, 6, 7, 8, 9] {
+        let at = took * tenths / 10;
+        let ws = workspace_mid_change(QUEUES);
         let config = ws.config();
         let mut child = command(&ws, &["apply", "-c", &config])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn apply");
-        std::thread::sleep(std::time::Duration::from_millis(kill_after_ms));
+        std::thread::sleep(at);
         // SIGKILL: no destructor, no rollback handler runs.
-        let _ = child.kill();
+        child.kill().expect("kill the apply");
         child.wait().expect("wait for the killed apply");
+        let after_kill = sorted_entities(&ws);
+        if after_kill != before && after_kill != expected {
+            interrupted += 1;
+        }
         let out = run(&ws, &["apply", "-c", &config]);
         assert_eq!(
             code(&out),
             0,
-            "rerun after a kill at {kill_after_ms} ms: {}",
+            "rerun after a kill at {at:?}: {}",
             text(&out.stderr)
         );
         let got = sorted_entities(&ws);
-        assert_eq!(got.len(), QUEUES, "killed at {kill_after_ms} ms");
-        assert_eq!(got, expected, "killed at {kill_after_ms} ms");
+        assert_eq!(got.len(), expected.len(), "killed at {at:?}");
+        assert_eq!(got, expected, "killed at {at:?}");
     }
+    assert!(
+        interrupted > 0,
+        "no kill landed inside an apply (clean run took {took:?}), so the test showed nothing"
+    );
 }

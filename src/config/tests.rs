@@ -352,6 +352,9 @@ fn a_secret_written_as_a_number_is_an_error_that_does_not_show_it() {
     let text = "integration: {identifier: demo}\nsource: {type: snapshot, path: s}\ncatalog: {type: port, clientId: '12', clientSecret: 0123456789}\n";
     let errors = load_str(text, &[]).expect_err("a number is not a secret");
     let shown = messages(&errors);
-    assert!(shown.contains("clientSecret must be a quoted string"), "{shown}");
+    assert!(
+        shown.contains("clientSecret must be a quoted string"),
+        "{shown}"
+    );
     assert!(!shown.contains("123456789"), "{shown}");
 }
