@@ -354,3 +354,25 @@ fn an_apply_killed_at_any_point_then_rerun_ends_like_a_clean_run() {
         "no kill landed inside an apply (clean run took {took:?}), so the test showed nothing"
     );
 }
+
+#[test]
+fn a_variable_that_is_not_utf8_is_left_out_of_env_not_a_crash() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = workspace(2, "env.TIDEMARK_TEST_VAR | tonumber");
+    let config = ws.config();
+    let out = command(&ws, &["apply", "-c", &config])
+        .env(
+            std::ffi::OsStr::from_bytes(b"NOT_UTF8"),
+            std::ffi::OsStr::from_bytes(b"\xff\xfe"),
+        )
+        .env("TIDEMARK_TEST_VAR", "7")
+        .output()
+        .expect("run tidemark");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stuck: Vec<Json> = ws
+        .entities()
+        .iter()
+        .map(|e| e["entity"]["properties"]["stuck"].clone())
+        .collect();
+    assert_eq!(stuck, vec![json!(7), json!(7)]);
+}

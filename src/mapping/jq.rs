@@ -483,6 +483,12 @@ pub(crate) fn env_object(vars: impl Iterator<Item = (String, String)>) -> Env {
     Env(vars.collect())
 }
 
+/// The process environment as text. A variable whose name or value is not UTF-8 cannot be a jq
+/// string, so it is left out (`std::env::vars` would panic on it).
+pub(crate) fn process_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
 /// Whether an expression may read the environment (a cheap, conservative text check).
 pub(crate) fn mentions_env(code: &str) -> bool {
     code.contains("env") || code.contains("ENV")

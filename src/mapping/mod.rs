@@ -102,7 +102,7 @@ impl Mappings {
             return Err(errors);
         }
         let env = jq::env_object(
-            std::env::vars().filter(|(k, _)| !options.hidden_env.iter().any(|h| h == k)),
+            jq::process_env().filter(|(k, _)| !options.hidden_env.iter().any(|h| h == k)),
         );
         let mappings = Mappings {
             files,
@@ -255,7 +255,7 @@ pub fn eval_expression(
             .map(|e| format!("at character {}: {}", e.offset + 1, e.message))
             .collect::<Vec<_>>()
     })?;
-    let env = jq::env_object(std::env::vars());
+    let env = jq::env_object(jq::process_env());
     let input = expr::Input::Json(input.clone());
     Ok(
         match expr.eval(&input, &mut expr::ValCache::default(), &env) {
