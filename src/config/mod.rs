@@ -143,6 +143,13 @@ pub const SECRET_ENV_VARS: &[&str] = &[
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 ];
 
+/// Bounds of the numeric settings: far beyond any real use, well inside what the timers,
+/// semaphores and allocations they feed can hold.
+const MAX_ACCOUNTS: f64 = 1000.0;
+const MIN_RPS: f64 = 0.01;
+const MAX_RPS: f64 = 10_000.0;
+const MAX_CACHE_MIB: f64 = 1_048_576.0;
+
 /// A loaded config with the warnings found on the way.
 pub type Loaded = (Config, Vec<Diagnostic>);
 
@@ -460,16 +467,29 @@ impl Cx<'_> {
         parsed
     }
 
-    fn positive_int(&mut self, node: &Node, what: &str) -> Option<u64> {
+    /// A number within `range`, whole when `whole`; the bounds keep absurd values (`1e300`) from
+    /// reaching timers and semaphores that cannot hold them.
+    fn bounded(
+        &mut self,
+        node: &Node,
+        what: &str,
+        range: std::ops::RangeInclusive<f64>,
+        whole: bool,
+    ) -> Option<f64> {
         let n = self.number(node, what)?;
-        if n < 1.0 || n.fract() != 0.0 {
+        if !range.contains(&n) || (whole && n.fract() != 0.0) {
+            let kind = if whole { "a whole number" } else { "a number" };
             self.error(
                 node.pos,
-                format!("{what} must be a whole number of at least 1, found {n}"),
+                format!(
+                    "{what} must be {kind} from {} to {}, found {n}",
+                    range.start(),
+                    range.end()
+                ),
             );
             return None;
         }
-        Some(n as u64)
+        Some(n)
     }
 
     fn path(&self, text: &str) -> PathBuf {
@@ -804,17 +824,20 @@ impl Cx<'_> {
             for (k, v) in entries {
                 match k.as_str() {
                     Some("accounts") => {
-                        if let Some(n) = self.positive_int(v, "concurrency.accounts") {
+                        if let Some(n) =
+                            self.bounded(v, "concurrency.accounts", 1.0..=MAX_ACCOUNTS, true)
+                        {
                             concurrency_accounts = n as usize;
                         }
                     }
                     Some("requestsPerSecond") => {
-                        if let Some(n) = self.number(v, "concurrency.requestsPerSecond") {
-                            if n > 0.0 {
-                                requests_per_second = n;
-                            } else {
-                                self.error(v.pos, "concurrency.requestsPerSecond must be above 0");
-                            }
+                        if let Some(n) = self.bounded(
+                            v,
+                            "concurrency.requestsPerSecond",
+                            MIN_RPS..=MAX_RPS,
+                            false,
+                        ) {
+                            requests_per_second = n;
                         }
                     }
                     _ => {}
@@ -1171,14 +1194,8 @@ impl Cx<'_> {
         else {
             return default;
         };
-        match self.number(v, "watch.cacheLimitMiB") {
-            Some(n) if n >= 0.0 && n.fract() == 0.0 => n as u64,
-            Some(_) => {
-                self.error(v.pos, "watch.cacheLimitMiB must be a whole number of MiB");
-                default
-            }
-            None => default,
-        }
+        self.bounded(v, "watch.cacheLimitMiB", 0.0..=MAX_CACHE_MIB, true)
+            .map_or(default, |n| n as u64)
     }
 }
 

@@ -358,3 +358,55 @@ fn a_secret_written_as_a_number_is_an_error_that_does_not_show_it() {
     );
     assert!(!shown.contains("123456789"), "{shown}");
 }
+
+#[test]
+fn numeric_settings_out_of_their_bounds_are_errors_not_panics_later() {
+    let aws = |concurrency: &str| {
+        format!(
+            "integration: {{identifier: demo}}\nsource: {{type: aws, concurrency: {concurrency}}}\ncatalog: {{type: local}}\n"
+        )
+    };
+    for (text, expected) in [
+        (
+            aws("{accounts: 1e300}"),
+            "concurrency.accounts must be a whole number from 1 to 1000",
+        ),
+        (
+            aws("{accounts: 2.5}"),
+            "concurrency.accounts must be a whole number",
+        ),
+        (
+            aws("{requestsPerSecond: 1e-300}"),
+            "concurrency.requestsPerSecond must be a number from 0.01",
+        ),
+        (
+            aws("{requestsPerSecond: .nan}"),
+            "concurrency.requestsPerSecond must be a number from 0.01",
+        ),
+        (
+            aws("{requestsPerSecond: .inf}"),
+            "concurrency.requestsPerSecond must be a number from 0.01",
+        ),
+        (
+            format!("{MINIMAL}watch: {{cacheLimitMiB: 1e30}}\n"),
+            "watch.cacheLimitMiB must be a whole number from 0",
+        ),
+        (
+            format!("{MINIMAL}watch: {{cacheLimitMiB: -1}}\n"),
+            "watch.cacheLimitMiB must be a whole number from 0",
+        ),
+    ] {
+        let errors = load_str(&text, &[]).expect_err(&text);
+        let shown = messages(&errors);
+        assert!(shown.contains(expected), "{text}: {shown}");
+    }
+    let (config, _) =
+        load_str(&aws("{accounts: 1000, requestsPerSecond: 0.5}"), &[]).expect("in bounds");
+    match config.source {
+        SourceConfig::Aws(aws) => {
+            assert_eq!(aws.concurrency_accounts, 1000);
+            assert_eq!(aws.requests_per_second, 0.5);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
