@@ -916,12 +916,13 @@ impl Cx<'_> {
                         .or_else(|| self.env.var("OCEAN__PORT__BASE_URL"))
                         .unwrap_or_else(|| "https://api.port.io".to_string()),
                 };
-                if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-                    let pos = get("baseUrl").map_or(node.pos, |n| n.pos);
-                    self.error(
-                        pos,
-                        format!("catalog.baseUrl must be an http(s) URL, found {base_url:?}"),
-                    );
+                let pos = get("baseUrl").map_or(node.pos, |n| n.pos);
+                match check_base_url(&base_url) {
+                    Ok(None) => {}
+                    Ok(Some(warning)) => self
+                        .warnings
+                        .push(Diagnostic::new(&self.file, pos, warning)),
+                    Err(message) => self.error(pos, message),
                 }
                 let client_id = self.secret(
                     entries,
@@ -1277,6 +1278,38 @@ fn substitute_tracking(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Whether `url` can be Port's base URL: an error, or a warning for plain HTTP beyond this
+/// machine. A URL holding credentials is refused without being quoted, since it would be shown
+/// in plans and `validate --print`.
+fn check_base_url(url: &str) -> Result<Option<String>, String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(
+            "catalog.baseUrl must not hold credentials (user:password@); set clientId and clientSecret"
+                .into(),
+        );
+    }
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(authority, |(host, _)| host);
+    match scheme {
+        "https" if !host.is_empty() => Ok(None),
+        "http" if !host.is_empty() => {
+            let local = host == "localhost" || host == "[::1]" || host.starts_with("127.");
+            Ok((!local).then(|| {
+                format!(
+                    "catalog.baseUrl {url:?} is plain http: the client secret and every entity travel unencrypted"
+                )
+            }))
+        }
+        _ => Err(format!(
+            "catalog.baseUrl must be an http(s) URL, found {url:?}"
+        )),
+    }
 }
 
 fn is_valid_integration_id(id: &str) -> bool {

@@ -410,3 +410,30 @@ fn numeric_settings_out_of_their_bounds_are_errors_not_panics_later() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn a_base_url_with_credentials_is_refused_without_showing_them_and_plain_http_is_a_warning() {
+    let port = |url: &str| {
+        format!(
+            "integration: {{identifier: demo}}\nsource: {{type: snapshot, path: s}}\ncatalog: {{type: port, clientId: i, clientSecret: s, baseUrl: '{url}'}}\n"
+        )
+    };
+    let errors =
+        load_str(&port("https://admin:hunter2@api.port.io"), &[]).expect_err("credentials");
+    let shown = messages(&errors);
+    assert!(shown.contains("must not hold credentials"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+
+    let (_, warnings) = load_str(&port("http://port.internal.example"), &[]).expect("valid");
+    assert!(messages(&warnings).contains("plain http"), "{warnings:?}");
+    for local in [
+        "http://127.0.0.1:8080",
+        "http://localhost:9000/",
+        "https://api.port.io",
+    ] {
+        let (_, warnings) = load_str(&port(local), &[]).expect("valid");
+        assert!(warnings.is_empty(), "{local}: {warnings:?}");
+    }
+    let errors = load_str(&port("ftp://api.port.io"), &[]).expect_err("not http");
+    assert!(messages(&errors).contains("must be an http(s) URL"));
+}
