@@ -1042,9 +1042,7 @@ impl Cx<'_> {
                 let mut names: Vec<PathBuf> = match std::fs::read_dir(&path) {
                     Ok(dir) => dir
                         .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| {
-                            p.extension().is_some_and(|x| x == "yaml" || x == "yml") && p.is_file()
-                        })
+                        .filter(|p| is_mapping_file_name(p) && !p.is_dir())
                         .collect(),
                     Err(e) => {
                         self.error(
@@ -1278,6 +1276,17 @@ fn substitute_tracking(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A `*.yaml` / `*.yml` name that is not hidden. Hidden names are editors' lock and swap files
+/// (Emacs locks are dangling `.#name.yaml` links) and Kubernetes' `..data` internals. Anything
+/// else with the extension must be readable: a broken link is an error, not a silent skip.
+fn is_mapping_file_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    !name.starts_with('.') && path.extension().is_some_and(|x| x == "yaml" || x == "yml")
 }
 
 /// Whether `url` can be Port's base URL: an error, or a warning for plain HTTP beyond this

@@ -437,3 +437,27 @@ fn a_base_url_with_credentials_is_refused_without_showing_them_and_plain_http_is
     let errors = load_str(&port("ftp://api.port.io"), &[]).expect_err("not http");
     assert!(messages(&errors).contains("must be an http(s) URL"));
 }
+
+#[test]
+fn a_broken_link_in_a_mapping_folder_is_an_error_and_hidden_files_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maps = dir.path().join("maps");
+    std::fs::create_dir(&maps).expect("mkdir");
+    std::fs::write(maps.join("a.yaml"), "resources: []\n").expect("write");
+    // An Emacs lock file: a dangling link with a .yaml name.
+    std::os::unix::fs::symlink("user@host.123", maps.join(".#a.yaml")).expect("symlink");
+    let path = dir.path().join("tidemark.yaml");
+    let config = format!("{MINIMAL}mappings: [maps]\n");
+    std::fs::write(&path, &config).expect("write");
+    let (loaded, _) = load(&path, &env(&[])).expect("the lock file is ignored");
+    assert_eq!(loaded.mapping_files.len(), 1);
+
+    std::os::unix::fs::symlink(maps.join("c.yaml"), maps.join("b.yaml")).expect("symlink");
+    std::os::unix::fs::symlink(maps.join("b.yaml"), maps.join("c.yaml")).expect("symlink");
+    let errors = load(&path, &env(&[])).expect_err("a looping link");
+    let shown = messages(&errors);
+    assert!(
+        shown.contains("cannot read the mapping file") && shown.contains("b.yaml"),
+        "{shown}"
+    );
+}
