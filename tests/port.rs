@@ -1033,6 +1033,84 @@ async fn a_429_with_retry_after_is_waited_out_and_retried() {
 }
 
 #[tokio::test]
+async fn absurd_token_lifetimes_and_wait_headers_neither_panic_nor_stall_the_client() {
+    // Each of these once panicked the process: a lifetime or a wait too large for a Duration or
+    // an Instant, or a remaining count so small that dividing the window by it overflowed.
+    let quick = PortOptions {
+        retry: RetryPolicy {
+            max_delay: Duration::from_millis(50),
+            ..options().retry
+        },
+        ..options()
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut support::port_standin::Faults)>)> = vec![
+        (
+            "expiresIn 1e300",
+            Box::new(|f| f.token_expires_in = Some(json!(1e300))),
+        ),
+        (
+            "expiresIn 1.5e19",
+            Box::new(|f| f.token_expires_in = Some(json!(1.5e19))),
+        ),
+        (
+            "a reset too far away for a Duration",
+            Box::new(|f| f.headers = vec![("x-ratelimit-reset", "99999999999999999999".into())]),
+        ),
+        (
+            "a reset of 1e300 seconds",
+            Box::new(|f| {
+                f.headers = vec![
+                    ("x-ratelimit-reset", "1e300".into()),
+                    ("x-ratelimit-remaining", "0".into()),
+                ]
+            }),
+        ),
+        (
+            "almost nothing remaining",
+            Box::new(|f| {
+                f.headers = vec![
+                    ("x-ratelimit-reset", "100".into()),
+                    ("x-ratelimit-limit", "1000".into()),
+                    ("x-ratelimit-remaining", "1e-300".into()),
+                ]
+            }),
+        ),
+        (
+            "a 429 with Retry-After 1e300",
+            Box::new(|f| {
+                f.burst_429 = 1;
+                f.retry_after = "1e300".into();
+            }),
+        ),
+    ];
+    let mut broken = Vec::new();
+    for (case, fault) in cases {
+        let standin = standin_with_blueprints().await;
+        standin.faults(|f| fault(f));
+        let catalog =
+            PortCatalog::with_options(standin.config(), OWNER, quick.clone()).expect("catalog");
+        // In a task of its own, so a panic is reported as this case's failure.
+        let calls = tokio::spawn(async move {
+            for _ in 0..2 {
+                let blueprints = catalog.blueprints().await.map_err(|e| e.to_string())?;
+                if blueprints.len() != 2 {
+                    return Err(format!("{} blueprints", blueprints.len()));
+                }
+            }
+            Ok::<_, String>(())
+        });
+        match tokio::time::timeout(Duration::from_secs(10), calls).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => broken.push(format!("{case}: {e}")),
+            Ok(Err(e)) => broken.push(format!("{case}: {e}")),
+            Err(_) => broken.push(format!("{case}: stalled")),
+        }
+        drop(standin);
+    }
+    assert_eq!(broken, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_503_burst_longer_than_the_retries_stops_with_a_clear_error() {
     let standin = standin_with_blueprints().await;
     let catalog = catalog(&standin);

@@ -89,6 +89,11 @@ pub struct Faults {
     pub expose_datasource: bool,
     /// `expiresIn` of new tokens, in seconds.
     pub token_lifetime_secs: u64,
+    /// `expiresIn` exactly as sent, instead of `token_lifetime_secs` (for values Port should
+    /// never send).
+    pub token_expires_in: Option<Json>,
+    /// Headers sent with every answer, replacing the stand-in's own of the same name.
+    pub headers: Vec<(&'static str, String)>,
     /// Requests per 5-minute window before 429s.
     pub rate_limit: usize,
     /// Largest request body accepted before 413 (Port's is 1 MiB).
@@ -120,6 +125,8 @@ impl Default for Faults {
             drop_after_commit: 0,
             expose_datasource: false,
             token_lifetime_secs: 10_800,
+            token_expires_in: None,
+            headers: Vec::new(),
             rate_limit: 1_000_000,
             rate_window: RATE_WINDOW,
             body_limit: BODY_LIMIT,
@@ -439,7 +446,7 @@ impl Inner {
         } else {
             reset_secs.to_string()
         };
-        vec![
+        let mut headers = vec![
             (
                 "x-ratelimit-period",
                 self.faults.rate_window.as_secs().to_string(),
@@ -453,7 +460,12 @@ impl Inner {
                     .to_string(),
             ),
             ("x-ratelimit-reset", reset),
-        ]
+        ];
+        for (name, value) in &self.faults.headers {
+            headers.retain(|(own, _)| own != name);
+            headers.push((name, value.clone()));
+        }
+        headers
     }
 
     fn process(&mut self, req: &Incoming<'_>) -> Outcome {
@@ -555,8 +567,13 @@ impl Inner {
         self.next_token += 1;
         let token = format!("standin-token-{}", self.next_token);
         self.tokens.insert(token.clone());
+        let expires_in = self
+            .faults
+            .token_expires_in
+            .clone()
+            .unwrap_or_else(|| json!(self.faults.token_lifetime_secs));
         ok(json!({"ok": true, "accessToken": token,
-                  "expiresIn": self.faults.token_lifetime_secs, "tokenType": "Bearer"}))
+                  "expiresIn": expires_in, "tokenType": "Bearer"}))
     }
 
     fn route(&mut self, req: &Incoming<'_>, segs: &[&str], body: &Json) -> Outcome {

@@ -23,6 +23,10 @@ const RETRYABLE_STATUSES: [u16; 5] = [408, 429, 502, 503, 504];
 /// seconds: Port's docs disagree on which it sends, and Ocean parses it the same way.
 const EPOCH_THRESHOLD_SECS: f64 = 10_000.0;
 
+/// The longest a token is trusted whatever `expiresIn` says. Port's tokens live three hours; a
+/// far larger number is a broken answer, and refreshing daily costs one request.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The `service` label of Port requests in the metrics.
 const PORT: &str = "port";
 
@@ -337,11 +341,12 @@ impl Http {
             .body
             .get("expiresIn")
             .and_then(Json::as_f64)
-            .filter(|s| *s > 0.0)
-            .unwrap_or(3600.0);
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(Duration::from_secs(3600), seconds)
+            .min(MAX_TOKEN_LIFETIME);
         Ok(CachedToken {
             value: Secret::new(token),
-            refresh_at: started + token_refresh_after(Duration::from_secs_f64(lifetime)),
+            refresh_at: started + token_refresh_after(lifetime),
         })
     }
 
@@ -449,6 +454,7 @@ impl Http {
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite())
         };
         if status == 429 {
             // Port says when to come back (Retry-After first, then the window's reset); until
@@ -469,12 +475,14 @@ impl Http {
         if remaining <= 0.0 {
             self.pause_for(reset);
         } else if limit > 0.0 && remaining < limit / 10.0 {
-            self.pause_for(reset.div_f64(remaining));
+            self.pause_for(seconds(reset.as_secs_f64() / remaining));
         }
     }
 
     fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(self.retry.max_delay);
+        let Some(until) = Instant::now().checked_add(wait.min(self.retry.max_delay)) else {
+            return;
+        };
         if let Ok(mut paused) = self.paused_until.lock()
             && paused.is_none_or(|p| p < until)
         {
@@ -563,6 +571,8 @@ fn header_wait(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// A wait given as seconds (`"2"`, `"1.5"`) or as an epoch time in seconds (`"1767225600"`).
+/// Waits too long for a `Duration` come back as `Duration::MAX`; callers cap every wait at
+/// `max_delay`.
 pub(crate) fn parse_wait(value: &str) -> Option<Duration> {
     let n = value
         .trim()
@@ -574,10 +584,19 @@ pub(crate) fn parse_wait(value: &str) -> Option<Duration> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        Some(Duration::from_secs_f64((n - now).max(0.0)))
+        Some(seconds((n - now).max(0.0)))
     } else {
-        Some(Duration::from_secs_f64(n))
+        Some(seconds(n))
     }
+}
+
+/// `secs` as a `Duration`, saturating: numbers from Port's headers and bodies can be anything.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(if secs > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
 }
 
 /// A number in [0, 1) from the standard library's randomly seeded hasher; enough for jitter.
@@ -627,6 +646,9 @@ mod tests {
         assert_eq!(parse_wait(&(now - 100).to_string()), Some(Duration::ZERO));
         assert_eq!(parse_wait("soon"), None);
         assert_eq!(parse_wait("-3"), None);
+        assert_eq!(parse_wait("1e300"), Some(Duration::MAX));
+        assert_eq!(parse_wait("99999999999999999999"), Some(Duration::MAX));
+        assert_eq!(parse_wait("NaN"), None);
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
