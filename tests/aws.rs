@@ -895,6 +895,42 @@ async fn a_failed_region_lookup_is_reported_for_the_account() {
 }
 
 #[tokio::test]
+async fn an_empty_region_answer_fails_the_account_instead_of_proving_its_resources_gone() {
+    // Every account has enabled regions; an answer without any is broken, not an empty account.
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(HOSTILE, &[]);
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], Regions::Enabled),
+    )
+    .await;
+    let failed = account(&report.accounts, HOSTILE);
+    assert!(failed.assumed);
+    let error = failed.regions_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("ListRegions") && error.contains("no region"),
+        "{failed:?}"
+    );
+    let plan = plan_for(&report, &items, &["AWS::SQS::Queue"]);
+    assert!(
+        !plan.changes.iter().any(|c| c.action == Action::Delete),
+        "{:?}",
+        plan.changes
+    );
+    let withheld: Vec<(&str, Reason)> = plan
+        .withheld
+        .iter()
+        .map(|w| (w.identifier.as_str(), w.reason))
+        .collect();
+    assert_eq!(
+        withheld,
+        vec![("aws_sqs_queue-gone", Reason::RegionsFailed)]
+    );
+}
+
+#[tokio::test]
 async fn a_sync_that_outlives_its_credentials_still_completes() {
     let sts = StsStandIn::start().await;
     let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;

@@ -722,6 +722,12 @@ async fn enabled_regions(
             break;
         }
     }
+    // Every account has regions enabled by default, so an answer without one is broken (a
+    // proxy, a stand-in, a changed API). Taking it at its word would prove every resource of
+    // the account gone; as a regions error it withholds the account's deletes.
+    if regions.is_empty() {
+        return Err("account:ListRegions returned no region that is enabled".into());
+    }
     regions.sort();
     regions.dedup();
     Ok(regions)
