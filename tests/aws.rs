@@ -1567,3 +1567,88 @@ async fn unreadable_list_properties_are_read_again_with_get_resource_when_the_ki
         json!({"Name": "stream-1", "ShardCount": 2})
     );
 }
+
+/// A source in Organizations mode whose Organizations is the Cloud Control stand-in.
+async fn organizations_source(
+    sts: &StsStandIn,
+    cc: &CloudControl,
+    organizational_units: &[&str],
+) -> AwsSource {
+    sts.register_base_key(BASE_KEY);
+    let mut cfg = config();
+    cfg.account_role_arn = Some(role("111111111111"));
+    cfg.organizational_units = organizational_units.iter().map(|u| u.to_string()).collect();
+    let base = BaseAws {
+        sdk_config: sdk_config(&sts.url).await,
+        web_identity: None,
+        endpoints: ServiceEndpoints {
+            organizations: Some(cc.url.clone()),
+            cloudcontrol: Some(cc.url.clone()),
+            account: Some(cc.url.clone()),
+            ..ServiceEndpoints::default()
+        },
+    };
+    AwsSource::with_base(cfg, base).await.expect("source")
+}
+
+#[tokio::test]
+async fn organizations_pages_that_repeat_their_next_token_fail_discovery_instead_of_hanging() {
+    for (operation, units) in [
+        ("ListAccounts", &[][..]),
+        ("ListAccountsForParent", &["ou-root-1"][..]),
+        ("ListOrganizationalUnitsForParent", &["ou-root-1"][..]),
+    ] {
+        let sts = StsStandIn::start().await;
+        let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+        cc.repeat_organizations_token(HOSTILE, operation, "again");
+        let source = organizations_source(&sts, &cc, units).await;
+        let (discovery, accounts) =
+            tokio::time::timeout(Duration::from_secs(30), source.accounts())
+                .await
+                .unwrap_or_else(|_| panic!("{operation}: discovery never ended"))
+                .expect("accounts");
+        assert_eq!(discovery.status, DiscoveryStatus::Failed, "{operation}");
+        let error = discovery.error.unwrap_or_default();
+        assert!(
+            error.contains(operation) && error.contains("PaginationLoop"),
+            "{operation}: {error}"
+        );
+        assert!(accounts.is_empty(), "{operation}: {accounts:?}");
+    }
+}
+
+#[tokio::test]
+async fn region_pages_end_on_an_empty_next_token_and_fail_on_a_repeated_one() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    const ENDS: &str = "333333333333";
+    cc.set_regions(ENDS, &["eu-west-1", "us-east-1", "eu-central-1"]);
+    for (account, token) in [(HOSTILE, "again"), (ENDS, "")] {
+        cc.inject(Fault {
+            account: Some(account.into()),
+            region: None,
+            kind: None,
+            effect: Effect::RegionsNextToken(token.into()),
+        });
+    }
+    let mut cfg = config();
+    cfg.account_role_arns = Some(vec![role(HOSTILE), role(ENDS)]);
+    let source = standin_source(&sts, &cc, cfg).await;
+    let (_, accounts) = tokio::time::timeout(Duration::from_secs(30), source.accounts())
+        .await
+        .expect("the region lookups never ended")
+        .expect("accounts");
+    let looping = account(&accounts, HOSTILE);
+    let error = looping.regions_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("ListRegions") && error.contains("PaginationLoop"),
+        "{looping:?}"
+    );
+    let ended = account(&accounts, ENDS);
+    assert_eq!(ended.regions_error, None);
+    assert_eq!(
+        ended.regions,
+        vec!["eu-west-1", "us-east-1"],
+        "the first page only"
+    );
+}

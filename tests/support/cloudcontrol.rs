@@ -117,6 +117,8 @@ pub enum Effect {
     EndlessTokens,
     /// The first `pages` pages of a listing are empty but carry a `NextToken`; then the items.
     EmptyPages { pages: usize },
+    /// `ListRegions` answers its first page with this `NextToken`, whatever token it is sent.
+    RegionsNextToken(String),
 }
 
 /// The HTML page moto answers for a service it does not implement.
@@ -146,6 +148,10 @@ struct Data {
     rejected_expired: usize,
     latency: Duration,
     organizations_error: String,
+    /// (operation, token): Organizations serves one account (or no OU) per page, and this
+    /// operation's pages all carry this `NextToken`.
+    organizations_token: Option<(String, String)>,
+    organizations_account: String,
 }
 
 struct CcState {
@@ -231,6 +237,15 @@ impl CloudControl {
     /// The error code every Organizations call gets when pointed here.
     pub fn refuse_organizations(&self, code: &str) {
         self.data().organizations_error = code.to_string();
+    }
+
+    /// Serves Organizations itself: a single ACTIVE account, `account`, with `operation`
+    /// (`ListAccounts`, `ListAccountsForParent`, `ListOrganizationalUnitsForParent`) returning
+    /// `token` as its `NextToken` on every page.
+    pub fn repeat_organizations_token(&self, account: &str, operation: &str, token: &str) {
+        let mut data = self.data();
+        data.organizations_token = Some((operation.into(), token.into()));
+        data.organizations_account = account.into();
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -379,9 +394,33 @@ async fn cloud_control(
     let Ok(input) = serde_json::from_slice::<Json>(&body) else {
         return json_error("SerializationException", "body is not JSON");
     };
-    if target.starts_with("AWSOrganizationsV20161128.") {
+    if let Some(operation) = target.strip_prefix("AWSOrganizationsV20161128.") {
+        let (code, token, member) = {
+            let data = state.data.lock().expect("lock");
+            (
+                data.organizations_error.clone(),
+                data.organizations_token.clone(),
+                data.organizations_account.clone(),
+            )
+        };
+        if code.is_empty()
+            && let Some((looping, token)) = token
+        {
+            let mut out = match operation {
+                "ListOrganizationalUnitsForParent" => json!({"OrganizationalUnits": []}),
+                _ => json!({"Accounts": [{"Id": member, "Name": "member", "Status": "ACTIVE",
+                    "State": "ACTIVE", "Arn": format!("arn:aws:organizations::{member}:account/o-x/{member}")}]}),
+            };
+            if operation == looping {
+                out["NextToken"] = json!(token);
+            }
+            return (
+                [("content-type", "application/x-amz-json-1.1")],
+                out.to_string(),
+            )
+                .into_response();
+        }
         // Stands in for an Organizations that refuses this caller (moto never does).
-        let code = state.data.lock().expect("lock").organizations_error.clone();
         return (
             StatusCode::BAD_REQUEST,
             [("content-type", "application/x-amz-json-1.1")],
@@ -514,6 +553,23 @@ async fn list_regions(
     let mut out = json!({"Regions": page});
     if start + REGIONS_PAGE_SIZE < regions.len() {
         out["NextToken"] = json!((start + REGIONS_PAGE_SIZE).to_string());
+    }
+    let repeated = state
+        .data
+        .lock()
+        .expect("lock")
+        .faults
+        .iter()
+        .find_map(|f| match &f.effect {
+            Effect::RegionsNextToken(token)
+                if f.account.as_deref().is_none_or(|a| a == account) =>
+            {
+                Some(token.clone())
+            }
+            _ => None,
+        });
+    if let Some(token) = repeated {
+        out["NextToken"] = json!(token);
     }
     ([("content-type", "application/json")], out.to_string()).into_response()
 }

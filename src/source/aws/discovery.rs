@@ -7,6 +7,7 @@ use aws_sdk_organizations::error::{DisplayErrorContext, ProvideErrorMetadata, Sd
 use aws_sdk_organizations::types::Account;
 
 use super::listing::outcome_of;
+use super::pages::{Pages, PaginationError};
 use crate::requests::{Outcome, RequestCounter};
 
 /// One account to sync and the role to enter it with (`None`: the base credentials' own account).
@@ -97,6 +98,11 @@ where
     }
 }
 
+/// A listing that does not end is a failed discovery: its accounts so far may not be all.
+fn paging_failure(operation: &str, error: PaginationError) -> OrgsFailure {
+    OrgsFailure::Failed(format!("{operation}: {}: {error}", error.code()))
+}
+
 /// ACTIVE accounts only: `State` where the answer has it, else the older `Status`.
 fn is_active(account: &Account) -> bool {
     match (account.state(), account.status()) {
@@ -146,12 +152,15 @@ pub(crate) async fn list_organization(
     let mut accounts = Vec::new();
     if organizational_units.is_empty() {
         let mut next_token = None;
+        let mut pages = Pages::new();
         loop {
             let sent = orgs.list_accounts().set_next_token(next_token).send().await;
             count(requests, "ListAccounts", &sent);
             let page = sent.map_err(orgs_failure)?;
             accounts.extend(page.accounts().iter().cloned());
-            next_token = page.next_token().map(str::to_string);
+            next_token = pages
+                .follow(page.next_token())
+                .map_err(|e| paging_failure("ListAccounts", e))?;
             if next_token.is_none() {
                 break;
             }
@@ -174,6 +183,7 @@ pub(crate) async fn list_organization(
                 continue;
             }
             let mut next_token = None;
+            let mut pages = Pages::new();
             loop {
                 let sent = orgs
                     .list_accounts_for_parent()
@@ -184,12 +194,15 @@ pub(crate) async fn list_organization(
                 count(requests, "ListAccountsForParent", &sent);
                 let page = sent.map_err(orgs_failure)?;
                 accounts.extend(page.accounts().iter().cloned());
-                next_token = page.next_token().map(str::to_string);
+                next_token = pages
+                    .follow(page.next_token())
+                    .map_err(|e| paging_failure("ListAccountsForParent", e))?;
                 if next_token.is_none() {
                     break;
                 }
             }
             let mut next_token = None;
+            let mut pages = Pages::new();
             loop {
                 let sent = orgs
                     .list_organizational_units_for_parent()
@@ -204,7 +217,9 @@ pub(crate) async fn list_organization(
                         .iter()
                         .filter_map(|ou| ou.id().map(str::to_string)),
                 );
-                next_token = page.next_token().map(str::to_string);
+                next_token = pages
+                    .follow(page.next_token())
+                    .map_err(|e| paging_failure("ListOrganizationalUnitsForParent", e))?;
                 if next_token.is_none() {
                     break;
                 }

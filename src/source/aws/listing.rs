@@ -2,7 +2,7 @@
 //! `GetResource` per item, retries for throttling and transient failures, and the error classes
 //! that fail a scope.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::credentials::RoleCredentials;
+use super::pages::Pages;
 use super::throttle::{MAX_ATTEMPTS, TokenBucket, backoff};
 use crate::model::{KindSpec, RawItem};
 use crate::requests::{Outcome, RequestCounter};
@@ -19,9 +20,6 @@ use crate::requests::{Outcome, RequestCounter};
 /// The `service` label of Cloud Control requests in the metrics.
 pub(crate) const CLOUD_CONTROL: &str = "cloudcontrol";
 
-/// A listing that keeps returning `NextToken` past this many pages is broken, not large: Cloud
-/// Control pages hold ~25 items, so this is ~250,000 resources of one type in one region.
-pub(crate) const MAX_PAGES: usize = 10_000;
 /// `GetResource` calls in flight per scope; the token bucket still paces them.
 const GET_RESOURCE_FAN_OUT: usize = 8;
 
@@ -308,9 +306,9 @@ impl AccountLister {
             other => other.to_string(),
         });
         let mut next_token: Option<String> = None;
-        let mut seen_tokens = HashSet::new();
+        let mut pages = Pages::new();
         let mut unreadable = Unreadable::default();
-        for _page in 0..MAX_PAGES {
+        loop {
             let page = self
                 .call(&bucket, "ListResources", || {
                     self.client
@@ -350,23 +348,12 @@ impl AccountLister {
                     "the run stopped before this listing finished",
                 ));
             }
-            match page.next_token() {
-                None | Some("") => return unreadable.into_result(),
-                Some(token) => {
-                    if !seen_tokens.insert(token.to_string()) {
-                        return Err(ScopeFailure::new(
-                            "PaginationLoop",
-                            "Cloud Control returned a NextToken it had returned before",
-                        ));
-                    }
-                    next_token = Some(token.to_string());
-                }
-            }
+            next_token = match pages.follow(page.next_token()) {
+                Ok(Some(token)) => Some(token),
+                Ok(None) => return unreadable.into_result(),
+                Err(e) => return Err(ScopeFailure::new(e.code(), format!("Cloud Control {e}"))),
+            };
         }
-        Err(ScopeFailure::new(
-            "PaginationLimit",
-            format!("still returning NextToken after {MAX_PAGES} pages"),
-        ))
     }
 
     fn item(&self, region: &str, kind: &str, identifier: String, properties: Json) -> RawItem {

@@ -10,6 +10,7 @@
 mod credentials;
 mod discovery;
 mod listing;
+mod pages;
 mod throttle;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub use credentials::AssumeFailure;
 use credentials::{AssumeMethod, RoleCredentials, STS, SharedRole, session_name};
 use discovery::{OrgsFailure, Target, parse_role_arn};
 use listing::{AccountLister, Remembered, outcome_of};
+use pages::Pages;
 
 /// How member accounts are entered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -681,6 +683,7 @@ async fn enabled_regions(
     use aws_sdk_account::types::RegionOptStatus;
     let mut regions = Vec::new();
     let mut next_token = None;
+    let mut pages = Pages::new();
     loop {
         let sent = client
             .list_regions()
@@ -717,7 +720,9 @@ async fn enabled_regions(
                 })
                 .filter_map(|r| r.region_name().map(str::to_string)),
         );
-        next_token = page.next_token().map(str::to_string);
+        next_token = pages
+            .follow(page.next_token())
+            .map_err(|e| format!("account:ListRegions: {}: {e}", e.code()))?;
         if next_token.is_none() {
             break;
         }
