@@ -1652,3 +1652,111 @@ async fn region_pages_end_on_an_empty_next_token_and_fail_on_a_repeated_one() {
         "the first page only"
     );
 }
+
+/// `{"Deep": [[…[1]…]]}`: `levels` levels of objects and arrays in all.
+fn nested(levels: usize) -> serde_json::Value {
+    let mut value = json!(1);
+    for _ in 1..levels {
+        value = json!([value]);
+    }
+    json!({ "Deep": value })
+}
+
+#[tokio::test]
+async fn properties_nested_past_the_cap_fail_their_item_and_those_below_it_map_in_the_worker_and_replay()
+ {
+    const QUEUE: &str = "AWS::SQS::Queue";
+    const TOPIC: &str = "AWS::SNS::Topic";
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_plain(&cc, QUEUE, 2);
+    add_plain(&cc, TOPIC, 2);
+    // Valid JSON that serde_json reads (it stops at 128), but that the watch's mapping worker
+    // and a snapshot file, which wrap items deeper, could not read back.
+    let too_deep = nested(110);
+    cc.add_raw(
+        HOSTILE,
+        "us-east-1",
+        QUEUE,
+        "q-too-deep",
+        &too_deep.to_string(),
+        too_deep.clone(),
+    );
+    let deep = nested(90);
+    cc.add(HOSTILE, "us-east-1", TOPIC, "t-deep", deep.clone());
+    let source = hostile_source(&sts, &cc).await;
+    let both = request(vec![kind(QUEUE), kind(TOPIC)], list_of(&["us-east-1"]));
+    let (report, items) = run(&source, &both).await;
+    let plan = plan_for(&report, &items, &[QUEUE, TOPIC]);
+    assert_failed_scope(
+        &report,
+        &plan,
+        QUEUE,
+        &[
+            "InvalidProperties",
+            "q-too-deep",
+            "nests more than 100 levels",
+        ],
+    );
+    assert_complete_scope(&report, &plan, TOPIC);
+    let listed = items
+        .iter()
+        .find(|i| i.identifier == "t-deep")
+        .expect("the 90-level item is listed");
+    assert_eq!(listed.properties, deep);
+    assert!(!items.iter().any(|i| i.identifier == "q-too-deep"));
+
+    // The watch maps items in a child process, one level deeper on the wire.
+    let mapping = tidemark::mapping::MappingSource {
+        name: "mapping.yaml".into(),
+        text: format!(
+            "resources:\n  - kind: {TOPIC}\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"q\"'\n          properties:\n            deep: .Properties.Deep\n"
+        ),
+    };
+    let (mappings, _) =
+        tidemark::mapping::Mappings::load(&[mapping], &tidemark::mapping::LoadOptions::default())
+            .expect("the mapping compiles");
+    let mut worker =
+        tidemark::mapping::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
+    let mut batch = worker.batch();
+    batch.send(listed);
+    let outcomes = batch.finish().expect("the worker answers");
+    assert_eq!(outcomes, vec![mappings.map_item(listed)]);
+    assert_eq!(outcomes[0].errors, Vec::<String>::new());
+    assert_eq!(
+        outcomes[0].entities[0]
+            .entity
+            .properties
+            .as_ref()
+            .map(|p| &p["deep"]),
+        Some(&deep["Deep"])
+    );
+
+    // A snapshot, two levels deeper in its files, reads back what it recorded.
+    let dir = tempfile::tempdir().expect("tempdir");
+    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+        .expect("snapshot written");
+    let replay =
+        tidemark::source::snapshot::SnapshotSource::new(dir.path(), list_of(&["us-east-1"]));
+    let (replay_report, replayed) = run_source(&replay, &both).await;
+    let mut recorded = report.listings.clone();
+    let mut replayed_listings = replay_report.listings.clone();
+    recorded.sort();
+    replayed_listings.sort();
+    assert_eq!(replayed_listings, recorded);
+    let replayed = replayed
+        .iter()
+        .find(|i| i.identifier == "t-deep")
+        .expect("the 90-level item is replayed");
+    assert_eq!(replayed.properties, deep);
+}
+
+async fn run_source(source: &impl Source, request: &ListRequest) -> (SourceReport, Vec<RawItem>) {
+    let mut items = Vec::new();
+    let mut sink = |page: Vec<RawItem>| items.extend(page);
+    let report = source
+        .list(request, &mut sink)
+        .await
+        .expect("the run completes");
+    (report, items)
+}

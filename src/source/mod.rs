@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
 use crate::model::{KindSpec, RawItem};
 use crate::requests::RequestCount;
@@ -116,6 +117,33 @@ pub enum SourceError {
     Snapshot { path: String, message: String },
     #[error("AWS: {0}")]
     Aws(String),
+}
+
+/// The deepest `Properties` a source passes on, in levels of arrays and objects. serde_json
+/// reads at most 128 levels, and items travel wrapped deeper than their `Properties`: one level
+/// to the watch's mapping worker, two in a snapshot file. 100 leaves room for both, and real
+/// AWS resources nest a handful of levels.
+pub const MAX_PROPERTIES_DEPTH: usize = 100;
+
+/// Whether `properties` nests more than [`MAX_PROPERTIES_DEPTH`] levels of arrays and objects.
+/// A source fails such an item like unreadable `Properties`, since tidemark could not read it
+/// back where it hands it on.
+pub fn is_too_deep(properties: &Json) -> bool {
+    // A loop, not recursion: the value may be as deep as its parser allowed.
+    let mut pending = vec![(properties, 0usize)];
+    while let Some((value, above)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Json>> = match value {
+            Json::Array(items) => Box::new(items.iter()),
+            Json::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        let level = above + 1;
+        if level > MAX_PROPERTIES_DEPTH {
+            return true;
+        }
+        pending.extend(children.map(|child| (child, level)));
+    }
+    false
 }
 
 /// A place resources are listed from.

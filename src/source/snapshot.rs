@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{
-    AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing, Regions, Source,
-    SourceError, SourceReport,
+    AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing,
+    MAX_PROPERTIES_DEPTH, Regions, Source, SourceError, SourceReport, is_too_deep,
 };
 use crate::model::{RawItem, is_global_kind};
 
@@ -160,6 +160,14 @@ impl SnapshotSource {
                     Json::Null => Json::Object(Default::default()),
                     other => other,
                 };
+                // As deep as a live listing lets through, so a snapshot never hands on what the
+                // live run would have failed.
+                if is_too_deep(&properties) {
+                    return Err(format!(
+                        "{shown}: item {i} ({}): Properties nests more than {MAX_PROPERTIES_DEPTH} levels deep",
+                        item.identifier
+                    ));
+                }
                 Ok(RawItem {
                     account: account.id.clone(),
                     account_name: account.name.clone(),
@@ -562,6 +570,65 @@ mod tests {
         for item in &items {
             assert_eq!(item.properties.to_string(), text, "{}", item.identifier);
         }
+    }
+
+    #[tokio::test]
+    async fn properties_deeper_than_sources_pass_on_fail_their_scope_and_the_deepest_allowed_replay()
+     {
+        let nested = |levels: usize| {
+            let mut value = json!(1);
+            for _ in 1..levels {
+                value = json!([value]);
+            }
+            json!({"Deep": value})
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "manifest.json",
+            manifest(json!([
+                {"account": "222222222222", "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null},
+                {"account": "222222222222", "region": "us-east-1", "kind": "AWS::SNS::Topic", "status": "ok", "error": null},
+                {"account": "222222222222", "region": "us-east-1", "kind": "AWS::ECS::Cluster", "status": "ok", "error": null}
+            ])),
+        );
+        write(
+            dir.path(),
+            "222222222222/us-east-1/AWS_SQS_Queue.json",
+            json!([{"Identifier": "q", "Properties": nested(110)}]),
+        );
+        write(
+            dir.path(),
+            "222222222222/us-east-1/AWS_SNS_Topic.json",
+            json!([{"Identifier": "t", "Properties": nested(110).to_string()}]),
+        );
+        write(
+            dir.path(),
+            "222222222222/us-east-1/AWS_ECS_Cluster.json",
+            json!([{"Identifier": "c", "Properties": nested(MAX_PROPERTIES_DEPTH)}]),
+        );
+        let (report, items) = list(
+            dir.path(),
+            &["AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::ECS::Cluster"],
+        )
+        .await;
+        let error = |kind: &str| {
+            report
+                .listings
+                .iter()
+                .find(|l| l.kind == kind)
+                .and_then(|l| l.error.clone())
+        };
+        for (kind, id) in [("AWS::SQS::Queue", "(q)"), ("AWS::SNS::Topic", "(t)")] {
+            let error = error(kind).unwrap_or_default();
+            assert!(
+                error.contains(id) && error.contains("nests more than 100 levels"),
+                "{kind}: {error}"
+            );
+        }
+        assert_eq!(error("AWS::ECS::Cluster"), None);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].properties, nested(MAX_PROPERTIES_DEPTH));
     }
 
     #[tokio::test]

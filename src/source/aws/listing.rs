@@ -16,6 +16,7 @@ use super::pages::Pages;
 use super::throttle::{MAX_ATTEMPTS, TokenBucket, backoff};
 use crate::model::{KindSpec, RawItem};
 use crate::requests::{Outcome, RequestCounter};
+use crate::source::{MAX_PROPERTIES_DEPTH, is_too_deep};
 
 /// The `service` label of Cloud Control requests in the metrics.
 pub(crate) const CLOUD_CONTROL: &str = "cloudcontrol";
@@ -474,8 +475,11 @@ pub(crate) fn parse_properties(
     identifier: &str,
     properties: Option<&str>,
 ) -> Result<Json, ScopeFailure> {
-    match properties {
-        None | Some("") => Ok(Json::Object(Default::default())),
+    let unreadable = |what: String| {
+        ScopeFailure::new("InvalidProperties", format!("item {identifier:?}: {what}"))
+    };
+    let parsed = match properties {
+        None | Some("") => return Ok(Json::Object(Default::default())),
         Some(text) => serde_json::from_str(text).map_err(|e| {
             // serde_json stops at 128 levels rather than risk the stack; say so, since the
             // document itself may well be valid.
@@ -484,12 +488,15 @@ pub(crate) fn parse_properties(
             } else {
                 "Properties is not valid JSON"
             };
-            ScopeFailure::new(
-                "InvalidProperties",
-                format!("item {identifier:?}: {what} ({e})"),
-            )
-        }),
+            unreadable(format!("{what} ({e})"))
+        })?,
+    };
+    if is_too_deep(&parsed) {
+        return Err(unreadable(format!(
+            "Properties nests more than {MAX_PROPERTIES_DEPTH} levels deep"
+        )));
     }
+    Ok(parsed)
 }
 
 #[cfg(test)]
