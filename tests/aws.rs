@@ -1760,3 +1760,66 @@ async fn run_source(source: &impl Source, request: &ListRequest) -> (SourceRepor
         .expect("the run completes");
     (report, items)
 }
+
+#[tokio::test]
+async fn an_unreadable_listed_item_that_get_resource_gives_no_properties_for_fails_its_scope() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    const BARE: &str = "AWS::Kinesis::Stream";
+    const EMPTY: &str = "AWS::SQS::Queue";
+    for (kind, description) in [(BARE, false), (EMPTY, true)] {
+        let full = json!({"Name": "never-served"});
+        cc.add_raw(
+            HOSTILE,
+            "us-east-1",
+            kind,
+            "unreadable",
+            "{not json",
+            full.clone(),
+        );
+        cc.add_raw(
+            HOSTILE,
+            "us-east-1",
+            kind,
+            "readable",
+            r#"{"Name":"readable"}"#,
+            full,
+        );
+        cc.inject(Fault {
+            account: Some(HOSTILE.into()),
+            region: None,
+            kind: Some(kind.into()),
+            effect: Effect::GetWithoutProperties { description },
+        });
+    }
+    let specs = [BARE, EMPTY]
+        .iter()
+        .map(|k| {
+            let mut spec = kind(k);
+            spec.use_get_resource_api = true;
+            spec
+        })
+        .collect();
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(&source, &request(specs, list_of(&["us-east-1"]))).await;
+    let plan = plan_for(&report, &items, &[BARE, EMPTY]);
+    for kind in [BARE, EMPTY] {
+        assert_failed_scope(
+            &report,
+            &plan,
+            kind,
+            &["InvalidProperties", "unreadable", "GetResource"],
+        );
+        // What was read in the listing is kept when GetResource gives nothing better.
+        let kept: Vec<(&str, &serde_json::Value)> = items
+            .iter()
+            .filter(|i| i.kind == kind)
+            .map(|i| (i.identifier.as_str(), &i.properties))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![("readable", &json!({"Name": "readable"}))],
+            "{kind}"
+        );
+    }
+}

@@ -119,6 +119,9 @@ pub enum Effect {
     EmptyPages { pages: usize },
     /// `ListRegions` answers its first page with this `NextToken`, whatever token it is sent.
     RegionsNextToken(String),
+    /// `GetResource` answers without `Properties`: with a `ResourceDescription` that has only
+    /// the `Identifier`, or (`description: false`) without a `ResourceDescription` at all.
+    GetWithoutProperties { description: bool },
 }
 
 /// The HTML page moto answers for a service it does not implement.
@@ -505,6 +508,32 @@ async fn cloud_control(
         }
         "GetResource" => {
             let id = input["Identifier"].as_str().unwrap_or_default();
+            let bare = state
+                .data
+                .lock()
+                .expect("lock")
+                .faults
+                .iter()
+                .find_map(|f| {
+                    let matches = f.account.as_deref().is_none_or(|a| a == account)
+                        && f.region.as_deref().is_none_or(|r| r == region)
+                        && f.kind.as_deref().is_none_or(|k| k == kind);
+                    match f.effect {
+                        Effect::GetWithoutProperties { description } if matches => {
+                            Some(description)
+                        }
+                        _ => None,
+                    }
+                });
+            match bare {
+                Some(true) => {
+                    return ok(
+                        json!({"TypeName": kind, "ResourceDescription": {"Identifier": id}}),
+                    );
+                }
+                Some(false) => return ok(json!({"TypeName": kind})),
+                None => {}
+            }
             // A null full model stands for a resource deleted between the list and the get.
             match items.iter().find(|(i, _, full)| i == id && !full.is_null()) {
                 Some((id, _, full)) => ok(json!({"TypeName": kind,

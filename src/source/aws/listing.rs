@@ -324,25 +324,28 @@ impl AccountLister {
                         .send()
                 })
                 .await?;
-            let mut items = Vec::with_capacity(page.resource_descriptions().len());
+            let mut listed = Vec::with_capacity(page.resource_descriptions().len());
             for description in page.resource_descriptions() {
                 let identifier = description.identifier().unwrap_or_default().to_string();
                 match parse_properties(&identifier, description.properties()) {
-                    Ok(properties) => {
-                        items.push(self.item(region, &spec.kind, identifier, properties))
-                    }
+                    Ok(properties) => listed.push(Listed {
+                        item: self.item(region, &spec.kind, identifier, properties),
+                        unreadable: None,
+                    }),
                     // GetResource replaces the listed properties anyway: it decides.
-                    Err(_) if spec.use_get_resource_api => {
-                        items.push(self.item(region, &spec.kind, identifier, Json::Null))
-                    }
+                    Err(failure) if spec.use_get_resource_api => listed.push(Listed {
+                        item: self.item(region, &spec.kind, identifier, Json::Null),
+                        unreadable: Some(failure),
+                    }),
                     Err(failure) => unreadable.add(failure),
                 }
             }
-            if spec.use_get_resource_api && !items.is_empty() {
-                items = self
-                    .get_each(region, &spec.kind, &bucket, items, &mut unreadable)
-                    .await?;
-            }
+            let items = if spec.use_get_resource_api && !listed.is_empty() {
+                self.get_each(region, &spec.kind, &bucket, listed, &mut unreadable)
+                    .await?
+            } else {
+                listed.into_iter().map(|l| l.item).collect()
+            };
             if !items.is_empty() && out.send(items).await.is_err() {
                 return Err(ScopeFailure::new(
                     "Cancelled",
@@ -374,7 +377,7 @@ impl AccountLister {
         region: &str,
         kind: &str,
         bucket: &Arc<TokenBucket>,
-        items: Vec<RawItem>,
+        items: Vec<Listed>,
         unreadable: &mut Unreadable,
     ) -> Result<Vec<RawItem>, ScopeFailure> {
         let mut full: Vec<Option<RawItem>> = vec![None; items.len()];
@@ -382,7 +385,7 @@ impl AccountLister {
         let mut running = JoinSet::new();
         loop {
             while running.len() < GET_RESOURCE_FAN_OUT {
-                let Some((index, item)) = pending.next() else {
+                let Some((index, Listed { item, unreadable })) = pending.next() else {
                     break;
                 };
                 let this = Arc::clone(self);
@@ -413,9 +416,21 @@ impl AccountLister {
                         }
                         Err(f) => return Err(f),
                     };
-                    let properties = match described.resource_description() {
-                        Some(d) => parse_properties(&item.identifier, d.properties()),
-                        None => Ok(item.properties.clone()),
+                    // Without Properties from GetResource, the listed ones stand, if they could be
+                    // read; an item with neither has nothing true to map.
+                    let got = described
+                        .resource_description()
+                        .and_then(|d| d.properties());
+                    let properties = match (got, unreadable) {
+                        (Some(text), _) => parse_properties(&item.identifier, Some(text)),
+                        (None, None) => Ok(item.properties.clone()),
+                        (None, Some(listed)) => Err(ScopeFailure::new(
+                            listed.code,
+                            format!(
+                                "{}; GetResource returned no Properties either",
+                                listed.message
+                            ),
+                        )),
                     };
                     Ok((
                         index,
@@ -437,6 +452,13 @@ impl AccountLister {
         }
         Ok(full.into_iter().flatten().collect())
     }
+}
+
+/// An item as `ListResources` gave it, on its way to `GetResource`; `unreadable` says why its
+/// listed Properties could not be read.
+struct Listed {
+    item: RawItem,
+    unreadable: Option<ScopeFailure>,
 }
 
 /// Items whose properties could not be read. They are skipped and the listing goes on, so that
