@@ -1600,7 +1600,8 @@ async fn organizations_pages_that_repeat_their_next_token_fail_discovery_instead
     ] {
         let sts = StsStandIn::start().await;
         let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
-        cc.repeat_organizations_token(HOSTILE, operation, "again");
+        cc.serve_organization(HOSTILE);
+        cc.repeat_organizations_token(operation, "again");
         let source = organizations_source(&sts, &cc, units).await;
         let (discovery, accounts) =
             tokio::time::timeout(Duration::from_secs(30), source.accounts())
@@ -1822,4 +1823,49 @@ async fn an_unreadable_listed_item_that_get_resource_gives_no_properties_for_fai
             "{kind}"
         );
     }
+}
+
+#[tokio::test]
+async fn account_ids_and_regions_that_are_not_aws_names_fail_the_account_and_never_become_paths() {
+    // Organizations and ListRegions answers become snapshot paths: DIR/<account>/<region>/….
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    const ESCAPE: &str = "../escaped";
+    cc.serve_organization(ESCAPE);
+    let source = organizations_source(&sts, &cc, &[]).await;
+    let queues = request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"]));
+    let (report, _) = run(&source, &queues).await;
+    let odd = account(&report.accounts, ESCAPE);
+    assert!(!odd.assumed, "{odd:?}");
+    let error = odd.error.clone().unwrap_or_default();
+    assert!(error.contains("12 digits"), "{error}");
+    assert!(!report.listings.iter().any(|l| l.account == ESCAPE));
+
+    cc.set_regions(HOSTILE, &["us-east-1", "../../escaped"]);
+    let source = hostile_source(&sts, &cc).await;
+    let (regions_report, _) = run(
+        &source,
+        &request(vec![kind("AWS::SQS::Queue")], Regions::Enabled),
+    )
+    .await;
+    let odd = account(&regions_report.accounts, HOSTILE);
+    let error = odd.regions_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("../../escaped") && error.contains("not a region name"),
+        "{odd:?}"
+    );
+    assert!(
+        regions_report.listings.is_empty(),
+        "{:?}",
+        regions_report.listings
+    );
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("a/snapshot");
+    for report in [&report, &regions_report] {
+        tidemark::source::snapshot::write_snapshot(&dir, report, &[], "now")
+            .expect("snapshot written");
+    }
+    assert!(!root.path().join("a/escaped").exists());
+    assert!(!root.path().join("escaped").exists());
 }

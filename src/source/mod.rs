@@ -119,6 +119,35 @@ pub enum SourceError {
     Aws(String),
 }
 
+/// Whether `id` is an AWS account id: 12 digits. Account ids from Organizations, STS or a
+/// snapshot manifest become snapshot paths (`DIR/<account>/<region>/…`), so an account with
+/// any other id fails instead of being synced.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `region` is spelt like an AWS region (`eu-west-1`): lowercase letters, digits and
+/// dashes. Region names become snapshot paths too.
+pub fn is_region_name(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Why an account with an id that [`is_account_id`] refuses is not synced.
+pub fn not_an_account_id(id: &str) -> String {
+    format!("account id {id:?} is not 12 digits, so the account is not synced")
+}
+
+/// Why an account is not synced when one of its regions is not spelt like one; `None` when
+/// every region is.
+pub fn misspelt_region(regions: &[String]) -> Option<String> {
+    regions.iter().find(|r| !is_region_name(r)).map(|r| {
+        format!("region {r:?} is not a region name (lowercase letters, digits and dashes)")
+    })
+}
+
 /// The deepest `Properties` a source passes on, in levels of arrays and objects. serde_json
 /// reads at most 128 levels, and items travel wrapped deeper than their `Properties`: one level
 /// to the watch's mapping worker, two in a snapshot file. 100 leaves room for both, and real

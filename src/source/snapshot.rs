@@ -15,7 +15,8 @@ use serde_json::Value as Json;
 
 use super::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing,
-    MAX_PROPERTIES_DEPTH, Regions, Source, SourceError, SourceReport, is_too_deep,
+    MAX_PROPERTIES_DEPTH, Regions, Source, SourceError, SourceReport, is_account_id,
+    is_region_name, is_too_deep, misspelt_region, not_an_account_id,
 };
 use crate::model::{RawItem, is_global_kind};
 
@@ -87,11 +88,22 @@ pub struct RecordedItem {
     pub properties: Json,
 }
 
-/// The file a scope's items live in.
-pub fn scope_file(dir: &Path, account: &str, region: &str, kind: &str) -> PathBuf {
-    dir.join(account)
+/// The file a scope's items live in. Its parts come from AWS answers, a manifest and mapping
+/// files, so each must be the name it claims to be: nothing that could leave `dir`.
+pub fn scope_file(dir: &Path, account: &str, region: &str, kind: &str) -> Result<PathBuf, String> {
+    if !is_account_id(account) {
+        return Err(not_an_account_id(account));
+    }
+    if !is_region_name(region) {
+        return Err(format!("region {region:?} is not a region name"));
+    }
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':') {
+        return Err(format!("kind {kind:?} is not a resource type name"));
+    }
+    Ok(dir
+        .join(account)
         .join(region)
-        .join(format!("{}.json", kind.replace("::", "_")))
+        .join(format!("{}.json", kind.replace("::", "_"))))
 }
 
 pub struct SnapshotSource {
@@ -136,7 +148,7 @@ impl SnapshotSource {
         region: &str,
         kind: &str,
     ) -> Result<Vec<RawItem>, String> {
-        let path = scope_file(&self.dir, &account.id, region, kind);
+        let path = scope_file(&self.dir, &account.id, region, kind)?;
         let shown = path
             .strip_prefix(&self.dir)
             .unwrap_or(&path)
@@ -207,6 +219,18 @@ impl Source for SnapshotSource {
                     .into_iter()
                     .collect(),
             };
+            // A manifest is files anyone may have written: an id or region that is not one
+            // fails the account as it would live, before it names a file.
+            let (assumed, error) = if is_account_id(&account.id) {
+                (account.assumed, account.error.clone())
+            } else {
+                (false, Some(not_an_account_id(&account.id)))
+            };
+            let regions_error = account
+                .regions_error
+                .clone()
+                .or_else(|| misspelt_region(&regions));
+            let failed = !assumed || regions_error.is_some();
             accounts.push(AccountReport {
                 id: account.id.clone(),
                 name: account.name.clone(),
@@ -214,12 +238,12 @@ impl Source for SnapshotSource {
                 status: account.status.clone(),
                 arn: account.arn.clone(),
                 role_arn: None,
-                assumed: account.assumed,
-                error: account.error.clone(),
+                assumed,
+                error,
                 regions: regions.clone(),
-                regions_error: account.regions_error.clone(),
+                regions_error,
             });
-            if !account.assumed || account.regions_error.is_some() {
+            if failed {
                 continue;
             }
             for spec in &request.kinds {
@@ -316,7 +340,8 @@ pub fn write_snapshot(
         }
     }
     for ((account, region, kind), list) in &by_scope {
-        let path = scope_file(dir, account, region, kind);
+        let path = scope_file(dir, account, region, kind)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -629,6 +654,57 @@ mod tests {
         assert_eq!(error("AWS::ECS::Cluster"), None);
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].properties, nested(MAX_PROPERTIES_DEPTH));
+    }
+
+    #[tokio::test]
+    async fn account_ids_and_regions_in_a_manifest_that_are_not_aws_names_fail_and_are_never_paths()
+    {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("snapshot");
+        // What a path made of the manifest's words would reach, outside the snapshot.
+        write(
+            root.path(),
+            "outside/us-east-1/AWS_SQS_Queue.json",
+            json!([{"Identifier": "stolen", "Properties": {}}]),
+        );
+        write(
+            root.path(),
+            "snapshot/222222222222/outside/AWS_SQS_Queue.json",
+            json!([{"Identifier": "stolen-too", "Properties": {}}]),
+        );
+        write(
+            &dir,
+            "manifest.json",
+            json!({"format_version": "1",
+            "accounts": [{"Id": "../outside", "assumed": true},
+                         {"Id": "222222222222", "assumed": true}],
+            "scopes": [
+                {"account": "../outside", "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok"},
+                {"account": "222222222222", "region": "../snapshot/222222222222/outside", "kind": "AWS::SQS::Queue", "status": "ok"}
+            ]}),
+        );
+        let (report, items) = list(&dir, &["AWS::SQS::Queue"]).await;
+        assert_eq!(items, vec![]);
+        let odd_id = &report.accounts[0];
+        assert!(!odd_id.assumed);
+        assert!(
+            odd_id
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("12 digits"),
+            "{odd_id:?}"
+        );
+        let odd_region = &report.accounts[1];
+        assert!(
+            odd_region
+                .regions_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not a region name"),
+            "{odd_region:?}"
+        );
+        assert_eq!(report.listings, vec![]);
     }
 
     #[tokio::test]

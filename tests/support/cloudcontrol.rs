@@ -151,10 +151,10 @@ struct Data {
     rejected_expired: usize,
     latency: Duration,
     organizations_error: String,
-    /// (operation, token): Organizations serves one account (or no OU) per page, and this
-    /// operation's pages all carry this `NextToken`.
+    /// The one ACTIVE account Organizations serves, when it serves any.
+    organizations_account: Option<String>,
+    /// (operation, token): this operation's pages all carry this `NextToken`.
     organizations_token: Option<(String, String)>,
-    organizations_account: String,
 }
 
 struct CcState {
@@ -242,13 +242,17 @@ impl CloudControl {
         self.data().organizations_error = code.to_string();
     }
 
-    /// Serves Organizations itself: a single ACTIVE account, `account`, with `operation`
-    /// (`ListAccounts`, `ListAccountsForParent`, `ListOrganizationalUnitsForParent`) returning
-    /// `token` as its `NextToken` on every page.
-    pub fn repeat_organizations_token(&self, account: &str, operation: &str, token: &str) {
-        let mut data = self.data();
-        data.organizations_token = Some((operation.into(), token.into()));
-        data.organizations_account = account.into();
+    /// Serves Organizations itself: an organization of one ACTIVE account, `account`, in every
+    /// OU, with no child OUs.
+    pub fn serve_organization(&self, account: &str) {
+        self.data().organizations_account = Some(account.into());
+    }
+
+    /// `operation` (`ListAccounts`, `ListAccountsForParent`, `ListOrganizationalUnitsForParent`)
+    /// of [`serve_organization`](Self::serve_organization) returns `token` as its `NextToken` on
+    /// every page.
+    pub fn repeat_organizations_token(&self, operation: &str, token: &str) {
+        self.data().organizations_token = Some((operation.into(), token.into()));
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -398,23 +402,25 @@ async fn cloud_control(
         return json_error("SerializationException", "body is not JSON");
     };
     if let Some(operation) = target.strip_prefix("AWSOrganizationsV20161128.") {
-        let (code, token, member) = {
+        let (code, member, token) = {
             let data = state.data.lock().expect("lock");
             (
                 data.organizations_error.clone(),
-                data.organizations_token.clone(),
                 data.organizations_account.clone(),
+                data.organizations_token.clone(),
             )
         };
         if code.is_empty()
-            && let Some((looping, token)) = token
+            && let Some(member) = member
         {
             let mut out = match operation {
                 "ListOrganizationalUnitsForParent" => json!({"OrganizationalUnits": []}),
                 _ => json!({"Accounts": [{"Id": member, "Name": "member", "Status": "ACTIVE",
                     "State": "ACTIVE", "Arn": format!("arn:aws:organizations::{member}:account/o-x/{member}")}]}),
             };
-            if operation == looping {
+            if let Some((looping, token)) = token
+                && operation == looping
+            {
                 out["NextToken"] = json!(token);
             }
             return (

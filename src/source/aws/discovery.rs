@@ -9,6 +9,7 @@ use aws_sdk_organizations::types::Account;
 use super::listing::outcome_of;
 use super::pages::{Pages, PaginationError};
 use crate::requests::{Outcome, RequestCounter};
+use crate::source::is_account_id;
 
 /// One account to sync and the role to enter it with (`None`: the base credentials' own account).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,8 +54,7 @@ pub(crate) fn parse_role_arn(arn: &str) -> Option<RoleArn<'_>> {
         parts.next()?,
         parts.next()?,
     );
-    let is_account_id = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    (prefix == "arn" && service == "iam" && is_account_id && resource.starts_with("role/"))
+    (prefix == "arn" && service == "iam" && is_account_id(account) && resource.starts_with("role/"))
         .then_some(RoleArn {
             partition,
             account,

@@ -30,7 +30,7 @@ use crate::requests::{Outcome, RequestCount, RequestCounter};
 use crate::secret::Secret;
 use crate::source::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing, Regions, Source,
-    SourceError, SourceReport,
+    SourceError, SourceReport, is_account_id, misspelt_region, not_an_account_id,
 };
 
 pub use credentials::AssumeFailure;
@@ -550,6 +550,13 @@ impl Inner {
             role_arn: target.role_arn.clone(),
             ..AccountReport::default()
         };
+        // Before any call made on its behalf: the id names its files in a snapshot.
+        if !is_account_id(&target.id) {
+            let error = not_an_account_id(&target.id);
+            tracing::warn!(account = %target.id, "{error}");
+            report.error = Some(error);
+            return (report, None);
+        }
         let clients = self.clients(target.role_arn.as_deref(), &target.id);
         if let (Some(role), Some(role_arn)) = (&clients.role, &target.role_arn)
             && let Err(failure) = role.credentials().await
@@ -563,7 +570,8 @@ impl Inner {
         let regions = match regions {
             Regions::List(list) => Ok(list.clone()),
             Regions::Enabled => enabled_regions(&clients.account, &self.requests).await,
-        };
+        }
+        .and_then(|regions| misspelt_region(&regions).map_or(Ok(regions), Err));
         match regions {
             Ok(regions) => {
                 report.regions = regions.clone();
