@@ -1869,3 +1869,37 @@ async fn account_ids_and_regions_that_are_not_aws_names_fail_the_account_and_nev
     assert!(!root.path().join("a/escaped").exists());
     assert!(!root.path().join("escaped").exists());
 }
+
+#[tokio::test]
+async fn absurd_concurrency_and_request_rates_neither_panic_nor_stall_the_listing() {
+    // What a config loader that lets `accounts: 1e300` or `requestsPerSecond: 1e-300` through
+    // hands the source.
+    for (accounts, rate) in [
+        (usize::MAX, 1e-300),
+        (usize::MAX, f64::MIN_POSITIVE / 4.0),
+        (0, 1e-19),
+        (5, f64::MAX),
+    ] {
+        let sts = StsStandIn::start().await;
+        let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+        add_plain(&cc, "AWS::SQS::Queue", 2);
+        let mut cfg = config();
+        cfg.account_role_arns = Some(vec![role(HOSTILE)]);
+        cfg.concurrency_accounts = accounts;
+        cfg.requests_per_second = rate;
+        let source = standin_source(&sts, &cc, cfg).await;
+        let queues = request(vec![kind("AWS::SQS::Queue")], list_of(&["us-east-1"]));
+        let listed = tokio::spawn(async move {
+            let (report, items) = run(&source, &queues).await;
+            (report.listings, items.len())
+        });
+        let case = format!("{accounts} accounts at {rate:e}/s");
+        let (listings, items) = tokio::time::timeout(Duration::from_secs(30), listed)
+            .await
+            .unwrap_or_else(|_| panic!("{case}: stalled"))
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(listings.len(), 1, "{case}");
+        assert_eq!(listings[0].error, None, "{case}");
+        assert_eq!(items, 2, "{case}");
+    }
+}

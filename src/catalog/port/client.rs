@@ -177,6 +177,8 @@ impl Http {
             .build()
             .map_err(|e| PortError::Client(e.to_string()))?;
         let api = format!("{}/v1", config.base_url.trim_end_matches('/'));
+        // tokio panics above MAX_PERMITS.
+        let concurrency = concurrency.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Http {
             client,
             api,
@@ -184,8 +186,8 @@ impl Http {
             agent,
             retry,
             token: tokio::sync::Mutex::new(None),
-            in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
-            concurrency: concurrency.max(1),
+            in_flight: tokio::sync::Semaphore::new(concurrency),
+            concurrency,
             paused_until: Mutex::new(None),
             reads: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),

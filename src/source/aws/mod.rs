@@ -511,7 +511,13 @@ impl Inner {
         F: Fn(Arc<Inner>, Target) -> Fut,
         Fut: std::future::Future<Output = T> + Send + 'static,
     {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency_accounts.max(1)));
+        // Clamped, not trusted: tokio panics above MAX_PERMITS, and no more run at once than
+        // there are targets anyway.
+        let permits = Arc::new(Semaphore::new(
+            self.config
+                .concurrency_accounts
+                .clamp(1, Semaphore::MAX_PERMITS),
+        ));
         let mut running = JoinSet::new();
         for (index, target) in targets.into_iter().enumerate() {
             let permits = Arc::clone(&permits);

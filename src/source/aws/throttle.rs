@@ -6,6 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+/// The longest wait between two requests to one (account, region), whatever rate is
+/// configured: a rate below one a minute is a mistake (a listing of one region would take
+/// hours), and a wait too long for a `Duration` or an `Instant` would panic.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A token bucket that holds one token: requests are spaced evenly at the configured rate.
 /// A burst allowance would let every scope of a freshly started account fire at once, which is
 /// exactly the spike that draws Cloud Control's throttling.
@@ -23,7 +28,9 @@ impl TokenBucket {
             1.0
         };
         TokenBucket {
-            interval: Duration::from_secs_f64(1.0 / rate),
+            interval: Duration::try_from_secs_f64(1.0 / rate)
+                .unwrap_or(MAX_INTERVAL)
+                .min(MAX_INTERVAL),
             next: Mutex::new(None),
         }
     }
@@ -110,5 +117,13 @@ mod tests {
         // A caller arriving after a quiet spell goes at once.
         let later = start + Duration::from_secs(10);
         assert_eq!(bucket.reserve(later), later);
+    }
+
+    #[test]
+    fn rates_too_slow_or_too_fast_for_a_duration_are_clamped() {
+        for rate in [1e-300, 1e-19, f64::MIN_POSITIVE / 4.0] {
+            assert_eq!(TokenBucket::new(rate).interval, MAX_INTERVAL, "{rate:e}");
+        }
+        assert_eq!(TokenBucket::new(f64::MAX).interval, Duration::ZERO);
     }
 }
