@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
-use support::port_standin::{Hostile, PortStandIn};
+use support::port_standin::{Faults, Hostile, PortStandIn};
 use tidemark::catalog::port::{PortCatalog, PortOptions, RetryPolicy};
 use tidemark::catalog::{BlueprintChange, Catalog, Delete, NoProgress, Upsert, Writes};
 use tidemark::model::{Blueprint, Entity, EntityKey, WriteOptions};
@@ -1043,41 +1043,45 @@ async fn absurd_token_lifetimes_and_wait_headers_neither_panic_nor_stall_the_cli
         },
         ..options()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut support::port_standin::Faults)>)> = vec![
+    let faults = |change: &dyn Fn(&mut Faults)| {
+        let mut faults = Faults::default();
+        change(&mut faults);
+        faults
+    };
+    let headers = |pairs: &[(&'static str, &str)]| {
+        faults(&|f| f.headers = pairs.iter().map(|(n, v)| (*n, v.to_string())).collect())
+    };
+    let cases = [
         (
             "expiresIn 1e300",
-            Box::new(|f| f.token_expires_in = Some(json!(1e300))),
+            faults(&|f| f.token_expires_in = Some(json!(1e300))),
         ),
         (
             "expiresIn 1.5e19",
-            Box::new(|f| f.token_expires_in = Some(json!(1.5e19))),
+            faults(&|f| f.token_expires_in = Some(json!(1.5e19))),
         ),
         (
             "a reset too far away for a Duration",
-            Box::new(|f| f.headers = vec![("x-ratelimit-reset", "99999999999999999999".into())]),
+            headers(&[("x-ratelimit-reset", "99999999999999999999")]),
         ),
         (
             "a reset of 1e300 seconds",
-            Box::new(|f| {
-                f.headers = vec![
-                    ("x-ratelimit-reset", "1e300".into()),
-                    ("x-ratelimit-remaining", "0".into()),
-                ]
-            }),
+            headers(&[
+                ("x-ratelimit-reset", "1e300"),
+                ("x-ratelimit-remaining", "0"),
+            ]),
         ),
         (
             "almost nothing remaining",
-            Box::new(|f| {
-                f.headers = vec![
-                    ("x-ratelimit-reset", "100".into()),
-                    ("x-ratelimit-limit", "1000".into()),
-                    ("x-ratelimit-remaining", "1e-300".into()),
-                ]
-            }),
+            headers(&[
+                ("x-ratelimit-reset", "100"),
+                ("x-ratelimit-limit", "1000"),
+                ("x-ratelimit-remaining", "1e-300"),
+            ]),
         ),
         (
             "a 429 with Retry-After 1e300",
-            Box::new(|f| {
+            faults(&|f| {
                 f.burst_429 = 1;
                 f.retry_after = "1e300".into();
             }),
@@ -1086,7 +1090,7 @@ async fn absurd_token_lifetimes_and_wait_headers_neither_panic_nor_stall_the_cli
     let mut broken = Vec::new();
     for (case, fault) in cases {
         let standin = standin_with_blueprints().await;
-        standin.faults(|f| fault(f));
+        standin.faults(|f| *f = fault);
         let catalog =
             PortCatalog::with_options(standin.config(), OWNER, quick.clone()).expect("catalog");
         // In a task of its own, so a panic is reported as this case's failure.
