@@ -146,7 +146,8 @@ pub const SECRET_ENV_VARS: &[&str] = &[
 /// Bounds of the numeric settings: far beyond any real use, well inside what the timers,
 /// semaphores and allocations they feed can hold.
 const MAX_ACCOUNTS: f64 = 1000.0;
-const MIN_RPS: f64 = 0.01;
+/// One request every 50 s; the throttle never waits longer than a minute between requests.
+const MIN_RPS: f64 = 0.02;
 const MAX_RPS: f64 = 10_000.0;
 const MAX_CACHE_MIB: f64 = 1_048_576.0;
 

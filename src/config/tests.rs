@@ -377,15 +377,15 @@ fn numeric_settings_out_of_their_bounds_are_errors_not_panics_later() {
         ),
         (
             aws("{requestsPerSecond: 1e-300}"),
-            "concurrency.requestsPerSecond must be a number from 0.01",
+            "concurrency.requestsPerSecond must be a number from 0.02",
         ),
         (
             aws("{requestsPerSecond: .nan}"),
-            "concurrency.requestsPerSecond must be a number from 0.01",
+            "concurrency.requestsPerSecond must be a number from 0.02",
         ),
         (
             aws("{requestsPerSecond: .inf}"),
-            "concurrency.requestsPerSecond must be a number from 0.01",
+            "concurrency.requestsPerSecond must be a number from 0.02",
         ),
         (
             format!("{MINIMAL}watch: {{cacheLimitMiB: 1e30}}\n"),
