@@ -292,6 +292,46 @@ async fn wrong_credentials_fail_with_a_message_that_never_shows_the_secret() {
 }
 
 #[tokio::test]
+async fn port_answers_that_repeat_the_request_never_bring_the_credentials_or_token_into_errors() {
+    let standin = standin_with_blueprints().await;
+    standin.faults(|f| f.echo_in_errors = true);
+    let mut config = standin.config();
+    let client_id = config.client_id.expose().to_string();
+    config.client_secret = Secret::new("wrong-secret-value");
+    let refused = PortCatalog::with_options(config, OWNER, options()).expect("catalog");
+    let err = refused.blueprints().await.expect_err("refused").to_string();
+    assert!(
+        err.contains("request: Authorization"),
+        "the stand-in did not echo: {err}"
+    );
+    assert!(
+        !err.contains("wrong-secret-value") && !err.contains(&client_id),
+        "{err}"
+    );
+
+    // With good credentials, an error answer echoes the bearer token.
+    let catalog = catalog(&standin);
+    let mut stray = bucket("b1", "111");
+    stray.entity.blueprint = "no-such-blueprint".into();
+    let report = catalog
+        .apply(
+            OWNER,
+            &Writes {
+                upserts: vec![stray],
+                ..Writes::default()
+            },
+            &NoProgress,
+        )
+        .await;
+    let shown = format!("{:?} {:?}", report.rejected, report.stopped);
+    assert!(
+        shown.contains("request: Authorization"),
+        "the stand-in did not echo: {shown}"
+    );
+    assert!(!shown.contains("standin-token"), "{shown}");
+}
+
+#[tokio::test]
 async fn a_partial_bulk_answer_reports_each_refused_entity_with_ports_message() {
     let standin = standin_with_blueprints().await;
     let catalog = catalog(&standin);

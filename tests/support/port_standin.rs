@@ -109,6 +109,9 @@ pub struct Faults {
     pub hostile_listing: Option<Hostile>,
     /// Bulk deletes; Html, Truncated and NotOk answer without deleting.
     pub hostile_delete: Option<Hostile>,
+    /// Error answers repeat the request's Authorization header and body in their message, the way
+    /// a verbose proxy or a debugging gateway might.
+    pub echo_in_errors: bool,
     /// Answer entities with the keys of every object in reverse order of how they were written
     /// (JSON does not promise an order; a client must not care).
     pub reverse_keys: bool,
@@ -131,6 +134,7 @@ impl Default for Faults {
             rate_window: RATE_WINDOW,
             body_limit: BODY_LIMIT,
             epoch_reset: false,
+            echo_in_errors: false,
             hostile_search: None,
             hostile_bulk: None,
             hostile_listing: None,
@@ -342,7 +346,17 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             auth: &auth,
             body: &bytes,
         };
-        let outcome = inner.process(&request);
+        let mut outcome = inner.process(&request);
+        if inner.faults.echo_in_errors
+            && let Outcome::Reply(status, body, _) = &mut outcome
+            && status.as_u16() >= 400
+        {
+            body["message"] = json!(format!(
+                "{}; request: Authorization: {auth}; body: {}",
+                body["message"].as_str().unwrap_or_default(),
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
         let status = match &outcome {
             Outcome::Reply(s, _, _) | Outcome::Raw(s, _) => s.as_u16(),
             Outcome::Drop => 0,

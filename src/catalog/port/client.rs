@@ -270,6 +270,7 @@ impl Http {
                     req
                 })
                 .await?;
+            let bytes = self.scrub(bytes, Some(&token));
             if status == 401 && !refreshed {
                 // The token expired early or was revoked: fetch a new one and try once more.
                 self.forget_token(&token).await;
@@ -352,6 +353,22 @@ impl Http {
         })
     }
 
+    /// `bytes` with the client id, the client secret and `token` replaced by `***`. Port does not
+    /// repeat them, but a proxy or gateway that quotes the request in its error would otherwise
+    /// carry them into messages, plans and logs.
+    fn scrub(&self, bytes: Vec<u8>, token: Option<&Secret>) -> Vec<u8> {
+        let secrets = [
+            Some(self.config.client_id.expose()),
+            Some(self.config.client_secret.expose()),
+            token.map(Secret::expose),
+        ];
+        secrets
+            .into_iter()
+            .flatten()
+            .filter(|s| s.len() >= MIN_SCRUBBED_LEN)
+            .fold(bytes, |bytes, secret| replace_all(bytes, secret.as_bytes()))
+    }
+
     /// Sends a request built by `build`, retrying network errors and retryable statuses with
     /// backoff. Returns the final status and body bytes.
     async fn exchange(
@@ -375,7 +392,7 @@ impl Http {
                         let headers = resp.headers().clone();
                         self.note_rate_limit(&headers, status);
                         match resp.bytes().await {
-                            Ok(bytes) => Ok((status, headers, bytes.to_vec())),
+                            Ok(bytes) => Ok((status, headers, self.scrub(bytes.to_vec(), None))),
                             Err(e) => Err(e.without_url().to_string()),
                         }
                     }
@@ -532,6 +549,27 @@ pub(crate) fn describe_error(body: &Json) -> String {
         (None, Some(m)) => m.to_string(),
         (None, None) => snippet(body.to_string().as_bytes()),
     }
+}
+
+/// Secrets shorter than this are not scrubbed from answers: replacing a two-letter test id would
+/// mangle every key holding it, and real client ids, secrets and tokens are far longer.
+const MIN_SCRUBBED_LEN: usize = 6;
+
+/// `haystack` with every `needle` replaced by `***`; unchanged (no copy) when there is none.
+fn replace_all(haystack: Vec<u8>, needle: &[u8]) -> Vec<u8> {
+    let mut found = memchr::memmem::find_iter(&haystack, needle).peekable();
+    if found.peek().is_none() {
+        return haystack;
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = 0;
+    for at in found {
+        out.extend_from_slice(&haystack[rest..at]);
+        out.extend_from_slice(b"***");
+        rest = at + needle.len();
+    }
+    out.extend_from_slice(&haystack[rest..]);
+    out
 }
 
 fn snippet(bytes: &[u8]) -> String {
