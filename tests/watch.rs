@@ -1453,3 +1453,34 @@ fn the_watch_binary_exits_1_on_an_invalid_initial_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_watch_binary_reloads_an_edit_with_the_default_relative_config_path() {
+    // `-c tidemark.yaml` run from the config's folder: the file watcher reports absolute paths,
+    // and the edit must still count as one of the config's files.
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let port = free_port();
+    let _child = Process(
+        Command::new(BIN)
+            .current_dir(ws.dir.path())
+            .args(["watch", "-c", "tidemark.yaml"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tidemark watch"),
+    );
+    wait_blocking("/readyz", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(entity_titles(&ws).len(), 6);
+
+    ws.write("mappings/queues.yaml", &titled("relative "));
+    wait_blocking("the edited titles", || {
+        let titles = entity_titles(&ws);
+        titles.len() == 6 && titles.iter().all(|t| t.starts_with("relative "))
+    });
+}

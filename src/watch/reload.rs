@@ -79,7 +79,9 @@ pub async fn debounce(
 /// The paths a config names, and the directories watched to see them change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchSet {
-    /// The config file and every mapping file and folder, as the config names them.
+    /// The config file and every mapping file and folder, made absolute: `notify` reports events
+    /// under the absolute form of a relative watch (the default `-c tidemark.yaml`), so relative
+    /// paths here would never match one.
     pub paths: BTreeSet<PathBuf>,
     /// Their parent directories, and the named folders themselves. Parents are watched rather
     /// than the files, because editors and Kubernetes replace files by rename: a watch on the old
@@ -91,15 +93,16 @@ impl WatchSet {
     pub fn new(paths: &[PathBuf]) -> WatchSet {
         let mut set = WatchSet::default();
         for path in paths {
-            set.paths.insert(path.clone());
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            set.dirs.insert(parent);
+            // `absolute` fails only for an empty path or when the working directory is gone;
+            // then the path as named is the best there is.
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            if let Some(parent) = path.parent() {
+                set.dirs.insert(parent.to_path_buf());
+            }
             if path.is_dir() {
                 set.dirs.insert(path.clone());
             }
+            set.paths.insert(path);
         }
         set
     }
@@ -247,5 +250,20 @@ mod tests {
         assert!(set.is_relevant(Path::new("/cfg/mappings/blueprints.json")));
         assert!(!set.is_relevant(Path::new("/cfg/catalog.db-journal")));
         assert!(!set.is_relevant(Path::new("/cfg/mappings/other.yaml")));
+    }
+
+    #[test]
+    fn relative_paths_match_the_absolute_paths_events_carry() {
+        let set = WatchSet::new(&[
+            PathBuf::from("tidemark.yaml"),
+            PathBuf::from("mappings/queues.yaml"),
+        ]);
+        let cwd = std::env::current_dir().expect("cwd");
+        assert!(set.dirs.contains(&cwd));
+        assert!(set.dirs.contains(&cwd.join("mappings")));
+        assert!(set.is_relevant(&cwd.join("tidemark.yaml")));
+        assert!(set.is_relevant(&cwd.join("mappings/queues.yaml")));
+        assert!(set.is_relevant(&cwd.join("mappings/blueprints.json")));
+        assert!(!set.is_relevant(&cwd.join("mappings/other.yaml")));
     }
 }
