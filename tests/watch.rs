@@ -1199,6 +1199,61 @@ impl Adapters for Slow {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_edit_during_the_sync_of_a_good_edit_does_not_revert_it() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let delay = Duration::from_secs(2);
+    let applying = Arc::new(Notify::new());
+    let adapters = Slow {
+        path: ws.path(".tidemark/catalog.db"),
+        delay,
+        applying: Arc::clone(&applying),
+    };
+    let listings = Arc::new(AtomicUsize::new(0));
+    let daemon = Daemon::start_with(adapters, WatchOptions::new(ws.config()), listings).await;
+    daemon.synced().await;
+    // The first sync's apply left a notification behind.
+    applying.notified().await;
+
+    ws.write("mappings/queues.yaml", &titled("good "));
+    tokio::time::timeout(PATIENCE, applying.notified())
+        .await
+        .expect("the good edit's apply began");
+    ws.write(
+        "mappings/queues.yaml",
+        &MAPPING.replace("title: .Properties.QueueName", "title: '(.'"),
+    );
+    wait_for("the broken edit to be refused", || async {
+        daemon.metric("tidemark_config_reloads_total{outcome=\"invalid\"}") == Some(1.0)
+    })
+    .await;
+    wait_for("the good edit's sync to end", || async {
+        daemon.metric("tidemark_syncs_total{mode=\"remap\",outcome=\"ok\"}") == Some(1.0)
+    })
+    .await;
+    // Long enough for a follow-up sync (an apply takes `delay`) to have written.
+    tokio::time::sleep(3 * delay).await;
+    let titles = ws.queue_titles().await;
+    assert!(
+        titles.len() == 6 && titles.iter().all(|t| t.starts_with("good ")),
+        "the good edit was reverted: {titles:?}"
+    );
+    assert_eq!(
+        daemon.metric("tidemark_syncs_total{mode=\"remap\",outcome=\"ok\"}"),
+        Some(1.0),
+        "a sync ran with the config from before the good edit"
+    );
+    let error = daemon.shared.readiness().config_error.unwrap_or_default();
+    assert!(
+        error.contains("queues.yaml:"),
+        "the files are still broken, readiness must say so: {error:?}"
+    );
+    assert_eq!(daemon.metric("tidemark_config_ok"), Some(0.0));
+    daemon.stop().await;
+}
+
 /// Runs the daemon with applies that take `delay` and a shutdown that fires as the first apply
 /// begins. Returns how long (in paused tokio time) the run loop took to return after that.
 async fn shut_down_during_a_slow_apply(

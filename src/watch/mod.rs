@@ -220,6 +220,9 @@ struct Daemon<A: Adapters> {
     worker: MapWorker,
     candidate: Option<Candidate>,
     candidates: u64,
+    /// The last reload found the files invalid or needing a restart. A candidate accepted after
+    /// that must not clear the error: the files still say something that is not running.
+    files_rejected: bool,
     catalog: Arc<A::Catalog>,
     /// The source and the cache of its last listing, and the `source` section hash they were
     /// made with. A sync whose config has another hash opens a new source and lists afresh, so
@@ -262,6 +265,7 @@ async fn run_loaded<A: Adapters>(
         worker: map_worker(&options, &config),
         candidate: None,
         candidates: 0,
+        files_rejected: false,
         config: Arc::new(config),
         options,
         shared,
@@ -538,9 +542,11 @@ impl<A: Adapters> Daemon<A> {
             self.cache = None;
             self.update_cache_metrics();
         }
-        self.shared.update(|r| r.config_error = None);
         self.shared.metrics.reload("ok");
-        self.shared.metrics.config_ok.set(1);
+        if !self.files_rejected {
+            self.shared.update(|r| r.config_error = None);
+            self.shared.metrics.config_ok.set(1);
+        }
         self.arm();
     }
 
@@ -564,8 +570,10 @@ impl<A: Adapters> Daemon<A> {
         let path = self.options.config_path.clone();
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
-        // A pending candidate is replaced by whatever the files say now, even when that is broken.
-        self.candidate = None;
+        // A pending candidate is replaced only by a config that can be applied. A broken save (or
+        // one that needs a restart) landing while the candidate's sync runs keeps it: withdrawing
+        // it would make that sync's end re-map with the config from before the good edit.
+        self.files_rejected = true;
         match config::load(&path, &ProcessEnv) {
             Err(errors) => {
                 for e in &errors {
@@ -588,7 +596,12 @@ impl<A: Adapters> Daemon<A> {
                 for w in &warnings {
                     warn!("{w}");
                 }
-                match reload::classify(&self.config, &loaded) {
+                let change = reload::classify(&self.config, &loaded);
+                if !matches!(change, Change::NeedsRestart { .. }) {
+                    self.files_rejected = false;
+                    self.candidate = None;
+                }
+                match change {
                     Change::Unchanged => {
                         self.shared.update(|r| r.config_error = None);
                         metrics.reload("unchanged");
