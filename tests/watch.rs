@@ -1291,6 +1291,53 @@ async fn shut_down_during_a_slow_apply(
     fired.elapsed()
 }
 
+#[test]
+fn a_sync_that_outlasts_the_interval_does_not_keep_the_loop_awake() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let config = std::fs::read_to_string(ws.config()).expect("read config");
+    ws.write(
+        "tidemark.yaml",
+        &format!("{config}resync: {{interval: 30s}}\n"),
+    );
+    // Paused time advances only while every task waits. A run loop that wakes up again and again
+    // once the interval deadline has passed keeps the runtime busy, so the 90 s apply never
+    // ends; a watchdog in real time tells that apart from a loop that waits for the sync.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let path = ws.path(".tidemark/catalog.db");
+    let options = WatchOptions::new(ws.config());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let result = runtime.block_on(async move {
+            let shared = Arc::new(Shared::new());
+            let adapters = Slow {
+                path,
+                delay: Duration::from_secs(90),
+                applying: Arc::new(Notify::new()),
+            };
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let watched = Arc::clone(&shared);
+            watch::run_with(adapters, options, listener, shared, async move {
+                while !watched.readiness().synced {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+            .await
+        });
+        let _ = done_tx.send(result);
+    });
+    let result = done_rx
+        .recv_timeout(PATIENCE)
+        .expect("the run loop kept itself awake while the sync outlasted the interval");
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(entity_titles(&ws).len(), 6);
+}
+
 /// The next run: `tidemark apply` on the same workspace.
 fn apply_once(ws: &Workspace) {
     let out = Command::new(BIN)

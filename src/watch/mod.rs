@@ -301,7 +301,7 @@ async fn run_loaded<A: Adapters>(
                 }
             },
             f = wait(&mut running) => Event::Finished(Box::new(f)),
-            () = tokio::time::sleep_until(wake) => Event::Wake,
+            () = sleep_until(wake) => Event::Wake,
         };
         match event {
             Event::Shutdown => break,
@@ -335,6 +335,13 @@ fn map_worker(options: &WatchOptions, config: &Config) -> MapWorker {
         exe,
         &config.mappings,
     ))))
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait<S>(running: &mut Option<Running<S>>) -> Result<Finished<S>, JoinError> {
@@ -485,7 +492,8 @@ impl<A: Adapters> Daemon<A> {
                 let retry = self
                     .scheduler
                     .next_wakeup()
-                    .saturating_duration_since(Instant::now());
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+                    .unwrap_or_default();
                 error!(mode = mode.as_str(), failures = self.scheduler.failures(), retry_in = ?retry, "sync failed: {e}");
                 self.shared
                     .update(|r| r.last_sync_error = Some(e.to_string()));

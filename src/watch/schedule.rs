@@ -134,11 +134,16 @@ impl Scheduler {
         }
     }
 
-    /// When the loop must wake up next to call [`Scheduler::due`] (besides events).
-    pub fn next_wakeup(&self) -> Instant {
-        match (self.pending, self.retry_at, self.running) {
-            (Some(_), Some(at), false) => at.min(self.next_full),
-            _ => self.next_full,
+    /// When the loop must wake up next to call [`Scheduler::due`] (besides events). `None` while
+    /// a sync runs: nothing can start before it ends, and its end wakes the loop. An interval
+    /// deadline that passes meanwhile would otherwise be a past instant that wakes the loop again
+    /// and again for as long as the sync lasts; [`Scheduler::due`] queues that full sync at the
+    /// end.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        match (self.running, self.pending, self.retry_at) {
+            (true, _, _) => None,
+            (false, Some(_), Some(at)) => Some(at.min(self.next_full)),
+            (false, _, _) => Some(self.next_full),
         }
     }
 }
@@ -157,7 +162,7 @@ mod tests {
         s.started(Mode::Full, start);
         s.finished(Mode::Full, true, start + Duration::from_secs(10));
         assert_eq!(s.due(start + Duration::from_secs(10)), None);
-        assert_eq!(s.next_wakeup(), start + HOUR);
+        assert_eq!(s.next_wakeup(), Some(start + HOUR));
         tokio::time::advance(HOUR).await;
         assert_eq!(s.due(Instant::now()), Some(Mode::Full));
     }
@@ -184,6 +189,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn no_deadline_wakes_the_loop_while_a_sync_outlasts_the_interval() {
+        let start = Instant::now();
+        let interval = Duration::from_secs(60);
+        let mut s = Scheduler::new(start, interval);
+        s.started(Mode::Full, start);
+        tokio::time::advance(3 * interval).await;
+        assert_eq!(s.due(Instant::now()), None);
+        assert_eq!(s.next_wakeup(), None, "a deadline while the sync runs");
+        s.finished(Mode::Full, true, Instant::now());
+        assert_eq!(
+            s.due(Instant::now()),
+            Some(Mode::Full),
+            "the interval that passed is owed"
+        );
+        s.started(Mode::Full, Instant::now());
+        s.finished(Mode::Full, true, Instant::now());
+        assert_eq!(s.next_wakeup(), Some(Instant::now() + interval));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_remap_request_stays_a_remap_when_nothing_else_is_queued() {
         let start = Instant::now();
         let mut s = Scheduler::new(start, HOUR);
@@ -204,7 +229,7 @@ mod tests {
             s.started(Mode::Full, now);
             s.finished(Mode::Full, false, now);
             assert_eq!(s.due(now), None, "a failed sync is not retried at once");
-            let wait = s.next_wakeup() - now;
+            let wait = s.next_wakeup().expect("a retry is due") - now;
             tokio::time::advance(wait - Duration::from_millis(1)).await;
             assert_eq!(
                 s.due(Instant::now()),
@@ -253,6 +278,6 @@ mod tests {
         s.started(Mode::Full, start);
         s.finished(Mode::Full, true, start);
         s.set_interval(Duration::from_secs(60));
-        assert_eq!(s.next_wakeup(), start + Duration::from_secs(60));
+        assert_eq!(s.next_wakeup(), Some(start + Duration::from_secs(60)));
     }
 }
