@@ -1538,6 +1538,94 @@ fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
 }
 
+/// The `tidemark __map-worker` children of process `pid`.
+fn map_workers_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // The parent is the second field after the command name, which may hold spaces.
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            parent == Some(pid) && String::from_utf8_lossy(&cmdline).contains("__map-worker")
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_while_the_worker_maps_ends_the_worker_and_exits_0_at_once() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write_snapshot_with(100);
+    // A fraction of a second per item, well inside the evaluation limit: 200 items keep the
+    // worker busy for far longer than shutdown may take.
+    ws.write(
+        "mappings/queues.yaml",
+        &MAPPING.replace(
+            "title: .Properties.QueueName",
+            "title: '(last(range(2000000)) | tostring) + .Properties.QueueName'",
+        ),
+    );
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let port = free_port();
+    let mut child = Process(
+        Command::new(BIN)
+            .args(["watch", "-c"])
+            .arg(ws.config())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tidemark watch"),
+    );
+    let pid = child.0.id();
+    let mut workers = Vec::new();
+    wait_blocking("the mapping worker", || {
+        workers = map_workers_of(pid);
+        !workers.is_empty()
+    });
+    wait_blocking("/healthz", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        get(port, "/readyz").map(|(s, _)| s),
+        Some(503),
+        "the first sync was over already"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let sent = std::time::Instant::now();
+    let mut status = None;
+    while status.is_none() && sent.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        status = child.0.try_wait().expect("try_wait");
+    }
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running {:?} after SIGTERM, while the worker maps",
+            sent.elapsed()
+        )
+    });
+    assert_eq!(status.code(), Some(0));
+    for worker in workers {
+        assert!(
+            !Path::new(&format!("/proc/{worker}")).exists(),
+            "the mapping worker {worker} outlived the daemon"
+        );
+    }
+}
+
 #[test]
 fn the_watch_binary_exits_1_on_an_invalid_initial_config() {
     let ws = Workspace::new("[mappings/queues.yaml]");

@@ -14,7 +14,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -163,10 +163,52 @@ pub struct Worker {
     exe: PathBuf,
     header: String,
     child: Option<Running>,
+    process: Arc<Mutex<Process>>,
+}
+
+/// The child process itself, apart from its pipes, so a [`Killer`] can end it while the task
+/// mapping with the worker is blocked writing to or reading from those pipes.
+#[derive(Default)]
+struct Process {
+    child: Option<Child>,
+    /// A [`Killer`] fired: no child is started any more.
+    killed: bool,
+}
+
+/// Ends a [`Worker`]'s child from outside the task mapping with it (shutdown). A batch waiting
+/// on the child then fails at once instead of after the items still to map, and the worker
+/// starts no new child.
+#[derive(Clone)]
+pub struct Killer(Arc<Mutex<Process>>);
+
+impl Killer {
+    pub fn kill(&self) {
+        kill(&self.0);
+    }
+}
+
+fn kill(process: &Mutex<Process>) {
+    let mut process = process.lock().unwrap_or_else(PoisonError::into_inner);
+    process.killed = true;
+    if let Some(child) = process.child.as_mut() {
+        // The worker that owns the child reaps it when its pipes close.
+        let _ = child.kill();
+    }
+}
+
+/// Every worker's child, for [`kill_all`].
+static PROCESSES: Mutex<Vec<Weak<Mutex<Process>>>> = Mutex::new(Vec::new());
+
+/// Ends every worker's child, for a process about to exit without dropping its workers: a child
+/// in the middle of a batch would otherwise go on mapping the items left in its pipe.
+pub fn kill_all() {
+    let processes = PROCESSES.lock().unwrap_or_else(PoisonError::into_inner);
+    for process in processes.iter().filter_map(Weak::upgrade) {
+        kill(&process);
+    }
 }
 
 struct Running {
-    child: Child,
     stdin: ChildStdin,
     outcomes: Receiver<Result<ItemOutcome, String>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -183,12 +225,37 @@ impl Worker {
                 .collect(),
             hidden_env: mappings.options.hidden_env.clone(),
         };
+        let process = Arc::new(Mutex::new(Process::default()));
+        let mut processes = PROCESSES.lock().unwrap_or_else(PoisonError::into_inner);
+        processes.retain(|p| p.strong_count() > 0);
+        processes.push(Arc::downgrade(&process));
         Worker {
             exe,
             // Strings and a list of strings always serialise.
             header: serde_json::to_string(&header).unwrap_or_default(),
             child: None,
+            process,
         }
+    }
+
+    /// A handle that ends this worker's child from elsewhere.
+    pub fn killer(&self) -> Killer {
+        Killer(Arc::clone(&self.process))
+    }
+
+    fn process(&self) -> std::sync::MutexGuard<'_, Process> {
+        self.process.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends and reaps the child, if there is one; `None` when there was none.
+    fn end_child(&mut self) -> Option<Option<std::process::ExitStatus>> {
+        let running = self.child.take();
+        // Taken out first, so a killer never waits for the lock while the child is reaped.
+        let child = self.process().child.take();
+        drop(running);
+        let mut child = child?;
+        let _ = child.kill();
+        Some(child.wait().ok())
     }
 
     /// Starts a batch of items; its outcomes come back in order from [`Batch::finish`].
@@ -207,6 +274,11 @@ impl Worker {
     }
 
     fn spawn(&mut self) -> Result<(), WorkerError> {
+        if self.process().killed {
+            return Err(WorkerError::Stopped(
+                "the mapping worker was stopped for shutdown".into(),
+            ));
+        }
         let spawn_error = |source| WorkerError::Spawn {
             exe: self.exe.display().to_string(),
             source,
@@ -261,8 +333,18 @@ impl Worker {
             let _ = child.wait();
             return Err(spawn_error(e));
         }
+        let mut process = self.process();
+        if process.killed {
+            // A killer fired while the child started.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(WorkerError::Stopped(
+                "the mapping worker was stopped for shutdown".into(),
+            ));
+        }
+        process.child = Some(child);
+        drop(process);
         self.child = Some(Running {
-            child,
             stdin,
             outcomes,
             stderr: kept,
@@ -273,22 +355,18 @@ impl Worker {
     /// Ends the child after a failure and says why it stopped, preferring its own words (the
     /// watchdog names the item and the expression).
     fn stop(&mut self, fallback: String) -> WorkerError {
-        let Some(mut running) = self.child.take() else {
+        let Some(stderr) = self.child.as_ref().map(|r| Arc::clone(&r.stderr)) else {
             return WorkerError::Stopped(fallback);
         };
-        let _ = running.child.kill();
-        let status = running.child.wait().ok();
+        let status = self.end_child().flatten();
         // The stderr thread ends with the child; give it a moment to take the last words.
         for _ in 0..50 {
-            if Arc::strong_count(&running.stderr) == 1 {
+            if Arc::strong_count(&stderr) == 1 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let kept = running
-            .stderr
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let kept = stderr.lock().unwrap_or_else(PoisonError::into_inner);
         let text = String::from_utf8_lossy(&kept);
         let said: Vec<&str> = text
             .lines()
@@ -309,10 +387,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(mut running) = self.child.take() {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-        }
+        self.end_child();
     }
 }
 
@@ -402,11 +477,8 @@ impl Drop for Batch<'_> {
     /// A batch given up before its answers were read (a sync cancelled at shutdown) leaves them in
     /// the pipe, where the next batch would take them for its own; only a fresh child is safe.
     fn drop(&mut self) {
-        if !self.answered
-            && let Some(mut running) = self.worker.child.take()
-        {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
+        if !self.answered {
+            self.worker.end_child();
         }
     }
 }

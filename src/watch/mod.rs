@@ -29,7 +29,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::app::{AnyCatalog, AnySource};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{self, Config, ProcessEnv};
-use crate::mapping::worker::Worker;
+use crate::mapping::worker::{Killer, Worker};
 use crate::source::{Source, SourceError};
 use crate::yaml::Diagnostic;
 
@@ -180,6 +180,8 @@ fn load_initial(options: &WatchOptions) -> Result<Config, WatchError> {
 struct Running<S> {
     handle: JoinHandle<Finished<S>>,
     control: Arc<sync::ApplyControl>,
+    /// Ends the child the sync maps in, if it maps in one.
+    killer: Option<Killer>,
 }
 
 /// What a sync task hands back to the loop.
@@ -202,7 +204,14 @@ enum Event<S> {
 }
 
 /// Where a config's items are mapped: a worker process, or `None` for this process.
-type MapWorker = Option<Arc<tokio::sync::Mutex<Worker>>>;
+type MapWorker = Option<MapIn>;
+
+/// A worker process, and the handle that ends its child while a sync holds the worker.
+#[derive(Clone)]
+struct MapIn {
+    worker: Arc<tokio::sync::Mutex<Worker>>,
+    killer: Killer,
+}
 
 /// A reloaded config with new mappings, not yet run on items.
 struct Candidate {
@@ -330,11 +339,11 @@ async fn run_loaded<A: Adapters>(
 }
 
 fn map_worker(options: &WatchOptions, config: &Config) -> MapWorker {
-    let exe = options.map_worker.clone()?;
-    Some(Arc::new(tokio::sync::Mutex::new(Worker::new(
-        exe,
-        &config.mappings,
-    ))))
+    let worker = Worker::new(options.map_worker.clone()?, &config.mappings);
+    Some(MapIn {
+        killer: worker.killer(),
+        worker: Arc::new(tokio::sync::Mutex::new(worker)),
+    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -373,6 +382,7 @@ impl<A: Adapters> Daemon<A> {
             Some(c) => (Arc::clone(&c.config), c.worker.clone(), Some(c.id)),
             None => (Arc::clone(&self.config), self.worker.clone(), None),
         };
+        let killer = worker.as_ref().map(|w| w.killer.clone());
         let (adapters, catalog) = (Arc::clone(&self.adapters), Arc::clone(&self.catalog));
         let source_hash = config.section_hashes.source.clone();
         let (source, cache) = if source_hash == self.source_hash {
@@ -409,7 +419,7 @@ impl<A: Adapters> Daemon<A> {
                 let run = sync::sync(
                     mode,
                     &config,
-                    worker.as_deref(),
+                    worker.as_ref().map(|w| w.worker.as_ref()),
                     source.as_ref(),
                     catalog.as_ref(),
                     cache.as_deref(),
@@ -426,7 +436,11 @@ impl<A: Adapters> Daemon<A> {
             }
             .instrument(span),
         );
-        Running { handle, control }
+        Running {
+            handle,
+            control,
+            killer,
+        }
     }
 
     fn finished(&mut self, finished: Result<Finished<A::Source>, JoinError>) {
@@ -663,13 +677,22 @@ impl<A: Adapters> Daemon<A> {
         let Running {
             mut handle,
             control,
+            killer,
         } = running;
+        let grace = self.options.shutdown_grace;
+        // Mapping in the worker blocks the sync task in pipe I/O, where aborting it cannot reach
+        // it; ending the child makes that I/O fail at once. After mapping it is idle and no
+        // longer needed.
+        if let Some(killer) = killer {
+            killer.kill();
+        }
         if !control.stop() {
             handle.abort();
-            let _ = handle.await;
+            if tokio::time::timeout(grace, handle).await.is_err() {
+                warn!("the sync did not stop within {grace:?}; exiting without it");
+            }
             return;
         }
-        let grace = self.options.shutdown_grace;
         info!(grace = ?grace, "stopping the apply in progress after the writes in flight");
         match tokio::time::timeout(grace, &mut handle).await {
             Ok(f) => self.finished(f),
@@ -701,7 +724,7 @@ pub async fn signals() {
                     _ = int.recv() => {}
                 }
                 warn!("second signal: exiting now");
-                std::process::exit(0);
+                exit_now();
             });
             return;
         }
@@ -710,11 +733,18 @@ pub async fn signals() {
         info!("interrupt received");
         tokio::spawn(async {
             if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(0);
+                exit_now();
             }
         });
     } else {
         // No way to receive signals: never resolve rather than shut down at once.
         std::future::pending::<()>().await;
     }
+}
+
+/// Exits at once (exit 0). `process::exit` runs no destructors, so the mapping workers' children
+/// are ended first: one in the middle of a batch would go on mapping the items in its pipe.
+fn exit_now() -> ! {
+    crate::mapping::worker::kill_all();
+    std::process::exit(0);
 }
