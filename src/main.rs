@@ -448,6 +448,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         // Served by `main` before logging and the runtime start.
         Command::MapWorker => Ok(EXIT_OK),
         Command::Watch { config, listen } => {
+            // First, so a signal during the config load, the bind or the catalog open is a clean
+            // shutdown too.
+            let shutdown = tidemark::watch::signals();
             let mut options = tidemark::watch::WatchOptions::new(config.config);
             // Map in a child of this same executable, so a runaway expression cannot stop the
             // daemon; without a path to it, map here.
@@ -458,7 +461,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                      expression that never ends stops it"
                 ),
             }
-            tidemark::watch::run(options, listen, tidemark::watch::signals()).await?;
+            tidemark::watch::run(options, listen, shutdown).await?;
             Ok(EXIT_OK)
         }
         Command::Entities { config, blueprint } => {

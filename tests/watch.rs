@@ -1627,6 +1627,53 @@ fn sigterm_while_the_worker_maps_ends_the_worker_and_exits_0_at_once() {
 }
 
 #[test]
+fn sigterm_while_the_config_loads_is_a_clean_shutdown() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    // Reading a FIFO blocks until something writes to it: the daemon is held in its config load
+    // for as long as the test wants.
+    let config = std::fs::read_to_string(ws.config()).expect("read config");
+    std::fs::remove_file(ws.config()).expect("remove config");
+    let made = Command::new("mkfifo")
+        .arg(ws.config())
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let mut child = Process(
+        Command::new(BIN)
+            .args(["watch", "-c"])
+            .arg(ws.config())
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tidemark watch"),
+    );
+    // Time to start and reach the config; nothing can make it finish loading meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(200));
+    if let Some(status) = child.0.try_wait().expect("try_wait") {
+        panic!("SIGTERM during the config load ended the daemon by signal: {status}");
+    }
+    // Opening the FIFO for writing waits for the daemon's read, which is there.
+    std::fs::write(ws.config(), config).expect("write the config");
+    let mut status = None;
+    wait_blocking("the daemon to exit", || {
+        status = child.0.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+#[test]
 fn the_watch_binary_exits_1_on_an_invalid_initial_config() {
     let ws = Workspace::new("[mappings/queues.yaml]");
     ws.write("mappings/queues.yaml", "resources: [");

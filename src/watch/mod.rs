@@ -704,16 +704,26 @@ impl<A: Adapters> Daemon<A> {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT. After that, a second one exits the process at once
-/// (exit 0), without waiting for an apply in progress.
-pub async fn signals() {
+/// Registers the SIGTERM and SIGINT handlers at once and resolves on the first of those signals.
+/// After that, a second one exits the process at once (exit 0), without waiting for an apply in
+/// progress. Call it before loading the config: until a handler is registered a signal has its
+/// default effect, which ends the process by signal (exit 143) instead of shutting it down.
+/// Must be called within the runtime.
+pub fn signals() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let registered = {
         use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
+        match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => None,
+        }
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = registered {
             tokio::select! {
                 _ = term.recv() => info!("SIGTERM received"),
                 _ = int.recv() => info!("SIGINT received"),
@@ -728,17 +738,17 @@ pub async fn signals() {
             });
             return;
         }
-    }
-    if tokio::signal::ctrl_c().await.is_ok() {
-        info!("interrupt received");
-        tokio::spawn(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                exit_now();
-            }
-        });
-    } else {
-        // No way to receive signals: never resolve rather than shut down at once.
-        std::future::pending::<()>().await;
+        if tokio::signal::ctrl_c().await.is_ok() {
+            info!("interrupt received");
+            tokio::spawn(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    exit_now();
+                }
+            });
+        } else {
+            // No way to receive signals: never resolve rather than shut down at once.
+            std::future::pending::<()>().await;
+        }
     }
 }
 
