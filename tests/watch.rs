@@ -159,6 +159,21 @@ impl Workspace {
         self.write("snap/manifest.json", &manifest.to_string());
     }
 
+    /// Records `account`'s queue listing in the snapshot as failed.
+    fn fail_listing(&self, account: &str) {
+        let path = self.path("snap/manifest.json");
+        let mut manifest: Json =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read manifest"))
+                .expect("manifest");
+        for scope in manifest["scopes"].as_array_mut().expect("scopes") {
+            if scope["account"] == account {
+                scope["status"] = json!("failed");
+                scope["error"] = json!("AccessDenied: recorded as failed");
+            }
+        }
+        std::fs::write(path, manifest.to_string()).expect("write manifest");
+    }
+
     /// (blueprint, identifier, title) of every owned entity, sorted.
     async fn entities(&self) -> Vec<(String, String, Json)> {
         let catalog = LocalCatalog::open(&self.path(".tidemark/catalog.db")).expect("open catalog");
@@ -1025,6 +1040,23 @@ async fn past_the_cache_limit_a_mapping_edit_lists_the_source_again() {
         daemon.metric("tidemark_syncs_total{mode=\"remap\",outcome=\"ok\"}"),
         None
     );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_with_a_failed_listing_is_counted_apart_from_the_ok_ones() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.fail_listing(STAGING);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    assert_eq!(daemon.metric("tidemark_accounts{status=\"ok\"}"), Some(1.0));
+    assert_eq!(
+        daemon.metric("tidemark_accounts{status=\"scopes_failed\"}"),
+        Some(1.0)
+    );
+    assert_eq!(daemon.metric("tidemark_scopes_failed"), Some(1.0));
     daemon.stop().await;
 }
 

@@ -169,7 +169,7 @@ impl Metrics {
         );
         registry.register(
             "accounts",
-            "Accounts in the last sync, by status",
+            "Accounts in the last sync, by status (scopes_failed: assumed, but some listing failed)",
             m.accounts.clone(),
         );
         registry.register(
@@ -326,7 +326,13 @@ impl Metrics {
                 .set(to_i64(n));
         }
         self.accounts.clear();
-        for status in ["ok", "unassumable", "regions_failed", "gone"] {
+        for status in [
+            "ok",
+            "scopes_failed",
+            "unassumable",
+            "regions_failed",
+            "gone",
+        ] {
             // Every status is exported, zero included, so alerts need no `absent()`.
             self.accounts
                 .get_or_create(&StatusLabels {
@@ -334,8 +340,12 @@ impl Metrics {
                 })
                 .set(0);
         }
+        // An assumed account can still have listings that failed; it is not "ok" then. The
+        // labels stay a fixed set: which scopes failed is in the logs and the plan.
+        let failed: BTreeSet<&str> = plan.scopes.iter().map(|s| s.account.as_str()).collect();
         for a in &plan.accounts {
             let status = match a.status {
+                AccountStatus::Ok if failed.contains(a.id.as_str()) => "scopes_failed",
                 AccountStatus::Ok => "ok",
                 AccountStatus::Unassumable => "unassumable",
                 AccountStatus::RegionsFailed => "regions_failed",
