@@ -1060,6 +1060,66 @@ async fn an_account_with_a_failed_listing_is_counted_apart_from_the_ok_ones() {
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remap_withholds_the_deletes_of_a_failed_scope_as_a_full_sync_does() {
+    // The account entities keep the mass-delete guards out of it: losing its three queues would
+    // not remove every one of staging's entities, nor more than the threshold's share.
+    let ws = Workspace::new("[mappings/queues.yaml, mappings/accounts.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/accounts.yaml", ACCOUNT_MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    apply_once(&ws);
+    // Staging's queues are owned now; its listing fails from here on, so nothing proves them gone.
+    ws.fail_listing(STAGING);
+    let daemon = Daemon::start(&ws.config()).await;
+    daemon.synced().await;
+    let withheld = "tidemark_entities_withheld{kind=\"AWS::SQS::Queue\"}";
+    assert_eq!(daemon.metric(withheld), Some(3.0), "the full sync");
+
+    ws.write("mappings/queues.yaml", &titled("Q "));
+    let remaps = |outcome: &str| {
+        daemon
+            .metric(&format!(
+                "tidemark_syncs_total{{mode=\"remap\",outcome=\"{outcome}\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+    wait_for("the re-map", || async {
+        remaps("ok") + remaps("partial") + remaps("failed") > 0.0
+    })
+    .await;
+    assert_eq!(remaps("partial"), 1.0, "the re-map was not partial");
+    assert_eq!(daemon.listings(), 1, "the edit listed the source again");
+    // What a full sync with the edited mapping would withhold: `tidemark plan` on the same files.
+    let out = Command::new(BIN)
+        .args(["plan", "--format", "json", "-c"])
+        .arg(ws.config())
+        .output()
+        .expect("run tidemark plan");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Json = serde_json::from_slice(&out.stdout).expect("plan json");
+    let planned = plan["withheld"].as_array().expect("withheld");
+    assert!(
+        planned.len() == 3 && planned.iter().all(|w| w["reason"] == "scope_failed"),
+        "{planned:?}"
+    );
+    let planned = planned.len();
+    assert_eq!(daemon.metric(withheld), Some(planned as f64));
+    let mut titles = ws.queue_titles().await;
+    titles.sort();
+    assert_eq!(
+        titles,
+        ["Q q0", "Q q1", "Q q2", "q0", "q1", "q2"],
+        "staging's queues must be kept as they were, prod's updated"
+    );
+    daemon.stop().await;
+}
+
 /// Every queue the snapshot holds is in Port, whole: the title and properties the mapping gives.
 fn assert_queues_whole(port: &PortStandIn, per_account: usize) -> usize {
     let queues: Vec<_> = port
