@@ -1150,35 +1150,79 @@ fn assert_queues_whole(port: &PortStandIn, per_account: usize) -> usize {
     queues.len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_during_an_apply_lets_it_finish_and_the_next_run_has_nothing_to_write() {
-    let per_account = 30;
-    let port = PortStandIn::start().await;
-    port.faults(|f| f.latency = Duration::from_millis(300));
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write_snapshot_with(per_account);
+/// The Port client's default number of requests in flight, and Port's bulk size: at most this
+/// many queues can be written by the requests in flight when a stop comes.
+const IN_FLIGHT_QUEUES: usize = 8 * 20;
+/// Queues per account in the Port shutdown tests: 30 bulk requests in all, several rounds of
+/// [`IN_FLIGHT_QUEUES`], so an apply that ignored a stop between bulk requests would write them all.
+const MANY_QUEUES: usize = 300;
+
+fn queue_count(port: &PortStandIn) -> usize {
+    port.entities()
+        .into_iter()
+        .filter(|e| e.blueprint == "queue")
+        .count()
+}
+
+/// Starts a daemon syncing [`MANY_QUEUES`] per account into Port, each request taking `latency`,
+/// and stops it once the first round of queue bulks is in: returns how many queues were written
+/// then, and how long the daemon took to stop.
+async fn stop_during_the_queue_bulks(
+    port: &PortStandIn,
+    ws: &Workspace,
+    latency: Duration,
+    grace: Duration,
+) -> (usize, Duration) {
+    port.faults(|f| f.latency = latency);
+    ws.write_snapshot_with(MANY_QUEUES);
     ws.write_port_config(port.url());
     ws.write("mappings/queues.yaml", MAPPING);
     ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
-    // Blueprints are the apply's first writes, so once one exists the apply is under way.
-    wait_for("the apply to start", || async {
-        port.blueprint("queue").is_some()
+    let mut options = WatchOptions::new(ws.config());
+    options.shutdown_grace = grace;
+    let listings = Arc::new(AtomicUsize::new(0));
+    let adapters = Counting {
+        listings: Arc::clone(&listings),
+    };
+    let daemon = Daemon::start_with(adapters, options, listings).await;
+    wait_for("the first queues to be written", || async {
+        queue_count(port) > 0
     })
     .await;
-    let before = port.counters().entity_writes;
-    assert!(before < 2 * per_account, "the apply was over already");
+    let before = queue_count(port);
+    let stopping = tokio::time::Instant::now();
     daemon.stop().await;
-    assert_eq!(assert_queues_whole(&port, per_account), 2 * per_account);
+    (before, stopping.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_apply_waits_for_the_bulks_in_flight_and_starts_no_more() {
+    let port = PortStandIn::start().await;
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    let latency = Duration::from_millis(300);
+    let (before, _) =
+        stop_during_the_queue_bulks(&port, &ws, latency, Duration::from_secs(25)).await;
+    // Anything still on its way would land within one more request's latency.
+    tokio::time::sleep(2 * latency).await;
+    let written = assert_queues_whole(&port, MANY_QUEUES);
+    assert!(
+        written > before,
+        "the bulks in flight at the stop were not waited for ({before} then {written})"
+    );
+    assert!(
+        written <= before + IN_FLIGHT_QUEUES && written < 2 * MANY_QUEUES,
+        "bulk requests started after the stop: {before} queues at the stop, {written} after"
+    );
 
     port.faults(|f| f.latency = Duration::ZERO);
     port.reset_counters();
     let again = Daemon::start(&ws.config()).await;
     again.synced().await;
+    assert_eq!(assert_queues_whole(&port, MANY_QUEUES), 2 * MANY_QUEUES);
     assert_eq!(
         port.counters().entity_writes,
-        0,
-        "the first apply was left unfinished"
+        2 * MANY_QUEUES - written,
+        "the next run wrote again what the stopped apply had written"
     );
     assert_eq!(
         again.metric("tidemark_syncs_total{mode=\"full\",outcome=\"ok\"}"),
@@ -1189,34 +1233,29 @@ async fn shutdown_during_an_apply_lets_it_finish_and_the_next_run_has_nothing_to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_stopped_after_the_grace_period_leaves_no_half_written_entity() {
-    let per_account = 30;
     let port = PortStandIn::start().await;
-    port.faults(|f| f.latency = Duration::from_millis(400));
     let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write_snapshot_with(per_account);
-    ws.write_port_config(port.url());
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let mut options = WatchOptions::new(ws.config());
-    options.shutdown_grace = Duration::from_millis(100);
-    let listings = Arc::new(AtomicUsize::new(0));
-    let adapters = Counting {
-        listings: Arc::clone(&listings),
-    };
-    let daemon = Daemon::start_with(adapters, options, listings).await;
-    wait_for("the apply to start", || async {
-        port.blueprint("queue").is_some()
-    })
-    .await;
-    daemon.stop().await;
-    // Whatever got written before the apply was stopped is whole.
-    let written = assert_queues_whole(&port, per_account);
+    // Requests that outlast the grace period many times over: the apply is stopped with bulks in
+    // flight, not after them.
+    let latency = Duration::from_secs(1);
+    let grace = Duration::from_millis(100);
+    let (before, took) = stop_during_the_queue_bulks(&port, &ws, latency, grace).await;
+    assert!(
+        took < latency / 2,
+        "the daemon waited {took:?} for the bulks in flight, past its {grace:?} grace"
+    );
+    tokio::time::sleep(2 * latency).await;
+    // Whatever got written before the apply was stopped is whole, and nothing started after.
+    let written = assert_queues_whole(&port, MANY_QUEUES);
+    assert!(
+        written <= before + IN_FLIGHT_QUEUES && written < 2 * MANY_QUEUES,
+        "bulk requests started after the stop: {before} queues at the stop, {written} after"
+    );
 
     port.faults(|f| f.latency = Duration::ZERO);
     let again = Daemon::start(&ws.config()).await;
     again.synced().await;
-    assert_eq!(assert_queues_whole(&port, per_account), 2 * per_account);
-    assert!(written <= 2 * per_account);
+    assert_eq!(assert_queues_whole(&port, MANY_QUEUES), 2 * MANY_QUEUES);
     again.stop().await;
 }
 
