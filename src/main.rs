@@ -11,8 +11,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tidemark::app::{AnyCatalog, AnySource};
 use tidemark::catalog::{Catalog, Progress};
 use tidemark::config::{self, Config, ProcessEnv};
+use tidemark::mapping::worker::Worker;
 use tidemark::mapping::{self, LoadOptions, MapOptions, MappingSource, Mappings};
-use tidemark::reconcile::{self, MassDelete, Plan, PlanOptions};
+use tidemark::model::RawItem;
+use tidemark::reconcile::{self, Collected, InWorker, MassDelete, Plan, PlanOptions};
 use tidemark::render::{self, Style};
 use tidemark::source::snapshot::write_snapshot;
 
@@ -208,7 +210,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// This executable, for `watch`'s mapping worker. On Linux `/proc/self/exe` still runs this
+/// Lists and maps for a one-shot command. Mappings that define jq functions map in a worker
+/// child, so that a function calling itself without end is an error naming the item rather than
+/// a stack overflow that aborts this process; the rest map here, which is faster.
+async fn collect(config: &Config, source: &AnySource, keep_raw: bool) -> anyhow::Result<Collected> {
+    let progress = BarProgress::listing();
+    if !config.mappings.defines_functions() {
+        return Ok(reconcile::collect(config, source, keep_raw, &progress).await?);
+    }
+    let mut worker = Worker::new(worker_executable()?, &config.mappings);
+    let mut mapper = InWorker::new(&mut worker);
+    let keep = keep_raw.then_some(u64::MAX);
+    Ok(reconcile::collect_with(config, source, keep, &progress, &mut mapper).await?)
+}
+
+/// This executable, for the mapping worker. On Linux `/proc/self/exe` still runs this
 /// very binary after a package upgrade replaced or removed the file it was started from.
 fn worker_executable() -> io::Result<std::path::PathBuf> {
     let proc_self = std::path::Path::new("/proc/self/exe");
@@ -249,8 +265,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             };
             let source = AnySource::open(&config).await?;
             let catalog = AnyCatalog::open(&config)?;
-            let collected =
-                reconcile::collect(&config, &source, false, &BarProgress::listing()).await?;
+            let collected = collect(&config, &source, false).await?;
             let plan = reconcile::plan(&config, &collected, &catalog, &guards.options()).await?;
             print_plan(&plan, format)?;
             if let Some(path) = out {
@@ -294,9 +309,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 }
                 None => {
                     let source = AnySource::open(&config).await?;
-                    let collected =
-                        reconcile::collect(&config, &source, false, &BarProgress::listing())
-                            .await?;
+                    let collected = collect(&config, &source, false).await?;
                     reconcile::plan(&config, &collected, &catalog, &guards.options()).await?
                 }
             };
@@ -418,8 +431,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 return Ok(EXIT_ERROR);
             };
             let source = AnySource::open(&config).await?;
-            let collected =
-                reconcile::collect(&config, &source, true, &BarProgress::listing()).await?;
+            let collected = collect(&config, &source, true).await?;
             let report = collected
                 .report
                 .clone()
@@ -567,18 +579,29 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut diagnostics = io::stderr();
-    match input {
-        None | Some("-") => {
-            let stdin = io::stdin();
-            let mut reader = stdin.lock();
-            mapping::run_map(&mappings, &options, &mut reader, &mut out, &mut diagnostics)?;
-        }
+    let mut reader: Box<dyn io::BufRead> = match input {
+        None | Some("-") => Box::new(io::stdin().lock()),
         Some(file) => {
             let f = std::fs::File::open(file).with_context(|| format!("reading {file}"))?;
-            let mut reader = BufReader::with_capacity(1 << 16, f);
-            mapping::run_map(&mappings, &options, &mut reader, &mut out, &mut diagnostics)?;
+            Box::new(BufReader::with_capacity(1 << 16, f))
         }
-    }
+    };
+    // As in `collect`: mappings that define functions map in a worker child.
+    let exe = worker_executable()?;
+    let mut worker = mappings
+        .defines_functions()
+        .then(|| Worker::new(exe, &mappings));
+    let mut map_items = |items: &[RawItem]| match worker.as_mut() {
+        Some(worker) => worker.map_items(items).map_err(|e| e.to_string()),
+        None => Ok(items.iter().map(|item| mappings.map_item(item)).collect()),
+    };
+    mapping::run_map(
+        &mut map_items,
+        &options,
+        &mut reader,
+        &mut out,
+        &mut diagnostics,
+    )?;
     out.flush()?;
     Ok(EXIT_OK)
 }

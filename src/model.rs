@@ -24,6 +24,19 @@ pub struct RawItem {
 }
 
 impl RawItem {
+    /// How messages name the item: `item <id> (account …, region …, kind …)`.
+    pub fn label(&self) -> String {
+        let mut out = String::new();
+        write_item_label(
+            &mut out,
+            &self.identifier,
+            &self.account,
+            &self.region,
+            &self.kind,
+        );
+        out
+    }
+
     /// The item exactly as a mapping sees it (SPEC "What a mapping sees").
     pub fn to_mapping_input(&self) -> Json {
         json!({
@@ -152,6 +165,30 @@ pub struct Origin {
     pub kind: String,
     pub region: String,
     pub item: String,
+}
+
+impl Origin {
+    /// How messages name the item: `item <id> (account …, region …, kind …)`.
+    pub fn label(&self) -> String {
+        let mut out = String::new();
+        write_item_label(
+            &mut out,
+            &self.item,
+            &self.account,
+            &self.region,
+            &self.kind,
+        );
+        out
+    }
+}
+
+/// Writes how messages name an item into `out`, which the mapping watchdog reuses per item.
+pub fn write_item_label(out: &mut String, id: &str, account: &str, region: &str, kind: &str) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "item {id} (account {account}, region {region}, kind {kind})"
+    );
 }
 
 /// An entity the mappings produced, with its origin and write options.

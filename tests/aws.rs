@@ -1719,9 +1719,9 @@ async fn properties_nested_past_the_cap_fail_their_item_and_those_below_it_map_i
             .expect("the mapping compiles");
     let mut worker =
         tidemark::mapping::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
-    let mut batch = worker.batch();
-    batch.send(listed);
-    let outcomes = batch.finish().expect("the worker answers");
+    let outcomes = worker
+        .map_items(std::slice::from_ref(listed))
+        .expect("the worker answers");
     assert_eq!(outcomes, vec![mappings.map_item(listed)]);
     assert_eq!(outcomes[0].errors, Vec::<String>::new());
     assert_eq!(

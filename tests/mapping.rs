@@ -279,11 +279,7 @@ fn the_watch_mapping_worker_gives_what_mapping_in_process_gives() {
     let items: Vec<_> = (0..50).map(|i| bucket(&format!("b{i}"))).collect();
     // Twice through the same child: answers never leak from one batch into the next.
     for _ in 0..2 {
-        let mut batch = worker.batch();
-        for item in &items {
-            batch.send(item);
-        }
-        let outcomes = batch.finish().expect("the worker answers");
+        let outcomes = worker.map_items(&items).expect("the worker answers");
         let expected: Vec<_> = items.iter().map(|i| mappings.map_item(i)).collect();
         assert_eq!(outcomes, expected);
     }
@@ -298,9 +294,9 @@ fn a_batch_given_up_unread_does_not_leak_answers_into_the_next() {
         let mut abandoned = worker.batch();
         abandoned.send(&bucket("stale"));
     }
-    let mut batch = worker.batch();
-    batch.send(&bucket("fresh"));
-    let outcomes = batch.finish().expect("the worker answers");
+    let outcomes = worker
+        .map_items(&[bucket("fresh")])
+        .expect("the worker answers");
     assert_eq!(outcomes.len(), 1);
     assert_eq!(
         outcomes[0].entities[0].entity.identifier,

@@ -145,6 +145,79 @@ fn a_runaway_expression_ends_map_with_exit_1_naming_the_item_and_expression() {
     assert_names_the_runaway(&out);
 }
 
+/// Recurses without end, growing the stack until it overflows, on queue q2 only.
+fn overflowing_expression() -> String {
+    "def deeper: 1 + deeper; if .Properties.QueueName == \"q2\" then deeper else 1 end".into()
+}
+
+fn assert_names_the_overflow(out: &Output) {
+    let stderr = text(&out.stderr);
+    assert_eq!(code(out), 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("https://sqs.us-east-1.amazonaws.com/{PROD}/q2")),
+        "the item is not named: {stderr}"
+    );
+    assert!(
+        stderr.contains("overflowed its stack"),
+        "the cause is not said: {stderr}"
+    );
+    assert!(
+        stderr.contains("calls itself"),
+        "no hint at the cause: {stderr}"
+    );
+}
+
+#[test]
+fn a_function_that_recurses_without_end_ends_plan_and_apply_with_exit_1_naming_the_item() {
+    let ws = workspace(5, &overflowing_expression());
+    let config = ws.config();
+    assert_names_the_overflow(&run(&ws, &["plan", "-c", &config]));
+    assert_names_the_overflow(&run(&ws, &["apply", "-c", &config]));
+    assert_eq!(ws.entities(), Vec::<Json>::new());
+}
+
+#[test]
+fn a_function_that_recurses_without_end_ends_map_with_exit_1_naming_the_item() {
+    let ws = workspace(5, &overflowing_expression());
+    let mapping = ws.path("mappings/queues.yaml").display().to_string();
+    let input = ws
+        .path(&format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"))
+        .display()
+        .to_string();
+    let out = run(
+        &ws,
+        &[
+            "map",
+            "--mapping",
+            &mapping,
+            "--kind",
+            "AWS::SQS::Queue",
+            "--account",
+            PROD,
+            "--input",
+            &input,
+        ],
+    );
+    assert_names_the_overflow(&out);
+}
+
+#[test]
+fn a_function_that_ends_maps_like_any_expression() {
+    let ws = workspace(
+        5,
+        "def count: if . > 0 then . - 1 | count else 7 end; 3 | count",
+    );
+    let config = ws.config();
+    let out = run(&ws, &["apply", "-c", &config]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stuck: Vec<Json> = ws
+        .entities()
+        .iter()
+        .map(|e| e["entity"]["properties"]["stuck"].clone())
+        .collect();
+    assert_eq!(stuck, vec![json!(7); 5]);
+}
+
 #[test]
 fn the_same_mapping_without_the_runaway_branch_applies_every_queue() {
     // The control for the tests above: the workspace itself is sound.

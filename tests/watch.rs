@@ -479,6 +479,21 @@ async fn a_mapping_that_never_ends_is_rejected_and_the_daemon_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_overflows_the_stack_is_rejected_and_the_daemon_keeps_serving() {
+    // Aborts the mapping worker at once; only the worker ends, and the error names the item.
+    a_broken_title_is_refused_and_a_fix_is_applied(
+        "def deeper: 1 + deeper; deeper | tostring",
+        &[
+            "last good config is still running",
+            "overflowed its stack",
+            "calls itself without end",
+            "kind AWS::SQS::Queue",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_file_in_a_watched_folder_is_picked_up() {
     let ws = Workspace::new("[mappings]");
     ws.write("mappings/queues.yaml", MAPPING);

@@ -21,7 +21,7 @@ use crate::yaml::Diagnostic;
 use file::{Entry, FileSpec};
 
 pub use redact::Redactor;
-pub use run::run_map;
+pub use run::{MapItems, run_map};
 
 /// One mapping file's text and the name errors use for it.
 #[derive(Clone, Debug)]
@@ -193,6 +193,14 @@ impl Mappings {
             .map(|f| f.flags.entity_deletion_threshold)
             .reduce(f64::min)
             .unwrap_or(DEFAULT_DELETION_THRESHOLD)
+    }
+
+    /// Whether any mapping defines a jq function (a conservative text check). Only a function can
+    /// recurse, and one that calls itself without end overflows the stack, which aborts the
+    /// process that maps; one-shot commands then map in a [`worker`] child instead, so the
+    /// failure is an error naming the item.
+    pub fn defines_functions(&self) -> bool {
+        self.sources.iter().any(|s| s.text.contains("def "))
     }
 
     /// Maps one item with every entry of its kind whose region policy admits its region.

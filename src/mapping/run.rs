@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use serde_json::{Map, Value as Json};
 
 use super::redact::Redactor;
-use super::{MapInputError, MapOptions, MapSummary, Mappings};
+use super::{ItemOutcome, MapInputError, MapOptions, MapSummary};
 use crate::model::RawItem;
 
 fn input_error(message: impl Into<String>) -> MapInputError {
@@ -80,11 +80,18 @@ fn to_raw_item(value: Json, options: &MapOptions) -> Result<RawItem, String> {
     })
 }
 
+/// Items mapped at a time: outcomes are written per chunk, so output streams while memory stays
+/// bounded, and a worker child gets batches large enough to keep its pipe busy.
+const CHUNK: usize = 512;
+
+/// Maps a chunk of items, one outcome per item in order; an error stops the run.
+pub type MapItems<'a> = dyn FnMut(&[RawItem]) -> Result<Vec<ItemOutcome>, String> + 'a;
+
 /// Runs `tidemark map`: items in (a JSON object, array, or JSON lines; raw Cloud Control
 /// descriptions or items as mappings see them), one entity per output line, skipped items and
-/// warnings to `diagnostics`.
+/// warnings to `diagnostics`. `map_items` maps them, here or in a worker child.
 pub fn run_map(
-    mappings: &Mappings,
+    map_items: &mut MapItems<'_>,
     options: &MapOptions,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
@@ -96,44 +103,36 @@ pub fn run_map(
         .map_err(|e| input_error(format!("reading input: {e}")))?;
     let redactor = Redactor::new("", &[]).map_err(|_| input_error("default redactions"))?;
     let mut summary = MapSummary::default();
-    let mut line = Vec::with_capacity(512);
-    let write_err = |e: std::io::Error| input_error(format!("writing output: {e}"));
-    let mut handle = |value: Json, summary: &mut MapSummary| -> Result<(), MapInputError> {
+    let mut chunk: Vec<RawItem> = Vec::with_capacity(CHUNK);
+    let mut writer = Output {
+        out,
+        diagnostics,
+        line: Vec::with_capacity(512),
+    };
+    let mut add = |value: Json,
+                   chunk: &mut Vec<RawItem>,
+                   summary: &mut MapSummary,
+                   writer: &mut Output<'_>| {
         summary.items += 1;
-        let mut item = match to_raw_item(value, options) {
-            Ok(item) => item,
+        match to_raw_item(value, options) {
+            Ok(mut item) => {
+                redactor.redact(&mut item);
+                chunk.push(item);
+            }
             Err(message) => {
                 summary.skipped += 1;
-                writeln!(diagnostics, "skipped item {}: {message}", summary.items)
-                    .map_err(write_err)?;
-                return Ok(());
+                writeln!(
+                    writer.diagnostics,
+                    "skipped item {}: {message}",
+                    summary.items
+                )
+                .map_err(write_error)?;
             }
-        };
-        redactor.redact(&mut item);
-        let outcome = mappings.map_item(&item);
-        let place = format!(
-            "{} {} (account {:?}, region {:?})",
-            item.kind, item.identifier, item.account, item.region
-        );
-        for w in &outcome.warnings {
-            summary.warnings += 1;
-            writeln!(diagnostics, "warning: {place}: {w}").map_err(write_err)?;
         }
-        if !outcome.errors.is_empty() {
-            summary.skipped += 1;
+        if chunk.len() == CHUNK {
+            writer.flush_chunk(map_items, chunk, summary)?;
         }
-        for e in &outcome.errors {
-            writeln!(diagnostics, "error: {place}: {e}").map_err(write_err)?;
-        }
-        for mapped in &outcome.entities {
-            summary.entities += 1;
-            line.clear();
-            serde_json::to_writer(&mut line, &mapped.entity)
-                .map_err(|e| input_error(format!("writing output: {e}")))?;
-            line.push(b'\n');
-            out.write_all(&line).map_err(write_err)?;
-        }
-        Ok(())
+        Ok::<(), MapInputError>(())
     };
     let stream = serde_json::Deserializer::from_str(&text).into_iter::<Json>();
     for value in stream {
@@ -147,12 +146,64 @@ pub fn run_map(
         match value {
             Json::Array(items) => {
                 for item in items {
-                    handle(item, &mut summary)?;
+                    add(item, &mut chunk, &mut summary, &mut writer)?;
                 }
             }
-            other => handle(other, &mut summary)?,
+            other => add(other, &mut chunk, &mut summary, &mut writer)?,
         }
     }
-    out.flush().map_err(write_err)?;
+    writer.flush_chunk(map_items, &mut chunk, &mut summary)?;
+    writer.out.flush().map_err(write_error)?;
     Ok(summary)
+}
+
+fn write_error(e: std::io::Error) -> MapInputError {
+    input_error(format!("writing output: {e}"))
+}
+
+/// Where `tidemark map` writes.
+struct Output<'w> {
+    out: &'w mut dyn Write,
+    diagnostics: &'w mut dyn Write,
+    line: Vec<u8>,
+}
+
+impl Output<'_> {
+    /// Maps the chunk's items and writes their entities and diagnostics; empties the chunk.
+    fn flush_chunk(
+        &mut self,
+        map_items: &mut MapItems<'_>,
+        chunk: &mut Vec<RawItem>,
+        summary: &mut MapSummary,
+    ) -> Result<(), MapInputError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let outcomes = map_items(chunk).map_err(input_error)?;
+        for (item, outcome) in chunk.drain(..).zip(outcomes) {
+            let place = format!(
+                "{} {} (account {:?}, region {:?})",
+                item.kind, item.identifier, item.account, item.region
+            );
+            for w in &outcome.warnings {
+                summary.warnings += 1;
+                writeln!(self.diagnostics, "warning: {place}: {w}").map_err(write_error)?;
+            }
+            if !outcome.errors.is_empty() {
+                summary.skipped += 1;
+            }
+            for e in &outcome.errors {
+                writeln!(self.diagnostics, "error: {place}: {e}").map_err(write_error)?;
+            }
+            for mapped in &outcome.entities {
+                summary.entities += 1;
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, &mapped.entity)
+                    .map_err(|e| input_error(format!("writing output: {e}")))?;
+                self.line.push(b'\n');
+                self.out.write_all(&self.line).map_err(write_error)?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -8,7 +8,6 @@
 //! process ([`worker`](super::worker)), so there only the child ends. The fast path costs one
 //! uncontended lock per item and one relaxed store per interpreted expression.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -95,10 +94,12 @@ pub(crate) fn item_started(item: &RawItem) -> ItemGuard {
         {
             let mut text = slot.item.lock().unwrap_or_else(PoisonError::into_inner);
             text.clear();
-            let _ = write!(
-                text,
-                "item {} (account {}, region {}, kind {})",
-                item.identifier, item.account, item.region, item.kind
+            crate::model::write_item_label(
+                &mut text,
+                &item.identifier,
+                &item.account,
+                &item.region,
+                &item.kind,
             );
         }
         slot.expr.store(0, Ordering::Relaxed);

@@ -131,9 +131,12 @@ pub fn serve(input: impl Read, output: impl Write) -> Result<(), String> {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         lines.join("\n")
     })?;
+    // A function that calls itself without end aborts this process, losing buffered answers;
+    // with each answer out before the next item starts, the parent can tell which item did it.
+    let flush_each = mappings.defines_functions();
     loop {
         // Answers must not wait in the buffer while this side waits for more input.
-        if input.buffer().is_empty() {
+        if flush_each || input.buffer().is_empty() {
             output
                 .flush()
                 .map_err(|e| format!("writing outcomes: {e}"))?;
@@ -258,6 +261,15 @@ impl Worker {
         Some(child.wait().ok())
     }
 
+    /// Maps `items` in the child, one outcome per item in order.
+    pub fn map_items(&mut self, items: &[RawItem]) -> Result<Vec<ItemOutcome>, WorkerError> {
+        let mut batch = self.batch();
+        for item in items {
+            batch.send(item);
+        }
+        batch.finish(|i| items.get(i).map_or("an item".to_owned(), RawItem::label))
+    }
+
     /// Starts a batch of items; its outcomes come back in order from [`Batch::finish`].
     pub fn batch(&mut self) -> Batch<'_> {
         let error = match self.child {
@@ -268,6 +280,7 @@ impl Worker {
             worker: self,
             sent: 0,
             error,
+            write_error: None,
             line: Vec::new(),
             answered: false,
         }
@@ -395,7 +408,11 @@ impl Drop for Worker {
 pub struct Batch<'w> {
     worker: &'w mut Worker,
     sent: usize,
+    /// The batch could not start (no child).
     error: Option<WorkerError>,
+    /// Sending failed: the child stopped reading, most likely because it died. Its answers so far
+    /// are still read, to tell which item it died on.
+    write_error: Option<String>,
     line: Vec<u8>,
     /// Every sent item's outcome was read.
     answered: bool,
@@ -405,7 +422,7 @@ impl Batch<'_> {
     /// Sends one item. After a failure further items are dropped; [`finish`](Self::finish)
     /// reports the failure.
     pub fn send(&mut self, item: &RawItem) {
-        if self.error.is_some() {
+        if self.error.is_some() || self.write_error.is_some() {
             return;
         }
         let Some(running) = self.worker.child.as_mut() else {
@@ -423,17 +440,19 @@ impl Batch<'_> {
             });
         match written {
             Ok(()) => self.sent += 1,
-            Err(e) => {
-                let message = format!("the mapping worker stopped reading items: {e}");
-                self.error = Some(self.worker.stop(message));
-            }
+            Err(e) => self.write_error = Some(e),
         }
     }
 
     /// Waits for every sent item's outcome, in the order sent. An item is given the evaluation
     /// limit twice over (the child's own watchdog fires at once) before the child is presumed
-    /// stuck and ended.
-    pub fn finish(mut self) -> Result<Vec<ItemOutcome>, WorkerError> {
+    /// stuck and ended. When the child stops without naming the item it was on (the watchdog's
+    /// words start with "mapping item"), the message names it with `describe(its index in the
+    /// batch)`.
+    pub fn finish(
+        mut self,
+        describe: impl Fn(usize) -> String,
+    ) -> Result<Vec<ItemOutcome>, WorkerError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -442,35 +461,58 @@ impl Batch<'_> {
                 "the mapping worker is not running".into(),
             ));
         };
-        if let Err(e) = running.stdin.flush() {
-            let message = format!("the mapping worker stopped reading items: {e}");
-            return Err(self.worker.stop(message));
-        }
+        let write_error = self
+            .write_error
+            .take()
+            .or_else(|| running.stdin.flush().err().map(|e| e.to_string()))
+            .map(|e| format!("the mapping worker stopped reading items: {e}"));
         let patience = watchdog::limit() * 2 + Duration::from_secs(5);
         let mut outcomes = Vec::with_capacity(self.sent);
-        while outcomes.len() < self.sent {
+        let failure = loop {
+            if outcomes.len() == self.sent {
+                match write_error {
+                    Some(e) => break e,
+                    None => {
+                        self.answered = true;
+                        return Ok(outcomes);
+                    }
+                }
+            }
             match running.outcomes.recv_timeout(patience) {
                 Ok(Ok(outcome)) => outcomes.push(outcome),
-                Ok(Err(e)) => {
-                    let message = format!("the mapping worker answered badly: {e}");
-                    return Err(self.worker.stop(message));
-                }
+                Ok(Err(e)) => break format!("the mapping worker answered badly: {e}"),
                 Err(RecvTimeoutError::Disconnected) => {
-                    let message = "the mapping worker ended unexpectedly".to_owned();
-                    return Err(self.worker.stop(message));
+                    break write_error
+                        .unwrap_or_else(|| "the mapping worker ended unexpectedly".to_owned());
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    let message = format!(
+                    break format!(
                         "the mapping worker gave no answer within {} ms",
                         patience.as_millis()
                     );
-                    return Err(self.worker.stop(message));
                 }
             }
-        }
-        self.answered = true;
-        Ok(outcomes)
+        };
+        Err(match self.worker.stop(failure) {
+            WorkerError::Stopped(message) if !message.contains("mapping item ") => {
+                WorkerError::Stopped(crash_message(&describe(outcomes.len()), &message))
+            }
+            other => other,
+        })
     }
+}
+
+/// The message for a child that stopped on `item` without saying why in its own words (the
+/// watchdog's words start with "mapping item"). A stack overflow aborts the child; in jq that is
+/// a function calling itself without end, so the message says so.
+fn crash_message(item: &str, message: &str) -> String {
+    let hint = if message.contains("overflowed its stack") {
+        "; a jq function that calls itself without end overflows the stack, so mapping stopped \
+         and nothing was written"
+    } else {
+        ""
+    };
+    format!("mapping {item}: {message}{hint}")
 }
 
 impl Drop for Batch<'_> {
@@ -579,7 +621,10 @@ mod tests {
         let mut worker = Worker::new(PathBuf::from("/nonexistent/tidemark"), &mappings);
         let mut batch = worker.batch();
         batch.send(&item("a"));
-        let error = batch.finish().expect_err("an error").to_string();
+        let error = batch
+            .finish(|i| format!("item {i}"))
+            .expect_err("an error")
+            .to_string();
         assert!(error.contains("/nonexistent/tidemark"), "{error}");
     }
 }

@@ -8,10 +8,11 @@ use tracing::{info, warn};
 
 use crate::catalog::{ApplyReport, Catalog, CatalogError, NoProgress, Progress};
 use crate::config::Config;
-use crate::mapping::worker::{Batch, Worker};
-use crate::model::{KindSpec, Origin, RawItem};
+use crate::mapping::worker::Worker;
+use crate::model::{KindSpec, RawItem};
 use crate::reconcile::{
-    self, CollectError, Collected, InProcess, ItemMapper, MappingStopped, Plan, PlanOptions,
+    self, CollectError, Collected, InProcess, InWorker, ItemMapper, MappingStopped, Plan,
+    PlanOptions,
 };
 use crate::source::{ListRequest, Source, SourceError, SourceReport};
 
@@ -113,40 +114,6 @@ impl From<MappingStopped> for SyncError {
     }
 }
 
-/// Maps in the daemon's worker process: items stream to it as they are listed and their
-/// outcomes are collected at the end, in order.
-struct InWorker<'w> {
-    batch: Option<Batch<'w>>,
-    origins: Vec<Origin>,
-}
-
-impl ItemMapper for InWorker<'_> {
-    fn map(&mut self, item: &RawItem, _into: &mut Collected) {
-        if let Some(batch) = self.batch.as_mut() {
-            batch.send(item);
-            self.origins.push(reconcile::origin_of(item));
-        }
-    }
-
-    fn finish(&mut self, into: &mut Collected) -> Result<(), MappingStopped> {
-        let Some(batch) = self.batch.take() else {
-            return Ok(());
-        };
-        let outcomes = batch.finish().map_err(|e| MappingStopped(e.to_string()))?;
-        if outcomes.len() != self.origins.len() {
-            return Err(MappingStopped(format!(
-                "the mapping worker answered {} of {} items",
-                outcomes.len(),
-                self.origins.len()
-            )));
-        }
-        for (origin, outcome) in self.origins.drain(..).zip(outcomes) {
-            into.record(origin, outcome);
-        }
-        Ok(())
-    }
-}
-
 /// How a sync went.
 #[derive(Debug)]
 pub struct Synced {
@@ -193,10 +160,7 @@ async fn gather<S: Source>(
     let mut in_worker;
     let mapper: &mut dyn ItemMapper = match worker.as_deref_mut() {
         Some(w) => {
-            in_worker = InWorker {
-                batch: Some(w.batch()),
-                origins: Vec::new(),
-            };
+            in_worker = InWorker::new(w);
             &mut in_worker
         }
         None => &mut in_process,
