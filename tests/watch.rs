@@ -356,9 +356,14 @@ where
 }
 
 fn titled(prefix: &str) -> String {
+    titled_with(&format!("\"{prefix}\" + .Properties.QueueName"))
+}
+
+/// The mapping with `expression` for the title.
+fn titled_with(expression: &str) -> String {
     MAPPING.replace(
         "title: .Properties.QueueName",
-        &format!("title: '\"{prefix}\" + .Properties.QueueName'"),
+        &format!("title: '{expression}'"),
     )
 }
 
@@ -411,13 +416,7 @@ async fn a_broken_title_is_refused_and_a_fix_is_applied(broken: &str, said: &[&s
     daemon.synced().await;
     let before = ws.entities().await;
 
-    ws.write(
-        "mappings/queues.yaml",
-        &MAPPING.replace(
-            "title: .Properties.QueueName",
-            &format!("title: '{broken}'"),
-        ),
-    );
+    ws.write("mappings/queues.yaml", &titled_with(broken));
     wait_for("the reload to be refused", || async {
         daemon.shared.readiness().config_error.is_some()
     })
@@ -1582,9 +1581,14 @@ fn wait_blocking(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 fn entity_titles(ws: &Workspace) -> Vec<String> {
+    // Its own config on the same catalog: the daemon's may hold a broken mapping on purpose.
+    ws.write(
+        "inspect.yaml",
+        &format!("integration: {{identifier: {OWNER}}}\nsource: {{type: snapshot, path: snap}}\ncatalog: {{type: local}}\n"),
+    );
     let out = Command::new(BIN)
         .args(["entities", "-c"])
-        .arg(ws.config())
+        .arg(ws.path("inspect.yaml"))
         .args(["--blueprint", "queue"])
         .output()
         .expect("run entities");
@@ -1616,14 +1620,20 @@ fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
     ws.write("mappings/queues.yaml", MAPPING);
     ws.write("mappings/blueprints.json", BLUEPRINTS);
     let port = free_port();
+    let log = ws.path("watch.log");
     let mut child = Process(
         Command::new(BIN)
             .args(["watch", "-c"])
             .arg(ws.config())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "json",
+            ])
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start tidemark watch"),
     );
@@ -1658,6 +1668,22 @@ fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
     );
     assert_eq!(entity_titles(&ws).len(), 6);
 
+    // A broken edit: /readyz says where, and the catalog keeps its titles.
+    let before = entity_titles(&ws);
+    ws.write(
+        "mappings/queues.yaml",
+        &titled_with(r#""X" + (.Properties.QueueName"#),
+    );
+    let mut readyz = String::new();
+    wait_blocking("/readyz to report the broken file", || {
+        get(port, "/readyz").is_some_and(|(s, body)| {
+            readyz = body;
+            s == 503
+        })
+    });
+    assert!(readyz.contains("queues.yaml:"), "{readyz}");
+    assert_eq!(entity_titles(&ws), before);
+
     ws.write("mappings/queues.yaml", &titled("e2e "));
     wait_blocking("the edited titles", || {
         let titles = entity_titles(&ws);
@@ -1682,6 +1708,17 @@ fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
         status.is_some()
     });
     assert_eq!(status.and_then(|s| s.code()), Some(0));
+
+    // `--log-format json`: every line is a JSON object, and syncs log inside their span.
+    let logged = std::fs::read_to_string(&log).expect("read the log");
+    let lines: Vec<Json> = logged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["span"]["name"] == "sync"),
+        "no line inside a sync span: {logged}"
+    );
 }
 
 /// The `tidemark __map-worker` children of process `pid`.
