@@ -1762,6 +1762,7 @@ fn sigterm_while_the_worker_maps_ends_the_worker_and_exits_0_at_once() {
             .arg(ws.config())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("RUST_LOG")
+            .env("PORT_CLIENT_SECRET", "worker-must-not-see-this")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -1776,6 +1777,13 @@ fn sigterm_while_the_worker_maps_ends_the_worker_and_exits_0_at_once() {
     wait_blocking("/healthz", || {
         get(port, "/healthz").is_some_and(|(s, _)| s == 200)
     });
+    for worker in &workers {
+        let environ = std::fs::read(format!("/proc/{worker}/environ")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&environ).contains("worker-must-not-see-this"),
+            "the mapping worker was given a secret"
+        );
+    }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         get(port, "/readyz").map(|(s, _)| s),

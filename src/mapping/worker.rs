@@ -131,16 +131,7 @@ pub fn serve(input: impl Read, output: impl Write) -> Result<(), String> {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         lines.join("\n")
     })?;
-    // A function that calls itself without end aborts this process, losing buffered answers;
-    // with each answer out before the next item starts, the parent can tell which item did it.
-    let flush_each = mappings.defines_functions();
     loop {
-        // Answers must not wait in the buffer while this side waits for more input.
-        if flush_each || input.buffer().is_empty() {
-            output
-                .flush()
-                .map_err(|e| format!("writing outcomes: {e}"))?;
-        }
         line.clear();
         let read = input
             .read_line(&mut line)
@@ -153,8 +144,11 @@ pub fn serve(input: impl Read, output: impl Write) -> Result<(), String> {
         let outcome = mappings.map_item(&item);
         serde_json::to_writer(&mut output, &outcome)
             .map_err(|e| format!("writing outcomes: {e}"))?;
+        // Each answer goes out before the next item starts: a stack overflow aborts this
+        // process and would lose buffered answers, and the parent counts them to name the item.
         output
             .write_all(b"\n")
+            .and_then(|()| output.flush())
             .map_err(|e| format!("writing outcomes: {e}"))?;
     }
     output.flush().map_err(|e| format!("writing outcomes: {e}"))
@@ -165,6 +159,8 @@ pub fn serve(input: impl Read, output: impl Write) -> Result<(), String> {
 pub struct Worker {
     exe: PathBuf,
     header: String,
+    /// Variables that hold secrets, kept out of the child's environment.
+    hidden_env: Vec<String>,
     child: Option<Running>,
     process: Arc<Mutex<Process>>,
 }
@@ -236,6 +232,7 @@ impl Worker {
             exe,
             // Strings and a list of strings always serialise.
             header: serde_json::to_string(&header).unwrap_or_default(),
+            hidden_env: header.hidden_env,
             child: None,
             process,
         }
@@ -296,7 +293,12 @@ impl Worker {
             exe: self.exe.display().to_string(),
             source,
         };
-        let mut child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        // The child needs no credential; jq would not see these anyway.
+        for name in &self.hidden_env {
+            command.env_remove(name);
+        }
+        let mut child = command
             .arg(SUBCOMMAND)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -507,8 +509,8 @@ impl Batch<'_> {
 /// a function calling itself without end, so the message says so.
 fn crash_message(item: &str, message: &str) -> String {
     let hint = if message.contains("overflowed its stack") {
-        "; a jq function that calls itself without end overflows the stack, so mapping stopped \
-         and nothing was written"
+        "; a jq function that calls itself without end, or a value nested millions deep, \
+         overflows the stack, so mapping stopped and nothing was written"
     } else {
         ""
     };
