@@ -1,10 +1,15 @@
-//! Picks the configured source and catalog adapters. The binary and the daemon both start here.
+//! Picks the configured source and catalog adapters, and where items are mapped. The binary and
+//! the daemon both start here.
 
 use crate::catalog::local::LocalCatalog;
 use crate::catalog::port::{PortCatalog, PortOptions};
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, Writes};
 use crate::config::{CatalogConfig, Config, SourceConfig};
-use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
+use crate::mapping::worker::{Batch, Worker};
+use crate::model::{
+    Blueprint, EntityKey, ForeignEntity, ForeignReference, Origin, OwnedEntity, RawItem,
+};
+use crate::reconcile::{Collected, ItemMapper, MappingStopped, origin_of};
 use crate::requests::RequestCount;
 use crate::source::aws::AwsSource;
 use crate::source::snapshot::SnapshotSource;
@@ -150,5 +155,53 @@ impl Catalog for AnyCatalog {
             AnyCatalog::Local(c) => c.apply(owner, writes, progress).await,
             AnyCatalog::Port(c) => c.apply(owner, writes, progress).await,
         }
+    }
+}
+
+/// Maps in a [`Worker`]'s child process: the answers come when [`finish`](ItemMapper::finish)ed.
+/// A runaway or crashing expression then ends the child, not this process, and the error names
+/// the item.
+pub struct InWorker<'w> {
+    batch: Option<Batch<'w>>,
+    origins: Vec<Origin>,
+}
+
+impl<'w> InWorker<'w> {
+    pub fn new(worker: &'w mut Worker) -> InWorker<'w> {
+        InWorker {
+            batch: Some(worker.batch()),
+            origins: Vec::new(),
+        }
+    }
+}
+
+impl ItemMapper for InWorker<'_> {
+    fn map(&mut self, item: &RawItem, _into: &mut Collected) {
+        if let Some(batch) = self.batch.as_mut() {
+            batch.send(item);
+            self.origins.push(origin_of(item));
+        }
+    }
+
+    fn finish(&mut self, into: &mut Collected) -> Result<(), MappingStopped> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        let origins = &self.origins;
+        let describe = |i: usize| origins.get(i).map_or("an item".to_owned(), Origin::label);
+        let outcomes = batch
+            .finish(describe)
+            .map_err(|e| MappingStopped(e.to_string()))?;
+        if outcomes.len() != self.origins.len() {
+            return Err(MappingStopped(format!(
+                "the mapping worker answered {} of {} items",
+                outcomes.len(),
+                self.origins.len()
+            )));
+        }
+        for (origin, outcome) in self.origins.drain(..).zip(outcomes) {
+            into.record(origin, outcome);
+        }
+        Ok(())
     }
 }

@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use tidemark::app::{AnyCatalog, AnySource};
+use tidemark::app::{AnyCatalog, AnySource, InWorker};
 use tidemark::catalog::{Catalog, Progress};
 use tidemark::config::{self, Config, ProcessEnv};
 use tidemark::mapping::worker::Worker;
 use tidemark::mapping::{self, LoadOptions, MapOptions, MappingSource, Mappings};
 use tidemark::model::RawItem;
-use tidemark::reconcile::{self, Collected, InWorker, MassDelete, Plan, PlanOptions};
+use tidemark::reconcile::{self, Collected, MassDelete, Plan, PlanOptions};
 use tidemark::render::{self, Style};
 use tidemark::source::snapshot::write_snapshot;
 
@@ -215,13 +215,20 @@ fn main() -> ExitCode {
 /// a stack overflow that aborts this process; the rest map here, which is faster.
 async fn collect(config: &Config, source: &AnySource, keep_raw: bool) -> anyhow::Result<Collected> {
     let progress = BarProgress::listing();
-    if !config.mappings.defines_functions() {
+    let Some(mut worker) = one_shot_worker(&config.mappings)? else {
         return Ok(reconcile::collect(config, source, keep_raw, &progress).await?);
-    }
-    let mut worker = Worker::new(worker_executable()?, &config.mappings);
+    };
     let mut mapper = InWorker::new(&mut worker);
     let keep = keep_raw.then_some(u64::MAX);
     Ok(reconcile::collect_with(config, source, keep, &progress, &mut mapper).await?)
+}
+
+/// The mapping worker a one-shot command uses: only for mappings that define jq functions.
+fn one_shot_worker(mappings: &Mappings) -> io::Result<Option<Worker>> {
+    if !mappings.defines_functions() {
+        return Ok(None);
+    }
+    Ok(Some(Worker::new(worker_executable()?, mappings)))
 }
 
 /// This executable, for the mapping worker. On Linux `/proc/self/exe` still runs this
@@ -586,11 +593,7 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
             Box::new(BufReader::with_capacity(1 << 16, f))
         }
     };
-    // As in `collect`: mappings that define functions map in a worker child.
-    let exe = worker_executable()?;
-    let mut worker = mappings
-        .defines_functions()
-        .then(|| Worker::new(exe, &mappings));
+    let mut worker = one_shot_worker(&mappings)?;
     let mut map_items = |items: &[RawItem]| match worker.as_mut() {
         Some(worker) => worker.map_items(items).map_err(|e| e.to_string()),
         None => Ok(items.iter().map(|item| mappings.map_item(item)).collect()),

@@ -7,7 +7,6 @@ use serde_json::{Map, Value as Json};
 
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress};
 use crate::config::Config;
-use crate::mapping::worker::{Batch, Worker};
 use crate::mapping::{ItemOutcome, Mappings};
 use crate::model::{ACCOUNT_INFO_KIND, Desired, EntityKey, GLOBAL_REGION, Origin, RawItem};
 use crate::source::{AccountReport, ItemSink, ListRequest, Source, SourceError, SourceReport};
@@ -92,7 +91,7 @@ pub fn origin_of(item: &RawItem) -> Origin {
 pub struct MappingStopped(pub String);
 
 /// Maps items as they are listed, into a [`Collected`]: in this process ([`InProcess`]) or in
-/// the daemon's worker process, which may answer only when [`finish`](ItemMapper::finish)ed.
+/// a worker process ([`InWorker`](crate::app::InWorker)), which may answer only when [`finish`](ItemMapper::finish)ed.
 pub trait ItemMapper: Send {
     fn map(&mut self, item: &RawItem, into: &mut Collected);
     fn finish(&mut self, into: &mut Collected) -> Result<(), MappingStopped>;
@@ -107,54 +106,6 @@ impl ItemMapper for InProcess<'_> {
     }
 
     fn finish(&mut self, _into: &mut Collected) -> Result<(), MappingStopped> {
-        Ok(())
-    }
-}
-
-/// Maps in a [`Worker`]'s child process: the answers come when [`finish`](ItemMapper::finish)ed.
-/// A runaway or crashing expression then ends the child, not this process, and the error names
-/// the item.
-pub struct InWorker<'w> {
-    batch: Option<Batch<'w>>,
-    origins: Vec<Origin>,
-}
-
-impl<'w> InWorker<'w> {
-    pub fn new(worker: &'w mut Worker) -> InWorker<'w> {
-        InWorker {
-            batch: Some(worker.batch()),
-            origins: Vec::new(),
-        }
-    }
-}
-
-impl ItemMapper for InWorker<'_> {
-    fn map(&mut self, item: &RawItem, _into: &mut Collected) {
-        if let Some(batch) = self.batch.as_mut() {
-            batch.send(item);
-            self.origins.push(origin_of(item));
-        }
-    }
-
-    fn finish(&mut self, into: &mut Collected) -> Result<(), MappingStopped> {
-        let Some(batch) = self.batch.take() else {
-            return Ok(());
-        };
-        let origins = &self.origins;
-        let describe = |i: usize| origins.get(i).map_or("an item".to_owned(), Origin::label);
-        let outcomes = batch
-            .finish(describe)
-            .map_err(|e| MappingStopped(e.to_string()))?;
-        if outcomes.len() != self.origins.len() {
-            return Err(MappingStopped(format!(
-                "the mapping worker answered {} of {} items",
-                outcomes.len(),
-                self.origins.len()
-            )));
-        }
-        for (origin, outcome) in self.origins.drain(..).zip(outcomes) {
-            into.record(origin, outcome);
-        }
         Ok(())
     }
 }

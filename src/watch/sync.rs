@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
 
+use crate::app::InWorker;
 use crate::catalog::{ApplyReport, Catalog, CatalogError, NoProgress, Progress};
 use crate::config::Config;
 use crate::mapping::worker::Worker;
 use crate::model::{KindSpec, RawItem};
 use crate::reconcile::{
-    self, CollectError, Collected, InProcess, InWorker, ItemMapper, MappingStopped, Plan,
-    PlanOptions,
+    self, CollectError, Collected, InProcess, ItemMapper, MappingStopped, Plan, PlanOptions,
 };
 use crate::source::{ListRequest, Source, SourceError, SourceReport};
 
