@@ -1768,7 +1768,12 @@ async fn an_unreadable_listed_item_that_get_resource_gives_no_properties_for_fai
     let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
     const BARE: &str = "AWS::Kinesis::Stream";
     const EMPTY: &str = "AWS::SQS::Queue";
-    for (kind, description) in [(BARE, false), (EMPTY, true)] {
+    const BLANK: &str = "AWS::SNS::Topic";
+    for (kind, description) in [
+        (BARE, None),
+        (EMPTY, Some(json!({}))),
+        (BLANK, Some(json!({"Properties": ""}))),
+    ] {
         let full = json!({"Name": "never-served"});
         cc.add_raw(
             HOSTILE,
@@ -1793,7 +1798,7 @@ async fn an_unreadable_listed_item_that_get_resource_gives_no_properties_for_fai
             effect: Effect::GetWithoutProperties { description },
         });
     }
-    let specs = [BARE, EMPTY]
+    let specs = [BARE, EMPTY, BLANK]
         .iter()
         .map(|k| {
             let mut spec = kind(k);
@@ -1803,8 +1808,8 @@ async fn an_unreadable_listed_item_that_get_resource_gives_no_properties_for_fai
         .collect();
     let source = hostile_source(&sts, &cc).await;
     let (report, items) = run(&source, &request(specs, list_of(&["us-east-1"]))).await;
-    let plan = plan_for(&report, &items, &[BARE, EMPTY]);
-    for kind in [BARE, EMPTY] {
+    let plan = plan_for(&report, &items, &[BARE, EMPTY, BLANK]);
+    for kind in [BARE, EMPTY, BLANK] {
         assert_failed_scope(
             &report,
             &plan,

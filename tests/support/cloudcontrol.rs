@@ -119,9 +119,9 @@ pub enum Effect {
     EmptyPages { pages: usize },
     /// `ListRegions` answers its first page with this `NextToken`, whatever token it is sent.
     RegionsNextToken(String),
-    /// `GetResource` answers without `Properties`: with a `ResourceDescription` that has only
-    /// the `Identifier`, or (`description: false`) without a `ResourceDescription` at all.
-    GetWithoutProperties { description: bool },
+    /// `GetResource` answers without usable `Properties`: with this `ResourceDescription` (plus
+    /// the `Identifier`), or (`None`) without a `ResourceDescription` at all.
+    GetWithoutProperties { description: Option<Json> },
 }
 
 /// The HTML page moto answers for a service it does not implement.
@@ -524,20 +524,19 @@ async fn cloud_control(
                     let matches = f.account.as_deref().is_none_or(|a| a == account)
                         && f.region.as_deref().is_none_or(|r| r == region)
                         && f.kind.as_deref().is_none_or(|k| k == kind);
-                    match f.effect {
+                    match &f.effect {
                         Effect::GetWithoutProperties { description } if matches => {
-                            Some(description)
+                            Some(description.clone())
                         }
                         _ => None,
                     }
                 });
             match bare {
-                Some(true) => {
-                    return ok(
-                        json!({"TypeName": kind, "ResourceDescription": {"Identifier": id}}),
-                    );
+                Some(Some(mut description)) => {
+                    description["Identifier"] = json!(id);
+                    return ok(json!({"TypeName": kind, "ResourceDescription": description}));
                 }
-                Some(false) => return ok(json!({"TypeName": kind})),
+                Some(None) => return ok(json!({"TypeName": kind})),
                 None => {}
             }
             // A null full model stands for a resource deleted between the list and the get.

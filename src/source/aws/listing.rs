@@ -420,7 +420,8 @@ impl AccountLister {
                     // read; an item with neither has nothing true to map.
                     let got = described
                         .resource_description()
-                        .and_then(|d| d.properties());
+                        .and_then(|d| d.properties())
+                        .filter(|text| !text.is_empty());
                     let properties = match (got, unreadable) {
                         (Some(text), _) => parse_properties(&item.identifier, Some(text)),
                         (None, None) => Ok(item.properties.clone()),
