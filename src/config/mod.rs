@@ -634,6 +634,14 @@ impl Cx<'_> {
                             "source.regions must not be an empty list (use `enabled`)",
                         );
                     }
+                    for (item, region) in n.as_seq().unwrap_or_default().iter().zip(&list) {
+                        if !crate::source::is_region_name(region) {
+                            self.error(
+                                item.pos,
+                                format!("source.regions: {region:?} is not a region name (lowercase letters, digits and dashes, like eu-west-1)"),
+                            );
+                        }
+                    }
                     Regions::List(list)
                 }
                 _ => {
@@ -1309,7 +1317,11 @@ fn check_base_url(url: &str) -> Result<Option<String>, String> {
     match scheme {
         "https" if !host.is_empty() => Ok(None),
         "http" if !host.is_empty() => {
-            let local = host == "localhost" || host == "[::1]" || host.starts_with("127.");
+            let local = host == "localhost"
+                || host == "[::1]"
+                || host
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             Ok((!local).then(|| {
                 format!(
                     "catalog.baseUrl {url:?} is plain http: the client secret and every entity travel unencrypted"

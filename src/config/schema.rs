@@ -57,7 +57,9 @@ pub fn check_node(schema: Schema, file: &str, root: &Node) -> Vec<Diagnostic> {
         }
     };
     let mut instance = root.to_json();
-    hide_secrets(&mut instance);
+    if matches!(schema, Schema::Config) {
+        hide_secrets(&mut instance);
+    }
     let mut out: Vec<Diagnostic> = validator
         .iter_errors(&instance)
         .map(|e| {

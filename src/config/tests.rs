@@ -424,8 +424,13 @@ fn a_base_url_with_credentials_is_refused_without_showing_them_and_plain_http_is
     assert!(shown.contains("must not hold credentials"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 
-    let (_, warnings) = load_str(&port("http://port.internal.example"), &[]).expect("valid");
-    assert!(messages(&warnings).contains("plain http"), "{warnings:?}");
+    for remote in ["http://port.internal.example", "http://127.evil.example:80"] {
+        let (_, warnings) = load_str(&port(remote), &[]).expect("valid");
+        assert!(
+            messages(&warnings).contains("plain http"),
+            "{remote}: {warnings:?}"
+        );
+    }
     for local in [
         "http://127.0.0.1:8080",
         "http://localhost:9000/",
@@ -458,6 +463,18 @@ fn a_broken_link_in_a_mapping_folder_is_an_error_and_hidden_files_are_ignored() 
     let shown = messages(&errors);
     assert!(
         shown.contains("cannot read the mapping file") && shown.contains("b.yaml"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_region_that_is_not_spelt_like_one_is_a_config_error_at_its_position() {
+    let text = "integration: {identifier: demo}\nsource:\n  type: snapshot\n  path: s\n  regions: [eu-west-1, EU-WEST-2]\ncatalog: {type: local}\n";
+    let errors = load_str(text, &[]).expect_err("a misspelt region");
+    let shown = messages(&errors);
+    assert!(shown.contains(":5:"), "{shown}");
+    assert!(
+        shown.contains("\"EU-WEST-2\" is not a region name"),
         "{shown}"
     );
 }
