@@ -226,10 +226,17 @@ impl Source for SnapshotSource {
             } else {
                 (false, Some(not_an_account_id(&account.id)))
             };
+            // As live, where an empty ListRegions answer is an error: an account with no region
+            // has nothing listed, which must not read as "all of its resources are gone".
             let regions_error = account
                 .regions_error
                 .clone()
-                .or_else(|| misspelt_region(&regions));
+                .or_else(|| misspelt_region(&regions))
+                .or_else(|| {
+                    regions
+                        .is_empty()
+                        .then(|| "the snapshot records no region for this account".to_string())
+                });
             let failed = !assumed || regions_error.is_some();
             accounts.push(AccountReport {
                 id: account.id.clone(),
@@ -488,6 +495,18 @@ mod tests {
             ]
         );
         assert!(!report.accounts[1].assumed);
+    }
+
+    #[tokio::test]
+    async fn an_account_with_no_recorded_region_fails_its_regions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "manifest.json", manifest(json!([])));
+        let (report, _) = list(dir.path(), &["AWS::SQS::Queue"]).await;
+        assert_eq!(
+            report.accounts[0].regions_error.as_deref(),
+            Some("the snapshot records no region for this account")
+        );
+        assert!(report.listings.is_empty());
     }
 
     #[tokio::test]
