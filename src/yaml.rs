@@ -5,6 +5,7 @@
 //! deserialisers lose positions once a value is converted, so we build our own small tree from
 //! the maintained `saphyr-parser` event stream and convert it by hand in `config` and `mapping`.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
@@ -358,19 +359,28 @@ impl<'a> Builder<'a> {
             Event::MappingStart(anchor, _) => {
                 self.depth += 1;
                 let mut entries: Vec<(Node, Node)> = Vec::new();
+                // Keys are looked up by their text, so `a`, `"a"` and `!!str a` are one key.
+                let mut seen: HashMap<String, Pos> = HashMap::new();
                 loop {
                     let (event, key_pos) = self.next()?;
                     if matches!(event, Event::MappingEnd) {
                         break;
                     }
                     let key = self.node(event, key_pos)?;
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| same_key(k, &key)) {
+                    let first = match key.scalar_text() {
+                        Some(text) => seen.insert(text, key.pos),
+                        None => entries
+                            .iter()
+                            .find(|(k, _)| k.value == key.value)
+                            .map(|(k, _)| k.pos),
+                    };
+                    if let Some(first) = first {
                         return Err(YamlError::at(
                             key.pos,
                             format!(
                                 "duplicate key {:?} (first defined at line {})",
                                 key.scalar_text().unwrap_or_default(),
-                                first.pos.line
+                                first.line
                             ),
                         ));
                     }
@@ -400,14 +410,6 @@ impl<'a> Builder<'a> {
                 height,
             });
         }
-    }
-}
-
-/// Keys are looked up by their text, so `a`, `"a"` and `!!str a` are the same key.
-fn same_key(a: &Node, b: &Node) -> bool {
-    match (a.scalar_text(), b.scalar_text()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a.value == b.value,
     }
 }
 
