@@ -270,7 +270,8 @@ impl Http {
                     req
                 })
                 .await?;
-            let bytes = self.scrub(bytes, Some(&token));
+            // `exchange` scrubbed the credentials; only this request knows the token it sent.
+            let bytes = scrub(bytes, &[token.expose()]);
             if status == 401 && !refreshed {
                 // The token expired early or was revoked: fetch a new one and try once more.
                 self.forget_token(&token).await;
@@ -353,20 +354,17 @@ impl Http {
         })
     }
 
-    /// `bytes` with the client id, the client secret and `token` replaced by `***`. Port does not
-    /// repeat them, but a proxy or gateway that quotes the request in its error would otherwise
-    /// carry them into messages, plans and logs.
-    fn scrub(&self, bytes: Vec<u8>, token: Option<&Secret>) -> Vec<u8> {
-        let secrets = [
-            Some(self.config.client_id.expose()),
-            Some(self.config.client_secret.expose()),
-            token.map(Secret::expose),
-        ];
-        secrets
-            .into_iter()
-            .flatten()
-            .filter(|s| s.len() >= MIN_SCRUBBED_LEN)
-            .fold(bytes, |bytes, secret| replace_all(bytes, secret.as_bytes()))
+    /// `bytes` with the client id and secret replaced by `***`. Port does not repeat them, but a
+    /// proxy or gateway that quotes the request in its error would otherwise carry them (and the
+    /// token, see [`Http::send`]) into messages, plans and logs.
+    fn scrub_credentials(&self, bytes: Vec<u8>) -> Vec<u8> {
+        scrub(
+            bytes,
+            &[
+                self.config.client_id.expose(),
+                self.config.client_secret.expose(),
+            ],
+        )
     }
 
     /// Sends a request built by `build`, retrying network errors and retryable statuses with
@@ -392,7 +390,9 @@ impl Http {
                         let headers = resp.headers().clone();
                         self.note_rate_limit(&headers, status);
                         match resp.bytes().await {
-                            Ok(bytes) => Ok((status, headers, self.scrub(bytes.to_vec(), None))),
+                            Ok(bytes) => {
+                                Ok((status, headers, self.scrub_credentials(bytes.to_vec())))
+                            }
                             Err(e) => Err(e.without_url().to_string()),
                         }
                     }
@@ -554,6 +554,14 @@ pub(crate) fn describe_error(body: &Json) -> String {
 /// Secrets shorter than this are not scrubbed from answers: replacing a two-letter test id would
 /// mangle every key holding it, and real client ids, secrets and tokens are far longer.
 const MIN_SCRUBBED_LEN: usize = 6;
+
+/// `bytes` with each of `secrets` (those long enough to be one) replaced by `***`.
+fn scrub(bytes: Vec<u8>, secrets: &[&str]) -> Vec<u8> {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= MIN_SCRUBBED_LEN)
+        .fold(bytes, |bytes, secret| replace_all(bytes, secret.as_bytes()))
+}
 
 /// `haystack` with every `needle` replaced by `***`; unchanged (no copy) when there is none.
 fn replace_all(haystack: Vec<u8>, needle: &[u8]) -> Vec<u8> {

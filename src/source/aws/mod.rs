@@ -511,8 +511,7 @@ impl Inner {
         F: Fn(Arc<Inner>, Target) -> Fut,
         Fut: std::future::Future<Output = T> + Send + 'static,
     {
-        // Clamped, not trusted: tokio panics above MAX_PERMITS, and no more run at once than
-        // there are targets anyway.
+        // Clamped, not trusted: tokio panics above MAX_PERMITS (the config allows at most 1000).
         let permits = Arc::new(Semaphore::new(
             self.config
                 .concurrency_accounts
