@@ -120,28 +120,24 @@ fn a_runaway_expression_ends_apply_with_nothing_written() {
     assert_eq!(ws.entities(), Vec::<Json>::new());
 }
 
-#[test]
-fn a_runaway_expression_ends_map_with_exit_1_naming_the_item_and_expression() {
-    let ws = workspace(5, &stuck_expression());
+/// `tidemark map` with the workspace's mapping on its recorded queues.
+fn map_the_queues(ws: &Workspace) -> Output {
     let mapping = ws.path("mappings/queues.yaml").display().to_string();
     let input = ws
         .path(&format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"))
         .display()
         .to_string();
-    let out = run(
-        &ws,
-        &[
-            "map",
-            "--mapping",
-            &mapping,
-            "--kind",
-            "AWS::SQS::Queue",
-            "--account",
-            PROD,
-            "--input",
-            &input,
-        ],
-    );
+    let args = ["map", "--mapping", &mapping, "--kind", "AWS::SQS::Queue"];
+    run(
+        ws,
+        &[&args[..], &["--account", PROD, "--input", &input]].concat(),
+    )
+}
+
+#[test]
+fn a_runaway_expression_ends_map_with_exit_1_naming_the_item_and_expression() {
+    let ws = workspace(5, &stuck_expression());
+    let out = map_the_queues(&ws);
     assert_names_the_runaway(&out);
 }
 
@@ -179,25 +175,7 @@ fn a_function_that_recurses_without_end_ends_plan_and_apply_with_exit_1_naming_t
 #[test]
 fn a_function_that_recurses_without_end_ends_map_with_exit_1_naming_the_item() {
     let ws = workspace(5, &overflowing_expression());
-    let mapping = ws.path("mappings/queues.yaml").display().to_string();
-    let input = ws
-        .path(&format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"))
-        .display()
-        .to_string();
-    let out = run(
-        &ws,
-        &[
-            "map",
-            "--mapping",
-            &mapping,
-            "--kind",
-            "AWS::SQS::Queue",
-            "--account",
-            PROD,
-            "--input",
-            &input,
-        ],
-    );
+    let out = map_the_queues(&ws);
     assert_names_the_overflow(&out);
 }
 
