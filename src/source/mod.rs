@@ -140,12 +140,18 @@ pub fn not_an_account_id(id: &str) -> String {
     format!("account id {id:?} is not 12 digits, so the account is not synced")
 }
 
+/// Why `region`, which [`is_region_name`] refuses, cannot be used.
+pub fn not_a_region_name(region: &str) -> String {
+    format!("region {region:?} is not a region name (lowercase letters, digits and dashes)")
+}
+
 /// Why an account is not synced when one of its regions is not spelt like one; `None` when
 /// every region is.
 pub fn misspelt_region(regions: &[String]) -> Option<String> {
-    regions.iter().find(|r| !is_region_name(r)).map(|r| {
-        format!("region {r:?} is not a region name (lowercase letters, digits and dashes)")
-    })
+    regions
+        .iter()
+        .find(|r| !is_region_name(r))
+        .map(|r| not_a_region_name(r))
 }
 
 /// The deepest `Properties` a source passes on, in levels of arrays and objects. serde_json
@@ -159,18 +165,16 @@ pub const MAX_PROPERTIES_DEPTH: usize = 100;
 /// back where it hands it on.
 pub fn is_too_deep(properties: &Json) -> bool {
     // A loop, not recursion: the value may be as deep as its parser allowed.
+    // Runs on every listed item, so children are pushed as they are, with no iterator boxed.
     let mut pending = vec![(properties, 0usize)];
     while let Some((value, above)) = pending.pop() {
-        let children: Box<dyn Iterator<Item = &Json>> = match value {
-            Json::Array(items) => Box::new(items.iter()),
-            Json::Object(fields) => Box::new(fields.values()),
-            _ => continue,
-        };
         let level = above + 1;
-        if level > MAX_PROPERTIES_DEPTH {
-            return true;
+        match value {
+            Json::Array(_) | Json::Object(_) if level > MAX_PROPERTIES_DEPTH => return true,
+            Json::Array(items) => pending.extend(items.iter().map(|child| (child, level))),
+            Json::Object(fields) => pending.extend(fields.values().map(|child| (child, level))),
+            _ => {}
         }
-        pending.extend(children.map(|child| (child, level)));
     }
     false
 }
