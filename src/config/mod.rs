@@ -636,10 +636,8 @@ impl Cx<'_> {
                     }
                     for (item, region) in n.as_seq().unwrap_or_default().iter().zip(&list) {
                         if !crate::source::is_region_name(region) {
-                            self.error(
-                                item.pos,
-                                format!("source.regions: {region:?} is not a region name (lowercase letters, digits and dashes, like eu-west-1)"),
-                            );
+                            let why = crate::source::not_a_region_name(region);
+                            self.error(item.pos, format!("source.regions: {why}"));
                         }
                     }
                     Regions::List(list)

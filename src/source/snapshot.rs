@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 use super::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing,
     MAX_PROPERTIES_DEPTH, Regions, Source, SourceError, SourceReport, is_account_id,
-    is_region_name, is_too_deep, misspelt_region, not_an_account_id,
+    is_region_name, is_too_deep, misspelt_region, not_a_region_name, not_an_account_id,
 };
 use crate::model::{RawItem, is_global_kind};
 
@@ -95,7 +95,7 @@ pub fn scope_file(dir: &Path, account: &str, region: &str, kind: &str) -> Result
         return Err(not_an_account_id(account));
     }
     if !is_region_name(region) {
-        return Err(format!("region {region:?} is not a region name"));
+        return Err(not_a_region_name(region));
     }
     if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':') {
         return Err(format!("kind {kind:?} is not a resource type name"));
