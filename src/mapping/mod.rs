@@ -195,10 +195,11 @@ impl Mappings {
             .unwrap_or(DEFAULT_DELETION_THRESHOLD)
     }
 
-    /// Whether any mapping defines a jq function (a conservative text check). Only a function can
-    /// recurse, and one that calls itself without end overflows the stack, which aborts the
-    /// process that maps; one-shot commands then map in a [`worker`] child instead, so the
-    /// failure is an error naming the item.
+    /// Whether any mapping defines a jq function (a conservative text check). A function that
+    /// calls itself without end overflows the stack, which aborts the process that maps;
+    /// one-shot commands then map in a [`worker`] child instead, so the failure is an error
+    /// naming the item. (A value built millions of levels deep overflows it too; no text check
+    /// finds that, and the README says so.)
     pub fn defines_functions(&self) -> bool {
         self.sources.iter().any(|s| s.text.contains("def "))
     }

@@ -449,7 +449,7 @@ impl Batch<'_> {
     /// Waits for every sent item's outcome, in the order sent. An item is given the evaluation
     /// limit twice over (the child's own watchdog fires at once) before the child is presumed
     /// stuck and ended. When the child stops without naming the item it was on (the watchdog's
-    /// words start with "mapping item"), the message names it with `describe(its index in the
+    /// words hold "mapping item"), the message names it with `describe(its index in the
     /// batch)`.
     pub fn finish(
         mut self,
@@ -504,9 +504,9 @@ impl Batch<'_> {
     }
 }
 
-/// The message for a child that stopped on `item` without saying why in its own words (the
-/// watchdog's words start with "mapping item"). A stack overflow aborts the child; in jq that is
-/// a function calling itself without end, so the message says so.
+/// The message for a child that stopped on `item` without naming it in its own words (the
+/// watchdog's words hold "mapping item"). A stack overflow aborts the child; in jq that is a
+/// function calling itself without end or a value nested millions deep, so the message says so.
 fn crash_message(item: &str, message: &str) -> String {
     let hint = if message.contains("overflowed its stack") {
         "; a jq function that calls itself without end, or a value nested millions deep, \
