@@ -85,13 +85,19 @@ fn workspace(count: usize, stuck: &str) -> Workspace {
     ws
 }
 
-fn assert_names_the_runaway(out: &Output) {
+/// Asserts that the run stopped with exit 1 naming queue q2, and returns what it said.
+fn stopped_on_q2(out: &Output) -> String {
     let stderr = text(&out.stderr);
     assert_eq!(code(out), 1, "stderr: {stderr}");
     assert!(
         stderr.contains(&format!("https://sqs.us-east-1.amazonaws.com/{PROD}/q2")),
         "the item is not named: {stderr}"
     );
+    stderr
+}
+
+fn assert_names_the_runaway(out: &Output) {
+    let stderr = stopped_on_q2(out);
     assert!(
         stderr.contains(&stuck_expression()),
         "the expression is not named: {stderr}"
@@ -147,12 +153,7 @@ fn overflowing_expression() -> String {
 }
 
 fn assert_names_the_overflow(out: &Output) {
-    let stderr = text(&out.stderr);
-    assert_eq!(code(out), 1, "stderr: {stderr}");
-    assert!(
-        stderr.contains(&format!("https://sqs.us-east-1.amazonaws.com/{PROD}/q2")),
-        "the item is not named: {stderr}"
-    );
+    let stderr = stopped_on_q2(out);
     assert!(
         stderr.contains("overflowed its stack"),
         "the cause is not said: {stderr}"
