@@ -111,6 +111,55 @@ fn reasons(plan: &Json) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Runs git in `dir`, failing the test on an error.
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
+#[test]
+fn a_copied_example_leaves_the_state_a_users_run_left_behind() {
+    // A repository shaped like this one: an example folder with a tracked config and snapshot,
+    // and the local catalog a run of the README's first command leaves in it (ignored).
+    let repo = tempfile::tempdir().expect("tempdir");
+    let root = repo.path();
+    git(root, &["init", "-q"]);
+    std::fs::write(root.join(".gitignore"), ".tidemark/\n").expect("write");
+    std::fs::create_dir_all(root.join("examples/demo/snapshot")).expect("mkdir");
+    std::fs::write(root.join("examples/demo/tidemark.yaml"), "config").expect("write");
+    std::fs::write(root.join("examples/demo/snapshot/manifest.json"), "{}").expect("write");
+    git(root, &["add", "."]);
+    git(root, &["commit", "-q", "-m", "example"]);
+    std::fs::create_dir_all(root.join("examples/demo/.tidemark")).expect("mkdir");
+    std::fs::write(root.join("examples/demo/.tidemark/catalog.db"), "state").expect("write");
+    std::fs::write(root.join("examples/demo/notes.txt"), "untracked").expect("write");
+
+    let ws = Workspace::new();
+    cli::copy_tracked(root, "examples/demo", ws.dir.path());
+
+    assert!(ws.path("tidemark.yaml").exists());
+    assert!(ws.path("snapshot/manifest.json").exists());
+    assert!(
+        !ws.path(".tidemark").exists(),
+        "the example's local catalog leaked into the test workspace"
+    );
+    assert!(!ws.path("notes.txt").exists(), "an untracked file leaked");
+}
+
+#[test]
+fn the_demo_workspace_starts_without_a_local_catalog() {
+    // Whatever the README's first command left in examples/demo, a test's copy starts empty.
+    let ws = demo();
+    assert!(ws.path("tidemark.yaml").exists());
+    assert!(!ws.path(".tidemark").exists());
+}
+
 #[test]
 fn the_demo_applies_everything_and_a_second_apply_writes_nothing() {
     let ws = demo();

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::cli::{Workspace, code, copy_dir, output_within, text};
+use support::cli::{Workspace, code, copy_tracked, output_within, text};
 use support::port_standin::{Hostile, PortStandIn};
 
 struct Setup {
@@ -19,8 +19,9 @@ struct Setup {
 /// The demo snapshot with the default mappings, pointed at a fresh stand-in.
 fn setup() -> Setup {
     let ws = Workspace::new();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/snapshot"),
+    copy_tracked(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        "examples/demo/snapshot",
         &ws.path("snapshot"),
     );
     let port = PortStandIn::start_in_thread();

@@ -23,13 +23,12 @@ impl Workspace {
         }
     }
 
-    /// A workspace holding a copy of the project's `rel` folder.
+    /// A workspace holding the files of the project's `rel` folder that the repository tracks
+    /// (see [`copy_tracked`]), so that state a user's run left there (the demo's
+    /// `.tidemark/catalog.db`) cannot change a test's outcome.
     pub fn copy_of(rel: &str) -> Workspace {
         let ws = Workspace::new();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
-            ws.dir.path(),
-        );
+        copy_tracked(Path::new(env!("CARGO_MANIFEST_DIR")), rel, ws.dir.path());
         ws
     }
 
@@ -159,15 +158,54 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
+/// Copies the files under `root/rel` that git tracks into `to`, keeping their paths below `rel`.
+/// Ignored and untracked files (a local catalog, editor backups) stay behind: tests start from
+/// what a fresh clone has, whatever the user ran in the tree before. Outside a git checkout (a
+/// source archive) every file is copied except hidden ones, which is where tidemark keeps state.
+pub fn copy_tracked(root: &Path, rel: &str, to: &Path) {
+    let listed = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["ls-files", "-z", "--full-name", "--", rel])
+        .output();
+    let files: Vec<PathBuf> = match listed {
+        Ok(out) if out.status.success() => out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| PathBuf::from(text(name)))
+            .collect(),
+        _ => visible_files(&root.join(rel))
+            .into_iter()
+            .map(|file| {
+                file.strip_prefix(root)
+                    .expect("below the root")
+                    .to_path_buf()
+            })
+            .collect(),
+    };
+    assert!(!files.is_empty(), "no files under {}", root.join(rel).display());
+    for file in files {
+        let below = file.strip_prefix(rel).expect("listed below rel");
+        let target = to.join(below);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(root.join(&file), target).expect("copy");
+    }
+}
+
+/// Every file below `dir`, skipping hidden files and folders.
+fn visible_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
         let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
+            files.extend(visible_files(&entry.path()));
         } else {
-            std::fs::copy(entry.path(), target).expect("copy");
+            files.push(entry.path());
         }
     }
+    files
 }
