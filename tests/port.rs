@@ -352,11 +352,10 @@ async fn a_partial_bulk_answer_reports_each_refused_entity_with_ports_message() 
     assert_eq!(report.upserted.len(), 25);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].key, EntityKey::new(BUCKET, "b7"));
+    let message = &report.rejected[0].message;
     assert!(
-        report.rejected[0]
-            .message
-            .contains("properties.size must be number"),
-        "{:?}",
+        message.contains("properties.size") && message.contains("number"),
+        "Port's message names the property and the rule: {:?}",
         report.rejected
     );
     assert!(standin.entity(BUCKET, "b7").is_none());
@@ -743,8 +742,9 @@ async fn blueprint_bootstrap_adds_relations_after_creating_so_cycles_work_and_on
     let writes_before = standin.counters().writes;
     let again = catalog.apply(OWNER, &bootstrap_writes(), &NoProgress).await;
     assert_eq!(again.stopped, None);
-    // Two creates answered 409, and no PATCH because nothing is missing.
-    assert_eq!(standin.counters().writes - writes_before, 2);
+    // Both blueprints are read first and found, and nothing is missing: no write at all.
+    assert_eq!(standin.counters().writes - writes_before, 0);
+    standin.assert_every_request_was_well_formed();
 }
 
 /// Blueprints, creates, updates and deletes: the same scenario with and without faults.
@@ -1325,4 +1325,260 @@ async fn a_stop_request_within_one_blueprint_lets_the_requests_in_flight_finish_
     let rerun = catalog.apply(OWNER, &writes, &NoProgress).await;
     assert_eq!(rerun.stopped, None);
     assert_eq!(buckets(&standin), 200);
+}
+
+/// Sends one request to the stand-in with a fresh token, as a client that does not know Port's
+/// rules might: (status, body).
+async fn raw(standin: &PortStandIn, method: &str, path: &str, body: Json) -> (u16, Json) {
+    let http = reqwest::Client::new();
+    let token: Json = http
+        .post(format!("{}/v1/auth/access_token", standin.url()))
+        .json(&json!({"clientId": support::port_standin::CLIENT_ID,
+                      "clientSecret": support::port_standin::CLIENT_SECRET}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token JSON");
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let answer = http
+        .request(method, format!("{}/v1{path}", standin.url()))
+        .header(
+            "Authorization",
+            format!(
+                "Bearer {}",
+                token["accessToken"].as_str().unwrap_or_default()
+            ),
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Json::Null))
+}
+
+#[tokio::test]
+async fn the_standin_refuses_every_request_shape_ports_reference_does_not_allow() {
+    let standin = standin_with_blueprints().await;
+    standin.expect_refusals();
+    let search = "/blueprints/awsS3Bucket/entities/search";
+    let bucket_bulk = "/blueprints/awsS3Bucket/entities/bulk";
+    let twenty_one: Vec<Json> = (0..21)
+        .map(|i| json!({"identifier": format!("b{i}")}))
+        .collect();
+    let hundred_one: Vec<String> = (0..101).map(|i| format!("b{i}")).collect();
+    let malformed: Vec<(&str, String, Json)> = vec![
+        // Search bodies: only query, include, exclude, limit (1 to 1000) and from.
+        ("POST", search.into(), json!({"limit": 10, "sort": "title"})),
+        ("POST", search.into(), json!({"limit": 0})),
+        ("POST", search.into(), json!({"limit": 1001})),
+        ("POST", search.into(), json!({"from": 3})),
+        // include/exclude entries: the blueprint's own identifiers and $meta-properties.
+        (
+            "POST",
+            search.into(),
+            json!({"include": ["identifier", "properties"]}),
+        ),
+        ("POST", search.into(), json!({"exclude": ["relations"]})),
+        (
+            "POST",
+            search.into(),
+            json!({"include": ["$identifier", "nosuch"]}),
+        ),
+        // Rules: each variant with only its own keys.
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "xor", "rules": []}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [], "not": true}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [
+            {"property": "account", "operator": "in", "value": ["111"]}]}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [
+            {"property": "region", "operator": "=", "value": "x", "caseSensitive": true}]}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [
+            {"relation": "account", "operator": "in", "value": ["111"], "targetProperty": "name"}]}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [
+            {"relation": "nosuch", "operator": "in", "value": ["111"]}]}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [
+            {"property": "region", "relation": "account", "operator": "=", "value": "x"}]}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [
+            {"property": "region", "operator": "isEmpty", "value": null}]}}),
+        ),
+        (
+            "POST",
+            search.into(),
+            json!({"query": {"combinator": "and", "rules": [
+            {"property": "$identifier", "operator": "in", "value": [1, 2]}]}}),
+        ),
+        // Bulk upserts: 1 to 20 entities, upsert present, only `entities`.
+        (
+            "POST",
+            format!("{bucket_bulk}?upsert=true"),
+            json!({"entities": twenty_one}),
+        ),
+        (
+            "POST",
+            format!("{bucket_bulk}?upsert=true"),
+            json!({"entities": []}),
+        ),
+        (
+            "POST",
+            bucket_bulk.into(),
+            json!({"entities": [{"identifier": "b1"}]}),
+        ),
+        (
+            "POST",
+            format!("{bucket_bulk}?upsert=yes"),
+            json!({"entities": [{"identifier": "b1"}]}),
+        ),
+        (
+            "POST",
+            format!("{bucket_bulk}?upsert=true"),
+            json!({"entities": [{"identifier": "b1"}], "merge": true}),
+        ),
+        (
+            "POST",
+            format!("{bucket_bulk}?upsert=true"),
+            json!({"entities": [{"identifier": "a b"}]}),
+        ),
+        // Bulk deletes: 1 to 100 identifiers, delete_dependents present.
+        (
+            "POST",
+            "/blueprints/awsS3Bucket/bulk/entities/delete?delete_dependents=false".into(),
+            json!({"entities": hundred_one}),
+        ),
+        (
+            "POST",
+            "/blueprints/awsS3Bucket/bulk/entities/delete".into(),
+            json!({"entities": ["b1"]}),
+        ),
+        // Blueprints: closed schema and relation definitions.
+        (
+            "POST",
+            "/blueprints".into(),
+            json!({"identifier": "x", "title": "X",
+            "schema": {"properties": {}, "type": "object"}}),
+        ),
+        (
+            "POST",
+            "/blueprints".into(),
+            json!({"identifier": "x", "title": "X",
+            "schema": {"properties": {}}, "relations": {"r": {"target": "x"}}}),
+        ),
+        (
+            "PATCH",
+            "/blueprints/awsS3Bucket".into(),
+            json!({"schema": {"required": []}}),
+        ),
+    ];
+    for (method, path, body) in &malformed {
+        let (status, answer) = raw(&standin, method, path, body.clone()).await;
+        assert_eq!(status, 422, "{method} {path} {body}: {answer}");
+        assert_eq!(answer["ok"], false, "{answer}");
+        assert!(
+            answer["error"].is_string() && answer["message"].is_string(),
+            "{answer}"
+        );
+    }
+    assert_eq!(standin.refused().len(), malformed.len());
+
+    // What the reference does allow goes through, including a relation rule.
+    let (status, answer) = raw(
+        &standin,
+        "POST",
+        search,
+        json!({"query": {"combinator": "and", "rules": [
+            {"relation": "account", "operator": "in", "value": ["111"], "targetProperty": "$identifier"},
+            {"property": "$identifier", "operator": "in", "value": ["b1"]}]},
+            "include": ["$identifier", "$title", "region", "account"], "limit": 1000}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    // A duplicate blueprint is one more 422: Port documents no 409 for it.
+    let (status, _) = raw(&standin, "POST", "/blueprints", bucket_blueprint()).await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn a_blueprint_create_whose_answer_is_lost_is_found_and_completed_on_the_retry() {
+    let standin = PortStandIn::start().await;
+    let catalog = catalog(&standin);
+    // The create without relations commits, its answer is lost; the retried POST is a
+    // duplicate that Port refuses, and the blueprint is found by reading it.
+    standin.faults(|f| f.drop_after_commit = 1);
+    let report = catalog
+        .apply(OWNER, &bootstrap_writes_of_cycle(), &NoProgress)
+        .await;
+    assert_eq!(report.stopped, None);
+    let creates: Vec<u16> = standin
+        .log()
+        .iter()
+        .filter(|l| l.method == "POST" && l.path == "/v1/blueprints")
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(
+        creates[..2],
+        [0, 422],
+        "a lost answer, then a duplicate: {creates:?}"
+    );
+    assert_eq!(
+        standin.blueprint("cycA").expect("cycA")["relations"]["toB"]["target"],
+        "cycB"
+    );
+    assert_eq!(
+        standin.blueprint("cycB").expect("cycB")["relations"]["toA"]["target"],
+        "cycA"
+    );
+}
+
+fn bootstrap_writes_of_cycle() -> Writes {
+    let mut writes = bootstrap_writes();
+    writes
+        .blueprints
+        .retain(|c| matches!(c, BlueprintChange::Create { .. }));
+    writes
+}
+
+#[tokio::test]
+async fn the_token_type_port_names_is_the_authorization_scheme() {
+    let standin = standin_with_blueprints().await;
+    // The stand-in takes only `<tokenType> <token>`; a client that always sends `Bearer` is
+    // refused with 401 twice and gives up.
+    standin.faults(|f| f.token_type = "PortToken".into());
+    let catalog = catalog(&standin);
+    catalog.blueprints().await.expect("blueprints");
+    assert_eq!(
+        standin.log().iter().map(|l| l.status).collect::<Vec<_>>(),
+        vec![200, 200]
+    );
 }

@@ -5,7 +5,7 @@
 //! drive (owned → foreign check of creates → apply; owned → diff → nothing to write) are played
 //! here by hand until the CLI is wired to the Port catalog.
 
-#[path = "../../tests/support/port_standin.rs"]
+#[path = "../../tests/support/port_standin/mod.rs"]
 mod port_standin;
 
 use std::collections::HashMap;

@@ -131,6 +131,8 @@ impl Reply {
 }
 
 struct CachedToken {
+    /// The `tokenType` Port gave with it (`Bearer`), the scheme of the Authorization header.
+    scheme: String,
     value: Secret,
     refresh_at: Instant,
 }
@@ -251,7 +253,7 @@ impl Http {
         let agent = self.user_agent(account);
         let mut refreshed = false;
         loop {
-            let token = self.token().await?;
+            let (scheme, token) = self.token().await?;
             let counter = match traffic {
                 Traffic::Read => &self.reads,
                 Traffic::Write => &self.writes,
@@ -261,7 +263,7 @@ impl Http {
                     let mut req = self
                         .client
                         .request(method.clone(), &url)
-                        .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+                        .header(AUTHORIZATION, format!("{scheme} {}", token.expose()))
                         .header(USER_AGENT, agent.as_str())
                         .header(ACCEPT, "application/json");
                     if let Some(p) = &payload {
@@ -282,18 +284,18 @@ impl Http {
         }
     }
 
-    /// The cached token, fetched or refreshed when it is close to expiry.
-    async fn token(&self) -> Result<Secret, PortError> {
+    /// The cached token and its scheme, fetched or refreshed when it is close to expiry.
+    async fn token(&self) -> Result<(String, Secret), PortError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref()
             && Instant::now() < t.refresh_at
         {
-            return Ok(t.value.clone());
+            return Ok((t.scheme.clone(), t.value.clone()));
         }
         let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
+        let token = (fresh.scheme.clone(), fresh.value.clone());
         *cached = Some(fresh);
-        Ok(value)
+        Ok(token)
     }
 
     async fn forget_token(&self, used: &Secret) {
@@ -349,6 +351,7 @@ impl Http {
             .map_or(Duration::from_secs(3600), seconds)
             .min(MAX_TOKEN_LIFETIME);
         Ok(CachedToken {
+            scheme: token_scheme(&reply.body)?,
             value: Secret::new(token),
             refresh_at: started + token_refresh_after(lifetime),
         })
@@ -512,6 +515,22 @@ impl Http {
 
 /// When to refresh a token that lives `lifetime`: well before it expires, leaving the smaller of
 /// five minutes and a fifth of its lifetime.
+/// The scheme Port names in `tokenType`, as Ocean sends it (`<tokenType> <accessToken>`).
+/// `Bearer` when Port leaves it out; anything that is not one plain word is refused, because it
+/// would go into a header as is.
+fn token_scheme(body: &Json) -> Result<String, PortError> {
+    match body.get("tokenType") {
+        None | Some(Json::Null) => Ok("Bearer".into()),
+        Some(Json::String(t)) if !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Ok(t.clone())
+        }
+        Some(other) => Err(PortError::Unexpected {
+            context: "POST /auth/access_token".into(),
+            message: format!("Port's tokenType {other} is not an HTTP authorization scheme"),
+        }),
+    }
+}
+
 fn token_refresh_after(lifetime: Duration) -> Duration {
     lifetime.saturating_sub(Duration::from_secs(300).min(lifetime / 5))
 }
@@ -528,7 +547,10 @@ fn parse_reply(method: &Method, path: &str, status: u16, bytes: &[u8]) -> Result
         })?
     };
     let reply = Reply { status, body };
-    if reply.is_success() && reply.body.get("ok") == Some(&Json::Bool(false)) {
+    if reply.is_success()
+        && reply.body.get("ok") == Some(&Json::Bool(false))
+        && !has_entity_results(&reply.body)
+    {
         return Err(PortError::Refused {
             method: method.to_string(),
             path: path.to_string(),
@@ -537,6 +559,14 @@ fn parse_reply(method: &Method, path: &str, status: u16, bytes: &[u8]) -> Result
         });
     }
     Ok(reply)
+}
+
+/// Whether `body` carries per-entity results (`entities` and `errors` lists), as a bulk upsert's
+/// 200 and 207 answers do. Port's schema makes their `ok` a plain boolean, so a partial success
+/// may say `ok: false`: the per-entity results, not `ok`, say what was written.
+fn has_entity_results(body: &Json) -> bool {
+    body.get("entities").is_some_and(Json::is_array)
+        && body.get("errors").is_some_and(Json::is_array)
 }
 
 /// `error: message` from a Port error envelope, or a snippet of whatever came instead.

@@ -10,6 +10,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::AGENT_PREFIX;
 use super::client::{Http, PortError, Traffic, encode_segment};
+use crate::catalog::{PREFLIGHT_IDENTIFIER, ReadCheck, ReadOutcome};
 use crate::model::{Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
 
 /// Page size of the per-blueprint search; Port allows 1 to 1000.
@@ -23,15 +24,15 @@ const IDENTIFIER_BATCH: usize = 100;
 /// a search. A bound on a Port that hands out fresh cursors forever; cursors that come round
 /// again are caught at once.
 const MAX_PAGES: usize = 10_000;
-/// The fields tidemark compares, and so the only ones it asks Port for.
-const COMPARED_FIELDS: [&str; 7] = [
-    "identifier",
-    "blueprint",
-    "title",
-    "icon",
-    "team",
-    "properties",
-    "relations",
+/// The meta-properties tidemark compares, as the blueprint search's `include` names them (with
+/// the `$` Port requires); the blueprint's own properties and relations are added by name.
+const COMPARED_META: [&str; 4] = ["$identifier", "$title", "$icon", "$team"];
+/// Where a blueprint keeps the properties Port computes; they are never written by tidemark and
+/// never compared.
+const COMPUTED_PROPERTIES: [&str; 3] = [
+    "mirrorProperties",
+    "calculationProperties",
+    "aggregationProperties",
 ];
 /// Where Port might put the writer's User-Agent in an answer; none of them is documented.
 const DATASOURCE_FIELDS: [&str; 3] = ["$datasource", "datasource", "dataSource"];
@@ -118,15 +119,15 @@ pub(super) async fn owned(
         let suffix = format!("/{integration}/{account}");
         let account = account.clone();
         async move {
-            let keys = list_datasource(&http, AGENT_PREFIX, &suffix).await?;
+            let keys = list_datasource(&http, AGENT_PREFIX, &suffix, Paging::All).await?;
             Ok((account, keys))
         }
     });
     let searches = blueprints.iter().map(|bp| {
         let http = Arc::clone(http);
-        let blueprint = bp.identifier().to_string();
+        let shape = SearchShape::of(bp);
         let query = json!({"combinator": "and", "rules": owned_rules(integration)});
-        async move { search(&http, &blueprint, query).await }
+        async move { search(&http, &shape, query, Paging::All).await }
     });
     let (listings, searches) = tokio::join!(run_all(listings), run_all(searches));
 
@@ -154,7 +155,7 @@ pub(super) async fn owned(
         let http = Arc::clone(http);
         let suffix = format!("/{integration}/{account}");
         async move {
-            let keys = list_datasource(&http, AGENT_PREFIX, &suffix).await?;
+            let keys = list_datasource(&http, AGENT_PREFIX, &suffix, Paging::All).await?;
             Ok((account, keys))
         }
     });
@@ -187,13 +188,23 @@ pub(super) async fn foreign(
     adopt_prefixes: &[String],
     keys: &[EntityKey],
 ) -> Result<Vec<ForeignEntity>, PortError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A blueprint Port does not have holds no entity of anyone's.
+    let shapes: HashMap<String, SearchShape> = list_blueprints(http)
+        .await?
+        .iter()
+        .map(|bp| (bp.identifier().to_string(), SearchShape::of(bp)))
+        .collect();
     let tasks = identifier_batches(keys)
         .into_iter()
-        .map(|(blueprint, ids)| {
+        .filter_map(|(blueprint, ids)| {
+            let shape = shapes.get(&blueprint)?.clone();
             let http = Arc::clone(http);
             let integration = integration.to_string();
             let prefixes = adopt_prefixes.to_vec();
-            async move { foreign_batch(&http, &integration, &prefixes, &blueprint, ids).await }
+            Some(async move { foreign_batch(&http, &integration, &prefixes, &shape, ids).await })
         });
     let mut found: Vec<ForeignEntity> = run_all(tasks).await?.into_iter().flatten().collect();
     found.sort_by_key(|f| f.entity.key());
@@ -206,10 +217,12 @@ async fn foreign_batch(
     http: &Http,
     integration: &str,
     adopt_prefixes: &[String],
-    blueprint: &str,
+    shape: &SearchShape,
     ids: Vec<String>,
 ) -> Result<Vec<ForeignEntity>, PortError> {
-    let Some(existing) = search(http, blueprint, identifier_query(&ids, Vec::new())).await? else {
+    let Some(existing) =
+        search(http, shape, identifier_query(&ids, Vec::new()), Paging::All).await?
+    else {
         return Ok(Vec::new());
     };
     let found_ids: Vec<String> = existing
@@ -221,8 +234,9 @@ async fn foreign_batch(
     }
     let ours: BTreeSet<String> = search(
         http,
-        blueprint,
+        shape,
         identifier_query(&found_ids, owned_rules(integration)),
+        Paging::All,
     )
     .await?
     .unwrap_or_default()
@@ -247,13 +261,17 @@ async fn foreign_batch(
             break;
         }
         let rule = json!({"property": "$datasource", "operator": "contains", "value": prefix});
-        let matched: BTreeSet<String> =
-            search(http, blueprint, identifier_query(&unknown, vec![rule]))
-                .await?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| e.entity.identifier)
-                .collect();
+        let matched: BTreeSet<String> = search(
+            http,
+            shape,
+            identifier_query(&unknown, vec![rule]),
+            Paging::All,
+        )
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.entity.identifier)
+        .collect();
         for f in foreign.iter_mut() {
             if f.owner.is_empty() && matched.contains(&f.entity.identifier) {
                 // Port did not say the full datasource; the prefix it matched is what the core
@@ -291,13 +309,12 @@ pub(super) async fn foreign_references(
             for chunk in ids.chunks(IDENTIFIER_BATCH) {
                 let http = Arc::clone(http);
                 let integration = integration.to_string();
-                let referrer_bp = bp.identifier().to_string();
+                let referrer = SearchShape::of(bp);
                 let target_bp = relation.target.clone();
                 let name = relation.name.clone();
                 let chunk = chunk.to_vec();
                 tasks.push(async move {
-                    references_batch(&http, &integration, &referrer_bp, &name, &target_bp, chunk)
-                        .await
+                    references_batch(&http, &integration, &referrer, &name, &target_bp, chunk).await
                 });
             }
         }
@@ -308,19 +325,18 @@ pub(super) async fn foreign_references(
     Ok(refs)
 }
 
-/// Entities of `referrer_bp` whose relation `relation` points at any of `ids`, minus ours.
+/// Entities of the `referrer` blueprint whose relation `relation` points at any of `ids`, minus
+/// ours.
 async fn references_batch(
     http: &Http,
     integration: &str,
-    referrer_bp: &str,
+    referrer: &SearchShape,
     relation: &str,
     target_bp: &str,
     ids: Vec<String>,
 ) -> Result<Vec<ForeignReference>, PortError> {
-    let query = json!({"combinator": "and", "rules": [
-        {"property": relation, "operator": "in", "value": ids}
-    ]});
-    let Some(referrers) = search(http, referrer_bp, query).await? else {
+    let query = json!({"combinator": "and", "rules": [relation_rule(relation, &ids)]});
+    let Some(referrers) = search(http, referrer, query, Paging::All).await? else {
         return Ok(Vec::new());
     };
     if referrers.is_empty() {
@@ -332,8 +348,9 @@ async fn references_batch(
         .collect();
     let ours: BTreeSet<String> = search(
         http,
-        referrer_bp,
+        referrer,
         identifier_query(&referrer_ids, owned_rules(integration)),
+        Paging::All,
     )
     .await?
     .unwrap_or_default()
@@ -359,6 +376,12 @@ async fn references_batch(
     Ok(refs)
 }
 
+/// Entities whose relation `relation` points at any of `ids`. Port's search names a relation with
+/// `relation`, never with `property` (which names only properties and meta-properties).
+fn relation_rule(relation: &str, ids: &[String]) -> Json {
+    json!({"relation": relation, "operator": "in", "value": ids})
+}
+
 fn identifier_query(ids: &[String], mut rules: Vec<Json>) -> Json {
     rules.insert(
         0,
@@ -366,6 +389,121 @@ fn identifier_query(ids: &[String], mut rules: Vec<Json>) -> Json {
     );
     json!({"combinator": "and", "rules": rules})
 }
+
+/// Every read the reconciler sends for `blueprints`, one probe page each (`validate --catalog`).
+/// Listing the blueprints also authenticates; when that fails nothing else can be checked.
+pub(super) async fn preflight(
+    http: &Http,
+    integration: &str,
+    adopt_prefixes: &[String],
+    blueprints: &[String],
+) -> Result<Vec<ReadCheck>, PortError> {
+    let present = list_blueprints(http).await?;
+    let outcome = |read: Result<(), PortError>| match read {
+        Ok(()) => ReadOutcome::Accepted,
+        Err(e) => ReadOutcome::Refused(e.to_string()),
+    };
+    let mut checks = vec![ReadCheck::new(
+        None,
+        "the token and the blueprint list (GET /v1/blueprints)",
+        ReadOutcome::Accepted,
+    )];
+    let suffix = format!("/{integration}/{PREFLIGHT_ACCOUNT}");
+    checks.push(ReadCheck::new(
+        None,
+        "the ownership listing (POST /v1/blueprints/entities/datasource-entities)",
+        outcome(
+            list_datasource(http, AGENT_PREFIX, &suffix, Paging::Probe)
+                .await
+                .map(drop),
+        ),
+    ));
+    let probe = vec![PREFLIGHT_IDENTIFIER.to_string()];
+    for blueprint in blueprints {
+        let Some(bp) = present.iter().find(|b| b.identifier() == blueprint) else {
+            checks.push(ReadCheck::new(
+                Some(blueprint),
+                "the blueprint",
+                ReadOutcome::Missing,
+            ));
+            continue;
+        };
+        let shape = SearchShape::of(bp);
+        let mut reads: Vec<(String, Json)> = vec![
+            (
+                "search of owned entities".into(),
+                json!({"combinator": "and", "rules": owned_rules(integration)}),
+            ),
+            (
+                "search by identifier".into(),
+                identifier_query(&probe, Vec::new()),
+            ),
+            (
+                "search of owned entities by identifier".into(),
+                identifier_query(&probe, owned_rules(integration)),
+            ),
+        ];
+        for prefix in adopt_prefixes {
+            let rule = json!({"property": "$datasource", "operator": "contains", "value": prefix});
+            reads.push((
+                format!("search of entities written by {prefix}"),
+                identifier_query(&probe, vec![rule]),
+            ));
+        }
+        checks.push(ReadCheck::new(
+            Some(blueprint),
+            "the blueprint (GET /v1/blueprints/{id})",
+            outcome(blueprint_read(http, blueprint).await),
+        ));
+        for (read, query) in reads {
+            let result = search(http, &shape, query, Paging::Probe).await.map(drop);
+            checks.push(ReadCheck::new(
+                Some(blueprint),
+                format!("{read} (POST /v1/blueprints/{{id}}/entities/search)"),
+                outcome(result),
+            ));
+        }
+        for referrer in &present {
+            for relation in referrer
+                .relations()
+                .iter()
+                .filter(|r| r.target == *blueprint)
+            {
+                let query =
+                    json!({"combinator": "and", "rules": [relation_rule(&relation.name, &probe)]});
+                let result = search(http, &SearchShape::of(referrer), query, Paging::Probe)
+                    .await
+                    .map(drop);
+                checks.push(ReadCheck::new(
+                    Some(blueprint),
+                    format!(
+                        "search of {}s that relate to it through {} (POST /v1/blueprints/{{id}}/entities/search)",
+                        referrer.identifier(),
+                        relation.name
+                    ),
+                    outcome(result),
+                ));
+            }
+        }
+    }
+    Ok(checks)
+}
+
+/// `GET /v1/blueprints/{id}`, as the blueprint bootstrap reads before it creates or adds.
+async fn blueprint_read(http: &Http, identifier: &str) -> Result<(), PortError> {
+    let path = format!("/blueprints/{}", encode_segment(identifier));
+    let reply = http
+        .send(Method::GET, &path, None, None, Traffic::Read)
+        .await?;
+    if reply.is_success() {
+        Ok(())
+    } else {
+        Err(refused("GET", &path, &reply))
+    }
+}
+
+/// The account id the preflight's ownership listing names: a valid one that owns nothing.
+const PREFLIGHT_ACCOUNT: &str = "000000000000";
 
 /// Keys grouped by blueprint and cut into search-sized batches.
 fn identifier_batches(keys: &[EntityKey]) -> Vec<(String, Vec<String>)> {
@@ -392,21 +530,81 @@ struct Found {
     datasource: Option<String>,
 }
 
-/// Every page of a search within `blueprint`. `None` when the blueprint does not exist.
+/// How one blueprint is searched: the fields asked for (the compared meta-properties and the
+/// blueprint's own properties and relations, by identifier, as Port's blueprint search takes
+/// them) and the computed properties dropped from answers. Port's blueprint search has no
+/// parameter to leave calculated properties out, and `include` may not be honoured by every
+/// Port; dropping them here means they can never make an entity look changed.
+#[derive(Clone, Debug)]
+pub(super) struct SearchShape {
+    blueprint: String,
+    include: Vec<String>,
+    computed: BTreeSet<String>,
+}
+
+impl SearchShape {
+    pub(super) fn of(blueprint: &Blueprint) -> SearchShape {
+        let computed: BTreeSet<String> = COMPUTED_PROPERTIES
+            .iter()
+            .filter_map(|key| blueprint.0.get(*key).and_then(Json::as_object))
+            .flat_map(|defs| defs.keys().cloned())
+            .collect();
+        let mut include: Vec<String> = COMPARED_META.iter().map(|m| m.to_string()).collect();
+        include.extend(
+            blueprint
+                .properties()
+                .keys()
+                .filter(|p| !computed.contains(*p))
+                .cloned(),
+        );
+        include.extend(blueprint.relations().into_iter().map(|r| r.name));
+        SearchShape {
+            blueprint: blueprint.identifier().to_string(),
+            include,
+            computed,
+        }
+    }
+}
+
+/// How much of a search to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Paging {
+    /// Every page, [`SEARCH_PAGE`] entities each.
+    All,
+    /// One page of one entity: what `validate --catalog` sends to learn whether Port accepts
+    /// the request, at the least cost.
+    Probe,
+}
+
+impl Paging {
+    fn limit(self, full: usize) -> usize {
+        match self {
+            Paging::All => full,
+            Paging::Probe => 1,
+        }
+    }
+}
+
+/// Every page of a search within one blueprint. `None` when the blueprint does not exist.
 async fn search(
     http: &Http,
-    blueprint: &str,
+    shape: &SearchShape,
     query: Json,
+    paging: Paging,
 ) -> Result<Option<Vec<Found>>, PortError> {
-    let path = format!(
-        "/blueprints/{}/entities/search?exclude_calculated_properties=true",
-        encode_segment(blueprint)
-    );
+    let blueprint = &shape.blueprint;
+    let path = format!("/blueprints/{}/entities/search", encode_segment(blueprint));
     let context = format!("search of blueprint {blueprint}");
-    let body = json!({"query": query, "limit": SEARCH_PAGE, "include": COMPARED_FIELDS});
+    let body = json!({
+        "query": query, "limit": paging.limit(SEARCH_PAGE), "include": shape.include,
+    });
     let mut found = Vec::new();
-    let exists = read_pages(http, &path, &context, body, true, |raw| {
-        found.push(parse_found(&context, blueprint, raw)?);
+    let exists = read_pages(http, &path, &context, body, true, paging, |raw| {
+        let mut f = parse_found(&context, blueprint, raw)?;
+        if let Some(props) = f.entity.properties.as_mut() {
+            props.retain(|name, _| !shape.computed.contains(name));
+        }
+        found.push(f);
         Ok(())
     })
     .await?;
@@ -463,14 +661,16 @@ async fn list_datasource(
     http: &Http,
     prefix: &str,
     suffix: &str,
+    paging: Paging,
 ) -> Result<Vec<EntityKey>, PortError> {
     let path = "/blueprints/entities/datasource-entities";
     let context = format!("ownership listing for {suffix}");
     let body = json!({
-        "datasource_prefix": prefix, "datasource_suffix": suffix, "limit": OWNERSHIP_PAGE,
+        "datasource_prefix": prefix, "datasource_suffix": suffix,
+        "limit": paging.limit(OWNERSHIP_PAGE),
     });
     let mut keys = Vec::new();
-    read_pages(http, path, &context, body, false, |e| {
+    read_pages(http, path, &context, body, false, paging, |e| {
         let identifier = e.get("identifier").and_then(Json::as_str);
         let blueprint = e.get("blueprint").and_then(Json::as_str);
         match (blueprint, identifier) {
@@ -489,16 +689,18 @@ async fn list_datasource(
 }
 
 /// Reads every page at `path`: `body`, then `body` with `from` set to each page's `next` cursor,
-/// handing every item of every page's `entities` to `each`. Returns `false` without reading
-/// further when the first page is a 404 and `missing_ok` (a blueprint that does not exist).
-/// A cursor Port already gave, or more than [`MAX_PAGES`] pages, is an error: such an answer
-/// would otherwise page forever, and a partial read must not pass for the whole.
+/// handing every item of every page's `entities` to `each` (only the first page with
+/// [`Paging::Probe`]). Returns `false` without reading further when the first page is a 404 and
+/// `missing_ok` (a blueprint that does not exist). A cursor Port already gave, or more than
+/// [`MAX_PAGES`] pages, is an error: such an answer would otherwise page forever, and a partial
+/// read must not pass for the whole.
 async fn read_pages(
     http: &Http,
     path: &str,
     context: &str,
     mut body: Json,
     missing_ok: bool,
+    paging: Paging,
     mut each: impl FnMut(&Json) -> Result<(), PortError>,
 ) -> Result<bool, PortError> {
     let mut seen: HashSet<String> = HashSet::new();
@@ -519,6 +721,9 @@ async fn read_pages(
             .ok_or_else(|| unexpected(context, "the answer has no entities list"))?;
         for item in entities {
             each(item)?;
+        }
+        if paging == Paging::Probe {
+            return Ok(true);
         }
         match reply.body.get("next") {
             None | Some(Json::Null) => return Ok(true),
@@ -657,6 +862,34 @@ mod tests {
             Some("port-ocean/aws-v3/1/x/exporter")
         );
         assert_eq!(ok.entity.properties, json!({"x": 1}).as_object().cloned());
+    }
+
+    #[test]
+    fn a_search_asks_for_the_compared_fields_by_identifier_and_never_for_computed_ones() {
+        let bp = Blueprint(json!({"identifier": "svc", "title": "Service",
+            "schema": {"properties": {"lang": {"type": "string"}, "tier": {"type": "number"}}},
+            "relations": {"owner": {"target": "team", "many": false, "required": false}},
+            "mirrorProperties": {"ownerName": {"path": "owner.$title"}},
+            "calculationProperties": {"url": {"calculation": ".identifier", "type": "string"}},
+            "aggregationProperties": {"deps": {"title": "Deps", "target": "svc",
+                "calculationSpec": {"func": "count", "calculationBy": "entities"}}}}));
+        let shape = SearchShape::of(&bp);
+        assert_eq!(
+            shape.include,
+            [
+                "$identifier",
+                "$title",
+                "$icon",
+                "$team",
+                "lang",
+                "tier",
+                "owner"
+            ]
+        );
+        assert_eq!(
+            shape.computed.iter().collect::<Vec<_>>(),
+            ["deps", "ownerName", "url"]
+        );
     }
 
     #[test]

@@ -103,42 +103,12 @@ async fn apply_blueprints(
     let mut needs_relations = BTreeSet::new();
     let mut existed = BTreeSet::new();
     for (identifier, definition, with_relations) in &order {
-        let mut body = if *with_relations {
-            definition.0.clone()
+        if create_blueprint(http, identifier, definition, *with_relations).await? {
+            if !with_relations && !definition.relations().is_empty() {
+                needs_relations.insert(identifier.to_string());
+            }
         } else {
-            definition.without_relations().0
-        };
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert("identifier".into(), Json::String(identifier.to_string()));
-        }
-        let reply = http
-            .send(
-                Method::POST,
-                "/blueprints",
-                Some(&body),
-                None,
-                Traffic::Write,
-            )
-            .await?;
-        match reply.status {
-            s if (200..300).contains(&s) => {
-                if !with_relations && !definition.relations().is_empty() {
-                    needs_relations.insert(identifier.to_string());
-                }
-            }
-            // Already there: an interrupted earlier run or a retry after a lost answer. Step 2
-            // adds whatever it lacks.
-            409 => {
-                existed.insert(identifier.to_string());
-            }
-            _ => {
-                return Err(PortError::Refused {
-                    method: "POST".into(),
-                    path: "/blueprints".into(),
-                    status: reply.status,
-                    message: format!("creating blueprint {identifier}: {}", reply.message()),
-                });
-            }
+            existed.insert(identifier.to_string());
         }
     }
     // Step 2: add relations to the blueprints created without them, and what existing ones lack.
@@ -172,6 +142,63 @@ async fn apply_blueprints(
         progress.advance(1);
     }
     Ok(())
+}
+
+/// Creates blueprint `identifier` unless Port already has it (an interrupted earlier run, or a
+/// retry after a lost answer); `false` when it was there. Port documents no status for creating
+/// a blueprint that exists, so it is read first, as Ocean does; a create that fails is read once
+/// more, so that a blueprint made between the two requests counts as there.
+async fn create_blueprint(
+    http: &Http,
+    identifier: &str,
+    definition: &Blueprint,
+    with_relations: bool,
+) -> Result<bool, PortError> {
+    if blueprint_exists(http, identifier).await? {
+        return Ok(false);
+    }
+    let mut body = if with_relations {
+        definition.0.clone()
+    } else {
+        definition.without_relations().0
+    };
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("identifier".into(), Json::String(identifier.to_string()));
+    }
+    let reply = http
+        .send(
+            Method::POST,
+            "/blueprints",
+            Some(&body),
+            None,
+            Traffic::Write,
+        )
+        .await?;
+    if reply.is_success() {
+        return Ok(true);
+    }
+    if blueprint_exists(http, identifier).await? {
+        return Ok(false);
+    }
+    Err(PortError::Refused {
+        method: "POST".into(),
+        path: "/blueprints".into(),
+        status: reply.status,
+        message: format!("creating blueprint {identifier}: {}", reply.message()),
+    })
+}
+
+/// Whether Port has blueprint `identifier` (`GET /v1/blueprints/{identifier}`: 200 or 404).
+async fn blueprint_exists(http: &Http, identifier: &str) -> Result<bool, PortError> {
+    let path = format!("/blueprints/{}", encode_segment(identifier));
+    let reply = http
+        .send(Method::GET, &path, None, None, Traffic::Read)
+        .await?;
+    match reply.status {
+        404 => Ok(false),
+        _ if reply.is_success() => Ok(true),
+        _ => Err(refused("GET", &path, &reply)),
+    }
 }
 
 /// Adds the properties and relations `identifier` lacks, keeping everything it has. The whole

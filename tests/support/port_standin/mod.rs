@@ -1,10 +1,18 @@
-//! A stateful stand-in for Port's REST API on 127.0.0.1, for tests and benchmarks: tokens,
-//! blueprints, entities with `$datasource` = the writer's User-Agent, the search rules tidemark
-//! uses, Port's bulk limits and 207 answers, validation against blueprints, rate-limit headers,
-//! request counters, and fault injection.
+//! A stateful stand-in for Port's REST API on 127.0.0.1, for tests and benchmarks, built from
+//! Port's API reference and Port's own clients (see `contract`), never from tidemark's client:
+//! tokens (one active token per credential pair), blueprints, entities with `$datasource` = the
+//! writer's User-Agent, the blueprint search with its rule grammar, bulk upserts with 207 partial
+//! answers, bulk deletes, validation against blueprints, calculated, mirror and aggregation
+//! properties in answers, rate-limit headers (reset as an epoch time), request counters, and
+//! fault injection. Every request the reference does not allow is refused with Port's 422
+//! envelope and recorded, so a test can assert that the client never sent one.
 #![allow(dead_code)] // Shared by several test binaries and the benchmark; each uses a part.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+pub mod contract;
+mod rules;
+mod validation;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -18,9 +26,9 @@ use axum::response::Response;
 use serde_json::{Map, Value as Json, json};
 
 use tidemark::catalog::port::PortConfig;
-use tidemark::catalog::validate::{is_valid_identifier, validate_entity};
-use tidemark::model::{Blueprint, Entity};
 use tidemark::secret::Secret;
+
+use contract::{BlueprintNames, Route};
 
 pub const CLIENT_ID: &str = "standin-client-id";
 pub const CLIENT_SECRET: &str = "standin-client-secret";
@@ -61,7 +69,7 @@ pub enum Hostile {
     Html,
     /// A 200 whose JSON is cut off.
     Truncated,
-    /// A 200 with `ok: false`.
+    /// A 200 with `ok: false` and nothing else.
     NotOk,
     /// Search results claim another blueprint.
     OtherBlueprint,
@@ -92,6 +100,11 @@ pub struct Faults {
     /// `expiresIn` exactly as sent, instead of `token_lifetime_secs` (for values Port should
     /// never send).
     pub token_expires_in: Option<Json>,
+    /// Answer searches with every field, as if `include` had not been sent (the computed
+    /// properties included).
+    pub ignore_include: bool,
+    /// The `tokenType` of new tokens; requests must send `Authorization: <tokenType> <token>`.
+    pub token_type: String,
     /// Headers sent with every answer, replacing the stand-in's own of the same name.
     pub headers: Vec<(&'static str, String)>,
     /// Requests per 5-minute window before 429s.
@@ -100,8 +113,15 @@ pub struct Faults {
     pub body_limit: usize,
     /// Length of the rate-limit window (Port's is 5 minutes).
     pub rate_window: Duration,
-    /// Send `x-ratelimit-reset` as an epoch time instead of seconds.
+    /// Send `x-ratelimit-reset` as UTC epoch seconds, as Port's reference documents it (the
+    /// default); `false` sends the seconds left, as Port's live docs page describes it.
     pub epoch_reset: bool,
+    /// The `ok` of a 207 bulk answer. Port's schema makes it a plain boolean; `false` (the
+    /// default) is the answer a client is most likely to misread.
+    pub partial_bulk_ok: bool,
+    /// Fail this many entities (the last ones of the request) of the next bulk upsert into this
+    /// blueprint with a per-entity 422, without committing them.
+    pub reject_in_next_bulk: Option<(String, usize)>,
     pub hostile_search: Option<Hostile>,
     /// Bulk upserts.
     pub hostile_bulk: Option<Hostile>,
@@ -129,11 +149,15 @@ impl Default for Faults {
             expose_datasource: false,
             token_lifetime_secs: 10_800,
             token_expires_in: None,
+            ignore_include: false,
+            token_type: "Bearer".into(),
             headers: Vec::new(),
             rate_limit: 1_000_000,
             rate_window: RATE_WINDOW,
             body_limit: BODY_LIMIT,
-            epoch_reset: false,
+            epoch_reset: true,
+            partial_bulk_ok: false,
+            reject_in_next_bulk: None,
             echo_in_errors: false,
             hostile_search: None,
             hostile_bulk: None,
@@ -152,12 +176,28 @@ pub struct Logged {
     pub query: String,
     pub user_agent: String,
     pub status: u16,
+    /// The request body, as JSON where it parsed.
+    pub body: Json,
+}
+
+/// A request the stand-in refused because Port's reference does not allow its shape.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub method: String,
+    pub path: String,
+    pub message: String,
+}
+
+/// The one active token of the stand-in's credential pair.
+struct ActiveToken {
+    value: String,
+    expires: Instant,
 }
 
 struct Inner {
     blueprints: BTreeMap<String, Json>,
     entities: BTreeMap<(String, String), StoredEntity>,
-    tokens: HashSet<String>,
+    token: Option<ActiveToken>,
     next_token: u64,
     faults: Faults,
     counters: Counters,
@@ -165,13 +205,49 @@ struct Inner {
     window_start: Instant,
     window_count: usize,
     log: Vec<Logged>,
+    refused: Vec<Refused>,
+    undeclared: BTreeSet<String>,
+    expect_refusals: bool,
+    validators: validation::Validators,
 }
 
 /// A running stand-in. Clones share the same server and state.
+///
+/// When the last clone is dropped, a test that has not already failed fails if tidemark sent a
+/// request Port's reference does not allow (see [`PortStandIn::refused`]), unless the test said
+/// it expects that with [`PortStandIn::expect_refusals`].
 #[derive(Clone)]
 pub struct PortStandIn {
     url: String,
     inner: Arc<Mutex<Inner>>,
+    _check: Arc<WellFormedCheck>,
+}
+
+/// Checks, when dropped, that every request the stand-in saw was well formed.
+struct WellFormedCheck {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Drop for WellFormedCheck {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.expect_refusals {
+            return;
+        }
+        assert!(
+            inner.refused.is_empty(),
+            "the Port stand-in refused requests as Port would: {:#?}",
+            inner.refused
+        );
+        assert!(
+            inner.undeclared.is_empty(),
+            "query parameters their routes do not declare: {:?}",
+            inner.undeclared
+        );
+    }
 }
 
 enum Outcome {
@@ -186,7 +262,7 @@ impl PortStandIn {
         let inner = Arc::new(Mutex::new(Inner {
             blueprints: BTreeMap::new(),
             entities: BTreeMap::new(),
-            tokens: HashSet::new(),
+            token: None,
             next_token: 0,
             faults: Faults::default(),
             counters: Counters::default(),
@@ -194,6 +270,10 @@ impl PortStandIn {
             window_start: Instant::now(),
             window_count: 0,
             log: Vec::new(),
+            refused: Vec::new(),
+            undeclared: BTreeSet::new(),
+            expect_refusals: false,
+            validators: validation::Validators::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -207,6 +287,9 @@ impl PortStandIn {
         });
         PortStandIn {
             url: format!("http://{addr}"),
+            _check: Arc::new(WellFormedCheck {
+                inner: Arc::clone(&inner),
+            }),
             inner,
         }
     }
@@ -260,21 +343,53 @@ impl PortStandIn {
         change(&mut self.lock().faults);
     }
 
-    /// Revokes every token, as if they had expired on Port's side.
+    /// Revokes the active token, as if it had expired on Port's side.
     pub fn expire_tokens(&self) {
-        self.lock().tokens.clear();
+        self.lock().token = None;
     }
 
     pub fn log(&self) -> Vec<Logged> {
         self.lock().log.clone()
     }
 
+    /// Requests refused for a shape Port's reference does not allow, in order.
+    pub fn refused(&self) -> Vec<Refused> {
+        self.lock().refused.clone()
+    }
+
+    /// Query parameters sent to a route that does not declare them (`METHOD route: name`).
+    pub fn undeclared_params(&self) -> Vec<String> {
+        self.lock().undeclared.iter().cloned().collect()
+    }
+
+    /// For a test that sends malformed requests on purpose: the check when the stand-in is
+    /// dropped is skipped.
+    pub fn expect_refusals(&self) {
+        self.lock().expect_refusals = true;
+    }
+
+    /// Fails the test when any request so far had a shape Port refuses or a parameter its route
+    /// does not declare.
+    pub fn assert_every_request_was_well_formed(&self) {
+        let refused = self.refused();
+        assert!(
+            refused.is_empty(),
+            "the stand-in refused requests as Port would: {refused:#?}"
+        );
+        let undeclared = self.undeclared_params();
+        assert!(
+            undeclared.is_empty(),
+            "query parameters their routes do not declare: {undeclared:?}"
+        );
+    }
+
+    /// Stores a blueprint as is (no checks), with Port's meta fields.
     pub fn add_blueprint(&self, blueprint: Json) {
         let id = blueprint["identifier"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        self.lock().blueprints.insert(id, blueprint);
+        self.lock().blueprints.insert(id, with_meta(blueprint));
     }
 
     pub fn blueprint(&self, id: &str) -> Option<Json> {
@@ -310,22 +425,26 @@ impl PortStandIn {
     }
 }
 
+/// A blueprint as Port answers it: what was sent plus who made it and when.
+fn with_meta(mut blueprint: Json) -> Json {
+    if let Some(obj) = blueprint.as_object_mut() {
+        for key in ["createdAt", "updatedAt"] {
+            obj.entry(key)
+                .or_insert_with(|| json!("2026-01-01T00:00:00.000Z"));
+        }
+        for key in ["createdBy", "updatedBy"] {
+            obj.entry(key).or_insert_with(|| json!("standin"));
+        }
+    }
+    blueprint
+}
+
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let user_agent = header_text(&req, header::USER_AGENT);
+    let auth = header_text(&req, header::AUTHORIZATION);
     let latency = inner
         .lock()
         .map(|i| i.faults.latency)
@@ -367,6 +486,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             query: query.clone(),
             user_agent: user_agent.clone(),
             status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Json::Null),
         });
         (outcome, inner.rate_headers())
     };
@@ -401,6 +521,14 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     response
 }
 
+fn header_text(req: &Request, name: header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A response body that fails at once, so the server drops the connection mid-answer.
 struct BrokenBody;
 
@@ -424,10 +552,12 @@ struct Incoming<'a> {
 }
 
 impl Incoming<'_> {
-    fn flag(&self, name: &str) -> bool {
+    fn pairs(&self) -> Vec<(String, String)> {
         query_pairs(self.query)
-            .iter()
-            .any(|(k, v)| k == name && v == "true")
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.pairs().iter().any(|(k, v)| k == name && v == "true")
     }
 }
 
@@ -443,22 +573,56 @@ fn ok(body: Json) -> Outcome {
     Outcome::Reply(StatusCode::OK, body, Vec::new())
 }
 
+fn not_found(what: &str) -> Outcome {
+    error(404, "not_found", format!("{what} was not found"))
+}
+
+/// Which route a request is for, by method and decoded path segments.
+fn route_of(method: &Method, segs: &[&str]) -> Option<Route> {
+    let route = match (method.as_str(), segs) {
+        ("POST", ["v1", "auth", "access_token"]) => Route::Token,
+        ("GET", ["v1", "blueprints"]) => Route::ListBlueprints,
+        ("POST", ["v1", "blueprints"]) => Route::CreateBlueprint,
+        ("POST", ["v1", "blueprints", "entities", "datasource-entities"]) => {
+            Route::DatasourceEntities
+        }
+        ("GET", ["v1", "blueprints", _]) => Route::GetBlueprint,
+        ("PATCH", ["v1", "blueprints", _]) => Route::PatchBlueprint,
+        ("POST", ["v1", "blueprints", _, "entities", "bulk"]) => Route::BulkUpsert,
+        ("POST", ["v1", "blueprints", _, "entities", "search"]) => Route::Search,
+        ("POST", ["v1", "blueprints", _, "bulk", "entities", "delete"]) => Route::BulkDelete,
+        ("DELETE", ["v1", "blueprints", _, "entities", _]) => Route::DeleteEntity,
+        ("GET", ["v1", "blueprints", _, "entities", _]) => Route::GetEntity,
+        _ => return None,
+    };
+    Some(route)
+}
+
+fn is_read(route: Route) -> bool {
+    matches!(
+        route,
+        Route::ListBlueprints
+            | Route::GetBlueprint
+            | Route::Search
+            | Route::DatasourceEntities
+            | Route::GetEntity
+    )
+}
+
 impl Inner {
     fn rate_headers(&self) -> Vec<(&'static str, String)> {
         let left = self
             .faults
             .rate_window
             .saturating_sub(self.window_start.elapsed());
-        // Rounded up, so a client that waits this long finds a fresh window.
-        let reset_secs = left.as_millis().div_ceil(1000).max(1) as u64;
         let reset = if self.faults.epoch_reset {
+            // Rounded up, so a client that waits until then finds a fresh window.
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            (now + reset_secs).to_string()
+                .unwrap_or_default();
+            ((now + left).as_secs_f64().ceil() as u64).to_string()
         } else {
-            reset_secs.to_string()
+            left.as_millis().div_ceil(1000).max(1).to_string()
         };
         let mut headers = vec![
             (
@@ -482,6 +646,8 @@ impl Inner {
         headers
     }
 
+    /// Counts the request, applies rate limits and injected faults, checks credentials, then
+    /// routes it.
     fn process(&mut self, req: &Incoming<'_>) -> Outcome {
         let segments: Vec<String> = req
             .path
@@ -490,21 +656,11 @@ impl Inner {
             .map(percent_decode)
             .collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let is_auth = segs == ["v1", "auth", "access_token"];
-        let is_read = *req.method == Method::GET
-            || (*req.method == Method::POST
-                && matches!(
-                    segs.as_slice(),
-                    ["v1", "blueprints", _, "entities", "search"]
-                        | ["v1", "blueprints", "entities", "datasource-entities"]
-                        | ["v1", "entities", "search"]
-                ));
-        if is_auth {
-            self.counters.auth += 1;
-        } else if is_read {
-            self.counters.reads += 1;
-        } else {
-            self.counters.writes += 1;
+        let route = route_of(req.method, &segs);
+        match route {
+            Some(Route::Token) => self.counters.auth += 1,
+            Some(r) if is_read(r) => self.counters.reads += 1,
+            _ => self.counters.writes += 1,
         }
 
         if self.window_start.elapsed() >= self.faults.rate_window {
@@ -527,7 +683,8 @@ impl Inner {
             self.faults.burst_503 -= 1;
             return Outcome::Raw(StatusCode::SERVICE_UNAVAILABLE, "<html>503</html>".into());
         }
-        if !is_auth && !is_read {
+        let is_write = route.is_some_and(|r| r != Route::Token && !is_read(r));
+        if is_write {
             self.writes_seen += 1;
             if let Some(n) = self.faults.fail_every_nth_write
                 && n > 0
@@ -546,11 +703,10 @@ impl Inner {
                 "Request body is too large (limit is 1MiB)",
             );
         }
-        if is_auth {
-            return self.issue_token(req);
-        }
-        let token = req.auth.strip_prefix("Bearer ").unwrap_or_default();
-        if !self.tokens.contains(token) {
+        let Some(route) = route else {
+            return not_found(&format!("route {} {}", req.method, req.path));
+        };
+        if route != Route::Token && !self.is_authorized(req.auth) {
             return error(401, "unauthorized", "invalid or expired token");
         }
         let body: Json = if req.body.is_empty() {
@@ -558,11 +714,23 @@ impl Inner {
         } else {
             match serde_json::from_slice(req.body) {
                 Ok(b) => b,
-                Err(e) => return error(422, "invalid_request", format!("invalid JSON: {e}")),
+                Err(e) => return self.refuse(req, format!("body is not JSON: {e}")),
             }
         };
-        let outcome = self.route(req, &segs, &body);
-        if !is_read
+        match contract::check_params(route, &req.pairs()) {
+            Ok(undeclared) => {
+                for name in undeclared {
+                    self.undeclared
+                        .insert(format!("{} {route:?}: {name}", req.method));
+                }
+            }
+            Err(refusal) => return self.refuse(req, refusal),
+        }
+        let outcome = match self.route(req, route, &segs, &body) {
+            Ok(outcome) => outcome,
+            Err(refusal) => return self.refuse(req, refusal),
+        };
+        if is_write
             && self.faults.drop_after_commit > 0
             && let Outcome::Reply(status, _, _) = &outcome
             && status.is_success()
@@ -573,59 +741,117 @@ impl Inner {
         outcome
     }
 
-    fn issue_token(&mut self, req: &Incoming<'_>) -> Outcome {
-        let body: Json = serde_json::from_slice(req.body).unwrap_or(Json::Null);
+    /// Port's 422 for a request whose shape its reference does not allow, recorded.
+    fn refuse(&mut self, req: &Incoming<'_>, message: String) -> Outcome {
+        self.refused.push(Refused {
+            method: req.method.to_string(),
+            path: req.path.to_string(),
+            message: message.clone(),
+        });
+        error(422, "invalid_request", message)
+    }
+
+    fn is_authorized(&self, auth: &str) -> bool {
+        let Some(token) = auth
+            .strip_prefix(self.faults.token_type.as_str())
+            .and_then(|rest| rest.strip_prefix(' '))
+        else {
+            return false;
+        };
+        self.token
+            .as_ref()
+            .is_some_and(|t| t.value == token && t.expires > Instant::now())
+    }
+
+    fn route(
+        &mut self,
+        req: &Incoming<'_>,
+        route: Route,
+        segs: &[&str],
+        body: &Json,
+    ) -> Result<Outcome, contract::Refusal> {
+        let segment = |i: usize| segs.get(i).copied().unwrap_or_default();
+        Ok(match route {
+            Route::Token => {
+                contract::check_token_body(body)?;
+                self.issue_token(body)
+            }
+            Route::ListBlueprints => {
+                let list: Vec<Json> = self.blueprints.values().cloned().collect();
+                ok(json!({"ok": true, "blueprints": list}))
+            }
+            Route::GetBlueprint => match self.blueprints.get(segment(2)) {
+                Some(b) => ok(json!({"ok": true, "blueprint": b})),
+                None => not_found(&format!("blueprint {}", segment(2))),
+            },
+            Route::CreateBlueprint => {
+                contract::check_blueprint_create(body)?;
+                self.create_blueprint(body)
+            }
+            Route::PatchBlueprint => {
+                contract::check_blueprint_patch(body)?;
+                self.patch_blueprint(segment(2), body)
+            }
+            Route::Search => {
+                let Some(blueprint) = self.blueprints.get(segment(2)) else {
+                    return Ok(not_found(&format!("blueprint {}", segment(2))));
+                };
+                let request = contract::check_search_body(body, &BlueprintNames::of(blueprint))?;
+                self.search(segment(2), &request)
+            }
+            Route::DatasourceEntities => {
+                let (prefix, suffix, limit, from) = contract::check_datasource_body(body)?;
+                self.datasource_entities(&prefix, &suffix, limit, from.as_deref())
+            }
+            Route::BulkUpsert => {
+                let items = contract::check_bulk_upsert_body(body, BULK_UPSERT_MAX)?;
+                self.bulk_upsert(req, segment(2), items)
+            }
+            Route::BulkDelete => {
+                let ids = contract::check_bulk_delete_body(body, BULK_DELETE_MAX)?;
+                self.bulk_delete(req, segment(2), ids)
+            }
+            Route::DeleteEntity => self.delete_one(req, segment(2), segment(4)),
+            Route::GetEntity => {
+                match self
+                    .entities
+                    .get(&(segment(2).to_string(), segment(4).to_string()))
+                {
+                    Some(e) => ok(json!({"ok": true, "entity": self.render(e)})),
+                    None => not_found(&format!("entity {}", segment(4))),
+                }
+            }
+        })
+    }
+
+    /// One active token per credential pair: while it is valid, asking again returns it, with
+    /// the time it has left.
+    fn issue_token(&mut self, body: &Json) -> Outcome {
         if body["clientId"] != CLIENT_ID || body["clientSecret"] != CLIENT_SECRET {
             return error(401, "invalid_client", "bad client id or secret");
         }
-        self.next_token += 1;
-        let token = format!("standin-token-{}", self.next_token);
-        self.tokens.insert(token.clone());
+        let now = Instant::now();
+        let lifetime = Duration::from_secs(self.faults.token_lifetime_secs);
+        let active = match self.token.take() {
+            Some(t) if t.expires > now => t,
+            _ => {
+                self.next_token += 1;
+                ActiveToken {
+                    value: format!("standin-token-{}", self.next_token),
+                    expires: now + lifetime,
+                }
+            }
+        };
+        let left = active.expires.saturating_duration_since(now).as_secs();
         let expires_in = self
             .faults
             .token_expires_in
             .clone()
-            .unwrap_or_else(|| json!(self.faults.token_lifetime_secs));
-        ok(json!({"ok": true, "accessToken": token,
-                  "expiresIn": expires_in, "tokenType": "Bearer"}))
-    }
-
-    fn route(&mut self, req: &Incoming<'_>, segs: &[&str], body: &Json) -> Outcome {
-        let m = req.method.clone();
-        match segs {
-            ["v1", "blueprints"] if m == Method::GET => {
-                let list: Vec<Json> = self.blueprints.values().cloned().collect();
-                ok(json!({"ok": true, "blueprints": list}))
-            }
-            ["v1", "blueprints"] if m == Method::POST => self.create_blueprint(body),
-            ["v1", "blueprints", "entities", "datasource-entities"] if m == Method::POST => {
-                self.datasource_entities(body)
-            }
-            ["v1", "blueprints", bp] if m == Method::GET => match self.blueprints.get(*bp) {
-                Some(b) => ok(json!({"ok": true, "blueprint": b})),
-                None => error(404, "not_found", format!("blueprint {bp} was not found")),
-            },
-            ["v1", "blueprints", bp] if m == Method::PATCH => self.patch_blueprint(bp, body),
-            ["v1", "blueprints", bp, "entities", "bulk"] if m == Method::POST => {
-                self.bulk_upsert(req, bp, body)
-            }
-            ["v1", "blueprints", bp, "entities", "search"] if m == Method::POST => {
-                self.search(bp, body)
-            }
-            ["v1", "blueprints", bp, "bulk", "entities", "delete"] if m == Method::POST => {
-                self.bulk_delete(req, bp, body)
-            }
-            ["v1", "blueprints", bp, "entities", id] if m == Method::DELETE => {
-                self.delete_one(req, bp, id)
-            }
-            ["v1", "blueprints", bp, "entities", id] if m == Method::GET => {
-                match self.entities.get(&(bp.to_string(), id.to_string())) {
-                    Some(e) => ok(json!({"ok": true, "entity": self.render(e)})),
-                    None => error(404, "not_found", format!("entity {id} was not found")),
-                }
-            }
-            _ => error(404, "not_found", format!("no route {} {}", m, req.path)),
-        }
+            .unwrap_or_else(|| json!(left.max(1)));
+        let value = active.value.clone();
+        self.token = Some(active);
+        ok(json!({"ok": true, "accessToken": value,
+                  "expiresIn": expires_in, "tokenType": self.faults.token_type}))
     }
 
     fn check_relation_targets(&self, blueprint: &Json) -> Result<(), Outcome> {
@@ -646,32 +872,33 @@ impl Inner {
         Ok(())
     }
 
+    /// Port documents no 409 here: a duplicate identifier is one more 422.
     fn create_blueprint(&mut self, body: &Json) -> Outcome {
-        let Some(id) = body.get("identifier").and_then(Json::as_str) else {
-            return error(422, "invalid_request", "identifier is required");
-        };
+        let id = body["identifier"].as_str().unwrap_or_default();
         if self.blueprints.contains_key(id) {
             return error(
-                409,
-                "identifier_taken",
-                format!("blueprint {id} already exists"),
+                422,
+                "blueprint_already_exists",
+                format!("blueprint with identifier \"{id}\" already exists"),
             );
         }
         if let Err(e) = self.check_relation_targets(body) {
             return e;
         }
-        self.blueprints.insert(id.to_string(), body.clone());
+        let stored = with_meta(body.clone());
+        self.blueprints.insert(id.to_string(), stored.clone());
         Outcome::Reply(
             StatusCode::CREATED,
-            json!({"ok": true, "blueprint": body}),
+            json!({"ok": true, "blueprint": stored}),
             Vec::new(),
         )
     }
 
-    /// Top-level keys of the body replace the blueprint's.
+    /// Top-level keys of the body replace the blueprint's (the reference does not say whether
+    /// nested maps merge, so a client must send them whole).
     fn patch_blueprint(&mut self, id: &str, body: &Json) -> Outcome {
         let Some(mut current) = self.blueprints.get(id).cloned() else {
-            return error(404, "not_found", format!("blueprint {id} was not found"));
+            return not_found(&format!("blueprint {id}"));
         };
         if let (Some(cur), Some(patch)) = (current.as_object_mut(), body.as_object()) {
             for (k, v) in patch {
@@ -685,19 +912,9 @@ impl Inner {
         ok(json!({"ok": true, "blueprint": current}))
     }
 
-    fn bulk_upsert(&mut self, req: &Incoming<'_>, bp: &str, body: &Json) -> Outcome {
-        let Some(items) = body.get("entities").and_then(Json::as_array) else {
-            return error(422, "invalid_request", "entities must be a list");
-        };
-        if items.is_empty() || items.len() > BULK_UPSERT_MAX {
-            return error(
-                422,
-                "invalid_request",
-                format!("entities must hold 1 to {BULK_UPSERT_MAX} items"),
-            );
-        }
+    fn bulk_upsert(&mut self, req: &Incoming<'_>, bp: &str, items: &[Json]) -> Outcome {
         if !self.blueprints.contains_key(bp) {
-            return error(404, "not_found", format!("blueprint {bp} was not found"));
+            return not_found(&format!("blueprint {bp}"));
         }
         match self.faults.hostile_bulk {
             Some(Hostile::Html) => {
@@ -715,18 +932,39 @@ impl Inner {
             Some(Hostile::NotOk) => return ok(json!({"ok": false, "error": "internal"})),
             _ => {}
         }
-        let upsert = req.flag("upsert");
-        let merge = req.flag("merge");
-        let create_missing = req.flag("create_missing_related_entities");
+        let options = WriteOptions {
+            upsert: req.flag("upsert"),
+            merge: req.flag("merge"),
+            create_missing: req.flag("create_missing_related_entities"),
+            validation_only: req.flag("validation_only"),
+        };
+        let rejects = match &self.faults.reject_in_next_bulk {
+            Some((target, count)) if target == bp => {
+                let count = *count;
+                self.faults.reject_in_next_bulk = None;
+                count
+            }
+            _ => 0,
+        };
+        let rejects_from = items.len().saturating_sub(rejects);
         let mut done = Vec::new();
         let mut errors = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            match self.upsert_one(bp, item, upsert, merge, create_missing, req.user_agent) {
+            let result = if index >= rejects_from {
+                Err((
+                    422,
+                    "invalid_entity".to_string(),
+                    "rejected by fault injection".to_string(),
+                ))
+            } else {
+                self.upsert_one(bp, item, options, req.user_agent)
+            };
+            match result {
                 Ok((identifier, created)) => {
                     done.push(json!({"identifier": identifier, "index": index, "created": created}))
                 }
                 Err((status, code, message)) => errors.push(json!({
-                    "identifier": item.get("identifier").cloned().unwrap_or(json!("unknown")),
+                    "identifier": item.get("identifier").and_then(Json::as_str).unwrap_or("unknown"),
                     "index": index, "statusCode": status, "error": code, "message": message})),
             }
         }
@@ -736,14 +974,14 @@ impl Inner {
                 d["index"] = json!(i + 1);
             }
         }
-        let status = if errors.is_empty() {
-            StatusCode::OK
+        let (status, ok_flag) = if errors.is_empty() {
+            (StatusCode::OK, true)
         } else {
-            StatusCode::MULTI_STATUS
+            (StatusCode::MULTI_STATUS, self.faults.partial_bulk_ok)
         };
         Outcome::Reply(
             status,
-            json!({"ok": true, "entities": done, "errors": errors}),
+            json!({"ok": ok_flag, "entities": done, "errors": errors}),
             Vec::new(),
         )
     }
@@ -753,97 +991,51 @@ impl Inner {
         &mut self,
         bp: &str,
         item: &Json,
-        upsert: bool,
-        merge: bool,
-        create_missing: bool,
+        options: WriteOptions,
         user_agent: &str,
     ) -> Result<(String, bool), (u16, String, String)> {
         let invalid = |m: String| (422u16, "invalid_entity".to_string(), m);
-        let obj = item
-            .as_object()
-            .ok_or_else(|| invalid("an entity must be an object".into()))?;
+        let obj = item.as_object().cloned().unwrap_or_default();
         let identifier = obj
             .get("identifier")
             .and_then(Json::as_str)
-            .filter(|id| is_valid_identifier(id))
-            .ok_or_else(|| invalid("identifier is missing or invalid".into()))?
+            .ok_or_else(|| invalid("an entity needs an identifier".into()))?
             .to_string();
         let key = (bp.to_string(), identifier.clone());
         let existing = self.entities.get(&key).cloned();
-        if existing.is_some() && !upsert {
+        if existing.is_some() && !options.upsert {
             return Err((
                 409,
                 "identifier_taken".into(),
-                format!("{identifier} exists"),
+                format!("entity \"{identifier}\" already exists"),
             ));
         }
-        let mut next = Map::new();
-        next.insert("identifier".into(), json!(identifier));
-        match (&existing, merge) {
-            (Some(old), true) => {
-                next = old.body.clone();
-                for field in ["title", "icon", "team"] {
-                    if let Some(v) = obj.get(field) {
-                        next.insert(field.into(), v.clone());
-                    }
-                }
-                for field in ["properties", "relations"] {
-                    if let Some(Json::Object(new)) = obj.get(field) {
-                        let mut merged = next
-                            .get(field)
-                            .and_then(Json::as_object)
-                            .cloned()
-                            .unwrap_or_default();
-                        for (k, v) in new {
-                            merged.insert(k.clone(), v.clone());
-                        }
-                        next.insert(field.into(), Json::Object(merged));
-                    }
-                }
-            }
-            _ => {
-                for field in ["title", "icon", "team", "properties", "relations"] {
-                    if let Some(v) = obj.get(field) {
-                        next.insert(field.into(), v.clone());
-                    }
-                }
-            }
-        }
-        let blueprint = Blueprint(self.blueprints.get(bp).cloned().unwrap_or(Json::Null));
-        let mut entity: Entity = serde_json::from_value(json!({
-            "identifier": identifier, "blueprint": bp,
-        }))
-        .map_err(|e| invalid(e.to_string()))?;
-        entity.title = next.get("title").cloned();
-        entity.icon = next.get("icon").cloned();
-        entity.team = next.get("team").cloned();
-        entity.properties = next.get("properties").and_then(Json::as_object).cloned();
-        entity.relations = next.get("relations").and_then(Json::as_object).cloned();
-        if let Err(problems) = validate_entity(&blueprint, &entity, true) {
+        let next = merged(existing.as_ref(), &obj, options.merge, &identifier);
+        let blueprint = self.blueprints.get(bp).cloned().unwrap_or(Json::Null);
+        let problems = validation::problems(&mut self.validators, &blueprint, &next);
+        if !problems.is_empty() {
             return Err(invalid(problems.join("; ")));
         }
-        let relations = blueprint.relations();
         let mut to_create = Vec::new();
-        for (name, target) in entity.relation_targets() {
-            let Some(def) = relations.iter().find(|r| r.name == name) else {
+        for (_, target_bp, target) in validation::relation_targets(&blueprint, &next) {
+            let target_key = (target_bp, target);
+            if target_key == key || self.entities.contains_key(&target_key) {
                 continue;
-            };
-            let target_key = (def.target.clone(), target.to_string());
-            let is_self = target_key == key;
-            if !self.entities.contains_key(&target_key) && !is_self {
-                if create_missing {
-                    to_create.push(target_key);
-                } else {
-                    return Err((
-                        404,
-                        "not_found".into(),
-                        format!(
-                            "related entity {target} of blueprint {} was not found",
-                            def.target
-                        ),
-                    ));
-                }
             }
+            if !options.create_missing {
+                return Err((
+                    404,
+                    "not_found".into(),
+                    format!(
+                        "related entity \"{}\" of blueprint \"{}\" was not found",
+                        target_key.1, target_key.0
+                    ),
+                ));
+            }
+            to_create.push(target_key);
+        }
+        if options.validation_only {
+            return Ok((identifier, existing.is_none()));
         }
         for (tbp, tid) in to_create {
             let mut body = Map::new();
@@ -874,6 +1066,8 @@ impl Inner {
         Ok((identifier, existing.is_none()))
     }
 
+    /// An entity as a search or GET answers it: the stored fields, Port's meta fields, and the
+    /// blueprint's calculated, mirror and aggregation properties under `properties`.
     fn render(&self, e: &StoredEntity) -> Json {
         let mut out = e.body.clone();
         out.insert("blueprint".into(), json!(e.blueprint));
@@ -881,6 +1075,15 @@ impl Inner {
         out.insert("updatedAt".into(), json!("2026-01-01T00:00:00.000Z"));
         out.insert("createdBy".into(), json!("standin"));
         out.insert("updatedBy".into(), json!("standin"));
+        let computed = self.computed_properties(e);
+        if !computed.is_empty() {
+            let props = out
+                .entry("properties")
+                .or_insert_with(|| Json::Object(Map::new()));
+            if let Some(props) = props.as_object_mut() {
+                props.extend(computed);
+            }
+        }
         if self.faults.expose_datasource {
             out.insert("$datasource".into(), json!(e.datasource));
         }
@@ -891,76 +1094,176 @@ impl Inner {
         out
     }
 
-    fn search(&self, bp: &str, body: &Json) -> Outcome {
-        if !self.blueprints.contains_key(bp) {
-            return error(404, "not_found", format!("blueprint {bp} was not found"));
+    fn computed_properties(&self, e: &StoredEntity) -> Map<String, Json> {
+        let mut out = Map::new();
+        let Some(blueprint) = self.blueprints.get(&e.blueprint) else {
+            return out;
+        };
+        let defs = |key: &str| {
+            blueprint
+                .get(key)
+                .and_then(Json::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        for (name, def) in defs("calculationProperties") {
+            out.insert(name, validation::calculated_value(&def, &e.identifier));
         }
-        let limit = body.get("limit").and_then(Json::as_u64).unwrap_or(200) as usize;
-        if !(1..=1000).contains(&limit) {
-            return error(422, "invalid_request", "limit must be 1 to 1000");
+        for (name, def) in defs("mirrorProperties") {
+            out.insert(
+                name,
+                self.mirror(e, def["path"].as_str().unwrap_or_default()),
+            );
         }
-        let from = body
-            .get("from")
-            .and_then(Json::as_str)
+        for (name, def) in defs("aggregationProperties") {
+            let target = def["target"].as_str().unwrap_or_default();
+            let count = self
+                .entities
+                .values()
+                .filter(|other| other.blueprint == target && self.points_at(other, e))
+                .count();
+            out.insert(name, json!(count));
+        }
+        out
+    }
+
+    /// A mirror property: follow the path's relations, then read the last segment (a property,
+    /// `$title` or `$identifier`) of the entity reached.
+    fn mirror(&self, e: &StoredEntity, path: &str) -> Json {
+        let mut segments: Vec<&str> = path.split('.').collect();
+        let Some(last) = segments.pop() else {
+            return Json::Null;
+        };
+        let mut current = e.clone();
+        for relation in segments {
+            let target_bp = self
+                .blueprints
+                .get(&current.blueprint)
+                .and_then(|b| b.pointer(&format!("/relations/{relation}/target")))
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let Some(id) = current
+                .body
+                .get("relations")
+                .and_then(|r| r.get(relation))
+                .and_then(Json::as_str)
+            else {
+                return Json::Null;
+            };
+            match self.entities.get(&(target_bp, id.to_string())) {
+                Some(next) => current = next.clone(),
+                None => return Json::Null,
+            }
+        }
+        match last {
+            "$identifier" => json!(current.identifier),
+            "$title" => current.body.get("title").cloned().unwrap_or(Json::Null),
+            name => current
+                .body
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .cloned()
+                .unwrap_or(Json::Null),
+        }
+    }
+
+    /// Whether `from` has a relation pointing at `to`.
+    fn points_at(&self, from: &StoredEntity, to: &StoredEntity) -> bool {
+        let blueprint = self
+            .blueprints
+            .get(&from.blueprint)
+            .cloned()
+            .unwrap_or(Json::Null);
+        validation::relation_targets(&blueprint, &from.body)
+            .iter()
+            .any(|(_, bp, id)| *bp == to.blueprint && *id == to.identifier)
+    }
+
+    fn search(&self, bp: &str, request: &contract::SearchRequest) -> Outcome {
+        let from = request
+            .from
+            .as_deref()
             .and_then(|c| c.strip_prefix("cursor-"))
             .and_then(|c| c.parse::<usize>().ok())
             .unwrap_or(0);
-        let query = body.get("query").cloned().unwrap_or(Json::Null);
+        let blueprint = self.blueprints.get(bp).cloned().unwrap_or(Json::Null);
+        let title_of = |target_bp: &str, id: &str| -> Option<String> {
+            self.entities
+                .get(&(target_bp.to_string(), id.to_string()))
+                .and_then(|e| e.body.get("title"))
+                .and_then(Json::as_str)
+                .map(str::to_string)
+        };
+        let target_of = |relation: &str| -> Option<String> {
+            blueprint
+                .pointer(&format!("/relations/{relation}/target"))
+                .and_then(Json::as_str)
+                .map(str::to_string)
+        };
         let mut matched = Vec::new();
         for e in self.entities.values().filter(|e| e.blueprint == bp) {
-            match matches(&query, e) {
-                Ok(true) => matched.push(e),
-                Ok(false) => {}
-                Err(m) => return error(422, "invalid_query", m),
+            let rendered = self.render(e);
+            let related_to = |other_bp: &str, other_id: &str| -> bool {
+                self.entities
+                    .get(&(other_bp.to_string(), other_id.to_string()))
+                    .is_some_and(|other| self.points_at(e, other) || self.points_at(other, e))
+            };
+            let view = rules::View {
+                rendered: &rendered,
+                datasource: &e.datasource,
+                title_of: &title_of,
+                target_of: &target_of,
+                related_to: &related_to,
+            };
+            if request
+                .query
+                .as_ref()
+                .is_none_or(|q| rules::matches(q, &view))
+            {
+                matched.push(rendered);
             }
         }
-        let include: Option<Vec<String>> = body.get("include").and_then(Json::as_array).map(|l| {
-            l.iter()
-                .filter_map(Json::as_str)
-                .map(|s| s.trim_start_matches('$').to_string())
-                .collect()
-        });
         let page: Vec<Json> = matched
             .iter()
             .skip(from)
-            .take(limit)
-            .map(|e| {
-                let mut rendered = self.render(e);
-                if let (Some(include), Some(obj)) = (&include, rendered.as_object_mut()) {
-                    obj.retain(|k, _| {
-                        k == "$datasource" || include.iter().any(|i| i == k.trim_start_matches('$'))
-                    });
-                }
+            .take(request.limit)
+            .map(|rendered| {
+                let mut rendered = if self.faults.ignore_include {
+                    rendered.clone()
+                } else {
+                    select_fields(rendered, request)
+                };
                 if self.faults.hostile_search == Some(Hostile::OtherBlueprint) {
                     rendered["blueprint"] = json!("someOtherBlueprint");
                 }
                 rendered
             })
             .collect();
-        let next = if self.faults.hostile_search == Some(Hostile::CursorLoop) {
-            looping_cursor(body)
-        } else if from + limit < matched.len() {
-            json!(format!("cursor-{}", from + limit))
-        } else {
-            Json::Null
-        };
+        let mut answer = json!({"ok": true, "entities": page});
+        if self.faults.hostile_search == Some(Hostile::CursorLoop) {
+            answer["next"] = looping_cursor(request.from.as_deref());
+        } else if from + request.limit < matched.len() {
+            answer["next"] = json!(format!("cursor-{}", from + request.limit));
+        }
         match self.faults.hostile_search {
             Some(Hostile::Html) => Outcome::Raw(StatusCode::OK, "<html>login</html>".into()),
             Some(Hostile::Truncated) => {
                 Outcome::Raw(StatusCode::OK, r#"{"ok": true, "entities": [{"#.into())
             }
             Some(Hostile::NotOk) => ok(json!({"ok": false, "error": "internal"})),
-            _ => ok(json!({"ok": true, "entities": page, "next": next})),
+            _ => ok(answer),
         }
     }
 
-    fn datasource_entities(&self, body: &Json) -> Outcome {
-        let prefix = body["datasource_prefix"].as_str().unwrap_or_default();
-        let suffix = body["datasource_suffix"].as_str().unwrap_or_default();
-        let limit = body.get("limit").and_then(Json::as_u64).unwrap_or(5000) as usize;
-        let from = body
-            .get("from")
-            .and_then(Json::as_str)
+    fn datasource_entities(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Outcome {
+        let from = cursor
             .and_then(|c| c.strip_prefix("cursor-"))
             .and_then(|c| c.parse::<usize>().ok())
             .unwrap_or(0);
@@ -976,7 +1279,7 @@ impl Inner {
             .map(|e| json!({"identifier": e.identifier, "blueprint": e.blueprint}))
             .collect();
         let next = if self.faults.hostile_listing == Some(Hostile::CursorLoop) {
-            looping_cursor(body)
+            looping_cursor(cursor)
         } else if from + limit < matched.len() {
             json!(format!("cursor-{}", from + limit))
         } else {
@@ -999,42 +1302,25 @@ impl Inner {
             if e.blueprint == bp && deleting.contains(&e.identifier) {
                 continue;
             }
-            let blueprint = Blueprint(
-                self.blueprints
-                    .get(&e.blueprint)
-                    .cloned()
-                    .unwrap_or(Json::Null),
-            );
-            let Some(rels) = e.body.get("relations").and_then(Json::as_object) else {
-                continue;
-            };
-            for def in blueprint.relations().iter().filter(|r| r.target == bp) {
-                let points = match rels.get(&def.name) {
-                    Some(Json::String(t)) => t == id,
-                    Some(Json::Array(ts)) => ts.iter().any(|t| t == id),
-                    _ => false,
-                };
-                if points {
-                    found.push(format!("{}/{}", e.blueprint, e.identifier));
-                }
+            let blueprint = self
+                .blueprints
+                .get(&e.blueprint)
+                .cloned()
+                .unwrap_or(Json::Null);
+            if validation::relation_targets(&blueprint, &e.body)
+                .iter()
+                .any(|(_, tbp, tid)| tbp == bp && tid == id)
+            {
+                found.push(format!("{}/{}", e.blueprint, e.identifier));
             }
         }
         found
     }
 
-    fn bulk_delete(&mut self, req: &Incoming<'_>, bp: &str, body: &Json) -> Outcome {
-        let Some(ids) = body.get("entities").and_then(Json::as_array) else {
-            return error(422, "invalid_request", "entities must be a list");
-        };
-        if ids.is_empty() || ids.len() > BULK_DELETE_MAX {
-            return error(
-                422,
-                "invalid_request",
-                format!("entities must hold 1 to {BULK_DELETE_MAX} items"),
-            );
-        }
+    /// The whole call fails when any entity has dependents and `delete_dependents` is false.
+    fn bulk_delete(&mut self, req: &Incoming<'_>, bp: &str, ids: Vec<String>) -> Outcome {
         if !self.blueprints.contains_key(bp) {
-            return error(404, "not_found", format!("blueprint {bp} was not found"));
+            return not_found(&format!("blueprint {bp}"));
         }
         match self.faults.hostile_delete {
             Some(Hostile::Html) => {
@@ -1049,11 +1335,7 @@ impl Inner {
             Some(Hostile::NotOk) => return ok(json!({"ok": false, "error": "internal"})),
             _ => {}
         }
-        let ids: BTreeSet<String> = ids
-            .iter()
-            .filter_map(Json::as_str)
-            .map(str::to_string)
-            .collect();
+        let ids: BTreeSet<String> = ids.into_iter().collect();
         if !req.flag("delete_dependents") {
             for id in &ids {
                 let deps = self.dependents(bp, id, &ids);
@@ -1087,7 +1369,7 @@ impl Inner {
             .entities
             .contains_key(&(bp.to_string(), id.to_string()))
         {
-            return error(404, "not_found", format!("entity {id} was not found"));
+            return not_found(&format!("entity {id}"));
         }
         if !req.flag("delete_dependents") {
             let deps = self.dependents(bp, id, &BTreeSet::new());
@@ -1102,6 +1384,103 @@ impl Inner {
         self.entities.remove(&(bp.to_string(), id.to_string()));
         ok(json!({"ok": true}))
     }
+}
+
+/// The query flags of an entity write.
+#[derive(Clone, Copy)]
+struct WriteOptions {
+    upsert: bool,
+    merge: bool,
+    create_missing: bool,
+    validation_only: bool,
+}
+
+/// The entity a write leaves: with `merge`, the fields sent over the stored ones (key by key
+/// inside `properties` and `relations`); otherwise exactly the fields sent.
+fn merged(
+    existing: Option<&StoredEntity>,
+    sent: &Map<String, Json>,
+    merge: bool,
+    identifier: &str,
+) -> Map<String, Json> {
+    let mut next = Map::new();
+    next.insert("identifier".into(), json!(identifier));
+    match (existing, merge) {
+        (Some(old), true) => {
+            next = old.body.clone();
+            for field in ["title", "icon", "team"] {
+                if let Some(v) = sent.get(field) {
+                    next.insert(field.into(), v.clone());
+                }
+            }
+            for field in ["properties", "relations"] {
+                if let Some(Json::Object(new)) = sent.get(field) {
+                    let mut fields = next
+                        .get(field)
+                        .and_then(Json::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    for (k, v) in new {
+                        fields.insert(k.clone(), v.clone());
+                    }
+                    next.insert(field.into(), Json::Object(fields));
+                }
+            }
+        }
+        _ => {
+            for field in ["title", "icon", "team", "properties", "relations"] {
+                if let Some(v) = sent.get(field) {
+                    next.insert(field.into(), v.clone());
+                }
+            }
+        }
+    }
+    next
+}
+
+/// The fields of a rendered entity that `include` keeps and `exclude` leaves out: meta-properties
+/// by `$name`, properties and relations by identifier.
+fn select_fields(rendered: &Json, request: &contract::SearchRequest) -> Json {
+    let wanted = |name: &str| {
+        request
+            .include
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|i| i == name))
+            && !request
+                .exclude
+                .as_ref()
+                .is_some_and(|list| list.iter().any(|e| e == name))
+    };
+    let Some(obj) = rendered.as_object() else {
+        return rendered.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in obj {
+        match key.as_str() {
+            "properties" | "relations" => {
+                let kept: Map<String, Json> = value
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, _)| wanted(k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if request.include.is_none() || !kept.is_empty() {
+                    out.insert(key.clone(), Json::Object(kept));
+                }
+            }
+            "$datasource" => {
+                out.insert(key.clone(), value.clone());
+            }
+            meta if wanted(&format!("${meta}")) => {
+                out.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+    Json::Object(out)
 }
 
 /// Reverses the key order of every object in `value`.
@@ -1120,80 +1499,9 @@ fn reverse_keys(value: &mut Json) {
     }
 }
 
-/// Port's search rules, as far as tidemark uses them.
-fn matches(query: &Json, e: &StoredEntity) -> Result<bool, String> {
-    if query.is_null() {
-        return Ok(true);
-    }
-    if let Some(combinator) = query.get("combinator").and_then(Json::as_str) {
-        let rules = query
-            .get("rules")
-            .and_then(Json::as_array)
-            .ok_or("rules must be a list")?;
-        let mut results = Vec::new();
-        for r in rules {
-            results.push(matches(r, e)?);
-        }
-        return match combinator {
-            "and" => Ok(results.iter().all(|x| *x)),
-            "or" => Ok(results.iter().any(|x| *x)),
-            other => Err(format!("unknown combinator {other}")),
-        };
-    }
-    let property = query
-        .get("property")
-        .and_then(Json::as_str)
-        .ok_or("a rule needs a property")?;
-    let operator = query
-        .get("operator")
-        .and_then(Json::as_str)
-        .ok_or("a rule needs an operator")?;
-    let value = query.get("value").cloned().unwrap_or(Json::Null);
-    let field = match property {
-        "$identifier" => json!(e.identifier),
-        "$blueprint" => json!(e.blueprint),
-        "$datasource" => json!(e.datasource),
-        "$title" => e.body.get("title").cloned().unwrap_or(Json::Null),
-        "$icon" => e.body.get("icon").cloned().unwrap_or(Json::Null),
-        "$team" => e.body.get("team").cloned().unwrap_or(Json::Null),
-        name => e
-            .body
-            .get("properties")
-            .and_then(|p| p.get(name))
-            .or_else(|| e.body.get("relations").and_then(|r| r.get(name)))
-            .cloned()
-            .unwrap_or(Json::Null),
-    };
-    let values: Vec<&Json> = match &field {
-        Json::Array(items) => items.iter().collect(),
-        other => vec![other],
-    };
-    let text = field.as_str().unwrap_or_default();
-    let needle = value.as_str().unwrap_or_default();
-    Ok(match operator {
-        "=" => field == value,
-        "!=" => field != value,
-        "in" => {
-            let list = value.as_array().ok_or("in needs a list")?;
-            values.iter().any(|v| list.contains(v))
-        }
-        "notIn" => {
-            let list = value.as_array().ok_or("notIn needs a list")?;
-            !values.iter().any(|v| list.contains(v))
-        }
-        "contains" => text.contains(needle),
-        "doesNotContains" => !text.contains(needle),
-        "beginsWith" => text.starts_with(needle),
-        "endsWith" => text.ends_with(needle),
-        "isEmpty" => field.is_null() || field == json!([]) || field == json!(""),
-        "isNotEmpty" => !(field.is_null() || field == json!([]) || field == json!("")),
-        other => return Err(format!("unsupported operator {other}")),
-    })
-}
-
-/// The cursor after `body`'s in a circle of two, for `Hostile::CursorLoop`.
-fn looping_cursor(body: &Json) -> Json {
-    match body.get("from").and_then(Json::as_str) {
+/// The cursor after `from` in a circle of two, for `Hostile::CursorLoop`.
+fn looping_cursor(from: Option<&str>) -> Json {
+    match from {
         Some("cursor-loop-a") => json!("cursor-loop-b"),
         _ => json!("cursor-loop-a"),
     }
