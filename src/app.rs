@@ -3,7 +3,7 @@
 
 use crate::catalog::local::LocalCatalog;
 use crate::catalog::port::{PortCatalog, PortOptions};
-use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, Writes};
+use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, ReadCheck, Writes};
 use crate::config::{CatalogConfig, Config, SourceConfig};
 use crate::mapping::worker::{Batch, Worker};
 use crate::model::{
@@ -154,6 +154,17 @@ impl Catalog for AnyCatalog {
         match self {
             AnyCatalog::Local(c) => c.apply(owner, writes, progress).await,
             AnyCatalog::Port(c) => c.apply(owner, writes, progress).await,
+        }
+    }
+
+    async fn preflight(
+        &self,
+        owner: &str,
+        blueprints: &[String],
+    ) -> Result<Vec<ReadCheck>, CatalogError> {
+        match self {
+            AnyCatalog::Local(c) => c.preflight(owner, blueprints).await,
+            AnyCatalog::Port(c) => c.preflight(owner, blueprints).await,
         }
     }
 }

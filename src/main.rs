@@ -116,6 +116,10 @@ enum Command {
         /// Print the effective config, secrets as ***.
         #[arg(long)]
         print: bool,
+        /// Also run, read-only, every read the reconciler makes against the configured catalog
+        /// and report each refusal (exit 1 on any).
+        #[arg(long)]
+        catalog: bool,
     },
     /// Runs a mapping file on raw resources and prints the entities as JSON lines.
     Map {
@@ -342,7 +346,11 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 EXIT_OK
             })
         }
-        Command::Validate { config, print } => {
+        Command::Validate {
+            config,
+            print,
+            catalog,
+        } => {
             let Some(config) = load_config(&config.config) else {
                 return Ok(EXIT_ERROR);
             };
@@ -377,6 +385,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                     config.mappings.kinds().len(),
                     config.blueprints.len()
                 );
+            }
+            if catalog {
+                return preflight(&config).await;
             }
             Ok(EXIT_OK)
         }
@@ -528,6 +539,29 @@ async fn run(command: Command) -> anyhow::Result<u8> {
 }
 
 /// Loads the config, printing every error and warning; `None` means exit 1.
+/// `validate --catalog`: every read the reconciler makes, against the configured catalog.
+async fn preflight(config: &Config) -> anyhow::Result<u8> {
+    let catalog = AnyCatalog::open(config)?;
+    let blueprints = config.mapped_blueprints();
+    let checks = match catalog
+        .preflight(&config.integration.identifier, &blueprints)
+        .await
+    {
+        Ok(checks) => checks,
+        Err(e) => {
+            eprintln!("error: {}: {e}", catalog.describe());
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let defined = |bp: &str| config.defines_blueprint(bp);
+    print!(
+        "{}",
+        render::preflight(&catalog.describe(), &checks, &defined)
+    );
+    let failed = checks.iter().any(|c| c.is_failure(&defined));
+    Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+}
+
 fn load_config(path: &Path) -> Option<Config> {
     match config::load(path, &ProcessEnv) {
         Ok((config, warnings)) => {

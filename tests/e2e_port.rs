@@ -348,6 +348,11 @@ struct Fleet {
 
 impl Fleet {
     fn new() -> Fleet {
+        Fleet::with_mapping(FLEET_MAPPING)
+    }
+
+    /// The fleet's snapshot and blueprints with another mapping file.
+    fn with_mapping(mapping: &str) -> Fleet {
         let ws = Workspace::new();
         let port = PortStandIn::start_in_thread();
         let write = |rel: &str, text: &str| ws.write(rel, text);
@@ -359,7 +364,7 @@ impl Fleet {
                 port.url()
             ),
         );
-        write("mappings/queues.yaml", FLEET_MAPPING);
+        write("mappings/queues.yaml", mapping);
         write("mappings/blueprints.json", FLEET_BLUEPRINTS);
         let accounts: Vec<Json> = FLEET_ACCOUNTS
             .iter()
@@ -653,4 +658,195 @@ fn hostile_port_answers_stop_apply_with_a_clear_error_and_delete_nothing_unconfi
         });
         assert_recovers_to(&fleet, &expected, &format!("after {case}"));
     }
+}
+
+#[test]
+fn a_207_that_says_ok_false_records_what_was_written_and_the_next_run_retries_only_the_rejected() {
+    let fleet = Fleet::new();
+    fleet.set_queues(&(0..20).map(|n| (n, 345_600)).collect());
+    fleet
+        .port
+        .faults(|f| f.reject_in_next_bulk = Some(("crashQueue".into(), 1)));
+    let first = fleet.apply();
+    let out = text(&first.stdout);
+    assert_eq!(code(&first), 3, "{out}\n{}", text(&first.stderr));
+    assert!(out.contains("1 rejected"), "{out}");
+    assert!(out.contains("rejected by fault injection"), "{out}");
+    assert!(
+        fleet
+            .port
+            .log()
+            .iter()
+            .any(|l| l.status == 207 && l.path.contains("/crashQueue/")),
+        "the stand-in answered 207"
+    );
+    let queues = |fleet: &Fleet| {
+        fleet
+            .port
+            .entities()
+            .iter()
+            .filter(|e| e.blueprint == "crashQueue")
+            .count()
+    };
+    assert_eq!(
+        queues(&fleet),
+        39,
+        "the 19 of the partial bulk and the other account's 20"
+    );
+
+    fleet.port.reset_counters();
+    let second = fleet.apply();
+    assert_eq!(code(&second), 0, "{}", text(&second.stderr));
+    assert_eq!(
+        fleet.port.counters().entity_writes,
+        1,
+        "only the rejected one"
+    );
+    assert_eq!(queues(&fleet), 40);
+}
+
+/// Queues related to their account, written without merge: every property Port returns that the
+/// mapping does not produce would count as a change.
+const RELATED_REPLACE_MAPPING: &str = r#"
+enableMergeEntity: false
+resources:
+  - kind: AWS::SQS::Queue
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .Properties.Arn
+          title: .Properties.QueueName
+          blueprint: '"crashQueue"'
+          properties:
+            retention: .Properties.MessageRetentionPeriod
+          relations:
+            owner: .__AccountId
+"#;
+
+#[test]
+fn calculated_mirror_and_aggregation_properties_in_port_answers_cost_no_write() {
+    let fleet = Fleet::with_mapping(RELATED_REPLACE_MAPPING);
+    fleet.set_queues(&(0..5).map(|n| (n, 345_600)).collect());
+    applied(&fleet, "first sync");
+    // Port computes these and returns them under `properties` in every search answer.
+    let mut queue = fleet.port.blueprint("crashQueue").expect("crashQueue");
+    queue["mirrorProperties"] = json!({"ownerId": {"path": "owner.$identifier"}});
+    queue["calculationProperties"] = json!({"label": {"calculation": ".title", "type": "string"}});
+    fleet.port.add_blueprint(queue);
+    let mut account = fleet.port.blueprint("crashAccount").expect("crashAccount");
+    account["aggregationProperties"] = json!({"queues": {"title": "Queues", "target": "crashQueue",
+        "calculationSpec": {"func": "count", "calculationBy": "entities"}}});
+    fleet.port.add_blueprint(account);
+    // Asking for the blueprint's own fields leaves them out; a Port that sends them anyway must
+    // not cause writes either.
+    fleet.port.faults(|f| f.ignore_include = true);
+
+    fleet.port.reset_counters();
+    let plan = port_command(&fleet.ws, &fleet.port, &["plan", "--format", "json"])
+        .output()
+        .expect("plan");
+    assert_eq!(code(&plan), 0, "{}", text(&plan.stderr));
+    let plan: Json = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    assert_eq!(plan["summary"]["update"], 0, "{}", plan["changes"]);
+    let again = fleet.apply();
+    assert_eq!(code(&again), 0, "{}", text(&again.stderr));
+    assert_eq!(fleet.port.counters().writes, 0);
+}
+
+#[test]
+fn a_foreign_entity_related_to_an_owned_one_withholds_its_delete() {
+    let fleet = Fleet::with_mapping(RELATED_REPLACE_MAPPING);
+    fleet.set_queues(&(0..5).map(|n| (n, 345_600)).collect());
+    applied(&fleet, "first sync");
+    // Another tool's entity points at one of our queues through a relation.
+    let mut queue = fleet.port.blueprint("crashQueue").expect("crashQueue");
+    queue["relations"]["deadLetter"] =
+        json!({"target": "crashQueue", "many": false, "required": false});
+    fleet.port.add_blueprint(queue);
+    let doomed = "arn:aws:sqs:us-east-1:111111111111:q4";
+    fleet.port.seed_entity(
+        "crashQueue",
+        json!({"identifier": "someone-elses-queue", "title": "theirs",
+               "relations": {"deadLetter": doomed}}),
+        "other-tool/1.0",
+    );
+    fleet.set_queues(&(0..4).map(|n| (n, 345_600)).collect());
+
+    let plan = port_command(&fleet.ws, &fleet.port, &["plan", "--format", "json"])
+        .output()
+        .expect("plan");
+    assert_eq!(code(&plan), 3, "{}", text(&plan.stderr));
+    let plan: Json = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    let withheld: Vec<(&str, &str)> = plan["withheld"]
+        .as_array()
+        .expect("withheld")
+        .iter()
+        .map(|w| {
+            (
+                w["identifier"].as_str().unwrap_or_default(),
+                w["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(withheld, vec![(doomed, "foreign_dependents")]);
+    let applied = fleet.apply();
+    assert_eq!(code(&applied), 3, "{}", text(&applied.stderr));
+    assert!(fleet.port.entity("crashQueue", doomed).is_some(), "kept");
+}
+
+#[test]
+fn validate_catalog_runs_every_read_and_reports_them_accepted() {
+    let s = setup();
+    // Before the first apply the blueprints do not exist yet; blueprints.json defines them.
+    let before = s.run(&["validate", "--catalog"]);
+    let out = text(&before.stdout);
+    assert_eq!(code(&before), 0, "{out}\n{}", text(&before.stderr));
+    assert!(
+        out.contains("apply creates it from blueprints.json"),
+        "{out}"
+    );
+    assert_eq!(s.port.counters().writes, 0, "validate writes nothing");
+
+    assert_eq!(code(&s.run(&["apply"])), 0);
+    s.port.reset_counters();
+    let after = s.run(&["validate", "--catalog"]);
+    let out = text(&after.stdout);
+    assert_eq!(code(&after), 0, "{out}\n{}", text(&after.stderr));
+    assert!(out.contains("Every read was accepted."), "{out}");
+    assert!(
+        !out.contains("refused") && !out.contains("missing"),
+        "{out}"
+    );
+    for read in [
+        "search of owned entities",
+        "search by identifier",
+        "relate to it through account",
+        "ownership listing",
+    ] {
+        assert!(out.contains(read), "{read} is checked: {out}");
+    }
+    assert_eq!(s.port.counters().writes, 0, "validate writes nothing");
+}
+
+#[test]
+fn validate_catalog_names_a_mapped_blueprint_that_exists_nowhere() {
+    let s = setup();
+    s.ws.write(
+        "mappings/extra.yaml",
+        "resources:\n  - kind: AWS::SQS::Queue\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"nosuchQueue\"'\n",
+    );
+    let config = std::fs::read_to_string(s.ws.path("tidemark.yaml")).expect("config");
+    s.ws.write(
+        "tidemark.yaml",
+        &format!("{config}mappings: [builtin:aws, mappings/extra.yaml]\n"),
+    );
+    let out = s.run(&["validate", "--catalog"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 1, "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("nosuchQueue") && stdout.contains("no blueprints.json defines it"),
+        "{stdout}"
+    );
 }

@@ -24,7 +24,9 @@ use tokio::sync::Notify;
 
 use tidemark::app::AnySource;
 use tidemark::catalog::local::LocalCatalog;
-use tidemark::catalog::{ApplyReport, Catalog, CatalogError, NoProgress, Progress, Writes};
+use tidemark::catalog::{
+    ApplyReport, Catalog, CatalogError, NoProgress, Progress, ReadCheck, Writes,
+};
 use tidemark::config::{Config, ProcessEnv};
 use tidemark::model::{
     Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, RawItem,
@@ -1312,6 +1314,14 @@ impl Catalog for SlowCatalog {
         keys: &[EntityKey],
     ) -> Result<Vec<ForeignReference>, CatalogError> {
         self.inner.foreign_references(owner, keys).await
+    }
+
+    async fn preflight(
+        &self,
+        owner: &str,
+        blueprints: &[String],
+    ) -> Result<Vec<ReadCheck>, CatalogError> {
+        self.inner.preflight(owner, blueprints).await
     }
 
     async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {

@@ -49,8 +49,8 @@ use sha2::{Digest, Sha256};
 
 use super::validate::{is_valid_blueprint_identifier, validate_entity};
 use super::{
-    ApplyReport, BlueprintChange, Catalog, CatalogError, Delete, Progress, Rejected,
-    STOPPED_ON_REQUEST, Upsert, Writes,
+    ApplyReport, BlueprintChange, Catalog, CatalogError, Delete, PREFLIGHT_IDENTIFIER, Progress,
+    ReadCheck, ReadOutcome, Rejected, STOPPED_ON_REQUEST, Upsert, Writes,
 };
 use crate::model::{Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
 
@@ -452,6 +452,51 @@ impl Catalog for LocalCatalog {
         keys: &[EntityKey],
     ) -> Result<Vec<ForeignReference>, CatalogError> {
         self.read_foreign_references(owner, keys)
+    }
+
+    /// The local catalog's reads are SQL over tables tidemark made, so they are refused only
+    /// when the file is unreadable; what this checks in practice is which blueprints exist.
+    async fn preflight(
+        &self,
+        owner: &str,
+        blueprints: &[String],
+    ) -> Result<Vec<ReadCheck>, CatalogError> {
+        let present: Vec<String> = self
+            .read_blueprints()?
+            .iter()
+            .map(|b| b.identifier().to_string())
+            .collect();
+        let outcome = |read: Result<(), CatalogError>| match read {
+            Ok(()) => ReadOutcome::Accepted,
+            Err(e) => ReadOutcome::Refused(e.to_string()),
+        };
+        let mut checks = vec![ReadCheck::new(
+            None,
+            "owned entities",
+            outcome(self.read_owned(owner).map(drop)),
+        )];
+        for blueprint in blueprints {
+            if !present.contains(blueprint) {
+                checks.push(ReadCheck::new(
+                    Some(blueprint),
+                    "the blueprint",
+                    ReadOutcome::Missing,
+                ));
+                continue;
+            }
+            let probe = [EntityKey::new(blueprint, PREFLIGHT_IDENTIFIER)];
+            checks.push(ReadCheck::new(
+                Some(blueprint),
+                "entities of other owners",
+                outcome(self.read_foreign(owner, &probe).map(drop)),
+            ));
+            checks.push(ReadCheck::new(
+                Some(blueprint),
+                "entities of other owners that relate to it",
+                outcome(self.read_foreign_references(owner, &probe).map(drop)),
+            ));
+        }
+        Ok(checks)
     }
 
     async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {

@@ -127,6 +127,50 @@ impl Progress for NoProgress {
 }
 
 /// A catalog tidemark reconciles into. `owner` is the integration identifier.
+/// The identifier `validate --catalog` searches for: a valid Port identifier that no resource
+/// maps to, so the reads it sends are the reconciler's in shape and return nothing.
+pub const PREFLIGHT_IDENTIFIER: &str = "tidemark-preflight-probe";
+
+/// One read `validate --catalog` ran against a catalog, and what the catalog said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadCheck {
+    /// The blueprint the read is about; `None` for reads of the whole catalog.
+    pub blueprint: Option<String>,
+    /// The read as a user knows it, e.g. `search of owned entities`.
+    pub read: String,
+    pub outcome: ReadOutcome,
+}
+
+/// How a catalog answered one of the reconciler's reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Accepted,
+    /// The catalog refused the read; its message.
+    Refused(String),
+    /// The blueprint does not exist in the catalog.
+    Missing,
+}
+
+impl ReadCheck {
+    /// Whether this answer means the reconciler would fail: a refused read, or a blueprint the
+    /// catalog lacks that no `blueprints.json` defines (so `apply` cannot create it).
+    pub fn is_failure(&self, defined: &dyn Fn(&str) -> bool) -> bool {
+        match &self.outcome {
+            ReadOutcome::Accepted => false,
+            ReadOutcome::Refused(_) => true,
+            ReadOutcome::Missing => !self.blueprint.as_deref().is_some_and(defined),
+        }
+    }
+
+    pub fn new(blueprint: Option<&str>, read: impl Into<String>, outcome: ReadOutcome) -> Self {
+        ReadCheck {
+            blueprint: blueprint.map(str::to_string),
+            read: read.into(),
+            outcome,
+        }
+    }
+}
+
 pub trait Catalog: Send + Sync {
     /// Names the catalog in plans (`local /path/catalog.db`, `port https://api.port.io`).
     fn describe(&self) -> String;
@@ -167,6 +211,15 @@ pub trait Catalog: Send + Sync {
 
     /// Requests sent to a remote API since the last call, for the daemon's metrics (see
     /// [`crate::requests::RequestCounter::take`]). Catalogs that call no API have none.
+    /// Runs every read the reconciler makes for `blueprints`, read-only and at the smallest
+    /// page size, and reports how the catalog answered each (`validate --catalog`). An error is
+    /// a failure to reach or authenticate with the catalog at all.
+    fn preflight(
+        &self,
+        owner: &str,
+        blueprints: &[String],
+    ) -> impl Future<Output = Result<Vec<ReadCheck>, CatalogError>> + Send;
+
     fn take_requests(&self) -> Vec<RequestCount> {
         Vec::new()
     }

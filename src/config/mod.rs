@@ -6,7 +6,7 @@
 //! `${VAR}` substitution happens on scalar values after parsing; secrets may come from `*File`
 //! keys; Port's and Ocean's environment variables fill keys the file leaves out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::port::PortConfig;
-use crate::mapping::{LoadOptions, MappingSource, Mappings, Redactor};
+use crate::mapping::{LoadOptions, MappingSource, Mappings, Producible, Redactor};
 use crate::model::Blueprint;
 use crate::secret::Secret;
 use crate::source::Regions;
@@ -46,6 +46,29 @@ pub struct Config {
     pub hash: String,
     /// Hashes of the sections, so a reload can tell what changed.
     pub section_hashes: SectionHashes,
+}
+
+impl Config {
+    /// Every blueprint the mappings can write: those named by a constant `blueprint`
+    /// expression and those defined in `blueprints.json`, sorted.
+    pub fn mapped_blueprints(&self) -> Vec<String> {
+        let mut out: BTreeSet<String> = self
+            .blueprints
+            .iter()
+            .map(|b| b.identifier().to_string())
+            .collect();
+        for kind in self.mappings.kinds() {
+            if let Producible::Only(named) = self.mappings.producible_blueprints(&kind.kind) {
+                out.extend(named);
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Whether `blueprint` is defined in a `blueprints.json`, so that `apply` creates it.
+    pub fn defines_blueprint(&self, blueprint: &str) -> bool {
+        self.blueprints.iter().any(|b| b.identifier() == blueprint)
+    }
 }
 
 impl std::fmt::Debug for Config {

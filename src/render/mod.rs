@@ -442,6 +442,47 @@ pub fn json(plan: &Plan) -> String {
 }
 
 /// What `apply` wrote.
+/// `validate --catalog`: one line per read, grouped by blueprint, then a verdict.
+pub fn preflight(
+    catalog: &str,
+    checks: &[crate::catalog::ReadCheck],
+    defined: &dyn Fn(&str) -> bool,
+) -> String {
+    use crate::catalog::ReadOutcome;
+    use std::fmt::Write as _;
+    let mut out = format!("{catalog}: the reads tidemark makes\n");
+    let mut failures = 0;
+    for check in checks {
+        let scope = check.blueprint.as_deref().unwrap_or("catalog");
+        let (word, detail) = match &check.outcome {
+            ReadOutcome::Accepted => ("ok", String::new()),
+            ReadOutcome::Refused(message) => ("refused", format!(": {message}")),
+            ReadOutcome::Missing if check.blueprint.as_deref().is_some_and(defined) => (
+                "new",
+                ": not in the catalog yet; apply creates it from blueprints.json".to_string(),
+            ),
+            ReadOutcome::Missing => (
+                "missing",
+                ": not in the catalog and no blueprints.json defines it; create it in the catalog or add it to blueprints.json".to_string(),
+            ),
+        };
+        if check.is_failure(defined) {
+            failures += 1;
+        }
+        let _ = writeln!(out, "  {word:<8} {scope}: {}{detail}", check.read);
+    }
+    if failures == 0 {
+        let _ = writeln!(out, "Every read was accepted.");
+    } else {
+        let _ = writeln!(
+            out,
+            "{failures} of {} reads would fail; apply would stop on them.",
+            checks.len()
+        );
+    }
+    out
+}
+
 pub fn apply_report(report: &ApplyReport) -> String {
     let mut out = String::new();
     let _ = writeln!(

@@ -16,7 +16,8 @@
 //! an identifier that exists but is not in our owned search is foreign; its owner is the
 //! `$datasource` when Port returns one, else the first adoption prefix whose `contains` search
 //! finds it, else unknown (empty). Foreign references are found per blueprint with a relation to
-//! one of our blueprints: a search on that relation field (`in` the identifiers), minus our own.
+//! one of our blueprints: a search with a relation rule (`{"relation", "operator": "in"}`, the
+//! only way Port's search names a relation), minus our own.
 //!
 //! Other details the core relies on: `kind` of an owned entity is always `None` (Port keeps no
 //! place for it); `placeholder` marks entities with nothing but an identifier (what
@@ -28,7 +29,7 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, Writes};
+use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, ReadCheck, Writes};
 use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
 use crate::secret::Secret;
 
@@ -197,6 +198,22 @@ impl Catalog for PortCatalog {
         read::foreign_references(&self.http, &self.integration, keys)
             .await
             .map_err(port_error)
+    }
+
+    async fn preflight(
+        &self,
+        owner: &str,
+        blueprints: &[String],
+    ) -> Result<Vec<ReadCheck>, CatalogError> {
+        self.check_owner(owner)?;
+        read::preflight(
+            &self.http,
+            &self.integration,
+            &self.adopt_prefixes,
+            blueprints,
+        )
+        .await
+        .map_err(port_error)
     }
 
     async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
