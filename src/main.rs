@@ -41,6 +41,13 @@ enum LogFormat {
     Json,
 }
 
+/// How `accounts` and `entities` print what they found.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum PlanFormat {
     Text,
@@ -96,6 +103,9 @@ enum Command {
         /// Exit 2 when there are changes (and nothing partial).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Show the null fields of created entities too (text and markdown).
+        #[arg(long)]
+        show_nulls: bool,
         #[command(flatten)]
         guards: GuardArgs,
     },
@@ -142,11 +152,15 @@ enum Command {
     Accounts {
         #[command(flatten)]
         config: ConfigArg,
+        /// A table for people, or one JSON document with the discovery status and every account.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
     },
     /// Records what the configured source lists, in the snapshot format.
     Snapshot {
         #[command(flatten)]
         config: ConfigArg,
+        /// The folder to write: manifest.json and one file per account, region and kind.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
@@ -162,8 +176,12 @@ enum Command {
     Entities {
         #[command(flatten)]
         config: ConfigArg,
+        /// Only the entities of this blueprint.
         #[arg(long, value_name = "BP")]
         blueprint: Option<String>,
+        /// One JSON line per entity, or a table for people.
+        #[arg(long, value_enum, default_value = "json")]
+        format: ListFormat,
     },
     /// `watch`'s mapping process: mapping files, then items, as JSON lines on standard input.
     #[command(name = "__map-worker", hide = true)]
@@ -177,7 +195,15 @@ const EXIT_CHANGES: u8 = 2;
 const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error is exit 1, not clap's 2: under `plan --detailed-exitcode`, 2 means "there
+    // are changes", and a mistyped flag in CI must not read as that.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
     if let Command::MapWorker = cli.command {
         // No logging and no runtime: standard output carries answers, standard error the reason
         // the worker stopped.
@@ -207,11 +233,21 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command)) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`tidemark plan | head`): nothing left to say to anyone.
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Lists and maps for a one-shot command. Mappings that define jq functions map in a worker
@@ -269,6 +305,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             format,
             out,
             detailed_exitcode,
+            show_nulls,
             guards,
         } => {
             let Some(config) = load_config(&config.config) else {
@@ -278,7 +315,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             let catalog = AnyCatalog::open(&config)?;
             let collected = collect(&config, &source, false).await?;
             let plan = reconcile::plan(&config, &collected, &catalog, &guards.options()).await?;
-            print_plan(&plan, format)?;
+            print_plan(&plan, format, show_nulls)?;
             if let Some(path) = out {
                 std::fs::write(&path, render::json(&plan))
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -324,7 +361,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                     reconcile::plan(&config, &collected, &catalog, &guards.options()).await?
                 }
             };
-            print_plan(&plan, PlanFormat::Text)?;
+            print_plan(&plan, PlanFormat::Text, false)?;
             if !plan.has_changes() {
                 return Ok(if plan.is_partial() {
                     EXIT_PARTIAL
@@ -406,42 +443,24 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             },
             input.as_deref(),
         ),
-        Command::Accounts { config } => {
+        Command::Accounts { config, format } => {
             let Some(config) = load_config(&config.config) else {
                 return Ok(EXIT_ERROR);
             };
             let source = AnySource::open(&config).await?;
             let (discovery, accounts) = source.accounts().await?;
-            let mut partial = !discovery.is_complete();
             if let Some(e) = &discovery.error {
                 eprintln!("warning: account discovery {:?}: {e}", discovery.status);
             }
-            let mut out = io::stdout().lock();
-            writeln!(
-                out,
-                "{:<14} {:<24} {:<9} {:<50} REGIONS",
-                "ACCOUNT", "NAME", "ASSUMED", "ROLE"
-            )?;
-            for a in &accounts {
-                let regions = if let Some(e) = &a.regions_error {
-                    format!("(failed: {e})")
-                } else {
-                    a.regions.join(",")
-                };
-                writeln!(
-                    out,
-                    "{:<14} {:<24} {:<9} {:<50} {}",
-                    a.id,
-                    a.name.as_deref().unwrap_or("-"),
-                    if a.assumed { "yes" } else { "NO" },
-                    a.role_arn.as_deref().unwrap_or("-"),
-                    regions
-                )?;
-                if let Some(e) = &a.error {
-                    writeln!(out, "    {e}")?;
-                }
-                partial |= !a.assumed || a.regions_error.is_some();
-            }
+            let text = match format {
+                ListFormat::Table => render::accounts_table(&accounts),
+                ListFormat::Json => render::accounts_json(&discovery, &accounts),
+            };
+            io::stdout().lock().write_all(text.as_bytes())?;
+            let partial = !discovery.is_complete()
+                || accounts
+                    .iter()
+                    .any(|a| !a.assumed || a.regions_error.is_some());
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
         }
         Command::Snapshot { config, out } => {
@@ -494,11 +513,35 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             tidemark::watch::run(options, listen, shutdown).await?;
             Ok(EXIT_OK)
         }
-        Command::Entities { config, blueprint } => {
+        Command::Entities {
+            config,
+            blueprint,
+            format,
+        } => {
             let Some(config) = load_config(&config.config) else {
                 return Ok(EXIT_ERROR);
             };
             let catalog = AnyCatalog::open(&config)?;
+            if let Some(wanted) = &blueprint {
+                let known: Vec<String> = catalog
+                    .blueprints()
+                    .await?
+                    .iter()
+                    .map(|b| b.identifier().to_string())
+                    .collect();
+                if !known.contains(wanted) {
+                    eprintln!(
+                        "error: {}: unknown blueprint {wanted:?}; it has {}",
+                        catalog.describe(),
+                        if known.is_empty() {
+                            "no blueprints".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    );
+                    return Ok(EXIT_ERROR);
+                }
+            }
             // The local catalog records each entity's account; Port attributes ownership per
             // discovered account, so it needs the account list.
             let accounts = match &catalog {
@@ -517,28 +560,18 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             let mut owned = catalog
                 .owned(&config.integration.identifier, &accounts)
                 .await?;
+            owned.retain(|o| blueprint.as_deref().is_none_or(|b| o.entity.blueprint == b));
             owned.sort_by_key(|a| a.entity.key());
-            let mut out = io::BufWriter::new(io::stdout().lock());
-            for o in owned
-                .iter()
-                .filter(|o| blueprint.as_deref().is_none_or(|b| o.entity.blueprint == b))
-            {
-                let line = serde_json::json!({
-                    "blueprint": o.entity.blueprint,
-                    "identifier": o.entity.identifier,
-                    "account": o.account,
-                    "kind": o.kind,
-                    "entity": o.entity,
-                });
-                writeln!(out, "{line}")?;
-            }
-            out.flush()?;
+            let text = match format {
+                ListFormat::Json => render::entities_json(&owned),
+                ListFormat::Table => render::entities_table(&owned),
+            };
+            io::stdout().lock().write_all(text.as_bytes())?;
             Ok(EXIT_OK)
         }
     }
 }
 
-/// Loads the config, printing every error and warning; `None` means exit 1.
 /// `validate --catalog`: every read the reconciler makes, against the configured catalog.
 async fn preflight(config: &Config) -> anyhow::Result<u8> {
     let catalog = AnyCatalog::open(config)?;
@@ -562,6 +595,7 @@ async fn preflight(config: &Config) -> anyhow::Result<u8> {
     Ok(if failed { EXIT_ERROR } else { EXIT_OK })
 }
 
+/// Loads the config, printing every error and warning; `None` means exit 1.
 fn load_config(path: &Path) -> Option<Config> {
     match config::load(path, &ProcessEnv) {
         Ok((config, warnings)) => {
@@ -579,14 +613,15 @@ fn load_config(path: &Path) -> Option<Config> {
     }
 }
 
-fn print_plan(plan: &Plan, format: PlanFormat) -> anyhow::Result<()> {
+fn print_plan(plan: &Plan, format: PlanFormat, show_nulls: bool) -> anyhow::Result<()> {
     let style = Style {
         color: io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        show_nulls,
     };
     let text = match format {
         PlanFormat::Text => render::text(plan, style),
         PlanFormat::Json => render::json(plan),
-        PlanFormat::Markdown => render::markdown(plan),
+        PlanFormat::Markdown => render::markdown(plan, show_nulls),
     };
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
@@ -632,15 +667,20 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
         Some(worker) => worker.map_items(items).map_err(|e| e.to_string()),
         None => Ok(items.iter().map(|item| mappings.map_item(item)).collect()),
     };
-    mapping::run_map(
+    let summary = mapping::run_map(
         &mut map_items,
+        &|kind| mappings.maps_kind(kind),
         &options,
         &mut reader,
         &mut out,
         &mut diagnostics,
     )?;
     out.flush()?;
-    Ok(EXIT_OK)
+    Ok(if summary.mapping_errors > 0 {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    })
 }
 
 /// A progress bar on a terminal; nothing otherwise.

@@ -37,19 +37,22 @@ impl RawItem {
         out
     }
 
-    /// The item exactly as a mapping sees it (SPEC "What a mapping sees").
+    /// The item exactly as a mapping sees it (SPEC "What a mapping sees"). An account or region
+    /// nobody gave (`tidemark map` without `--account`/`--region`) is `null`, as jq would show a
+    /// missing field, not an empty string.
     pub fn to_mapping_input(&self) -> Json {
+        let (account, region) = (given(&self.account), given(&self.region));
         json!({
             "Identifier": self.identifier,
             "Type": self.kind,
             "Properties": self.properties,
             "__ExtraContext": {
-                "AccountId": self.account,
+                "AccountId": account,
                 "AccountName": self.account_name,
-                "Region": self.region,
+                "Region": region,
             },
-            "__AccountId": self.account,
-            "__Region": self.region,
+            "__AccountId": account,
+            "__Region": region,
             "__Kind": self.kind,
         })
     }
@@ -68,6 +71,12 @@ impl RawItem {
         }
         128 + self.identifier.len() + self.kind.len() + size(&self.properties)
     }
+}
+
+/// An item's account or region as mappings see it: `None` (jq's `null`) when nobody gave one,
+/// which only `tidemark map` without `--account`/`--region` leaves empty.
+pub fn given(field: &str) -> Option<&str> {
+    (!field.is_empty()).then_some(field)
 }
 
 /// Where an entity sits in a catalog: blueprints are namespaces for identifiers.

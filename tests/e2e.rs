@@ -566,3 +566,138 @@ fn hostile_identifiers_are_written_or_refused_by_ports_rule_and_a_rerun_changes_
     assert_eq!(summary(&again)["update"], 0, "{again}");
     assert_eq!(summary(&again)["delete"], 0, "{again}");
 }
+
+#[test]
+fn a_usage_error_is_exit_1_never_the_changes_code_2() {
+    let ws = demo();
+    let config = ws.config();
+    for args in [
+        vec!["plan", "-c", &config, "--fromat", "json"],
+        vec!["plan", "-c", &config, "--allow-mass-delete", "444444444444"],
+        vec![
+            "plan",
+            "-c",
+            &config,
+            "--detailed-exitcode",
+            "--format",
+            "yaml",
+        ],
+        vec!["watch", "-c", &config, "--listen", "notanaddr"],
+        vec!["frobnicate"],
+    ] {
+        let out = ws.run(&args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("error:"), "{args:?}");
+    }
+    let help = ws.run(&["plan", "--help"]);
+    assert_eq!(code(&help), 0);
+}
+
+#[test]
+fn allowing_mass_deletes_for_an_account_with_nothing_held_back_is_warned_about() {
+    let ws = small();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    let (status, plan) = ws.plan(&["--allow-mass-delete=999999999999"]);
+    assert_eq!(status, 0);
+    let warnings = plan["warnings"].to_string();
+    assert!(
+        warnings.contains("999999999999") && warnings.contains("nothing to confirm"),
+        "{warnings}"
+    );
+    // Naming the account whose deletes are held back (it left the organisation) is not.
+    edit_manifest(&ws, |m| {
+        for list in ["accounts", "scopes"] {
+            m[list]
+                .as_array_mut()
+                .expect(list)
+                .retain(|e| e["Id"] != STAGING && e["account"] != STAGING);
+        }
+    });
+    let (status, plan) = ws.plan(&[&format!("--allow-mass-delete={STAGING}")]);
+    assert_eq!(status, 0, "{}", plan["withheld"]);
+    assert_eq!(plan["summary"]["delete"], 5);
+    assert!(
+        !plan["warnings"].to_string().contains("nothing to confirm"),
+        "{}",
+        plan["warnings"]
+    );
+}
+
+#[test]
+fn entities_of_an_unknown_blueprint_is_an_error_naming_it() {
+    let ws = demo();
+    assert_eq!(code(&ws.apply(&[])), 0);
+    let config = ws.config();
+    let out = ws.run(&["entities", "-c", &config, "--blueprint", "nope"]);
+    assert_eq!(code(&out), 1);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown blueprint \"nope\"") && err.contains("awsSqsQueue"),
+        "{err}"
+    );
+    let table = ws.run(&[
+        "entities",
+        "-c",
+        &config,
+        "--blueprint",
+        "awsSqsQueue",
+        "--format",
+        "table",
+    ]);
+    assert_eq!(code(&table), 0);
+    let table = text(&table.stdout);
+    assert!(
+        table.starts_with("BLUEPRINT") && table.ends_with("12 entities\n"),
+        "{table}"
+    );
+}
+
+#[test]
+fn reading_commands_leave_no_catalog_file_behind() {
+    let ws = demo();
+    let config = ws.config();
+    assert_eq!(ws.plan(&[]).0, 0);
+    assert_eq!(code(&ws.run(&["entities", "-c", &config])), 0);
+    assert_eq!(code(&ws.run(&["validate", "-c", &config, "--catalog"])), 0);
+    assert!(!ws.path(".tidemark").exists(), "a catalog file was created");
+    assert_eq!(code(&ws.apply(&[])), 0);
+    assert!(ws.path(".tidemark/catalog.db").exists());
+}
+
+#[test]
+fn the_demos_first_plan_in_markdown_fits_a_pull_request_comment() {
+    let ws = demo();
+    let config = ws.config();
+    let out = ws.run(&["plan", "-c", &config, "--format", "markdown"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    assert!(
+        md.chars().count() <= 60_000,
+        "{} characters",
+        md.chars().count()
+    );
+    assert!(md.contains("96 to create"), "{md}");
+}
+
+#[test]
+fn accounts_print_as_a_table_or_as_json() {
+    let ws = demo();
+    let config = ws.config();
+    let table = ws.run(&["accounts", "-c", &config]);
+    assert!(
+        text(&table.stdout).starts_with("ACCOUNT"),
+        "{}",
+        text(&table.stdout)
+    );
+    let out = ws.run(&["accounts", "-c", &config, "--format", "json"]);
+    let doc: Json = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["discovery"]["status"], "ok");
+    let ids: Vec<&str> = doc["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert!(ids.contains(&PROD) && ids.contains(&STAGING), "{ids:?}");
+    assert_eq!(code(&out), code(&table));
+}

@@ -213,7 +213,8 @@ fn mapping_errors_skip_the_item_and_are_reported_with_its_identity() {
         &["--account", "1", "--region", "r"],
         &format!("{good}\n{bad}\n"),
     );
-    assert_eq!(run.status, 0);
+    // A mapping error is exit 3 in `map` as in every other command: partial.
+    assert_eq!(run.status, 3);
     assert_eq!(
         run.stdout,
         vec![json!({"identifier": "a1", "blueprint": "b"})]
@@ -301,5 +302,47 @@ fn a_batch_given_up_unread_does_not_leak_answers_into_the_next() {
     assert_eq!(
         outcomes[0].entities[0].entity.identifier,
         "arn:aws:s3:::fresh"
+    );
+}
+
+#[test]
+fn items_nothing_maps_are_reported_by_kind_and_items_without_a_type_by_position() {
+    let mapping = "resources:\n  - kind: AWS::S3::Bucket\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"b\"'\n";
+    let items = [
+        json!({"Type": "AWS::S3::Bucket", "Identifier": "b1", "Properties": {}}),
+        json!({"Type": "AWS::EC2::Instance", "Identifier": "i-1", "Properties": {}}),
+        json!({"Type": "AWS::EC2::Instance", "Identifier": "i-2", "Properties": {}}),
+        json!({"Identifier": "typeless", "Properties": {}}),
+    ];
+    let input: String = items.iter().map(|i| format!("{i}\n")).collect();
+    let run = run_map(mapping, &[], &input);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.len(), 1);
+    assert!(
+        run.stderr.contains(
+            "2 items of kind AWS::EC2::Instance skipped: no entry of the mapping maps this kind"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("item 4 skipped") && run.stderr.contains("no Type"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn without_account_and_region_flags_mappings_see_null_not_empty_strings() {
+    let mapping = "resources:\n  - kind: K\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"b\"'\n          properties:\n            region: .__Region\n            account: .__ExtraContext.AccountId\n            whole: '[.__Region, .__AccountId]'\n";
+    let run = run_map(
+        mapping,
+        &[],
+        r#"{"Type": "K", "Identifier": "x", "Properties": {}}"#,
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout[0]["properties"],
+        json!({"region": null, "account": null, "whole": [null, null]})
     );
 }

@@ -141,22 +141,25 @@ pub struct LocalCatalog {
     lock_path: PathBuf,
     lock_timeout: Duration,
     conn: Mutex<Connection>,
+    /// Whether `conn` is the file at `path`; until the first write it may be an empty
+    /// in-memory catalog, so that reading commands leave no file behind.
+    on_disk: std::sync::atomic::AtomicBool,
 }
 
 impl LocalCatalog {
-    /// Opens the catalog at `path`, creating the file, its parent folders and the tables when
-    /// missing.
+    /// Opens the catalog at `path`. A catalog that does not exist yet reads as empty and is
+    /// created (file, parent folders, tables) by the first write, so `plan`, `validate` and
+    /// `entities` leave nothing behind.
     pub fn open(path: &Path) -> Result<LocalCatalog, CatalogError> {
-        let err = |message: String| CatalogError::Local {
-            path: path.display().to_string(),
-            message,
+        let on_disk = path.exists();
+        let conn = if on_disk {
+            open_file(path)?
+        } else {
+            let conn = Connection::open_in_memory()
+                .map_err(|e| local_error(path, format!("cannot open: {e}")))?;
+            init(&conn).map_err(|e| local_error(path, e.to_string()))?;
+            conn
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| err(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        let conn = Connection::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        init(&conn).map_err(|e| err(e.to_string()))?;
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
         Ok(LocalCatalog {
@@ -164,7 +167,19 @@ impl LocalCatalog {
             lock_path: PathBuf::from(lock_path),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             conn: Mutex::new(conn),
+            on_disk: std::sync::atomic::AtomicBool::new(on_disk),
         })
+    }
+
+    /// The connection for a write: the file at `path`, created now if it did not exist.
+    fn writable(&self) -> Result<MutexGuard<'_, Connection>, CatalogError> {
+        let mut conn = self.connection();
+        if !self.on_disk.load(std::sync::atomic::Ordering::Acquire) {
+            *conn = open_file(&self.path)?;
+            self.on_disk
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(conn)
     }
 
     /// How long `apply` waits for another apply's lock (default 30 s).
@@ -217,7 +232,7 @@ impl LocalCatalog {
     /// key): seeds and tests use it for entities another integration wrote. Relations are indexed
     /// when the blueprint defines them.
     pub fn insert_foreign(&self, owner: &str, entity: &Entity) -> Result<(), CatalogError> {
-        let mut conn = self.connection();
+        let mut conn = self.writable()?;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let targets = relation_targets_of(&tx, &entity.blueprint)?;
@@ -242,7 +257,7 @@ impl LocalCatalog {
 
     /// Stores `blueprint` as given, replacing any definition with its identifier (seeds, tests).
     pub fn insert_blueprint(&self, blueprint: &Blueprint) -> Result<(), CatalogError> {
-        let conn = self.connection();
+        let conn = self.writable()?;
         let now = now();
         conn.execute(
             "INSERT INTO blueprints (identifier, definition, created_at, updated_at)
@@ -407,10 +422,10 @@ impl LocalCatalog {
         writes: &Writes,
         progress: &dyn Progress,
         report: &mut ApplyReport,
+        conn: &mut Connection,
     ) -> Result<(), rusqlite::Error> {
-        let mut conn = self.connection();
         let mut applier = Applier {
-            conn: &mut conn,
+            conn,
             owner,
             report,
             progress,
@@ -501,7 +516,12 @@ impl Catalog for LocalCatalog {
 
     async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
         let mut report = ApplyReport::default();
-        let lock = match self.lock_for_apply().await {
+        // The file (and its folder, where the lock file goes) exists before the lock is taken.
+        let lock = match self.writable().map(drop) {
+            Ok(()) => self.lock_for_apply().await,
+            Err(e) => Err(e),
+        };
+        let lock = match lock {
             Ok(lock) => lock,
             Err(e) => {
                 report.stopped = Some(e.to_string());
@@ -510,13 +530,34 @@ impl Catalog for LocalCatalog {
         };
         progress
             .start((writes.blueprints.len() + writes.upserts.len() + writes.deletes.len()) as u64);
-        if let Err(e) = self.apply_locked(owner, writes, progress, &mut report) {
+        let result =
+            self.apply_locked(owner, writes, progress, &mut report, &mut self.connection());
+        if let Err(e) = result {
             report.stopped = Some(self.error(e).to_string());
         }
         progress.finish();
         drop(lock);
         report
     }
+}
+
+fn local_error(path: &Path, message: String) -> CatalogError {
+    CatalogError::Local {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+/// Opens (creating when missing) the catalog file at `path`, its parent folders and its tables.
+fn open_file(path: &Path) -> Result<Connection, CatalogError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| local_error(path, format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let conn =
+        Connection::open(path).map_err(|e| local_error(path, format!("cannot open: {e}")))?;
+    init(&conn).map_err(|e| local_error(path, e.to_string()))?;
+    Ok(conn)
 }
 
 /// The held apply lock; released when dropped (the OS also releases it if the process dies).
@@ -552,7 +593,9 @@ fn init_tables(conn: &Connection) -> Result<(), InitError> {
     conn.set_prepared_statement_cache_capacity(64);
     // WAL lets `plan` read while an apply writes, and makes each commit one sequential append.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
+    // An in-memory catalog (one not created yet, read by `plan`) has no WAL and needs none.
+    let in_memory = conn.path().is_none_or(str::is_empty);
+    if !mode.eq_ignore_ascii_case("wal") && !in_memory {
         return Err(InitError::Refused(format!(
             "cannot switch to WAL mode (journal mode is {mode})"
         )));

@@ -7,7 +7,7 @@ use regex::Regex;
 use serde_json::{Map, Value as Json};
 
 use super::jq::{self, CompileError, Outcome, Program};
-use crate::model::RawItem;
+use crate::model::{RawItem, given};
 
 /// Ocean turns single-quoted string delimiters into double quotes before compiling: a quote at
 /// the start or after whitespace that is not followed by whitespace or `"` opens a string, and one
@@ -369,12 +369,13 @@ impl Input<'_> {
             return None;
         };
         let text = |s: &str| Some(Json::String(s.to_string()));
+        let given = |s: &str| Some(given(s).map_or(Json::Null, |s| Json::String(s.to_string())));
         match (first.as_str(), rest.is_empty()) {
             ("Properties", _) => walk(&item.properties, rest),
             ("Identifier", true) => text(&item.identifier),
             ("Type" | "__Kind", true) => text(&item.kind),
-            ("__AccountId", true) => text(&item.account),
-            ("__Region", true) => text(&item.region),
+            ("__AccountId", true) => given(&item.account),
+            ("__Region", true) => given(&item.region),
             ("__ExtraContext", _) => walk(&extra_context(item), rest),
             ("Identifier" | "Type" | "__Kind" | "__AccountId" | "__Region", false) => None,
             _ => Some(Json::Null),
@@ -391,19 +392,20 @@ impl Input<'_> {
 
 fn extra_context(item: &RawItem) -> Json {
     serde_json::json!({
-        "AccountId": item.account,
+        "AccountId": given(&item.account),
         "AccountName": item.account_name,
-        "Region": item.region,
+        "Region": given(&item.region),
     })
 }
 
 /// The item as a mapping sees it (`RawItem::to_mapping_input`), built straight into jaq's value.
 fn item_val(item: &RawItem) -> jaq_json::Val {
     use jq::{obj_val, str_val};
-    let name = item
-        .account_name
-        .as_deref()
-        .map_or(jaq_json::Val::Null, str_val);
+    let optional = |s: Option<&str>| s.map_or(jaq_json::Val::Null, str_val);
+    let (account, region) = (
+        optional(given(&item.account)),
+        optional(given(&item.region)),
+    );
     obj_val([
         ("Identifier", str_val(&item.identifier)),
         ("Type", str_val(&item.kind)),
@@ -411,13 +413,13 @@ fn item_val(item: &RawItem) -> jaq_json::Val {
         (
             "__ExtraContext",
             obj_val([
-                ("AccountId", str_val(&item.account)),
-                ("AccountName", name),
-                ("Region", str_val(&item.region)),
+                ("AccountId", account.clone()),
+                ("AccountName", optional(item.account_name.as_deref())),
+                ("Region", region.clone()),
             ]),
         ),
-        ("__AccountId", str_val(&item.account)),
-        ("__Region", str_val(&item.region)),
+        ("__AccountId", account),
+        ("__Region", region),
         ("__Kind", str_val(&item.kind)),
     ])
 }

@@ -204,6 +204,11 @@ impl Mappings {
         self.sources.iter().any(|s| s.text.contains("def "))
     }
 
+    /// Whether any entry maps `kind`.
+    pub fn maps_kind(&self, kind: &str) -> bool {
+        self.entries().any(|e| e.kind == kind)
+    }
+
     /// Maps one item with every entry of its kind whose region policy admits its region.
     pub fn map_item(&self, item: &RawItem) -> ItemOutcome {
         let mut outcome = ItemOutcome::default();
@@ -235,6 +240,11 @@ pub struct MapSummary {
     pub entities: usize,
     pub skipped: usize,
     pub warnings: usize,
+    /// Items with a mapping error (an identifier or blueprint that is not a valid string, a
+    /// selector that is not a boolean): exit 3, as in every other command.
+    pub mapping_errors: usize,
+    /// Items whose kind no entry of the mapping maps, counted per kind.
+    pub unmapped: std::collections::BTreeMap<String, usize>,
 }
 
 /// Input `tidemark map` cannot read (exit 1).

@@ -89,9 +89,11 @@ pub type MapItems<'a> = dyn FnMut(&[RawItem]) -> Result<Vec<ItemOutcome>, String
 
 /// Runs `tidemark map`: items in (a JSON object, array, or JSON lines; raw Cloud Control
 /// descriptions or items as mappings see them), one entity per output line, skipped items and
-/// warnings to `diagnostics`. `map_items` maps them, here or in a worker child.
+/// warnings to `diagnostics`. `map_items` maps them, here or in a worker child; `maps_kind`
+/// says which kinds the mapping has entries for, so that items nothing maps are reported.
 pub fn run_map(
     map_items: &mut MapItems<'_>,
+    maps_kind: &dyn Fn(&str) -> bool,
     options: &MapOptions,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
@@ -115,6 +117,10 @@ pub fn run_map(
                    writer: &mut Output<'_>| {
         summary.items += 1;
         match to_raw_item(value, options) {
+            Ok(item) if !maps_kind(&item.kind) => {
+                summary.skipped += 1;
+                *summary.unmapped.entry(item.kind).or_default() += 1;
+            }
             Ok(mut item) => {
                 redactor.redact(&mut item);
                 chunk.push(item);
@@ -123,7 +129,7 @@ pub fn run_map(
                 summary.skipped += 1;
                 writeln!(
                     writer.diagnostics,
-                    "skipped item {}: {message}",
+                    "warning: item {} skipped: {message}",
                     summary.items
                 )
                 .map_err(write_error)?;
@@ -154,6 +160,14 @@ pub fn run_map(
     }
     writer.flush_chunk(map_items, &mut chunk, &mut summary)?;
     writer.out.flush().map_err(write_error)?;
+    for (kind, count) in &summary.unmapped {
+        let items = if *count == 1 { "item" } else { "items" };
+        writeln!(
+            writer.diagnostics,
+            "warning: {count} {items} of kind {kind} skipped: no entry of the mapping maps this kind (pass --kind to map them as another)"
+        )
+        .map_err(write_error)?;
+    }
     Ok(summary)
 }
 
@@ -191,6 +205,7 @@ impl Output<'_> {
             }
             if !outcome.errors.is_empty() {
                 summary.skipped += 1;
+                summary.mapping_errors += 1;
             }
             for e in &outcome.errors {
                 writeln!(self.diagnostics, "error: {place}: {e}").map_err(write_error)?;

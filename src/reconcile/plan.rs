@@ -538,11 +538,9 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
             .or_default()
             .push(key.clone());
     }
+    let mut confirmed: BTreeSet<String> = BTreeSet::new();
     for (account, keys) in deletes_per_account {
         let account_opt = (account != UNKNOWN_ACCOUNT).then_some(account.as_str());
-        if input.allow_mass_delete.allows(account_opt) {
-            continue;
-        }
         let owned = owned_per_account.get(&account).copied().unwrap_or(0);
         let n = keys.len();
         let flag = match account_opt {
@@ -568,12 +566,31 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
         } else {
             None
         };
+        if blocked.is_some() && input.allow_mass_delete.allows(account_opt) {
+            confirmed.insert(account);
+            continue;
+        }
         if let Some((reason, detail)) = blocked {
             for key in keys {
                 if let Some(o) = deletes.remove(&key) {
                     kept.push((o, Some((reason, detail.clone()))));
                 }
             }
+        }
+    }
+    // An account the flag names whose deletes no guard held back: most likely a mistyped id,
+    // which would otherwise pass silently and leave the intended account's deletes withheld.
+    if let MassDelete::Accounts(named) = &input.allow_mass_delete {
+        for account in named.difference(&confirmed) {
+            warnings.push(Issue {
+                account: Some(account.clone()),
+                region: None,
+                kind: None,
+                item: None,
+                message: format!(
+                    "--allow-mass-delete names account {account}, but the guards held back no deletes of it; nothing to confirm (a mistyped account id?)"
+                ),
+            });
         }
     }
     keep_referenced(
