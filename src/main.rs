@@ -29,6 +29,7 @@ struct Cli {
     /// error | warn | info | debug | trace (default: RUST_LOG, else warn; info for watch)
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Human-readable lines, or one JSON object per line (errors and warnings included).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -95,6 +96,7 @@ enum Command {
     Plan {
         #[command(flatten)]
         config: ConfigArg,
+        /// A diff for people, the JSON plan for tools, or markdown for a pull-request comment.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
         /// Also write the plan as JSON to this file, for `apply --plan`.
@@ -133,6 +135,7 @@ enum Command {
     },
     /// Runs a mapping file on raw resources and prints the entities as JSON lines.
     Map {
+        /// The mapping file (Ocean's port-app-config.yml format).
         #[arg(long, value_name = "FILE")]
         mapping: PathBuf,
         /// Treat every item as this kind (default: each item's Type or __Kind).
@@ -215,10 +218,13 @@ fn main() -> ExitCode {
             }
         };
     }
+    // The AWS SDK logs its credential chain's misses as warnings with debug structures; tidemark
+    // reports what went wrong itself, in one line, so by default the SDK speaks only of errors
+    // (`--log-level debug` or RUST_LOG shows everything).
     let default_level = if matches!(cli.command, Command::Watch { .. }) {
-        "info"
+        "info,aws_config=error,aws_runtime=error,aws_smithy_runtime=error"
     } else {
-        "warn"
+        "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error"
     };
     init_logging(cli.log_level.as_deref(), default_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -236,7 +242,7 @@ fn main() -> ExitCode {
         // The reader went away (`tidemark plan | head`): nothing left to say to anyone.
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            say_error(format!("{err:#}"));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -281,7 +287,57 @@ fn worker_executable() -> io::Result<std::path::PathBuf> {
     std::env::current_exe()
 }
 
+/// The log format chosen for this run, so that the lines `main` prints itself (errors,
+/// warnings) follow `--log-format` like every log line.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// One error or warning line on stderr: `error: message` as text, or a log event (one JSON
+/// object) under `--log-format json`.
+fn say(severity: tidemark::yaml::Severity, message: &str) {
+    use tidemark::yaml::Severity;
+    match (LOG_FORMAT.get(), severity) {
+        (Some(LogFormat::Json), Severity::Error) => tracing::error!("{message}"),
+        (Some(LogFormat::Json), Severity::Warning) => tracing::warn!("{message}"),
+        (_, severity) => eprintln!("{severity}: {message}"),
+    }
+}
+
+fn say_error(message: impl std::fmt::Display) {
+    say(tidemark::yaml::Severity::Error, &message.to_string());
+}
+
+fn say_warning(message: impl std::fmt::Display) {
+    say(tidemark::yaml::Severity::Warning, &message.to_string());
+}
+
+/// `map`'s diagnostics (`warning: …` and `error: …` lines) on their way to stderr, turned into
+/// log events under `--log-format json`.
+struct Diagnostics {
+    line: Vec<u8>,
+}
+
+impl Write for Diagnostics {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        while let Some(end) = self.line.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.line.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..end]).into_owned();
+            match (line.strip_prefix("error: "), line.strip_prefix("warning: ")) {
+                (Some(m), _) => say_error(m),
+                (_, Some(m)) => say_warning(m),
+                _ => say_warning(&line),
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn init_logging(level: Option<&str>, default: &str, format: LogFormat) {
+    let _ = LOG_FORMAT.set(format);
     let filter = match level {
         Some(l) => tracing_subscriber::EnvFilter::new(l),
         None => tracing_subscriber::EnvFilter::try_from_default_env()
@@ -405,7 +461,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             }
             if !errors.is_empty() {
                 for e in &errors {
-                    eprintln!("error: {e}");
+                    say_error(e);
                 }
                 return Ok(EXIT_ERROR);
             }
@@ -450,7 +506,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             let source = AnySource::open(&config).await?;
             let (discovery, accounts) = source.accounts().await?;
             if let Some(e) = &discovery.error {
-                eprintln!("warning: account discovery {:?}: {e}", discovery.status);
+                say_warning(format!("account discovery {:?}: {e}", discovery.status));
             }
             let text = match format {
                 ListFormat::Table => render::accounts_table(&accounts),
@@ -478,7 +534,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             write_snapshot(&out, &report, &raw, &now)
                 .with_context(|| format!("writing the snapshot to {}", out.display()))?;
             let failed = report.listings.iter().filter(|l| l.error.is_some()).count();
-            eprintln!(
+            // The summary a user waits for, on stderr because stdout is not used.
+            let summary = format!(
                 "recorded {} items from {} accounts and {} listings ({} failed) in {}",
                 raw.len(),
                 report.accounts.len(),
@@ -486,6 +543,20 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 failed,
                 out.display()
             );
+            match LOG_FORMAT.get() {
+                // Shaped like the log events, which a collector already parses; not a log event
+                // itself, so that the default `warn` filter does not hide the result.
+                Some(LogFormat::Json) => eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                        "level": "INFO",
+                        "fields": {"message": summary},
+                        "target": "tidemark",
+                    })
+                ),
+                _ => eprintln!("{summary}"),
+            }
             let partial = failed > 0
                 || !report.discovery.is_complete()
                 || report
@@ -530,15 +601,15 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                     .map(|b| b.identifier().to_string())
                     .collect();
                 if !known.contains(wanted) {
-                    eprintln!(
-                        "error: {}: unknown blueprint {wanted:?}; it has {}",
+                    say_error(format!(
+                        "{}: unknown blueprint {wanted:?}; it has {}",
                         catalog.describe(),
                         if known.is_empty() {
                             "no blueprints".to_string()
                         } else {
                             known.join(", ")
                         }
-                    );
+                    ));
                     return Ok(EXIT_ERROR);
                 }
             }
@@ -582,7 +653,7 @@ async fn preflight(config: &Config) -> anyhow::Result<u8> {
     {
         Ok(checks) => checks,
         Err(e) => {
-            eprintln!("error: {}: {e}", catalog.describe());
+            say_error(format!("{}: {e}", catalog.describe()));
             return Ok(EXIT_ERROR);
         }
     };
@@ -600,13 +671,13 @@ fn load_config(path: &Path) -> Option<Config> {
     match config::load(path, &ProcessEnv) {
         Ok((config, warnings)) => {
             for w in &warnings {
-                eprintln!("warning: {w}");
+                say_warning(w);
             }
             Some(config)
         }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                say(d.severity, &d.to_string());
             }
             None
         }
@@ -642,19 +713,19 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
         .collect();
     let (mappings, warnings) = match Mappings::load(&[source], &LoadOptions { hidden_env }) {
         Ok(loaded) => loaded,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                say(d.severity, &d.to_string());
             }
             return Ok(EXIT_ERROR);
         }
     };
     for w in &warnings {
-        eprintln!("warning: {w}");
+        say_warning(w);
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut diagnostics = io::stderr();
+    let mut diagnostics = Diagnostics { line: Vec::new() };
     let mut reader: Box<dyn io::BufRead> = match input {
         None | Some("-") => Box::new(io::stdin().lock()),
         Some(file) => {
@@ -686,23 +757,31 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
 /// A progress bar on a terminal; nothing otherwise.
 struct BarProgress {
     bar: Option<indicatif::ProgressBar>,
+    /// For a listing spinner: switches it to counting resources at the first one.
+    counting: Option<std::sync::Once>,
 }
 
 impl BarProgress {
     /// A spinner counting listed resources; it clears itself when dropped.
+    /// A spinner that says it is reaching the accounts until the first resource arrives, then
+    /// counts resources (a count of 0 during account discovery and role assumption read as if
+    /// nothing was found).
     fn listing() -> BarProgress {
         let bar = io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} listing: {pos} resources ({per_sec})",
+                    "{spinner} discovering accounts and assuming roles…",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         });
-        BarProgress { bar }
+        BarProgress {
+            bar,
+            counting: Some(std::sync::Once::new()),
+        }
     }
 
     fn new() -> BarProgress {
@@ -716,7 +795,10 @@ impl BarProgress {
             );
             bar
         });
-        BarProgress { bar }
+        BarProgress {
+            bar,
+            counting: None,
+        }
     }
 }
 
@@ -736,12 +818,51 @@ impl Progress for BarProgress {
     }
     fn advance(&self, n: u64) {
         if let Some(b) = &self.bar {
+            if let Some(first) = &self.counting {
+                first.call_once(|| {
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                        "{spinner} listing: {pos} resources ({per_sec})",
+                    ) {
+                        b.set_style(style);
+                    }
+                });
+            }
             b.inc(n);
         }
     }
     fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_flag_of_every_command_says_what_it_does() {
+        let cli = Cli::command();
+        for command in cli.get_subcommands().filter(|c| !c.is_hide_set()) {
+            assert!(
+                command.get_about().is_some(),
+                "{} has no help",
+                command.get_name()
+            );
+            for arg in command.get_arguments() {
+                let name = arg.get_id().as_str();
+                if matches!(name, "help" | "version") {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{name} has no help text",
+                    command.get_name()
+                );
+            }
         }
     }
 }

@@ -32,6 +32,23 @@ pub struct Diagnostic {
     pub file: String,
     pub pos: Pos,
     pub message: String,
+    pub severity: Severity,
+}
+
+/// Whether a diagnostic stops the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
 }
 
 impl Diagnostic {
@@ -40,7 +57,19 @@ impl Diagnostic {
             file: file.into(),
             pos,
             message: message.into(),
+            severity: Severity::Error,
         }
+    }
+
+    pub fn warning(file: impl Into<String>, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::new(file, pos, message)
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 }
 
@@ -209,6 +238,70 @@ const MAX_NODES: usize = 200_000;
 
 /// Parses the first document of `text`. An empty file gives a `Null` node at 1:1. A second
 /// document is an error, since a config or mapping file describes one thing.
+/// A key of a map that its place does not know.
+pub struct UnknownKey {
+    pub pos: Pos,
+    pub name: String,
+    /// `unknown key <section>.<name> (did you mean <section>.<close>?); known keys here: …`
+    pub message: String,
+}
+
+/// The keys of `entries` that are not among `known`, each with a message naming it in
+/// `section` (a dotted path; empty at the top), a "did you mean" when a known key is close, and
+/// the keys that are known there. The config and mapping files word unknown keys alike.
+pub fn unknown_keys(entries: &[(Node, Node)], known: &[&str], section: &str) -> Vec<UnknownKey> {
+    let prefix = if section.is_empty() {
+        String::new()
+    } else {
+        format!("{section}.")
+    };
+    entries
+        .iter()
+        .filter_map(|(key, _)| {
+            let name = key.scalar_text().unwrap_or_default();
+            if known.contains(&name.as_str()) {
+                return None;
+            }
+            let hint = closest(&name, known)
+                .map(|k| format!(" (did you mean {prefix}{k}?)"))
+                .unwrap_or_default();
+            let message = format!(
+                "unknown key {prefix}{name}{hint}; known keys here: {}",
+                known.join(", ")
+            );
+            Some(UnknownKey {
+                pos: key.pos,
+                name,
+                message,
+            })
+        })
+        .collect()
+}
+
+/// The known key closest to a misspelt one, for "did you mean".
+fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),

@@ -701,3 +701,46 @@ fn accounts_print_as_a_table_or_as_json() {
     assert!(ids.contains(&PROD) && ids.contains(&STAGING), "{ids:?}");
     assert_eq!(code(&out), code(&table));
 }
+
+#[test]
+fn missing_aws_credentials_are_one_line_with_the_fix_and_the_region_comes_from_the_config() {
+    let ws = Workspace::new();
+    ws.write(
+        "tidemark.yaml",
+        "integration: {identifier: e2e}\nsource: {type: aws, regions: [eu-west-1]}\ncatalog: {type: local}\n",
+    );
+    let config = ws.config();
+    let mut command = ws.command(&["plan", "-c", &config]);
+    for var in [
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command
+        .env("HOME", ws.dir.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run tidemark");
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("no usable AWS credentials")
+            && err.contains("AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("no AWS region") && !err.contains("ProviderChainError"),
+        "{err}"
+    );
+}

@@ -850,3 +850,28 @@ fn validate_catalog_names_a_mapped_blueprint_that_exists_nowhere() {
         "{stdout}"
     );
 }
+
+#[test]
+fn with_port_unreachable_plan_fails_within_half_a_minute_naming_the_cause() {
+    let s = setup();
+    // A port nothing listens on: every connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address");
+    let config = std::fs::read_to_string(s.ws.path("tidemark.yaml")).expect("config");
+    s.ws.write(
+        "tidemark.yaml",
+        &config.replace(s.port.url(), &format!("http://{closed}")),
+    );
+    let started = Instant::now();
+    let out = s.run_within(&["plan"], Duration::from_secs(45));
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(45));
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(
+        err.contains("WARN") && err.contains("retrying"),
+        "retries are logged: {err}"
+    );
+}

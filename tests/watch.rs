@@ -1922,3 +1922,122 @@ fn the_watch_binary_reloads_an_edit_with_the_default_relative_config_path() {
         titles.len() == 6 && titles.iter().all(|t| t.starts_with("relative "))
     });
 }
+
+#[test]
+fn a_mapping_edit_that_fails_every_item_of_a_kind_is_rejected_naming_the_expression() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let port = free_port();
+    let log = ws.path("watch.log");
+    let mut child = Process(
+        Command::new(BIN)
+            .args(["watch", "-c"])
+            .arg(ws.config())
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "json",
+            ])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start tidemark watch"),
+    );
+    wait_blocking("/readyz", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    let before = entity_titles(&ws);
+    assert_eq!(before.len(), 6);
+
+    // Compiles, and gives null for every queue: each would be a mapping error.
+    ws.write(
+        "mappings/queues.yaml",
+        &MAPPING.replace(
+            "identifier: .Properties.Arn",
+            "identifier: .Properties.Nope",
+        ),
+    );
+    let mut readyz = String::new();
+    wait_blocking("/readyz to report the rejected edit", || {
+        get(port, "/readyz").is_some_and(|(s, body)| {
+            readyz = body;
+            s == 503
+        })
+    });
+    assert!(
+        readyz.contains("queues.yaml:9:23: identifier is null")
+            && readyz.contains("fail 6 items that the running mappings map"),
+        "{readyz}"
+    );
+    assert_eq!(
+        entity_titles(&ws),
+        before,
+        "the rejected edit changed the catalog"
+    );
+    let (_, metrics) = get(port, "/metrics").expect("/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "tidemark_config_reloads_total{outcome=\"invalid\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    wait_blocking("the daemon to exit", || {
+        child.0.try_wait().expect("try_wait").is_some()
+    });
+    // One warning for the broken expression, with how many items it hit and the first.
+    let logged = std::fs::read_to_string(&log).expect("read the log");
+    let grouped: Vec<Json> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("mapping error:"))
+        })
+        .collect();
+    assert_eq!(grouped.len(), 1, "{logged}");
+    assert_eq!(grouped[0]["level"], "WARN");
+    assert_eq!(grouped[0]["fields"]["items"], 6, "{}", grouped[0]);
+    assert!(
+        grouped[0]["fields"]["first_item"]
+            .as_str()
+            .is_some_and(|i| i.contains("sqs")),
+        "{}",
+        grouped[0]
+    );
+}
+
+#[test]
+fn a_listen_address_in_use_is_one_error_line_and_exit_1() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address").to_string();
+    let out = Command::new(BIN)
+        .args(["watch", "-c"])
+        .arg(ws.config())
+        .args(["--listen", &addr])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run tidemark watch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert_eq!(line.matches("Address already in use").count(), 1, "{err}");
+    assert!(line.contains(&addr), "{line}");
+}

@@ -177,7 +177,8 @@ const MAX_CACHE_MIB: f64 = 1_048_576.0;
 /// A loaded config with the warnings found on the way.
 pub type Loaded = (Config, Vec<Diagnostic>);
 
-/// Reads, validates and compiles the config at `path`. All errors come back together.
+/// Reads, validates and compiles the config at `path`. All errors come back together, with the
+/// warnings ([`Severity::Warning`](crate::yaml::Severity)) after them.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, Vec<Diagnostic>> {
     let file = path.display().to_string();
     let text = read_config_text(path)
@@ -264,8 +265,11 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
             cx.warnings.extend(warnings);
             Some(mappings)
         }
-        Err(errors) => {
+        Err(diagnostics) => {
+            let (errors, warnings): (Vec<_>, Vec<_>) =
+                diagnostics.into_iter().partition(Diagnostic::is_error);
             cx.errors.extend(errors);
+            cx.warnings.extend(warnings);
             None
         }
     };
@@ -318,8 +322,33 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
             if errors.is_empty() {
                 errors.push(Diagnostic::new(&file, root_pos, "the config is incomplete"));
             }
+            // The warnings go along: one file's mistake should not hide what another file says.
+            errors.extend(warnings);
             Err(errors)
         }
+    }
+}
+
+/// How messages name a file: the path with `.` and `dir/..` pairs taken out
+/// (`examples/demo/../../mappings/aws.yaml` reads `mappings/aws.yaml`). Only for display: the
+/// file is read at the path as written, which a symlinked folder would make differ.
+fn display_name(path: &Path) -> String {
+    use std::path::Component;
+    let mut parts: Vec<Component> = Vec::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(parts.last(), Some(Component::Normal(_))) => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let shown: PathBuf = parts.iter().collect();
+    if shown.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        shown.display().to_string()
     }
 }
 
@@ -393,25 +422,8 @@ impl Cx<'_> {
     }
 
     fn known_keys(&mut self, entries: &[(Node, Node)], known: &[&str], section: &str) {
-        for (key, _) in entries {
-            let name = key.scalar_text().unwrap_or_default();
-            if !known.contains(&name.as_str()) {
-                let prefix = if section.is_empty() {
-                    String::new()
-                } else {
-                    format!("{section}.")
-                };
-                let hint = closest(&name, known)
-                    .map(|k| format!(" (did you mean {prefix}{k}?)"))
-                    .unwrap_or_default();
-                self.error(
-                    key.pos,
-                    format!(
-                        "unknown key {prefix}{name}{hint}; known keys here: {}",
-                        known.join(", ")
-                    ),
-                );
-            }
+        for unknown in yaml::unknown_keys(entries, known, section) {
+            self.error(unknown.pos, unknown.message);
         }
     }
 
@@ -951,7 +963,7 @@ impl Cx<'_> {
                     Ok(None) => {}
                     Ok(Some(warning)) => self
                         .warnings
-                        .push(Diagnostic::new(&self.file, pos, warning)),
+                        .push(Diagnostic::warning(&self.file, pos, warning)),
                     Err(message) => self.error(pos, message),
                 }
                 let client_id = self.secret(
@@ -1033,7 +1045,7 @@ impl Cx<'_> {
         let add_blueprints =
             |dir: &Path, blueprints: &mut Vec<(String, String)>, this: &mut Self| {
                 let path = dir.join("blueprints.json");
-                let name = path.display().to_string();
+                let name = display_name(&path);
                 if blueprints.iter().any(|(n, _)| *n == name) {
                     return;
                 }
@@ -1084,7 +1096,7 @@ impl Cx<'_> {
                 };
                 names.sort();
                 if names.is_empty() {
-                    self.warnings.push(Diagnostic::new(
+                    self.warnings.push(Diagnostic::warning(
                         &self.file,
                         entry.pos,
                         format!(
@@ -1112,7 +1124,7 @@ impl Cx<'_> {
     fn read_mapping(&mut self, path: &Path, pos: Pos, files: &mut Vec<MappingSource>) {
         match std::fs::read_to_string(path) {
             Ok(text) => files.push(MappingSource {
-                name: path.display().to_string(),
+                name: display_name(path),
                 text,
             }),
             Err(e) => self.error(
@@ -1378,30 +1390,6 @@ pub fn is_role_arn(arn: &str) -> bool {
         && parts[5]
             .strip_prefix("role/")
             .is_some_and(|name| !name.is_empty())
-}
-
-/// The known key closest to a misspelt one, for "did you mean".
-fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

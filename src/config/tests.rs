@@ -478,3 +478,20 @@ fn a_region_that_is_not_spelt_like_one_is_a_config_error_at_its_position() {
         "{shown}"
     );
 }
+
+#[test]
+fn file_names_in_messages_leave_out_dot_dot_pairs() {
+    assert_eq!(
+        display_name(Path::new("examples/demo/../../mappings/aws.yaml")),
+        "mappings/aws.yaml"
+    );
+    assert_eq!(display_name(Path::new("./a/./b.yaml")), "a/b.yaml");
+    assert_eq!(
+        display_name(Path::new("../shared/m.yaml")),
+        "../shared/m.yaml"
+    );
+    assert_eq!(
+        display_name(Path::new("/etc/tidemark/..data/m.yaml")),
+        "/etc/tidemark/..data/m.yaml"
+    );
+}

@@ -36,11 +36,12 @@ pub(super) fn map_entry(
     };
     let whole = Input::Item(item);
     let mut cache = ValCache::default();
+    let at = &items.expr.at;
     let elements = match items.expr.expr.eval(&whole, &mut cache, env) {
         Eval::Value(Json::Array(elements)) => elements,
         Eval::Value(other) => {
             outcome.errors.push(format!(
-                "itemsToParse `{}` gave {}, not an array",
+                "{at}: itemsToParse `{}` gave {}, not an array",
                 items.expr.expr.text,
                 show(&other)
             ));
@@ -48,14 +49,14 @@ pub(super) fn map_entry(
         }
         Eval::Empty => {
             outcome.errors.push(format!(
-                "itemsToParse `{}` gave no output",
+                "{at}: itemsToParse `{}` gave no output",
                 items.expr.expr.text
             ));
             return;
         }
         Eval::Error(e) => {
             outcome.errors.push(format!(
-                "itemsToParse `{}` failed: {e}",
+                "{at}: itemsToParse `{}` failed: {e}",
                 items.expr.expr.text
             ));
             return;
@@ -100,12 +101,13 @@ fn map_input(
     env: &super::jq::Env,
     outcome: &mut ItemOutcome,
 ) {
+    let at = &entry.query.at;
     match entry.query.expr.eval(input, cache, env) {
         Eval::Value(Json::Bool(true)) => {}
         Eval::Value(Json::Bool(false)) => return,
         Eval::Value(other) => {
             outcome.errors.push(format!(
-                "selector.query `{}` gave {}, not a boolean",
+                "{at}: selector.query `{}` gave {}, not a boolean",
                 entry.query.expr.text,
                 show(&other)
             ));
@@ -113,14 +115,14 @@ fn map_input(
         }
         Eval::Empty => {
             outcome.errors.push(format!(
-                "selector.query `{}` gave no output, not a boolean",
+                "{at}: selector.query `{}` gave no output, not a boolean",
                 entry.query.expr.text
             ));
             return;
         }
         Eval::Error(e) => {
             outcome.errors.push(format!(
-                "selector.query `{}` failed: {e}",
+                "{at}: selector.query `{}` failed: {e}",
                 entry.query.expr.text
             ));
             return;
@@ -160,35 +162,40 @@ impl Evaluator<'_, '_> {
         let Some(field) = field else {
             return Err(format!("{name} is not mapped"));
         };
-        let text = &field.expr.text;
+        let (text, at) = (&field.expr.text, &field.at);
         match self.eval(&field.expr) {
             Eval::Value(Json::String(s)) if is_valid_identifier(&s) => Ok(s),
             Eval::Value(Json::String(s)) => Err(format!(
-                "{name} {} (from `{text}`) is not a valid Port identifier (letters, digits, @ _ . + : \\ / = -, at most 1000 characters)",
+                "{at}: {name} {} (from `{text}`) is not a valid Port identifier (letters, digits, @ _ . + : \\ / = -, at most 1000 characters)",
                 show(&Json::String(s))
             )),
-            Eval::Value(Json::Null) => Err(format!("{name} is null (from `{text}`)")),
+            Eval::Value(Json::Null) => Err(format!("{at}: {name} is null (from `{text}`)")),
             Eval::Value(other) => Err(format!(
-                "{name} {} is not a string (from `{text}`)",
+                "{at}: {name} {} is not a string (from `{text}`)",
                 show(&other)
             )),
-            Eval::Empty => Err(format!("{name} `{text}` gave no output")),
-            Eval::Error(e) => Err(format!("{name} `{text}` failed: {e}")),
+            Eval::Empty => Err(format!("{at}: {name} `{text}` gave no output")),
+            Eval::Error(e) => Err(format!("{at}: {name} `{text}` failed: {e}")),
         }
     }
 
     /// An optional field: failures and no output become null with a warning.
-    fn optional(&mut self, name: &str, expr: &Expr) -> Json {
+    fn optional(&mut self, name: &str, field: &Field) -> Json {
+        let (expr, at) = (&field.expr, &field.at);
         match self.eval(expr) {
             Eval::Value(v) => v,
             Eval::Empty => {
-                self.warnings
-                    .push(format!("{name} `{}` gave no output; using null", expr.text));
+                self.warnings.push(format!(
+                    "{at}: {name} `{}` gave no output; using null",
+                    expr.text
+                ));
                 Json::Null
             }
             Eval::Error(e) => {
-                self.warnings
-                    .push(format!("{name} `{}` failed: {e}; using null", expr.text));
+                self.warnings.push(format!(
+                    "{at}: {name} `{}` failed: {e}; using null",
+                    expr.text
+                ));
                 Json::Null
             }
         }
@@ -196,7 +203,7 @@ impl Evaluator<'_, '_> {
 
     fn template(&mut self, name: &str, template: &Template) -> Json {
         match template {
-            Template::Expr(field) => self.optional(name, &field.expr),
+            Template::Expr(field) => self.optional(name, field),
             Template::Object(entries) => Json::Object(self.object(name, entries)),
         }
     }
@@ -212,9 +219,9 @@ impl Evaluator<'_, '_> {
         let identifier = self.key("identifier", t.identifier.as_ref())?;
         let blueprint = self.key("blueprint", t.blueprint.as_ref())?;
         let mut entity = Entity::new(blueprint, identifier);
-        entity.title = t.title.as_ref().map(|f| self.optional("title", &f.expr));
-        entity.icon = t.icon.as_ref().map(|f| self.optional("icon", &f.expr));
-        entity.team = t.team.as_ref().map(|f| self.optional("team", &f.expr));
+        entity.title = t.title.as_ref().map(|f| self.optional("title", f));
+        entity.icon = t.icon.as_ref().map(|f| self.optional("icon", f));
+        entity.team = t.team.as_ref().map(|f| self.optional("team", f));
         entity.properties = t.properties.as_ref().map(|p| self.object("properties", p));
         entity.relations = t.relations.as_ref().map(|r| self.object("relations", r));
         Ok(entity)

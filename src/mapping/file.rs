@@ -1,5 +1,7 @@
 //! Mapping YAML → compiled entries. Every problem is collected (not just the first) so a user
-//! fixes a file in one pass; unknown keys are warnings because Ocean allows integration keys.
+//! fixes a file in one pass. Unknown keys are errors with a "did you mean", as in the config,
+//! except the keys Ocean's AWS integrations define and tidemark does not use, which are warnings
+//! so that mappings written for Ocean still load.
 
 use std::sync::OnceLock;
 
@@ -11,9 +13,11 @@ use super::expr::Expr;
 use crate::model::{RegionPolicy, WriteOptions};
 use crate::yaml::{self, Diagnostic, Node, Pos, Value};
 
-/// One compiled expression.
+/// One compiled expression, and where it is written (`file:line:col`), so that a failure on
+/// an item names the expression to fix.
 pub(crate) struct Field {
     pub expr: Expr,
+    pub at: String,
 }
 
 /// A mapping value: an expression, or an object of them (Ocean evaluates nested maps key by key).
@@ -72,18 +76,23 @@ impl Ctx<'_> {
         self.errors.push(Diagnostic::new(self.file, pos, message));
     }
 
-    fn warn_unknown(&mut self, node: &Node, known: &[&str], place: &str) {
-        for (k, _) in node.as_map().unwrap_or_default() {
-            let key = k.scalar_text().unwrap_or_default();
-            if !known.contains(&key.as_str()) {
-                self.warnings.push(Diagnostic::new(
+    /// Errors for the keys of `node` that `place` does not know; warnings for those Ocean's AWS
+    /// integrations define there. `section` names the map in messages (`resources[2].selector`).
+    fn check_keys(&mut self, node: &Node, known: &[&str], place: Place, section: &str) {
+        let entries = node.as_map().unwrap_or_default();
+        for unknown in yaml::unknown_keys(entries, known, section) {
+            match OCEAN_ONLY_KEYS
+                .iter()
+                .find(|(p, key, _)| *p == place && *key == unknown.name)
+            {
+                Some((_, key, what)) => self.warnings.push(Diagnostic::warning(
                     self.file,
-                    k.pos,
-                    format!(
-                        "unknown key {key:?} in {place} (ignored; known keys: {})",
-                        known.join(", ")
-                    ),
-                ));
+                    unknown.pos,
+                    format!("{section}.{key} is {what}; tidemark does not use it (ignored)"),
+                )),
+                None => self
+                    .errors
+                    .push(Diagnostic::new(self.file, unknown.pos, unknown.message)),
             }
         }
     }
@@ -168,7 +177,10 @@ impl Ctx<'_> {
             }
         };
         match Expr::compile(&text) {
-            Ok(expr) => Some(Field { expr }),
+            Ok(expr) => Some(Field {
+                expr,
+                at: format!("{}:{}:{}", self.file, node.pos.line, node.pos.col),
+            }),
             Err(errs) => {
                 for e in errs {
                     let pos = offset_pos(node, e.offset);
@@ -246,6 +258,14 @@ const SELECTOR_KEYS: &[&str] = &[
     "useGetResourceAPI",
     "resourceModel",
 ];
+/// `kind: cloudResource` (Ocean's older form) lists its kinds in the selector.
+const SELECTOR_KEYS_CLOUD_RESOURCE: &[&str] = &[
+    "query",
+    "regionPolicy",
+    "useGetResourceAPI",
+    "resourceModel",
+    "resourceKinds",
+];
 const REGION_POLICY_KEYS: &[&str] = &["allow", "deny"];
 const PORT_KEYS: &[&str] = &[
     "entity",
@@ -264,17 +284,62 @@ const MAPPING_KEYS: &[&str] = &[
     "relations",
 ];
 
+/// The maps of a mapping file whose keys are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Top,
+    Resource,
+    Selector,
+    RegionPolicy,
+    Port,
+    Entity,
+    Mappings,
+}
+
+/// Keys that Ocean's AWS integrations define and tidemark does not use, with what they are for in
+/// Ocean: a mapping written for Ocean loads with a warning for each, not an error. README lists
+/// them.
+const OCEAN_ONLY_KEYS: &[(Place, &str, &str)] = &[
+    (
+        Place::Selector,
+        "exportEnvVariables",
+        "Ocean's list of environment variables exported to the integration",
+    ),
+    (
+        Place::Selector,
+        "listGroupResources",
+        "Ocean's switch to list AWS::ResourceGroups::Group members with the Resource Groups API",
+    ),
+    (
+        Place::Selector,
+        "includeActions",
+        "Ocean aws-v3's list of extra AWS API calls per kind",
+    ),
+    (
+        Place::Selector,
+        "maxConcurrentAccounts",
+        "Ocean aws-v3's per-kind account concurrency (tidemark's is source.concurrency.accounts)",
+    ),
+];
+
+/// Ocean's older AWS form: one entry of this kind lists several kinds in `selector.resourceKinds`.
+const CLOUD_RESOURCE: &str = "cloudResource";
+
 /// Ocean's default deletion threshold.
 const DEFAULT_THRESHOLD: f64 = 0.9;
 
-/// Parses and compiles one mapping file: the spec and its warnings, or every error found.
+/// Errors and warnings of a mapping file that does not load.
+pub(crate) type LoadFailure = (Vec<Diagnostic>, Vec<Diagnostic>);
+
+/// Parses and compiles one mapping file: the spec and its warnings, or every error found with
+/// the warnings.
 pub(crate) fn load_file(
     name: &str,
     text: &str,
-) -> Result<(FileSpec, Vec<Diagnostic>), Vec<Diagnostic>> {
+) -> Result<(FileSpec, Vec<Diagnostic>), LoadFailure> {
     let root = match yaml::parse(text) {
         Ok(root) => root,
-        Err(e) => return Err(vec![Diagnostic::new(name, e.pos(), e.message)]),
+        Err(e) => return Err((vec![Diagnostic::new(name, e.pos(), e.message)], Vec::new())),
     };
     let mut cx = Ctx {
         file: name,
@@ -282,9 +347,14 @@ pub(crate) fn load_file(
         warnings: Vec::new(),
     };
     let spec = file_spec(&mut cx, name, &root);
+    // An entry of Ocean's `cloudResource` form is compiled once per kind: say each problem once.
+    for list in [&mut cx.errors, &mut cx.warnings] {
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|d| seen.insert((d.pos.line, d.pos.col, d.message.clone())));
+    }
     match spec {
         Some(spec) if cx.errors.is_empty() => Ok((spec, cx.warnings)),
-        _ => Err(cx.errors),
+        _ => Err((cx.errors, cx.warnings)),
     }
 }
 
@@ -316,7 +386,7 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
             return None;
         }
     }
-    cx.warn_unknown(root, TOP_KEYS, "the mapping file");
+    cx.check_keys(root, TOP_KEYS, Place::Top, "");
     let threshold = match root.get("entityDeletionThreshold") {
         None => DEFAULT_THRESHOLD,
         Some(n) => match n.value {
@@ -356,9 +426,12 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
         Some(n) if n.is_null() => {}
         Some(n) => match n.as_seq() {
             Some(items) => {
-                for item in items {
-                    if let Some(entry) = entry(cx, item, write) {
-                        entries.push(entry);
+                for (i, item) in items.iter().enumerate() {
+                    let section = format!("resources[{i}]");
+                    for kind in entry_kinds(cx, item, &section) {
+                        if let Some(entry) = entry(cx, item, write, kind, &section) {
+                            entries.push(entry);
+                        }
                     }
                 }
             }
@@ -375,9 +448,13 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
     })
 }
 
-fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
-    let node = cx.map(node, "each entry of resources")?;
-    cx.warn_unknown(node, RESOURCE_KEYS, "a resources entry");
+/// The kinds one `resources` entry maps: its `kind`, or for Ocean's older `kind: cloudResource`
+/// form each of `selector.resourceKinds` (mapped as one entry per kind, with a warning that shows
+/// the current form). `None` stands for an entry whose kind is missing or invalid (reported).
+fn entry_kinds(cx: &mut Ctx, node: &Node, section: &str) -> Vec<Option<String>> {
+    let Some(node) = cx.map(node, "each entry of resources") else {
+        return Vec::new();
+    };
     let kind = match node.get("kind") {
         Some(k) => cx.string(k, "kind"),
         None => {
@@ -385,6 +462,42 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
             None
         }
     };
+    if kind.as_deref() != Some(CLOUD_RESOURCE) {
+        return vec![kind];
+    }
+    let listed = node.get("selector").and_then(|s| s.get("resourceKinds"));
+    let kinds = cx.strings(listed, "selector.resourceKinds");
+    if kinds.is_empty() {
+        cx.error(
+            node.pos,
+            format!("{section}: kind: cloudResource needs selector.resourceKinds, the kinds it maps (Ocean's older form; the current form is one entry per kind)"),
+        );
+        return Vec::new();
+    }
+    cx.warnings.push(Diagnostic::warning(
+        cx.file,
+        node.pos,
+        format!(
+            "{section}: kind: cloudResource with selector.resourceKinds is Ocean's older form; it is mapped as {} entries with the same selector and port, one per kind ({}); write them as `- kind: {}` and so on",
+            kinds.len(),
+            kinds.join(", "),
+            kinds[0]
+        ),
+    ));
+    kinds.into_iter().map(Some).collect()
+}
+
+fn entry(
+    cx: &mut Ctx,
+    node: &Node,
+    write: WriteOptions,
+    kind: Option<String>,
+    section: &str,
+) -> Option<Entry> {
+    let node = cx.map(node, "each entry of resources")?;
+    let cloud_resource =
+        node.get("kind").and_then(Node::scalar_text).as_deref() == Some(CLOUD_RESOURCE);
+    cx.check_keys(node, RESOURCE_KEYS, Place::Resource, section);
 
     let mut query = None;
     let mut region_policy = RegionPolicy::default();
@@ -394,12 +507,22 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
         None => {}
         Some(sel) => {
             if let Some(sel) = cx.map(sel, "selector") {
-                cx.warn_unknown(sel, SELECTOR_KEYS, "selector");
+                let known: &[&str] = if cloud_resource {
+                    SELECTOR_KEYS_CLOUD_RESOURCE
+                } else {
+                    SELECTOR_KEYS
+                };
+                cx.check_keys(sel, known, Place::Selector, &format!("{section}.selector"));
                 query = sel.get("query").map(|q| cx.expr(q, "selector.query"));
                 if let Some(rp) = sel.get("regionPolicy").filter(|n| !n.is_null())
                     && let Some(rp) = cx.map(rp, "selector.regionPolicy")
                 {
-                    cx.warn_unknown(rp, REGION_POLICY_KEYS, "regionPolicy");
+                    cx.check_keys(
+                        rp,
+                        REGION_POLICY_KEYS,
+                        Place::RegionPolicy,
+                        &format!("{section}.selector.regionPolicy"),
+                    );
                     region_policy = RegionPolicy {
                         allow: cx.strings(rp.get("allow"), "regionPolicy.allow"),
                         deny: cx.strings(rp.get("deny"), "regionPolicy.deny"),
@@ -419,6 +542,7 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
         // Ocean's default selector maps every item.
         None => Some(Field {
             expr: Expr::compile("true").ok()?,
+            at: format!("{}:{}:{}", cx.file, node.pos.line, node.pos.col),
         }),
     };
 
@@ -428,7 +552,7 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
         None => cx.error(node.pos, "a resources entry needs `port.entity.mappings`"),
         Some(port) => {
             if let Some(port) = cx.map(port, "port") {
-                cx.warn_unknown(port, PORT_KEYS, "port");
+                cx.check_keys(port, PORT_KEYS, Place::Port, &format!("{section}.port"));
                 items_to_parse = port
                     .get("itemsToParse")
                     .filter(|n| !n.is_null())
@@ -437,10 +561,18 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
                     None => cx.error(port.pos, "`port` needs `entity.mappings`"),
                     Some(e) => {
                         if let Some(e) = cx.map(e, "port.entity") {
-                            cx.warn_unknown(e, ENTITY_KEYS, "port.entity");
+                            cx.check_keys(
+                                e,
+                                ENTITY_KEYS,
+                                Place::Entity,
+                                &format!("{section}.port.entity"),
+                            );
                             match e.get("mappings") {
                                 None => cx.error(e.pos, "`port.entity` needs `mappings`"),
-                                Some(m) => entities = mappings(cx, m),
+                                Some(m) => {
+                                    let section = format!("{section}.port.entity.mappings");
+                                    entities = mappings(cx, m, &section);
+                                }
                             }
                         }
                     }
@@ -513,10 +645,14 @@ pub(crate) fn deletion_path(expr: &str) -> Option<String> {
     None
 }
 
-fn mappings(cx: &mut Ctx, node: &Node) -> Vec<EntityTemplate> {
+fn mappings(cx: &mut Ctx, node: &Node, section: &str) -> Vec<EntityTemplate> {
     match &node.value {
-        Value::Seq(items) => items.iter().filter_map(|m| entity(cx, m)).collect(),
-        Value::Map(_) => entity(cx, node).into_iter().collect(),
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| entity(cx, m, &format!("{section}[{i}]")))
+            .collect(),
+        Value::Map(_) => entity(cx, node, section).into_iter().collect(),
         _ => {
             cx.error(
                 node.pos,
@@ -530,9 +666,9 @@ fn mappings(cx: &mut Ctx, node: &Node) -> Vec<EntityTemplate> {
     }
 }
 
-fn entity(cx: &mut Ctx, node: &Node) -> Option<EntityTemplate> {
+fn entity(cx: &mut Ctx, node: &Node, section: &str) -> Option<EntityTemplate> {
     let node = cx.map(node, "each mapping")?;
-    cx.warn_unknown(node, MAPPING_KEYS, "mappings");
+    cx.check_keys(node, MAPPING_KEYS, Place::Mappings, section);
     let required = |cx: &mut Ctx, key: &str| -> Option<Field> {
         match node.get(key) {
             None => {

@@ -81,7 +81,8 @@ pub struct Mappings {
 }
 
 impl Mappings {
-    /// Compiles every file; all errors of all files are reported together.
+    /// Compiles every file; all errors of all files are reported together, with the warnings of
+    /// every file (those with [`Severity::Warning`](crate::yaml::Severity)).
     pub fn load(
         sources: &[MappingSource],
         options: &LoadOptions,
@@ -95,10 +96,14 @@ impl Mappings {
                     files.push(spec);
                     warnings.extend(w);
                 }
-                Err(e) => errors.extend(e),
+                Err((e, w)) => {
+                    errors.extend(e);
+                    warnings.extend(w);
+                }
             }
         }
         if !errors.is_empty() {
+            errors.extend(warnings);
             return Err(errors);
         }
         let env = jq::env_object(

@@ -144,7 +144,8 @@ fn a_null_identifier_is_a_mapping_error() {
     assert!(out.entities.is_empty());
     assert_eq!(out.errors.len(), 1);
     assert!(
-        out.errors[0].starts_with("identifier is null"),
+        // The message names the expression's place, so a user knows what to fix.
+        out.errors[0].starts_with("m.yaml:8:23: identifier is null"),
         "{}",
         out.errors[0]
     );
@@ -158,7 +159,7 @@ fn a_blueprint_that_is_not_a_string_is_a_mapping_error() {
     let out = m.map_item(&bucket(json!({})));
     assert!(out.entities.is_empty());
     assert!(
-        out.errors[0].starts_with("blueprint 5 is not a string"),
+        out.errors[0].starts_with("m.yaml:9:22: blueprint 5 is not a string"),
         "{}",
         out.errors[0]
     );
@@ -383,13 +384,81 @@ fn every_compile_error_is_reported_with_its_position() {
 }
 
 #[test]
-fn unknown_keys_are_warnings() {
+fn unknown_keys_are_errors_with_their_position_and_a_did_you_mean() {
+    let errors = load_errors(
+        "someIntegrationKey: 1\nresources:\n  - kind: K::K::K\n    extra: x\n    selctor:\n      query: 'false'\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"b\"', titel: '1'}}}\n",
+    );
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("m.yaml:1:1: unknown key someIntegrationKey;"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with(
+            "m.yaml:5:5: unknown key resources[0].selctor (did you mean resources[0].selector?)"
+        )),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("unknown key resources[0].port.entity.mappings.titel (did you mean resources[0].port.entity.mappings.title?)")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn keys_of_oceans_aws_integrations_that_tidemark_does_not_use_are_warnings() {
     let warnings = load_warnings(
-        "someIntegrationKey: 1\nresources:\n  - kind: K::K::K\n    extra: x\n    selector:\n      query: 'true'\n      tagFilter: y\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"b\"', weird: '1'}}}\n",
+        "resources:\n  - kind: K::K::K\n    selector:\n      query: 'true'\n      includeActions: [GetBucketTagging]\n      maxConcurrentAccounts: 10\n      exportEnvVariables: [A]\n      listGroupResources: true\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"b\"'}}}\n",
     );
     assert_eq!(warnings.len(), 4, "{warnings:#?}");
-    assert!(warnings[0].starts_with("m.yaml:1:1: unknown key \"someIntegrationKey\""));
-    assert!(warnings.iter().any(|w| w.contains("\"weird\"")));
+    assert!(
+        warnings[0].contains("resources[0].selector.includeActions is Ocean aws-v3's")
+            && warnings[0].contains("tidemark does not use it"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn warnings_of_one_file_are_reported_when_another_file_has_errors() {
+    let ocean = MappingSource {
+        name: "ocean.yaml".into(),
+        text: "resources:\n  - kind: K\n    selector: {query: 'true', maxConcurrentAccounts: 3}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"b\"'}}}\n".into(),
+    };
+    let broken = MappingSource {
+        name: "broken.yaml".into(),
+        text: "resources:\n  - kind: K\n    port: {entity: {mappings: {identifier: .a |, blueprint: '\"b\"'}}}\n".into(),
+    };
+    let Err(diagnostics) = Mappings::load(&[ocean, broken], &LoadOptions::default()) else {
+        panic!("broken.yaml does not compile");
+    };
+    let (errors, warnings): (Vec<_>, Vec<_>) = diagnostics.iter().partition(|d| d.is_error());
+    assert!(errors.iter().all(|e| e.file == "broken.yaml"), "{errors:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].file, "ocean.yaml");
+}
+
+#[test]
+fn oceans_older_cloud_resource_form_maps_one_entry_per_listed_kind() {
+    let yaml = "resources:\n  - kind: cloudResource\n    selector:\n      query: 'true'\n      resourceKinds: [AWS::SQS::Queue, AWS::SNS::Topic]\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '.__Kind | ascii_downcase'}}}\n";
+    let warnings = load_warnings(yaml);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("Ocean's older form")
+            && warnings[0].contains("- kind: AWS::SQS::Queue"),
+        "{}",
+        warnings[0]
+    );
+    let m = load(yaml);
+    let kinds: Vec<String> = m.kinds().into_iter().map(|k| k.kind).collect();
+    assert_eq!(kinds, ["AWS::SQS::Queue", "AWS::SNS::Topic"]);
+    let out = m.map_item(&item("AWS::SNS::Topic", "us-east-1", json!({})));
+    assert_eq!(out.entities[0].entity.blueprint, "aws::sns::topic");
+    assert!(load_errors("resources:\n  - kind: cloudResource\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"b\"'}}}\n")[0]
+        .contains("needs selector.resourceKinds"));
 }
 
 #[test]

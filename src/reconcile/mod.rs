@@ -260,10 +260,13 @@ pub async fn plan<C: Catalog>(
     let owner = &config.integration.identifier;
     let accounts: Vec<String> = report.accounts.iter().map(|a| a.id.clone()).collect();
     let catalog_blueprints = catalog.blueprints().await?;
+    let (desired, unknown_blueprints) =
+        plan::known_blueprints_only(&collected.desired, &config.blueprints, &catalog_blueprints);
+    let mut mapping_errors = collected.mapping_errors.clone();
+    mapping_errors.extend(unknown_blueprints);
     let owned = catalog.owned(owner, &accounts).await?;
     let owned_keys: BTreeSet<EntityKey> = owned.iter().map(|o| o.entity.key()).collect();
-    let desired_keys: BTreeSet<EntityKey> =
-        collected.desired.iter().map(|d| d.entity.key()).collect();
+    let desired_keys: BTreeSet<EntityKey> = desired.iter().map(|d| d.entity.key()).collect();
     let new_keys: Vec<EntityKey> = desired_keys.difference(&owned_keys).cloned().collect();
     let foreign = if new_keys.is_empty() {
         Vec::new()
@@ -292,12 +295,12 @@ pub async fn plan<C: Catalog>(
         allow_mass_delete: options.allow_mass_delete.clone(),
         catalog: catalog.describe(),
         config_hash: config.hash.clone(),
-        desired: &collected.desired,
+        desired: &desired,
         owned,
         foreign,
         foreign_references,
         report,
-        mapping_errors: collected.mapping_errors.clone(),
+        mapping_errors,
         warnings: collected.warnings.clone(),
         producible,
         threshold: config.mappings.deletion_threshold(),

@@ -974,6 +974,42 @@ fn merged_blueprints(desired: &[Blueprint], catalog: &[Blueprint]) -> Vec<Bluepr
 }
 
 /// Additive blueprint changes: missing blueprints, and missing properties and relations.
+/// Splits `desired` into the entities whose blueprint exists (in the catalog or in a
+/// `blueprints.json`, so that `apply` creates it) and mapping errors for the rest: no write of
+/// those could succeed, so the plan says so before `apply` is refused, and their scope keeps its
+/// entities as after any mapping error.
+pub fn known_blueprints_only<'d>(
+    desired: &'d [Desired],
+    definitions: &[Blueprint],
+    catalog: &[Blueprint],
+) -> (std::borrow::Cow<'d, [Desired]>, Vec<Issue>) {
+    let known: BTreeSet<&str> = definitions
+        .iter()
+        .chain(catalog)
+        .map(Blueprint::identifier)
+        .collect();
+    let is_known = |d: &Desired| known.contains(d.entity.blueprint.as_str());
+    if desired.iter().all(is_known) {
+        return (std::borrow::Cow::Borrowed(desired), Vec::new());
+    }
+    let (kept, unknown): (Vec<Desired>, Vec<Desired>) =
+        desired.iter().cloned().partition(|d| is_known(d));
+    let errors = unknown
+        .into_iter()
+        .map(|d| Issue {
+            account: Some(d.origin.account),
+            region: Some(d.origin.region),
+            kind: Some(d.origin.kind),
+            item: Some(d.origin.item),
+            message: format!(
+                "blueprint {:?} exists neither in the catalog nor in a blueprints.json; create it, or define it in the mapping folder's blueprints.json",
+                d.entity.blueprint
+            ),
+        })
+        .collect();
+    (std::borrow::Cow::Owned(kept), errors)
+}
+
 pub fn blueprint_plan(desired: &[Blueprint], catalog: &[Blueprint]) -> Vec<BlueprintPlan> {
     let order = BlueprintOrder::new(&merged_blueprints(desired, catalog));
     let mut out = Vec::new();

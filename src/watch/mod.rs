@@ -14,6 +14,7 @@
 //! process, so an expression that never ends costs a rejected reload or a failed sync instead of
 //! the daemon.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,7 +86,8 @@ pub enum WatchError {
     Config(Vec<Diagnostic>),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("cannot listen on {addr}: {source}")]
+    // The cause follows as the error's source (`{:#}` prints it once).
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -94,9 +96,18 @@ pub enum WatchError {
     Watch(#[from] notify::Error),
 }
 
+/// The diagnostics one per line; the first (an error) without its label, which the caller
+/// prints before the whole message.
 fn join_diagnostics(diagnostics: &[Diagnostic]) -> String {
-    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-    lines.join("\nerror: ")
+    let lines: Vec<String> = diagnostics
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match i {
+            0 => d.to_string(),
+            _ => format!("{}: {d}", d.severity),
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// Opens the source and catalog a config names. The binary uses [`Configured`]; tests wrap it
@@ -243,6 +254,9 @@ struct Daemon<A: Adapters> {
     scheduler: Scheduler,
     watcher: FsWatcher,
     syncs: u64,
+    /// The items that failed to map under the running config in its last sync; `None` until it
+    /// has synced. A candidate that fails other items is refused.
+    failing: Option<Arc<BTreeSet<sync::ItemRef>>>,
 }
 
 async fn run_loaded<A: Adapters>(
@@ -284,6 +298,7 @@ async fn run_loaded<A: Adapters>(
         source_hash: String::new(),
         watcher,
         syncs: 0,
+        failing: None,
     };
     daemon.arm();
     info!(config = %daemon.options.config_path.display(), interval = ?daemon.config.resync_interval, "watching");
@@ -378,9 +393,14 @@ impl<A: Adapters> Daemon<A> {
         self.syncs += 1;
         let control = Arc::new(sync::ApplyControl::default());
         let flag = Arc::clone(&control);
-        let (config, worker, candidate) = match &self.candidate {
-            Some(c) => (Arc::clone(&c.config), c.worker.clone(), Some(c.id)),
-            None => (Arc::clone(&self.config), self.worker.clone(), None),
+        let (config, worker, candidate, baseline) = match &self.candidate {
+            Some(c) => (
+                Arc::clone(&c.config),
+                c.worker.clone(),
+                Some(c.id),
+                self.failing.clone(),
+            ),
+            None => (Arc::clone(&self.config), self.worker.clone(), None, None),
         };
         let killer = worker.as_ref().map(|w| w.killer.clone());
         let (adapters, catalog) = (Arc::clone(&self.adapters), Arc::clone(&self.catalog));
@@ -424,6 +444,7 @@ impl<A: Adapters> Daemon<A> {
                     catalog.as_ref(),
                     cache.as_deref(),
                     &flag,
+                    baseline.as_deref(),
                 )
                 .await;
                 Finished {
@@ -481,6 +502,8 @@ impl<A: Adapters> Daemon<A> {
         let seconds = f.elapsed.as_secs_f64();
         match f.run.result {
             Ok(synced) => {
+                // What the (now) running mappings fail is what a later candidate is held to.
+                self.failing = Some(Arc::new(sync::failing_items(&synced.collected)));
                 let outcome = if synced.is_partial() { "partial" } else { "ok" };
                 metrics.record(&synced.collected, &synced.plan, synced.report.as_ref());
                 metrics.sync(mode.as_str(), outcome, seconds);
@@ -527,7 +550,7 @@ impl<A: Adapters> Daemon<A> {
         }
         let metrics = &self.shared.metrics;
         match result {
-            Err(SyncError::Mapping(e)) => {
+            Err(e @ (SyncError::Mapping(_) | SyncError::Regressed(_))) => {
                 self.candidate = None;
                 let message = format!(
                     "the new mappings were not applied, the last good config is still running: {e}"
@@ -597,7 +620,12 @@ impl<A: Adapters> Daemon<A> {
         // it would make that sync's end re-map with the config from before the good edit.
         self.files_rejected = true;
         match config::load(&path, &ProcessEnv) {
-            Err(errors) => {
+            Err(diagnostics) => {
+                let (errors, warnings): (Vec<_>, Vec<_>) =
+                    diagnostics.into_iter().partition(Diagnostic::is_error);
+                for w in &warnings {
+                    warn!("{w}");
+                }
                 for e in &errors {
                     error!("{e}");
                 }

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::mapping::worker::Worker;
 use crate::model::{KindSpec, RawItem};
 use crate::reconcile::{
-    self, CollectError, Collected, InProcess, ItemMapper, MappingStopped, Plan, PlanOptions,
+    self, CollectError, Collected, InProcess, Issue, ItemMapper, MappingStopped, Plan, PlanOptions,
 };
 use crate::source::{ListRequest, Source, SourceError, SourceReport};
 
@@ -97,6 +97,9 @@ pub enum SyncError {
     Catalog(#[from] CatalogError),
     #[error("the apply stopped: {0}")]
     Stopped(String),
+    /// A candidate's mappings fail items that the running mappings map: nothing was planned.
+    #[error("{0}")]
+    Regressed(String),
 }
 
 impl From<CollectError> for SyncError {
@@ -227,8 +230,74 @@ impl Progress for ApplyControl {
     }
 }
 
+/// An item as mapping errors name it: account, region, kind and identifier.
+pub type ItemRef = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The items that failed to map in `collected`.
+pub fn failing_items(collected: &Collected) -> BTreeSet<ItemRef> {
+    collected.mapping_errors.iter().map(item_ref).collect()
+}
+
+fn item_ref(e: &Issue) -> ItemRef {
+    (
+        e.account.clone(),
+        e.region.clone(),
+        e.kind.clone(),
+        e.item.clone(),
+    )
+}
+
+/// Logs mapping errors at warn level once per (expression, message), with how many items it hit
+/// and the first of them: a broken expression fails every item of its kind alike. Messages
+/// begin with the expression's `file:line:col`.
+fn log_mapping_errors(errors: &[Issue]) {
+    let mut groups: BTreeMap<&str, (usize, &Issue)> = BTreeMap::new();
+    for e in errors {
+        groups.entry(&e.message).or_insert((0, e)).0 += 1;
+    }
+    for (message, (count, first)) in groups {
+        warn!(
+            items = count,
+            first_item = first.item.as_deref().unwrap_or_default(),
+            account = first.account.as_deref().unwrap_or_default(),
+            region = first.region.as_deref().unwrap_or_default(),
+            kind = first.kind.as_deref().unwrap_or_default(),
+            "mapping error: {message}"
+        );
+    }
+}
+
+/// Why a candidate's mappings may not replace the running ones: they fail items that the
+/// running mappings mapped in their last sync (`baseline` holds the items that failed then).
+fn regressions(collected: &Collected, baseline: &BTreeSet<ItemRef>) -> Option<String> {
+    let new: Vec<&Issue> = collected
+        .mapping_errors
+        .iter()
+        .filter(|e| !baseline.contains(&item_ref(e)))
+        .collect();
+    let first = new.first()?;
+    Some(format!(
+        "the new mappings fail {} {} that the running mappings map; first: {} (item {} of {} in account {}, {})",
+        new.len(),
+        if new.len() == 1 { "item" } else { "items" },
+        first.message,
+        first.item.as_deref().unwrap_or("?"),
+        first.kind.as_deref().unwrap_or("?"),
+        first.account.as_deref().unwrap_or("?"),
+        first.region.as_deref().unwrap_or("?"),
+    ))
+}
+
 /// Runs one sync, mapping in `worker` when there is one. `control` lets shutdown stop the apply
-/// between batches.
+/// between batches. `baseline`, for a candidate config, holds the items that failed to map under
+/// the running config: a candidate that fails any other item is refused before anything is
+/// planned.
+#[allow(clippy::too_many_arguments)] // #16 gathers these into one engine pass.
 pub async fn sync<S: Source, C: Catalog>(
     mode: Mode,
     config: &Config,
@@ -237,6 +306,7 @@ pub async fn sync<S: Source, C: Catalog>(
     catalog: &C,
     cache: Option<&Cache>,
     control: &ApplyControl,
+    baseline: Option<&BTreeSet<ItemRef>>,
 ) -> SyncRun {
     let done = |mode: Mode, result: Result<Synced, SyncError>, cache: CacheUpdate| SyncRun {
         mode,
@@ -250,6 +320,10 @@ pub async fn sync<S: Source, C: Catalog>(
         Err(e) => return done(mode, Err(e), update),
     };
     collected.raw = None;
+    log_mapping_errors(&collected.mapping_errors);
+    if let Some(why) = baseline.and_then(|b| regressions(&collected, b)) {
+        return done(mode, Err(SyncError::Regressed(why)), update);
+    }
     let mapped = started.elapsed();
     let plan = match reconcile::plan(config, &collected, catalog, &PlanOptions::default()).await {
         Ok(plan) => plan,
@@ -289,6 +363,7 @@ pub async fn sync<S: Source, C: Catalog>(
         delete = s.delete,
         unchanged = s.unchanged,
         withheld = s.withheld,
+        mapping_errors = plan.mapping_errors.len(),
         list_map_ms = mapped.as_millis() as u64,
         plan_ms = (planned - mapped).as_millis() as u64,
         apply_ms = (started.elapsed() - planned).as_millis() as u64,

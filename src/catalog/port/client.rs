@@ -27,6 +27,11 @@ const EPOCH_THRESHOLD_SECS: f64 = 10_000.0;
 /// far larger number is a broken answer, and refreshing daily costs one request.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long one request keeps retrying when Port cannot be reached at all (no HTTP answer):
+/// long enough for a blip or a pod restart, short enough that a wrong base URL or a network
+/// policy that blocks Port fails a plan in about half a minute rather than minutes.
+const UNREACHABLE_BUDGET: Duration = Duration::from_secs(30);
+
 /// The `service` label of Port requests in the metrics.
 const PORT: &str = "port";
 
@@ -70,11 +75,14 @@ pub(crate) enum Traffic {
 /// Failures talking to Port. Messages never contain the client secret or the token.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
-    #[error("{method} {path}: Port could not be reached after {attempts} attempts: {message}")]
+    #[error(
+        "{method} {path}: Port could not be reached ({attempts} attempts in {seconds} s): {message}"
+    )]
     Unreachable {
         method: String,
         path: String,
         attempts: u32,
+        seconds: u64,
         message: String,
     },
     #[error("{method} {path}: Port still answered {status} after {attempts} attempts: {message}")]
@@ -380,6 +388,7 @@ impl Http {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(u16, Vec<u8>), PortError> {
         let mut attempt: u32 = 0;
+        let started = Instant::now();
         loop {
             self.wait_for_pace().await;
             let outcome = {
@@ -396,10 +405,10 @@ impl Http {
                             Ok(bytes) => {
                                 Ok((status, headers, self.scrub_credentials(bytes.to_vec())))
                             }
-                            Err(e) => Err(e.without_url().to_string()),
+                            Err(e) => Err(network_cause(&e)),
                         }
                     }
-                    Err(e) => Err(e.without_url().to_string()),
+                    Err(e) => Err(network_cause(&e)),
                 }
             };
             attempt += 1;
@@ -427,23 +436,28 @@ impl Http {
                             message: snippet(&bytes),
                         });
                     }
-                    retry_wait(status, &headers, self.backoff(attempt))
+                    let wait = retry_wait(status, &headers, self.backoff(attempt))
+                        .min(self.retry.max_delay);
+                    tracing::warn!(%method, path, attempt, wait_ms = wait.as_millis() as u64, "Port answered {status}; retrying");
+                    wait
                 }
                 Err(message) => {
-                    if attempt > self.retry.max_retries {
+                    let wait = self.backoff(attempt).min(self.retry.max_delay);
+                    let out_of_time = started.elapsed() + wait > UNREACHABLE_BUDGET;
+                    if attempt > self.retry.max_retries || out_of_time {
                         return Err(PortError::Unreachable {
                             method: method.to_string(),
                             path: path.to_string(),
                             attempts: attempt,
+                            seconds: started.elapsed().as_secs(),
                             message,
                         });
                     }
-                    self.backoff(attempt)
+                    tracing::warn!(%method, path, attempt, wait_ms = wait.as_millis() as u64, "Port could not be reached ({message}); retrying");
+                    wait
                 }
             };
-            let wait = wait.min(self.retry.max_delay);
             self.requests.retry(PORT, operation);
-            tracing::debug!(%method, path, attempt, wait_ms = wait.as_millis() as u64, "retrying a Port request");
             tokio::time::sleep(wait).await;
         }
     }
@@ -533,6 +547,39 @@ fn token_scheme(body: &Json) -> Result<String, PortError> {
 
 fn token_refresh_after(lifetime: Duration) -> Duration {
     lifetime.saturating_sub(Duration::from_secs(300).min(lifetime / 5))
+}
+
+/// What went wrong on the way to Port, in words an operator acts on, with the innermost cause:
+/// `connection refused (tcp connect error: Connection refused (os error 111))`. reqwest's own
+/// message alone ("error sending request") says nothing about which.
+fn network_cause(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let chain = causes.join(": ").to_lowercase();
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        "DNS lookup failed (check catalog.baseUrl)"
+    } else if chain.contains("connection refused") {
+        "connection refused"
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake")
+    {
+        "TLS error"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut off"
+    } else {
+        "request failed"
+    };
+    match causes.last() {
+        Some(innermost) => format!("{kind} ({innermost})"),
+        None => kind.to_string(),
+    }
 }
 
 fn parse_reply(method: &Method, path: &str, status: u16, bytes: &[u8]) -> Result<Reply, PortError> {

@@ -77,11 +77,11 @@ const SCOPES_IN_FLIGHT_PER_ACCOUNT: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
     #[error(
-        "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION), or `region` in the AWS profile"
+        "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION), `region` in the AWS profile, or list source.regions"
     )]
     NoRegion,
     #[error(
-        "no usable AWS credentials: {message} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN)"
+        "no usable AWS credentials: {message}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN (IRSA)"
     )]
     NoCredentials { message: String },
     #[error(
@@ -94,6 +94,28 @@ pub enum AwsError {
     BadRoleArn { value: String },
     #[error("the listing task stopped unexpectedly: {0}")]
     Internal(String),
+}
+
+/// Why the base credentials could not be loaded, in one line. The SDK's own report lists every
+/// provider of its chain with debug structures; what a user needs is which case it is.
+fn credentials_problem(e: &aws_credential_types::provider::error::CredentialsError) -> String {
+    use aws_credential_types::provider::error::CredentialsError;
+    match e {
+        CredentialsError::CredentialsNotLoaded(_) => "no credential source had any (environment variables, AWS profile, web identity token, container, instance metadata)".to_string(),
+        CredentialsError::ProviderTimedOut(_) => {
+            "the credential provider timed out (is the instance metadata service reachable?)"
+                .to_string()
+        }
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            message
+        }
+    }
 }
 
 impl From<AwsError> for SourceError {
@@ -135,7 +157,19 @@ impl BaseAws {
     /// The SDK's default chain and region, with web identity detected from the environment
     /// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, unless static keys come first in the chain).
     pub async fn from_env() -> BaseAws {
-        let sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        BaseAws::from_env_or_region(None).await
+    }
+
+    /// Like [`from_env`](BaseAws::from_env), with `fallback` as the SDK's home region when
+    /// neither the environment nor the profile names one (the first of `source.regions`).
+    pub async fn from_env_or_region(fallback: Option<&str>) -> BaseAws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = fallback {
+            let chain = aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(aws_config::Region::new(region.to_string()));
+            loader = loader.region(chain);
+        }
+        let sdk_config = loader.load().await;
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let web_identity = match (
             var("AWS_WEB_IDENTITY_TOKEN_FILE"),
@@ -200,9 +234,15 @@ struct AccountOutcome {
 }
 
 impl AwsSource {
-    /// The source with base credentials from the SDK's default chain and the usual region sources.
+    /// The source with base credentials from the SDK's default chain and the usual region
+    /// sources, then the first configured region.
     pub async fn new(config: AwsConfig) -> Result<AwsSource, SourceError> {
-        AwsSource::with_base(config, BaseAws::from_env().await).await
+        let fallback = match &config.regions {
+            Regions::List(regions) => regions.first().map(String::as_str),
+            Regions::Enabled => None,
+        };
+        let base = BaseAws::from_env_or_region(fallback).await;
+        AwsSource::with_base(config, base).await
     }
 
     /// The source from an explicit starting point (tests, or embedding with a custom SDK config).
@@ -245,7 +285,7 @@ impl AwsSource {
             .provide_credentials()
             .await
             .map_err(|e| AwsError::NoCredentials {
-                message: DisplayErrorContext(&e).to_string(),
+                message: credentials_problem(&e),
             })?;
         let member_method = match (config.member_auth, &base.web_identity) {
             (MemberAuth::WebIdentity | MemberAuth::Auto, Some(web)) => AssumeMethod::WebIdentity {
