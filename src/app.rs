@@ -1,6 +1,8 @@
 //! Picks the configured source and catalog adapters, and where items are mapped. The binary and
 //! the daemon both start here.
 
+use serde_json::Value as Json;
+
 use crate::catalog::local::LocalCatalog;
 use crate::catalog::port::{PortCatalog, PortOptions};
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, ReadCheck, Writes};
@@ -154,6 +156,13 @@ impl Catalog for AnyCatalog {
         match self {
             AnyCatalog::Local(c) => c.apply(owner, writes, progress).await,
             AnyCatalog::Port(c) => c.apply(owner, writes, progress).await,
+        }
+    }
+
+    async fn search(&self, blueprint: &str, query: &Json) -> Result<Vec<String>, CatalogError> {
+        match self {
+            AnyCatalog::Local(c) => c.search(blueprint, query).await,
+            AnyCatalog::Port(c) => c.search(blueprint, query).await,
         }
     }
 

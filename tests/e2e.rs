@@ -744,3 +744,46 @@ fn missing_aws_credentials_are_one_line_with_the_fix_and_the_region_comes_from_t
         "{err}"
     );
 }
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
+#[test]
+fn search_relations_are_resolved_against_the_local_catalog_and_a_stable_answer_costs_no_write() {
+    let ws = Workspace::new();
+    fixtures::write_search_workspace(&|rel, text| ws.write(rel, text), "  type: local\n");
+    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
+        .expect("open catalog");
+    let team_blueprint: Json = serde_json::from_str::<Vec<Json>>(
+        &std::fs::read_to_string(ws.path("mappings/blueprints.json")).expect("blueprints"),
+    )
+    .expect("json")[0]
+        .clone();
+    catalog
+        .insert_blueprint(&tidemark::model::Blueprint(team_blueprint))
+        .expect("team blueprint");
+    for team in fixtures::search_teams() {
+        let entity: tidemark::model::Entity = serde_json::from_value(
+            json!({"blueprint": "team", "identifier": team["identifier"],
+                "title": team["title"], "properties": team["properties"]}),
+        )
+        .expect("entity");
+        catalog
+            .insert_foreign("people-tool", &entity)
+            .expect("seed team");
+    }
+    drop(catalog);
+
+    let valid = ws.run(&["validate", "-c", &ws.config()]);
+    assert_eq!(code(&valid), 0, "{}", text(&valid.stderr));
+    let (status, plan) = ws.plan(&[]);
+    fixtures::assert_first_search_plan(status, &plan);
+    assert_eq!(code(&ws.apply(&[])), 3);
+    let written = ws.run(&["apply", "-c", &ws.config()]);
+    assert_eq!(code(&written), 3, "still the q2 mapping error");
+    assert!(
+        text(&written.stdout).starts_with("No changes"),
+        "a stable search result is no change: {}",
+        text(&written.stdout)
+    );
+}

@@ -875,3 +875,60 @@ fn with_port_unreachable_plan_fails_within_half_a_minute_naming_the_cause() {
         "retries are logged: {err}"
     );
 }
+
+#[test]
+fn search_relations_are_resolved_by_a_port_search_and_a_stable_answer_costs_no_write() {
+    let ws = Workspace::new();
+    let port = PortStandIn::start_in_thread();
+    ws.write("client-secret", port.config().client_secret.expose());
+    support::fixtures::write_search_workspace(
+        &|rel, text| ws.write(rel, text),
+        &format!(
+            "  type: port\n  baseUrl: {}\n  clientId: ${{TEST_PORT_CLIENT_ID}}\n  clientSecretFile: client-secret\n",
+            port.url()
+        ),
+    );
+    let blueprints: Vec<Json> = serde_json::from_str(
+        &std::fs::read_to_string(ws.path("mappings/blueprints.json")).expect("read"),
+    )
+    .expect("json");
+    port.add_blueprint(blueprints[0].clone());
+    for team in support::fixtures::search_teams() {
+        port.seed_entity("team", team, "people-tool/1.0");
+    }
+    let plan = port_command(&ws, &port, &["plan", "--format", "json"])
+        .output()
+        .expect("plan");
+    let parsed: Json = serde_json::from_slice(&plan.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&plan.stderr)));
+    support::fixtures::assert_first_search_plan(code(&plan), &parsed);
+    // The search went to Port as a blueprint search with the mapping's rule.
+    assert!(
+        port.log()
+            .iter()
+            .any(|l| l.path == "/v1/blueprints/team/entities/search"
+                && l.body["query"]["rules"][0]
+                    == json!({"property": "lead", "operator": "=", "value": "q0@example.com"}))
+    );
+
+    let first = port_command(&ws, &port, &["apply"])
+        .output()
+        .expect("apply");
+    assert_eq!(code(&first), 3, "{}", text(&first.stderr));
+    assert_eq!(
+        port.entity("queue", &support::fixtures::search_queue(0))
+            .expect("q0 written")
+            .body["relations"]["ownerTeam"],
+        "t-alpha"
+    );
+    port.reset_counters();
+    let again = port_command(&ws, &port, &["apply"])
+        .output()
+        .expect("apply");
+    assert_eq!(code(&again), 3, "still the q2 mapping error");
+    assert_eq!(
+        port.counters().writes,
+        0,
+        "a stable search result costs no write"
+    );
+}

@@ -1316,6 +1316,10 @@ impl Catalog for SlowCatalog {
         self.inner.foreign_references(owner, keys).await
     }
 
+    async fn search(&self, blueprint: &str, query: &Json) -> Result<Vec<String>, CatalogError> {
+        self.inner.search(blueprint, query).await
+    }
+
     async fn preflight(
         &self,
         owner: &str,

@@ -469,6 +469,18 @@ impl Catalog for LocalCatalog {
         self.read_foreign_references(owner, keys)
     }
 
+    async fn search(&self, blueprint: &str, query: &Json) -> Result<Vec<String>, CatalogError> {
+        let mut found = Vec::new();
+        for stored in self.entities(None, Some(blueprint))? {
+            let matched = super::query::matches(query, &stored.entity)
+                .map_err(|e| self.error(e.to_string()))?;
+            if matched {
+                found.push(stored.identifier);
+            }
+        }
+        Ok(found)
+    }
+
     /// The local catalog's reads are SQL over tables tidemark made, so they are refused only
     /// when the file is unreadable; what this checks in practice is which blueprints exist.
     async fn preflight(

@@ -13,6 +13,7 @@ use crate::requests::RequestCount;
 
 pub mod local;
 pub mod port;
+pub mod query;
 pub mod validate;
 
 /// A change to a blueprint. Additive only: nothing is ever removed or altered.
@@ -211,6 +212,15 @@ pub trait Catalog: Send + Sync {
 
     /// Requests sent to a remote API since the last call, for the daemon's metrics (see
     /// [`crate::requests::RequestCounter::take`]). Catalogs that call no API have none.
+    /// The identifiers of the entities of `blueprint`, of any owner, that match `query` (a Port
+    /// search query, `{combinator, rules}`): how search relations are resolved. A blueprint the
+    /// catalog lacks has none.
+    fn search(
+        &self,
+        blueprint: &str,
+        query: &Json,
+    ) -> impl Future<Output = Result<Vec<String>, CatalogError>> + Send;
+
     /// Runs every read the reconciler makes for `blueprints`, read-only and at the smallest
     /// page size, and reports how the catalog answered each (`validate --catalog`). An error is
     /// a failure to reach or authenticate with the catalog at all.

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::expr::{Eval, Expr, Input, ValCache};
-use super::file::{EntityTemplate, Entry, Field, Template};
+use super::file::{EntityTemplate, Entry, Field, RuleTemplate, SearchTemplate, Template};
 use super::{ItemOutcome, MappedEntity};
 use crate::catalog::validate::is_valid_identifier;
 use crate::model::{Entity, RawItem};
@@ -205,7 +205,42 @@ impl Evaluator<'_, '_> {
         match template {
             Template::Expr(field) => self.optional(name, field),
             Template::Object(entries) => Json::Object(self.object(name, entries)),
+            Template::Search(search) => self.search(name, search).unwrap_or(Json::Null),
         }
+    }
+
+    /// A search relation's query, `{combinator, rules: [{property, operator, value}]}`, with every
+    /// jq value evaluated; a part that fails gives `None` with a warning, so the relation is null.
+    fn search(&mut self, name: &str, search: &SearchTemplate) -> Option<Json> {
+        let string = |this: &mut Self, part: &str, field: &Field| match this.eval(&field.expr) {
+            Eval::Value(Json::String(s)) => Some(Json::String(s)),
+            other => {
+                let got = match other {
+                    Eval::Value(v) => format!("gave {}, not a string", show(&v)),
+                    Eval::Empty => "gave no output".into(),
+                    Eval::Error(e) => format!("failed: {e}"),
+                };
+                this.warnings.push(format!(
+                    "{}: {name} search {part} `{}` {got}; using null",
+                    field.at, field.expr.text
+                ));
+                None
+            }
+        };
+        let combinator = string(self, "combinator", &search.combinator)?;
+        let mut rules = Vec::new();
+        for rule in &search.rules {
+            rules.push(match rule {
+                RuleTemplate::Nested(nested) => self.search(name, nested)?,
+                RuleTemplate::Property(rule) => {
+                    let property = string(self, "property", &rule.property)?;
+                    let operator = string(self, "operator", &rule.operator)?;
+                    let value = self.optional(&format!("{name} search value"), &rule.value);
+                    serde_json::json!({"property": property, "operator": operator, "value": value})
+                }
+            });
+        }
+        Some(serde_json::json!({"combinator": combinator, "rules": rules}))
     }
 
     fn object(&mut self, name: &str, entries: &[(String, Template)]) -> Map<String, Json> {

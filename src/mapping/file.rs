@@ -24,6 +24,28 @@ pub(crate) struct Field {
 pub(crate) enum Template {
     Expr(Field),
     Object(Vec<(String, Template)>),
+    /// A search relation (Ocean's `{combinator, rules}` with jq-valued rules): it maps to a Port
+    /// search query, which the reconciler resolves to identifiers against the catalog.
+    Search(SearchTemplate),
+}
+
+/// `{combinator, rules}` whose values are jq expressions.
+pub(crate) struct SearchTemplate {
+    pub combinator: Field,
+    pub rules: Vec<RuleTemplate>,
+}
+
+/// One rule of a search relation: a property rule, or a nested query.
+pub(crate) enum RuleTemplate {
+    Property(Box<PropertyRule>),
+    Nested(Box<SearchTemplate>),
+}
+
+/// A property rule of a search relation: each part a jq expression.
+pub(crate) struct PropertyRule {
+    pub property: Field,
+    pub operator: Field,
+    pub value: Field,
 }
 
 /// One entity's expressions. `None` = the mapping does not define the field.
@@ -200,6 +222,10 @@ impl Ctx<'_> {
     }
 
     fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
+        let is_search = node.get("combinator").is_some() || node.get("rules").is_some();
+        if is_search && what.starts_with("relations.") {
+            return self.search(node, what).map(Template::Search);
+        }
         match node.as_map() {
             Some(entries) => {
                 let mut out = Vec::new();
@@ -213,6 +239,83 @@ impl Ctx<'_> {
             }
             None => self.expr(node, what).map(Template::Expr),
         }
+    }
+
+    /// A search relation's query: `combinator` and `rules`, each rule `property`, `operator` and
+    /// `value` (or a nested query), every value a jq expression, as in Ocean.
+    fn search(&mut self, node: &Node, what: &str) -> Option<SearchTemplate> {
+        let node = self.map(node, what)?;
+        for unknown in yaml::unknown_keys(
+            node.as_map().unwrap_or_default(),
+            &["combinator", "rules"],
+            what,
+        ) {
+            self.error(unknown.pos, unknown.message);
+        }
+        let combinator = match node.get("combinator") {
+            Some(c) => self.expr(c, &format!("{what}.combinator")),
+            None => {
+                self.error(
+                    node.pos,
+                    format!("{what}: a search relation needs `combinator` (jq, e.g. '\"and\"')"),
+                );
+                None
+            }
+        };
+        let rules_node = node.get("rules");
+        let Some(items) = rules_node.and_then(Node::as_seq) else {
+            self.error(
+                rules_node.map_or(node.pos, |n| n.pos),
+                format!("{what}: a search relation needs `rules`, a list"),
+            );
+            return None;
+        };
+        let mut rules = Vec::new();
+        for (i, rule) in items.iter().enumerate() {
+            let at = format!("{what}.rules[{i}]");
+            let Some(rule) = self.map(rule, &at) else {
+                continue;
+            };
+            if rule.get("combinator").is_some() {
+                if let Some(nested) = self.search(rule, &at) {
+                    rules.push(RuleTemplate::Nested(Box::new(nested)));
+                }
+                continue;
+            }
+            for unknown in yaml::unknown_keys(
+                rule.as_map().unwrap_or_default(),
+                &["property", "operator", "value"],
+                &at,
+            ) {
+                self.error(unknown.pos, unknown.message);
+            }
+            let part = |cx: &mut Self, key: &str| match rule.get(key) {
+                Some(n) => cx.expr(n, &format!("{at}.{key}")),
+                None => {
+                    cx.error(
+                        rule.pos,
+                        format!("{at}: a rule needs `{key}` (a jq expression)"),
+                    );
+                    None
+                }
+            };
+            let (property, operator, value) = (
+                part(self, "property"),
+                part(self, "operator"),
+                part(self, "value"),
+            );
+            if let (Some(property), Some(operator), Some(value)) = (property, operator, value) {
+                rules.push(RuleTemplate::Property(Box::new(PropertyRule {
+                    property,
+                    operator,
+                    value,
+                })));
+            }
+        }
+        Some(SearchTemplate {
+            combinator: combinator?,
+            rules,
+        })
     }
 
     fn templates(&mut self, node: Option<&Node>, what: &str) -> Option<Vec<(String, Template)>> {

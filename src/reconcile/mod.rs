@@ -8,12 +8,15 @@ use serde_json::{Map, Value as Json};
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress};
 use crate::config::Config;
 use crate::mapping::{ItemOutcome, Mappings};
-use crate::model::{ACCOUNT_INFO_KIND, Desired, EntityKey, GLOBAL_REGION, Origin, RawItem};
+use crate::model::{
+    ACCOUNT_INFO_KIND, Blueprint, Desired, EntityKey, GLOBAL_REGION, Origin, RawItem,
+};
 use crate::source::{AccountReport, ItemSink, ListRequest, Source, SourceError, SourceReport};
 
 pub mod diff;
 pub mod order;
 pub mod plan;
+pub mod search;
 
 pub use plan::{Issue, MassDelete, Plan};
 
@@ -264,6 +267,16 @@ pub async fn plan<C: Catalog>(
         plan::known_blueprints_only(&collected.desired, &config.blueprints, &catalog_blueprints);
     let mut mapping_errors = collected.mapping_errors.clone();
     mapping_errors.extend(unknown_blueprints);
+    let mut warnings = collected.warnings.clone();
+    let desired = resolve_searches(
+        desired,
+        config,
+        &catalog_blueprints,
+        catalog,
+        &mut warnings,
+        &mut mapping_errors,
+    )
+    .await?;
     let owned = catalog.owned(owner, &accounts).await?;
     let owned_keys: BTreeSet<EntityKey> = owned.iter().map(|o| o.entity.key()).collect();
     let desired_keys: BTreeSet<EntityKey> = desired.iter().map(|d| d.entity.key()).collect();
@@ -301,12 +314,45 @@ pub async fn plan<C: Catalog>(
         foreign_references,
         report,
         mapping_errors,
-        warnings: collected.warnings.clone(),
+        warnings,
         producible,
         threshold: config.mappings.deletion_threshold(),
         desired_blueprints: &config.blueprints,
         catalog_blueprints: &catalog_blueprints,
     }))
+}
+
+/// Runs the searches that search relations ask for and puts what they found in place of the
+/// queries (see [`search`]). Without search relations it costs nothing and copies nothing.
+async fn resolve_searches<'d, C: Catalog>(
+    desired: std::borrow::Cow<'d, [Desired]>,
+    config: &Config,
+    catalog_blueprints: &[Blueprint],
+    catalog: &C,
+    warnings: &mut Vec<Issue>,
+    mapping_errors: &mut Vec<Issue>,
+) -> Result<std::borrow::Cow<'d, [Desired]>, CatalogError> {
+    // The definitions `apply` writes win over what the catalog has, as in the plan.
+    let mut blueprints: Vec<Blueprint> = config.blueprints.clone();
+    blueprints.extend(
+        catalog_blueprints
+            .iter()
+            .filter(|c| !config.defines_blueprint(c.identifier()))
+            .cloned(),
+    );
+    let requests = search::requests(&desired, &blueprints);
+    if requests.is_empty() {
+        return Ok(desired);
+    }
+    let mut found = BTreeMap::new();
+    for request in requests {
+        let ids = catalog.search(&request.blueprint, &request.query()).await?;
+        found.insert(request, ids);
+    }
+    let resolved = search::resolve(desired.into_owned(), &blueprints, &found);
+    warnings.extend(resolved.warnings);
+    mapping_errors.extend(resolved.errors);
+    Ok(std::borrow::Cow::Owned(resolved.desired))
 }
 
 /// Why a saved plan may no longer be applied.

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cloudcontrol;
+pub mod fixtures;
 pub mod moto;
 pub mod port_standin;
 pub mod sts;

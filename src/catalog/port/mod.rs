@@ -30,6 +30,8 @@
 use std::sync::Arc;
 
 use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress, ReadCheck, Writes};
+use serde_json::Value as Json;
+
 use crate::model::{Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity};
 use crate::secret::Secret;
 
@@ -196,6 +198,12 @@ impl Catalog for PortCatalog {
     ) -> Result<Vec<ForeignReference>, CatalogError> {
         self.check_owner(owner)?;
         read::foreign_references(&self.http, &self.integration, keys)
+            .await
+            .map_err(port_error)
+    }
+
+    async fn search(&self, blueprint: &str, query: &Json) -> Result<Vec<String>, CatalogError> {
+        read::search_identifiers(&self.http, blueprint, query)
             .await
             .map_err(port_error)
     }

@@ -390,6 +390,26 @@ fn identifier_query(ids: &[String], mut rules: Vec<Json>) -> Json {
     json!({"combinator": "and", "rules": rules})
 }
 
+/// The identifiers of `blueprint`'s entities that match `query`, every page: a search relation
+/// resolved by Port's own search. A blueprint Port does not have matches nothing.
+pub(super) async fn search_identifiers(
+    http: &Http,
+    blueprint: &str,
+    query: &Json,
+) -> Result<Vec<String>, PortError> {
+    let shape = SearchShape {
+        blueprint: blueprint.to_string(),
+        include: vec!["$identifier".to_string()],
+        computed: BTreeSet::new(),
+    };
+    let found = search(http, &shape, query.clone(), Paging::All).await?;
+    Ok(found
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| f.entity.identifier)
+        .collect())
+}
+
 /// Every read the reconciler sends for `blueprints`, one probe page each (`validate --catalog`).
 /// Listing the blueprints also authenticates; when that fails nothing else can be checked.
 pub(super) async fn preflight(
