@@ -465,6 +465,10 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 }
                 return Ok(EXIT_ERROR);
             }
+            // With --catalog, the preflight reports missing blueprints with the catalog's answer.
+            if !catalog && undefined_blueprints(&config).await? {
+                return Ok(EXIT_ERROR);
+            }
             if print {
                 print!(
                     "{}",
@@ -641,6 +645,45 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `validate` without `--catalog`: blueprints that constant `blueprint` expressions name and no
+/// `blueprints.json` defines must exist in the catalog. The local catalog is read (without
+/// creating it) and a missing one is an error at the expression; Port is not contacted, so each
+/// is a warning pointing at `validate --catalog`. `true` when one is missing.
+async fn undefined_blueprints(config: &Config) -> anyhow::Result<bool> {
+    let undefined: Vec<(String, String)> = config
+        .mappings
+        .constant_blueprints()
+        .into_iter()
+        .filter(|(name, _)| !config.defines_blueprint(name))
+        .collect();
+    if undefined.is_empty() {
+        return Ok(false);
+    }
+    let catalog = AnyCatalog::open(config)?;
+    if let AnyCatalog::Port(_) = &catalog {
+        for (name, at) in &undefined {
+            say_warning(format!(
+                "{at}: blueprint {name:?} is defined in no blueprints.json, so it must already exist in Port; `tidemark validate --catalog` checks"
+            ));
+        }
+        return Ok(false);
+    }
+    let present: Vec<String> = catalog
+        .blueprints()
+        .await?
+        .iter()
+        .map(|b| b.identifier().to_string())
+        .collect();
+    let mut missing = false;
+    for (name, at) in undefined.iter().filter(|(n, _)| !present.contains(n)) {
+        missing = true;
+        say_error(format!(
+            "{at}: blueprint {name:?} exists neither in a blueprints.json nor in the catalog; define it in the mapping folder's blueprints.json"
+        ));
+    }
+    Ok(missing)
 }
 
 /// `validate --catalog`: every read the reconciler makes, against the configured catalog.

@@ -787,3 +787,52 @@ fn search_relations_are_resolved_against_the_local_catalog_and_a_stable_answer_c
         text(&written.stdout)
     );
 }
+
+#[test]
+fn validate_refuses_a_constant_blueprint_that_exists_nowhere_naming_the_expression() {
+    let ws = small();
+    ws.write(
+        "mappings/queues.yaml",
+        &MAPPING.replace("blueprint: '\"queue\"'", "blueprint: '\"qeueu\"'"),
+    );
+    let config = ws.config();
+    let out = ws.run(&["validate", "-c", &config]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("mappings/queues.yaml:") && err.contains("blueprint \"qeueu\" exists neither"),
+        "{err}"
+    );
+    assert!(
+        !ws.path(".tidemark").exists(),
+        "validate created the catalog"
+    );
+    // Once the catalog has it (another tool made it), it is fine.
+    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
+        .expect("open");
+    catalog
+        .insert_blueprint(&tidemark::model::Blueprint(
+            json!({"identifier": "qeueu", "title": "Q", "schema": {"properties": {}}}),
+        ))
+        .expect("blueprint");
+    drop(catalog);
+    let out = ws.run(&["validate", "-c", &config]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+}
+
+#[test]
+fn unknown_mapping_keys_are_errors_with_a_did_you_mean_through_the_binary() {
+    let ws = small();
+    ws.write(
+        "mappings/queues.yaml",
+        &MAPPING.replace("    selector:\n", "    selctor:\n"),
+    );
+    let config = ws.config();
+    let out = ws.run(&["validate", "-c", &config]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("unknown key resources[1].selctor (did you mean resources[1].selector?)"),
+        "{err}"
+    );
+}

@@ -14,7 +14,7 @@ mod tests;
 pub mod watchdog;
 pub mod worker;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Entity, KindSpec, RawItem, WriteOptions};
 use crate::yaml::Diagnostic;
@@ -190,6 +190,21 @@ impl Mappings {
             }
         }
         Producible::Only(set)
+    }
+
+    /// Every blueprint named by a constant `blueprint` expression, with where the first such
+    /// expression is written (`file:line:col`).
+    pub fn constant_blueprints(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for entity in self.entries().flat_map(|e| &e.entities) {
+            if let Some(field) = &entity.blueprint
+                && let Some(name) = field.expr.constant_str()
+            {
+                out.entry(name.to_string())
+                    .or_insert_with(|| field.at.clone());
+            }
+        }
+        out
     }
 
     pub fn deletion_threshold(&self) -> f64 {
