@@ -707,27 +707,15 @@ fn a_207_that_says_ok_false_records_what_was_written_and_the_next_run_retries_on
 
 /// Queues related to their account, written without merge: every property Port returns that the
 /// mapping does not produce would count as a change.
-const RELATED_REPLACE_MAPPING: &str = r#"
-enableMergeEntity: false
-resources:
-  - kind: AWS::SQS::Queue
-    selector:
-      query: 'true'
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Arn
-          title: .Properties.QueueName
-          blueprint: '"crashQueue"'
-          properties:
-            retention: .Properties.MessageRetentionPeriod
-          relations:
-            owner: .__AccountId
-"#;
+fn related_replace_mapping() -> String {
+    format!(
+        "enableMergeEntity: false\n{FLEET_MAPPING}          relations:\n            owner: .__AccountId\n"
+    )
+}
 
 #[test]
 fn calculated_mirror_and_aggregation_properties_in_port_answers_cost_no_write() {
-    let fleet = Fleet::with_mapping(RELATED_REPLACE_MAPPING);
+    let fleet = Fleet::with_mapping(&related_replace_mapping());
     fleet.set_queues(&(0..5).map(|n| (n, 345_600)).collect());
     applied(&fleet, "first sync");
     // Port computes these and returns them under `properties` in every search answer.
@@ -757,7 +745,7 @@ fn calculated_mirror_and_aggregation_properties_in_port_answers_cost_no_write() 
 
 #[test]
 fn a_foreign_entity_related_to_an_owned_one_withholds_its_delete() {
-    let fleet = Fleet::with_mapping(RELATED_REPLACE_MAPPING);
+    let fleet = Fleet::with_mapping(&related_replace_mapping());
     fleet.set_queues(&(0..5).map(|n| (n, 345_600)).collect());
     applied(&fleet, "first sync");
     // Another tool's entity points at one of our queues through a relation.

@@ -1628,14 +1628,9 @@ impl Drop for Process {
     }
 }
 
-#[test]
-fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let port = free_port();
-    let log = ws.path("watch.log");
-    let mut child = Process(
+/// `tidemark watch` on the workspace's config, serving on `port`, logging JSON to `log`.
+fn watch_binary(ws: &Workspace, port: u16, log: &Path) -> Process {
+    Process(
         Command::new(BIN)
             .args(["watch", "-c"])
             .arg(ws.config())
@@ -1647,10 +1642,20 @@ fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
             ])
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::create(log).expect("log file"))
             .spawn()
             .expect("start tidemark watch"),
-    );
+    )
+}
+
+#[test]
+fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
+    let ws = Workspace::new("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let port = free_port();
+    let log = ws.path("watch.log");
+    let mut child = watch_binary(&ws, port, &log);
     wait_blocking("/healthz", || {
         get(port, "/healthz").is_some_and(|(s, _)| s == 200)
     });
@@ -1934,22 +1939,7 @@ fn a_mapping_edit_that_fails_every_item_of_a_kind_is_rejected_naming_the_express
     ws.write("mappings/blueprints.json", BLUEPRINTS);
     let port = free_port();
     let log = ws.path("watch.log");
-    let mut child = Process(
-        Command::new(BIN)
-            .args(["watch", "-c"])
-            .arg(ws.config())
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log-format",
-                "json",
-            ])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start tidemark watch"),
-    );
+    let mut child = watch_binary(&ws, port, &log);
     wait_blocking("/readyz", || {
         get(port, "/readyz").is_some_and(|(s, _)| s == 200)
     });

@@ -232,17 +232,12 @@ async fn foreign_batch(
     if found_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ours: BTreeSet<String> = search(
+    let ours: BTreeSet<String> = identifiers(
         http,
         shape,
         identifier_query(&found_ids, owned_rules(integration)),
-        Paging::All,
     )
-    .await?
-    .unwrap_or_default()
-    .into_iter()
-    .map(|e| e.entity.identifier)
-    .collect();
+    .await?;
     let mut foreign: Vec<ForeignEntity> = existing
         .into_iter()
         .filter(|e| !ours.contains(&e.entity.identifier))
@@ -261,17 +256,8 @@ async fn foreign_batch(
             break;
         }
         let rule = json!({"property": "$datasource", "operator": "contains", "value": prefix});
-        let matched: BTreeSet<String> = search(
-            http,
-            shape,
-            identifier_query(&unknown, vec![rule]),
-            Paging::All,
-        )
-        .await?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e.entity.identifier)
-        .collect();
+        let matched: BTreeSet<String> =
+            identifiers(http, shape, identifier_query(&unknown, vec![rule])).await?;
         for f in foreign.iter_mut() {
             if f.owner.is_empty() && matched.contains(&f.entity.identifier) {
                 // Port did not say the full datasource; the prefix it matched is what the core
@@ -346,17 +332,12 @@ async fn references_batch(
         .iter()
         .map(|e| e.entity.identifier.clone())
         .collect();
-    let ours: BTreeSet<String> = search(
+    let ours: BTreeSet<String> = identifiers(
         http,
         referrer,
         identifier_query(&referrer_ids, owned_rules(integration)),
-        Paging::All,
     )
-    .await?
-    .unwrap_or_default()
-    .into_iter()
-    .map(|e| e.entity.identifier)
-    .collect();
+    .await?;
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let mut refs = Vec::new();
     for found in referrers {
@@ -402,8 +383,21 @@ pub(super) async fn search_identifiers(
         include: vec!["$identifier".to_string()],
         computed: BTreeSet::new(),
     };
-    let found = search(http, &shape, query.clone(), Paging::All).await?;
-    Ok(found
+    Ok(identifiers(http, &shape, query.clone())
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// The identifiers of the entities in `shape`'s blueprint that match `query`; none when Port has
+/// no such blueprint.
+async fn identifiers(
+    http: &Http,
+    shape: &SearchShape,
+    query: Json,
+) -> Result<BTreeSet<String>, PortError> {
+    Ok(search(http, shape, query, Paging::All)
+        .await?
         .unwrap_or_default()
         .into_iter()
         .map(|f| f.entity.identifier)
