@@ -1908,3 +1908,7 @@ async fn absurd_concurrency_and_request_rates_neither_panic_nor_stall_the_listin
         assert_eq!(items, 2, "{case}");
     }
 }
+
+// Issue 14: what Cloud Control really returns.
+#[path = "aws/fidelity.rs"]
+mod fidelity;

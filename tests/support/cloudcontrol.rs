@@ -103,6 +103,13 @@ pub struct Fault {
 pub enum Effect {
     /// Answer `ThrottlingException` to this many matching requests, then serve normally.
     Throttle { times: usize },
+    /// Answer this error to this many matching requests, then serve normally: what a transient
+    /// downstream failure (`GeneralServiceException`, `HandlerInternalFailureException`) does.
+    Transient {
+        code: String,
+        message: String,
+        times: usize,
+    },
     /// Answer this error to every matching request.
     Error { code: String, message: String },
     /// Deny `ListRegions` for the account.
@@ -320,6 +327,14 @@ impl CcState {
                 Effect::Throttle { times } if !regions_call && *times > 0 => {
                     *times -= 1;
                     return Some(json_error("ThrottlingException", "Rate exceeded"));
+                }
+                Effect::Transient {
+                    code,
+                    message,
+                    times,
+                } if !regions_call && *times > 0 => {
+                    *times -= 1;
+                    return Some(json_error(code, message));
                 }
                 Effect::Error { code, message } if !regions_call => {
                     return Some(json_error(code, message));

@@ -44,6 +44,29 @@ const THROTTLING: &[&str] = &[
     "ServiceUnavailableException",
     "ServiceInternalErrorException",
     "InternalFailure",
+    // The `fault` errors of the Cloud Control model: the handler or the network failed on the
+    // server's side, which the next attempt may not.
+    "HandlerInternalFailureException",
+    "HandlerFailureException",
+    "NetworkFailureException",
+];
+/// Cloud Control's wrapper for a downstream service error that maps to no other handler code.
+/// Often transient, so retried like throttling; but the downstream condition is only in its
+/// message (Ocean PR #2287), and a denial or a missing resource will not change on retry.
+const GENERAL_SERVICE: &str = "GeneralServiceException";
+/// Message fragments (lowercase) of a `GeneralServiceException` that no retry fixes, as Ocean
+/// matches them (`integrations/aws/utils/misc.py`).
+const GENERAL_SERVICE_PERMANENT: &[&str] = &[
+    "access denied",
+    "accessdenied",
+    "not authorized",
+    "unauthorized",
+    "forbidden",
+    "permission denied",
+    "not found",
+    "notfound",
+    "does not exist",
+    "resourcenotfound",
 ];
 const EXPIRED: &[&str] = &["ExpiredTokenException", "ExpiredToken", "RequestExpired"];
 
@@ -110,6 +133,13 @@ where
             let failure = ScopeFailure::new(code, err.message().unwrap_or_default());
             if EXPIRED.contains(&code) {
                 Attempt::Expired(failure)
+            } else if code == GENERAL_SERVICE {
+                let message = failure.message.to_ascii_lowercase();
+                if GENERAL_SERVICE_PERMANENT.iter().any(|m| message.contains(m)) {
+                    Attempt::Fail(failure)
+                } else {
+                    Attempt::Retry(failure)
+                }
             } else if THROTTLING.contains(&code) || matches!(status, Some(429 | 500..=599)) {
                 Attempt::Retry(failure)
             } else if PERMANENT.contains(&code) {
