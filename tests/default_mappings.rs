@@ -469,15 +469,94 @@ fn every_golden_entity_validates_against_its_blueprint() {
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
-/// The partition an ARN for `region` must carry.
-fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
+/// The partition an ARN for `region` must carry, and the host of its console (`None`: the
+/// partition's console is on a closed network, so entities carry no link).
+fn partition(region: &str) -> (&'static str, Option<&'static str>) {
+    // Longest prefixes first: `us-iso-` is not `us-isob-`.
+    const PARTITIONS: [(&str, &str, Option<&str>); 7] = [
+        ("cn-", "aws-cn", Some("console.amazonaws.cn")),
+        ("us-gov-", "aws-us-gov", Some("console.amazonaws-us-gov.com")),
+        ("us-isob-", "aws-iso-b", None),
+        ("us-isof-", "aws-iso-f", None),
+        ("us-iso-", "aws-iso", None),
+        ("eu-isoe-", "aws-iso-e", None),
+        ("eusc-", "aws-eusc", Some("console.amazonaws-eusc.eu")),
+    ];
+    PARTITIONS
+        .iter()
+        .find(|(prefix, _, _)| region.starts_with(prefix))
+        .map_or(("aws", Some("console.aws.amazon.com")), |(_, p, c)| (*p, *c))
+}
+
+/// One region of every partition (issue 14): ARNs and console links follow the item's region.
+const PARTITION_REGIONS: [&str; 8] = [
+    "eu-west-1",
+    "cn-northwest-1",
+    "us-gov-east-1",
+    "us-iso-east-1",
+    "us-isob-east-1",
+    "eu-isoe-west-1",
+    "us-isof-south-1",
+    "eusc-de-east-1",
+];
+
+#[test]
+fn identifiers_and_links_follow_the_partition_of_every_region() {
+    let items: Vec<(&str, Json)> = REQUIRED_KINDS
+        .iter()
+        .filter(|k| **k != "AWS::Account::Info")
+        .map(|&kind| {
+            let items = read_json(&fixture_dir(kind).join("input.json"));
+            let first = items
+                .as_array()
+                .and_then(|a| a.iter().find(|i| i.get("__Region").is_none()))
+                .unwrap_or_else(|| panic!("{kind}: a fixture item without its own region"))
+                .clone();
+            (kind, first)
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for region in PARTITION_REGIONS {
+        let (partition, console) = partition(region);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let input = tmp.path().join("items.json");
+        let all: Vec<Json> = items
+            .iter()
+            .map(|(kind, item)| {
+                let mut item = item.clone();
+                item["Type"] = json!(kind);
+                item["__Region"] = json!(region);
+                item
+            })
+            .collect();
+        fs::write(&input, Json::Array(all).to_string()).expect("write the items");
+        let entities = mapped_entities(&input);
+        assert_eq!(entities.len(), items.len(), "{region}: one entity per item");
+        for ((kind, item), entity) in items.iter().zip(&entities) {
+            let id = entity["identifier"].as_str().unwrap_or_default();
+            let parts: Vec<&str> = id.splitn(6, ':').collect();
+            // An ARN that Cloud Control returned (as the identifier or a property) is AWS's own
+            // and keeps the fixture's partition and region.
+            let returned = item.to_string().contains(&format!("\"{id}\""));
+            if !returned
+                && (parts.len() != 6
+                    || parts[1] != partition
+                    || !(parts[3].is_empty() || parts[3] == region))
+            {
+                errors.push(format!("{kind} in {region}: {id:?} is not an {partition} ARN"));
+            }
+            let link = &entity["properties"]["link"];
+            match (console, link) {
+                (None, Json::Null) => {}
+                (Some(host), Json::String(url))
+                    if url.starts_with(&format!("https://{host}/")) => {}
+                _ => errors.push(format!(
+                    "{kind} in {region}: link {link} should be on {console:?}"
+                )),
+            }
+        }
     }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
 #[test]
@@ -508,7 +587,7 @@ fn identifiers_are_arns_in_the_items_partition_account_and_region() {
             let parts: Vec<&str> = id.splitn(6, ':').collect();
             let ok = parts.len() == 6
                 && parts[0] == "arn"
-                && parts[1] == partition(region)
+                && parts[1] == partition(region).0
                 && (parts[3].is_empty() || parts[3] == region)
                 && (parts[4].is_empty() || parts[4] == account)
                 && !parts[5].is_empty();
