@@ -199,7 +199,8 @@ async fn single_account_mode_lists_the_base_account_in_its_enabled_regions() {
     assert_eq!(me.id, MOTO_ACCOUNT);
     assert!(me.assumed && me.error.is_none() && me.role_arn.is_none());
     assert_eq!(me.regions, vec!["eu-west-1", "us-east-1", "us-west-2"]);
-    // The bucket listing happens once, from the first region; EC2 is denied in us-west-2.
+    // The bucket listing happens once, from the partition's home region; EC2 is denied in
+    // us-west-2.
     assert_eq!(
         ok_listings(&report),
         vec![
@@ -210,13 +211,13 @@ async fn single_account_mode_lists_the_base_account_in_its_enabled_regions() {
             ),
             (
                 MOTO_ACCOUNT.into(),
-                "eu-west-1".into(),
-                "AWS::S3::Bucket".into()
+                "us-east-1".into(),
+                "AWS::EC2::Instance".into()
             ),
             (
                 MOTO_ACCOUNT.into(),
                 "us-east-1".into(),
-                "AWS::EC2::Instance".into()
+                "AWS::S3::Bucket".into()
             ),
         ]
     );

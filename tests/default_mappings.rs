@@ -475,7 +475,11 @@ fn partition(region: &str) -> (&'static str, Option<&'static str>) {
     // Longest prefixes first: `us-iso-` is not `us-isob-`.
     const PARTITIONS: [(&str, &str, Option<&str>); 7] = [
         ("cn-", "aws-cn", Some("console.amazonaws.cn")),
-        ("us-gov-", "aws-us-gov", Some("console.amazonaws-us-gov.com")),
+        (
+            "us-gov-",
+            "aws-us-gov",
+            Some("console.amazonaws-us-gov.com"),
+        ),
         ("us-isob-", "aws-iso-b", None),
         ("us-isof-", "aws-iso-f", None),
         ("us-iso-", "aws-iso", None),
@@ -485,7 +489,9 @@ fn partition(region: &str) -> (&'static str, Option<&'static str>) {
     PARTITIONS
         .iter()
         .find(|(prefix, _, _)| region.starts_with(prefix))
-        .map_or(("aws", Some("console.aws.amazon.com")), |(_, p, c)| (*p, *c))
+        .map_or(("aws", Some("console.aws.amazon.com")), |(_, p, c)| {
+            (*p, *c)
+        })
 }
 
 /// One region of every partition (issue 14): ARNs and console links follow the item's region.
@@ -543,13 +549,15 @@ fn identifiers_and_links_follow_the_partition_of_every_region() {
                     || parts[1] != partition
                     || !(parts[3].is_empty() || parts[3] == region))
             {
-                errors.push(format!("{kind} in {region}: {id:?} is not an {partition} ARN"));
+                errors.push(format!(
+                    "{kind} in {region}: {id:?} is not an {partition} ARN"
+                ));
             }
             let link = &entity["properties"]["link"];
             match (console, link) {
                 (None, Json::Null) => {}
-                (Some(host), Json::String(url))
-                    if url.starts_with(&format!("https://{host}/")) => {}
+                (Some(host), Json::String(url)) if url.starts_with(&format!("https://{host}/")) => {
+                }
                 _ => errors.push(format!(
                     "{kind} in {region}: link {link} should be on {console:?}"
                 )),

@@ -16,7 +16,7 @@ pub mod worker;
 
 use std::collections::BTreeSet;
 
-use crate::model::{Entity, KindSpec, RawItem, WriteOptions};
+use crate::model::{Entity, KindSpec, RawItem, WriteOptions, is_global_kind};
 use crate::yaml::Diagnostic;
 use file::{Entry, FileSpec};
 
@@ -204,12 +204,15 @@ impl Mappings {
         self.sources.iter().any(|s| s.text.contains("def "))
     }
 
-    /// Maps one item with every entry of its kind whose region policy admits its region.
+    /// Maps one item with every entry of its kind whose region policy admits its region. A
+    /// global kind's policy only chooses where it is listed from: its items are mapped whatever
+    /// region they carry (an S3 bucket carries its own, which the policy may not list from).
     pub fn map_item(&self, item: &RawItem) -> ItemOutcome {
         let mut outcome = ItemOutcome::default();
         let _watched = watchdog::item_started(item);
+        let global = is_global_kind(&item.kind);
         for entry in self.entries() {
-            if entry.kind == item.kind && entry.region_policy.admits(&item.region) {
+            if entry.kind == item.kind && (global || entry.region_policy.admits(&item.region)) {
                 eval::map_entry(entry, item, &self.env, &mut outcome);
             }
         }

@@ -10,6 +10,7 @@ use crate::model::{KindSpec, RawItem};
 use crate::requests::RequestCount;
 
 pub mod aws;
+pub mod regions;
 pub mod snapshot;
 
 /// Which regions to list.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::regions::global_order;
 use super::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing,
     MAX_PROPERTIES_DEPTH, Regions, Source, SourceError, SourceReport, is_account_id,
@@ -86,6 +87,10 @@ pub struct RecordedItem {
     /// An object, or a JSON string as Cloud Control returns it.
     #[serde(rename = "Properties", default)]
     pub properties: Json,
+    /// The item's own region where it is not the region its global kind was listed from: an S3
+    /// bucket lives in one region and is listed from another.
+    #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// The file a scope's items live in. Its parts come from AWS answers, a manifest and mapping
@@ -180,10 +185,24 @@ impl SnapshotSource {
                         item.identifier
                     ));
                 }
+                // Only a global kind's item may live elsewhere than its listing.
+                let own_region = match item.region {
+                    Some(own) if is_global_kind(kind) => {
+                        if !is_region_name(&own) {
+                            return Err(format!(
+                                "{shown}: item {i} ({}): {}",
+                                item.identifier,
+                                not_a_region_name(&own)
+                            ));
+                        }
+                        own
+                    }
+                    _ => region.to_string(),
+                };
                 Ok(RawItem {
                     account: account.id.clone(),
                     account_name: account.name.clone(),
-                    region: region.to_string(),
+                    region: own_region,
                     kind: kind.to_string(),
                     identifier: item.identifier,
                     properties,
@@ -254,44 +273,33 @@ impl Source for SnapshotSource {
                 continue;
             }
             for spec in &request.kinds {
-                let mut admitted: Vec<&String> = regions
+                let mut admitted: Vec<String> = regions
                     .iter()
                     .filter(|r| spec.region_policy.admits(r))
+                    .cloned()
                     .collect();
                 admitted.sort();
-                if is_global_kind(&spec.kind) {
-                    admitted.truncate(1);
+                let global = is_global_kind(&spec.kind);
+                if global {
+                    // Listed once, from whichever region served it live: the recorded one.
+                    admitted = global_order(&admitted);
+                    let scope =
+                        recorded_global(&manifest.scopes, &account.id, &spec.kind, &admitted);
+                    admitted = match scope {
+                        Some(s) => vec![s.region.clone()],
+                        None => admitted.into_iter().take(1).collect(),
+                    };
                 }
                 for region in admitted {
                     let key = (account.id.as_str(), region.as_str(), spec.kind.as_str());
-                    // A global kind may have been recorded under another of the account's regions.
-                    let scope = recorded.get(&key).copied().or_else(|| {
-                        is_global_kind(&spec.kind)
-                            .then(|| {
-                                manifest.scopes.iter().find(|s| {
-                                    s.account == account.id
-                                        && s.kind == spec.kind
-                                        && s.status == ScopeStatus::Ok
-                                })
-                            })
-                            .flatten()
-                    });
+                    let scope = recorded.get(&key).copied();
                     let result = match scope {
                         None => Err("not recorded in the snapshot".to_string()),
                         Some(s) if s.status == ScopeStatus::Failed => Err(s
                             .error
                             .clone()
                             .unwrap_or_else(|| "recorded as failed".to_string())),
-                        Some(s) => {
-                            self.read_scope(account, &s.region, &spec.kind)
-                                .map(|mut items| {
-                                    // Items keep the region the plan asked for, like a live global listing.
-                                    for item in &mut items {
-                                        item.region = region.clone();
-                                    }
-                                    items
-                                })
-                        }
+                        Some(s) => self.read_scope(account, &s.region, &spec.kind),
                     };
                     let error = match result {
                         Ok(items) => {
@@ -319,6 +327,30 @@ impl Source for SnapshotSource {
     }
 }
 
+/// The recorded scope of a global kind in `account`: the one in the first region of `order`
+/// that has one, preferring scopes recorded `ok`.
+fn recorded_global<'m>(
+    scopes: &'m [ManifestScope],
+    account: &str,
+    kind: &str,
+    order: &[String],
+) -> Option<&'m ManifestScope> {
+    let of_kind: Vec<&ManifestScope> = scopes
+        .iter()
+        .filter(|s| s.account == account && s.kind == kind)
+        .collect();
+    let rank = |s: &ManifestScope| {
+        (
+            s.status != ScopeStatus::Ok,
+            order
+                .iter()
+                .position(|r| *r == s.region)
+                .unwrap_or(usize::MAX),
+        )
+    };
+    of_kind.into_iter().min_by_key(|s| rank(s))
+}
+
 /// Writes a snapshot of a listing: every scope file first, the manifest last, so a folder with a
 /// manifest is always complete.
 pub fn write_snapshot(
@@ -329,20 +361,32 @@ pub fn write_snapshot(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut by_scope: BTreeMap<(&str, &str, &str), Vec<RecordedItem>> = BTreeMap::new();
+    // A global kind is listed once per account, and its items may carry other regions.
+    let mut global: BTreeMap<(&str, &str), &str> = BTreeMap::new();
     for listing in report.listings.iter().filter(|l| l.error.is_none()) {
         by_scope
             .entry((&listing.account, &listing.region, &listing.kind))
             .or_default();
+        if is_global_kind(&listing.kind) {
+            global.insert((&listing.account, &listing.kind), &listing.region);
+        }
     }
     for item in items {
-        if let Some(list) = by_scope.get_mut(&(
-            item.account.as_str(),
-            item.region.as_str(),
-            item.kind.as_str(),
-        )) {
+        let listed_in = if is_global_kind(&item.kind) {
+            global
+                .get(&(item.account.as_str(), item.kind.as_str()))
+                .copied()
+        } else {
+            Some(item.region.as_str())
+        };
+        let Some(listed_in) = listed_in else { continue };
+        if let Some(list) =
+            by_scope.get_mut(&(item.account.as_str(), listed_in, item.kind.as_str()))
+        {
             list.push(RecordedItem {
                 identifier: item.identifier.clone(),
                 properties: item.properties.clone(),
+                region: (item.region != listed_in).then(|| item.region.clone()),
             });
         }
     }
@@ -550,10 +594,12 @@ mod tests {
             json!([]),
         );
         let (report, items) = list(dir.path(), &["AWS::S3::Bucket"]).await;
+        // Once, under the region it was recorded in, as the live listing reported it.
         assert_eq!(report.listings.len(), 1);
-        assert_eq!(report.listings[0].region, "eu-west-1");
+        assert_eq!(report.listings[0].region, "us-east-1");
         assert_eq!(report.listings[0].error, None);
         assert_eq!(items.len(), 1);
+        assert_eq!(items[0].region, "us-east-1");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! tidemark expects.
 
 use super::*;
+use support::cloudcontrol::CrossRegion;
 
 const QUEUE: &str = "AWS::SQS::Queue";
 const TOPIC: &str = "AWS::SNS::Topic";
@@ -22,7 +23,9 @@ async fn a_general_service_exception_is_retried_like_throttling_unless_its_messa
         kind: Some(QUEUE.into()),
         effect: Effect::Transient {
             code: "GeneralServiceException".into(),
-            message: "Internal error reported from downstream service during operation 'ListQueues'.".into(),
+            message:
+                "Internal error reported from downstream service during operation 'ListQueues'."
+                    .into(),
             times: 3,
         },
     });
@@ -45,7 +48,357 @@ async fn a_general_service_exception_is_retried_like_throttling_unless_its_messa
     let plan = plan_for(&report, &items, &[QUEUE, TOPIC]);
     assert_complete_scope(&report, &plan, QUEUE);
     assert_eq!(items.iter().filter(|i| i.kind == QUEUE).count(), 5);
-    assert_failed_scope(&report, &plan, TOPIC, &["GeneralServiceException", "not authorized"]);
+    assert_failed_scope(
+        &report,
+        &plan,
+        TOPIC,
+        &["GeneralServiceException", "not authorized"],
+    );
     let topic_calls = cc.calls().iter().filter(|c| c.kind == TOPIC).count();
     assert_eq!(topic_calls, 1, "a denial is not retried");
+}
+
+const BUCKET: &str = "AWS::S3::Bucket";
+const ROLE: &str = "AWS::IAM::Role";
+
+/// An account's regions with opt-in ones first in sorted order, as `af-south-1` and `ap-east-1`
+/// sort before `us-east-1`.
+const WITH_OPT_IN: [&str; 4] = ["af-south-1", "ap-east-1", "eu-west-1", "us-east-1"];
+
+fn global_listing(report: &SourceReport, kind: &str) -> Listing {
+    listing_of(report, kind)
+}
+
+#[tokio::test]
+async fn global_kinds_are_listed_from_the_partitions_standard_region_never_an_opt_in_one_first() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(HOSTILE, &WITH_OPT_IN);
+    for region in WITH_OPT_IN {
+        cc.add(HOSTILE, region, ROLE, &format!("role-{region}"), json!({}));
+    }
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(&source, &request(vec![kind(ROLE)], Regions::Enabled)).await;
+    let listing = global_listing(&report, ROLE);
+    assert_eq!(
+        (listing.region.as_str(), listing.error),
+        ("us-east-1", None)
+    );
+    let listed: Vec<&str> = items.iter().map(|i| i.identifier.as_str()).collect();
+    assert_eq!(listed, vec!["role-us-east-1"]);
+    let asked: Vec<String> = cc.calls().iter().map(|c| c.region.clone()).collect();
+    assert_eq!(asked, vec!["us-east-1"], "asked once, in the home region");
+}
+
+#[tokio::test]
+async fn a_global_kind_moves_to_the_next_region_when_a_policy_denies_one_and_fails_when_all_do() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(HOSTILE, &WITH_OPT_IN);
+    for region in WITH_OPT_IN {
+        cc.add(HOSTILE, region, ROLE, &format!("role-{region}"), json!({}));
+    }
+    // A service control policy denies us-east-1: eu-west-1, the next standard region, lists.
+    let deny = |region: &str| Fault {
+        account: Some(HOSTILE.into()),
+        region: Some(region.into()),
+        kind: None,
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: format!("explicit deny in a service control policy ({region})"),
+        },
+    };
+    cc.inject(deny("us-east-1"));
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(&source, &request(vec![kind(ROLE)], Regions::Enabled)).await;
+    let listing = global_listing(&report, ROLE);
+    assert_eq!(
+        (listing.region.as_str(), listing.error),
+        ("eu-west-1", None)
+    );
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].region, "eu-west-1");
+
+    // Every region denied: the scope fails, naming each region tried, in order.
+    for region in ["eu-west-1", "af-south-1", "ap-east-1"] {
+        cc.inject(deny(region));
+    }
+    let (report, items) = run(&source, &request(vec![kind(ROLE)], Regions::Enabled)).await;
+    assert!(items.is_empty());
+    let plan = plan_for(&report, &items, &[ROLE]);
+    let listing = global_listing(&report, ROLE);
+    assert_eq!(listing.region, "us-east-1");
+    let error = listing.error.unwrap_or_default();
+    assert!(error.starts_with("AccessDeniedException"), "{error}");
+    let tried = ["us-east-1", "eu-west-1", "af-south-1", "ap-east-1"].map(|r| {
+        error
+            .find(r)
+            .unwrap_or_else(|| panic!("{r} not named: {error}"))
+    });
+    assert!(tried.windows(2).all(|w| w[0] < w[1]), "{error}");
+    assert!(
+        plan.withheld
+            .iter()
+            .any(|w| w.identifier == "aws_iam_role-gone")
+    );
+}
+
+#[tokio::test]
+async fn an_account_without_the_home_region_lists_global_kinds_from_its_first_standard_region() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(
+        HOSTILE,
+        &["af-south-1", "me-south-1", "us-west-2", "eu-central-1"],
+    );
+    let source = hostile_source(&sts, &cc).await;
+    let (report, _) = run(&source, &request(vec![kind(ROLE)], Regions::Enabled)).await;
+    assert_eq!(global_listing(&report, ROLE).region, "eu-central-1");
+}
+
+/// Buckets in standard and opt-in regions of an account whose regions sort opt-in first.
+fn add_buckets(cc: &CloudControl) -> Vec<(&'static str, &'static str)> {
+    let buckets = vec![
+        ("logs-us-east-1", "us-east-1"),
+        ("assets-eu-west-1", "eu-west-1"),
+        ("cape-af-south-1", "af-south-1"),
+        ("hk-ap-east-1", "ap-east-1"),
+    ];
+    cc.set_regions(HOSTILE, &WITH_OPT_IN);
+    for (name, home) in &buckets {
+        cc.add_bucket(
+            HOSTILE,
+            home,
+            name,
+            json!({"BucketName": name, "VersioningConfiguration": {"Status": "Enabled"}}),
+        );
+    }
+    buckets
+}
+
+fn bucket_spec() -> KindSpec {
+    let mut spec = kind(BUCKET);
+    spec.use_get_resource_api = true;
+    spec
+}
+
+fn get_calls(cc: &CloudControl, identifier_kind: &str) -> usize {
+    cc.calls()
+        .iter()
+        .filter(|c| c.operation == "GetResource" && c.kind == identifier_kind)
+        .count()
+}
+
+#[tokio::test]
+async fn every_bucket_is_read_in_a_region_that_can_read_it_and_carries_its_own_region() {
+    for answer in [
+        CrossRegion::Served,
+        CrossRegion::NotFound,
+        CrossRegion::Redirect,
+    ] {
+        let sts = StsStandIn::start().await;
+        let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+        cc.set_cross_region(answer);
+        let buckets = add_buckets(&cc);
+        let source = hostile_source(&sts, &cc).await;
+        let (report, items) = run(&source, &request(vec![bucket_spec()], Regions::Enabled)).await;
+        let listing = global_listing(&report, BUCKET);
+        assert_eq!(
+            (listing.region.as_str(), listing.error.as_deref()),
+            ("us-east-1", None),
+            "{answer:?}"
+        );
+        let mut read: Vec<(String, String)> = items
+            .iter()
+            .map(|i| (i.identifier.clone(), i.region.clone()))
+            .collect();
+        read.sort();
+        let mut expected: Vec<(String, String)> = buckets
+            .iter()
+            .map(|(name, home)| (name.to_string(), home.to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            read, expected,
+            "{answer:?}: every bucket, in its own region"
+        );
+        assert!(
+            items
+                .iter()
+                .all(|i| i.properties["VersioningConfiguration"]["Status"] == "Enabled"),
+            "{answer:?}: mapped from the full model: {items:?}"
+        );
+        let plan = plan_for(&report, &items, &[BUCKET]);
+        assert_complete_scope(&report, &plan, BUCKET);
+        assert_eq!(
+            plan.summary.delete, 1,
+            "only the gone entity: {:?}",
+            plan.changes
+        );
+
+        // The regions found are kept: the next run reads each bucket once, where it lives.
+        let before = get_calls(&cc, BUCKET);
+        let (_, again) = run(&source, &request(vec![bucket_spec()], Regions::Enabled)).await;
+        assert_eq!(again.len(), 4);
+        assert_eq!(
+            get_calls(&cc, BUCKET) - before,
+            4,
+            "{answer:?}: one read per bucket"
+        );
+        let calls = cc.calls();
+        let reads: Vec<&support::cloudcontrol::CcCall> = calls
+            .iter()
+            .filter(|c| c.operation == "GetResource")
+            .collect();
+        for call in &reads[reads.len() - 4..] {
+            assert!(
+                buckets
+                    .iter()
+                    .any(|(n, h)| *n == call.identifier && *h == call.region),
+                "{answer:?}: {} read in {}",
+                call.identifier,
+                call.region
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn buckets_in_opt_in_regions_cost_one_read_per_region_tried_standard_regions_first() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_cross_region(CrossRegion::NotFound);
+    add_buckets(&cc);
+    let source = hostile_source(&sts, &cc).await;
+    run(&source, &request(vec![bucket_spec()], Regions::Enabled)).await;
+    let tried = |bucket: &str| -> Vec<String> {
+        cc.calls()
+            .iter()
+            .filter(|c| c.operation == "GetResource" && c.identifier == bucket)
+            .map(|c| c.region.clone())
+            .collect()
+    };
+    assert_eq!(tried("logs-us-east-1"), vec!["us-east-1"]);
+    assert_eq!(tried("assets-eu-west-1"), vec!["us-east-1", "eu-west-1"]);
+    assert_eq!(
+        tried("cape-af-south-1"),
+        vec!["us-east-1", "eu-west-1", "af-south-1"]
+    );
+    assert_eq!(
+        tried("hk-ap-east-1"),
+        vec!["us-east-1", "eu-west-1", "af-south-1", "ap-east-1"]
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_is_gone_only_when_every_enabled_region_says_not_found() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_buckets(&cc);
+    // Deleted between the listing and the reads.
+    cc.add_bucket(
+        HOSTILE,
+        "af-south-1",
+        "deleted-after-listing",
+        serde_json::Value::Null,
+    );
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(&source, &request(vec![bucket_spec()], Regions::Enabled)).await;
+    assert_eq!(global_listing(&report, BUCKET).error, None);
+    assert_eq!(items.len(), 4);
+    assert!(
+        !items
+            .iter()
+            .any(|i| i.identifier == "deleted-after-listing")
+    );
+
+    // With a configured region list, a bucket may live in a region tidemark was not given:
+    // not found in all of them proves nothing, so the scope fails.
+    let (report, items) = run(
+        &source,
+        &request(vec![bucket_spec()], list_of(&["eu-west-1", "us-east-1"])),
+    )
+    .await;
+    let plan = plan_for(&report, &items, &[BUCKET]);
+    assert_failed_scope(
+        &report,
+        &plan,
+        BUCKET,
+        &[
+            "deleted-after-listing",
+            "ResourceNotFoundException",
+            "source.regions",
+        ],
+    );
+    // The buckets in the listed regions are still read; those in the others could not be.
+    let read: BTreeSet<&str> = items.iter().map(|i| i.identifier.as_str()).collect();
+    assert!(
+        read.contains("logs-us-east-1") && read.contains("assets-eu-west-1"),
+        "{read:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_whose_own_region_refuses_fails_the_scope_instead_of_counting_as_gone() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_cross_region(CrossRegion::NotFound);
+    add_buckets(&cc);
+    cc.inject(Fault {
+        account: Some(HOSTILE.into()),
+        region: Some("af-south-1".into()),
+        kind: Some(BUCKET.into()),
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: "explicit deny in a service control policy".into(),
+        },
+    });
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(&source, &request(vec![bucket_spec()], Regions::Enabled)).await;
+    let plan = plan_for(&report, &items, &[BUCKET]);
+    assert_failed_scope(
+        &report,
+        &plan,
+        BUCKET,
+        &["cape-af-south-1", "af-south-1", "AccessDeniedException"],
+    );
+    assert_eq!(items.len(), 3, "the other buckets are read");
+}
+
+#[tokio::test]
+async fn a_snapshot_replays_buckets_under_their_listing_in_their_own_regions() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_buckets(&cc);
+    for region in WITH_OPT_IN {
+        cc.add(HOSTILE, region, ROLE, &format!("role-{region}"), json!({}));
+    }
+    let source = hostile_source(&sts, &cc).await;
+    let both = request(vec![bucket_spec(), kind(ROLE)], Regions::Enabled);
+    let (report, items) = run(&source, &both).await;
+    assert_eq!(items.len(), 5);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+        .expect("snapshot written");
+    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let (replayed_report, replayed) = run_source(&replay, &both).await;
+    let mut recorded = report.listings.clone();
+    let mut listings = replayed_report.listings.clone();
+    recorded.sort();
+    listings.sort();
+    assert_eq!(listings, recorded);
+    let regions = |items: &[RawItem]| -> BTreeSet<(String, String)> {
+        items
+            .iter()
+            .map(|i| (i.identifier.clone(), i.region.clone()))
+            .collect()
+    };
+    assert_eq!(regions(&replayed), regions(&items));
+    assert!(
+        replayed
+            .iter()
+            .filter(|i| i.kind == BUCKET)
+            .all(|i| i.properties["VersioningConfiguration"]["Status"] == "Enabled")
+    );
 }

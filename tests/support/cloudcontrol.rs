@@ -3,6 +3,14 @@
 //! errors as `{"__type", "Message"}` with HTTP 400), resources kept per account as the caller's
 //! access key says, pages of 3 items, and injectable throttling, errors and latency. It also
 //! serves `account:ListRegions` (restJson1, `POST /listRegions`), which moto lacks.
+//!
+//! It answers as AWS does, not as tidemark expects (sources: /work/notes/aws-kinds.md and
+//! reference/aws.md "Cloud Control as it really behaves"):
+//! - S3 buckets live in one region, but `ListResources` lists every bucket of the account from any
+//!   region, with only `BucketName`; `GetResource` answers from the bucket's own region, never
+//!   across an opt-in region (`ResourceNotFoundException`), and between two standard regions as
+//!   [`CrossRegion`] says (aws-toolkit-vscode #2193, aws-cli #6464, awscc #2124, Ocean PR #2681).
+//! - `ListRegions` says `ENABLED` for opt-in regions and `ENABLED_BY_DEFAULT` for the others.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -141,7 +149,99 @@ pub struct CcCall {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// `GetResource`'s `Identifier`; empty for `ListResources`.
+    pub identifier: String,
     pub resource_model: Option<String>,
+}
+
+/// The regions enabled by default in every account (launched before 20 March 2019); every
+/// later region is opt-in. AWS's list, kept here apart from tidemark's own.
+const STANDARD_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "sa-east-1",
+];
+
+/// Whether AWS treats `region` as opt-in (China, GovCloud and the ISO partitions have none).
+pub fn is_opt_in(region: &str) -> bool {
+    let other_partition = ["cn-", "us-gov-", "us-iso", "eu-isoe-", "eusc-"]
+        .iter()
+        .any(|p| region.starts_with(p));
+    !other_partition && !STANDARD_REGIONS.contains(&region)
+}
+
+const BUCKET: &str = "AWS::S3::Bucket";
+
+/// How `GetResource` answers for a bucket asked for from a standard region other than its own.
+/// Across an opt-in region (either side) AWS answers `ResourceNotFoundException` whatever this is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CrossRegion {
+    /// The full model, as awscc #2124 saw in 2024.
+    #[default]
+    Served,
+    /// `ResourceNotFoundException`: "the subsequent GET operation is region scoped"
+    /// (aws-toolkit-vscode #2193).
+    NotFound,
+    /// `PermanentRedirect` with HTTP 301, as aws-cli #6464 saw in 2021.
+    Redirect,
+}
+
+/// A bucket: its name, the region it lives in, and its full model (`Null`: deleted after the
+/// listing).
+#[derive(Clone, Debug)]
+struct Bucket {
+    name: String,
+    home: String,
+    full: Json,
+}
+
+impl Bucket {
+    /// The model `GetResource` returns: the read-only properties AWS always fills in, added to
+    /// what the test gave.
+    fn model(&self) -> Json {
+        let mut model = self.full.clone();
+        let suffix = if self.home.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        let partition = if self.home.starts_with("cn-") {
+            "aws-cn"
+        } else if self.home.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
+        if let Some(fields) = model.as_object_mut() {
+            let name = &self.name;
+            let home = &self.home;
+            fields.entry("BucketName").or_insert_with(|| json!(name));
+            fields
+                .entry("Arn")
+                .or_insert_with(|| json!(format!("arn:{partition}:s3:::{name}")));
+            fields
+                .entry("DomainName")
+                .or_insert_with(|| json!(format!("{name}.s3.{suffix}")));
+            fields
+                .entry("RegionalDomainName")
+                .or_insert_with(|| json!(format!("{name}.s3.{home}.{suffix}")));
+        }
+        model
+    }
 }
 
 /// (account, region, kind)
@@ -152,6 +252,9 @@ type Stored = (String, String, Json);
 #[derive(Default)]
 struct Data {
     resources: HashMap<ScopeKey, Vec<Stored>>,
+    /// Per account: S3 is account-wide in its listing and regional in its reads.
+    buckets: HashMap<String, Vec<Bucket>>,
+    cross_region: CrossRegion,
     regions: HashMap<String, Vec<String>>,
     faults: Vec<Fault>,
     calls: Vec<CcCall>,
@@ -203,8 +306,12 @@ impl CloudControl {
         self.state.data.lock().expect("lock")
     }
 
-    /// Adds a resource whose list and get answers are the same properties.
+    /// Adds a resource whose list and get answers are the same properties. A bucket
+    /// (`AWS::S3::Bucket`) lives in `region` and is listed as S3 lists: see [`add_bucket`](Self::add_bucket).
     pub fn add(&self, account: &str, region: &str, kind: &str, identifier: &str, properties: Json) {
+        if kind == BUCKET {
+            return self.add_bucket(account, region, identifier, properties);
+        }
         self.add_raw(
             account,
             region,
@@ -231,6 +338,26 @@ impl CloudControl {
             .entry((account.into(), region.into(), kind.into()))
             .or_default()
             .push((identifier.into(), list_properties.into(), full));
+    }
+
+    /// Adds a bucket that lives in `home`, with the full model `GetResource` returns there
+    /// (`Null`: deleted after the listing). Every region's `ListResources` lists it, with only
+    /// `BucketName`.
+    pub fn add_bucket(&self, account: &str, home: &str, name: &str, full: Json) {
+        self.data()
+            .buckets
+            .entry(account.into())
+            .or_default()
+            .push(Bucket {
+                name: name.into(),
+                home: home.into(),
+                full,
+            });
+    }
+
+    /// How a bucket is answered from a standard region that is not its own.
+    pub fn set_cross_region(&self, answer: CrossRegion) {
+        self.data().cross_region = answer;
     }
 
     pub fn set_regions(&self, account: &str, regions: &[&str]) {
@@ -462,17 +589,39 @@ async fn cloud_control(
         account: account.clone(),
         region: region.clone(),
         kind: kind.clone(),
+        identifier: input["Identifier"].as_str().unwrap_or_default().to_string(),
         resource_model: input["ResourceModel"].as_str().map(str::to_string),
     });
     if let Some(response) = state.fault(&account, &region, Some(&kind), false) {
         return response;
     }
     let data = state.data.lock().expect("lock");
-    let items = data
-        .resources
-        .get(&(account.clone(), region.clone(), kind.clone()))
-        .cloned()
-        .unwrap_or_default();
+    let items = if kind == BUCKET {
+        // Every bucket of the account, whatever the region asked, with only its name.
+        data.buckets
+            .get(&account)
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let listed = json!({"BucketName": b.name}).to_string();
+                (b.name.clone(), listed, b.model())
+            })
+            .collect()
+    } else {
+        data.resources
+            .get(&(account.clone(), region.clone(), kind.clone()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let bucket_read = (kind == BUCKET).then(|| {
+        let id = input["Identifier"].as_str().unwrap_or_default();
+        let bucket = data
+            .buckets
+            .get(&account)
+            .and_then(|all| all.iter().find(|b| b.name == id && !b.full.is_null()))
+            .cloned();
+        (bucket, data.cross_region)
+    });
     drop(data);
     let ok = |body: Json| {
         (
@@ -554,6 +703,31 @@ async fn cloud_control(
                 Some(None) => return ok(json!({"TypeName": kind})),
                 None => {}
             }
+            if let Some((bucket, cross_region)) = bucket_read {
+                return match bucket {
+                    None => json_error("ResourceNotFoundException", &format!("{id} not found")),
+                    Some(b) if b.home == region => ok(json!({"TypeName": kind,
+                        "ResourceDescription": {"Identifier": id, "Properties": b.model().to_string()}})),
+                    Some(b) if is_opt_in(&b.home) || is_opt_in(&region) => {
+                        json_error("ResourceNotFoundException", &format!("{id} not found"))
+                    }
+                    Some(b) => match cross_region {
+                        CrossRegion::Served => ok(json!({"TypeName": kind,
+                            "ResourceDescription": {"Identifier": id, "Properties": b.model().to_string()}})),
+                        CrossRegion::NotFound => {
+                            json_error("ResourceNotFoundException", &format!("{id} not found"))
+                        }
+                        CrossRegion::Redirect => (
+                            StatusCode::MOVED_PERMANENTLY,
+                            [("content-type", "application/x-amz-json-1.0")],
+                            json!({"__type": "PermanentRedirect",
+                                   "Message": format!("The bucket you are attempting to access must be addressed using the specified endpoint ({}).", b.home)})
+                            .to_string(),
+                        )
+                            .into_response(),
+                    },
+                };
+            }
             // A null full model stands for a resource deleted between the list and the get.
             match items.iter().find(|(i, _, full)| i == id && !full.is_null()) {
                 Some((id, _, full)) => ok(json!({"TypeName": kind,
@@ -597,7 +771,14 @@ async fn list_regions(
         .iter()
         .skip(start)
         .take(REGIONS_PAGE_SIZE)
-        .map(|r| json!({"RegionName": r, "RegionOptStatus": "ENABLED_BY_DEFAULT"}))
+        .map(|r| {
+            let status = if is_opt_in(r) {
+                "ENABLED"
+            } else {
+                "ENABLED_BY_DEFAULT"
+            };
+            json!({"RegionName": r, "RegionOptStatus": status})
+        })
         .collect();
     let mut out = json!({"Regions": page});
     if start + REGIONS_PAGE_SIZE < regions.len() {

@@ -16,7 +16,8 @@ use super::pages::Pages;
 use super::throttle::{MAX_ATTEMPTS, TokenBucket, backoff};
 use crate::model::{KindSpec, RawItem};
 use crate::requests::{Outcome, RequestCounter};
-use crate::source::{MAX_PROPERTIES_DEPTH, is_too_deep};
+use crate::source::regions;
+use crate::source::{MAX_PROPERTIES_DEPTH, is_region_name, is_too_deep};
 
 /// The `service` label of Cloud Control requests in the metrics.
 pub(crate) const CLOUD_CONTROL: &str = "cloudcontrol";
@@ -36,6 +37,26 @@ const PERMANENT: &[&str] = &[
 ];
 /// Permanent for a type in a region, whatever the account: remembered for the run.
 const PERMANENT_FOR_TYPE: &[&str] = &["UnsupportedActionException", "TypeNotFoundException"];
+/// What a region answers when it will not serve this account at all (a service control policy
+/// that denies it, an opt-in region that is not enabled) or does not have the type: a global
+/// kind is then listed from the next region instead (Ocean `integrations/aws` 0.3.85 does the
+/// same). Retries that ran out on a network error count too: the region's endpoint is unreachable.
+const REGION_REFUSED: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "AuthFailure",
+    "RegionDisabledException",
+    "OptInRequired",
+    "TypeNotFoundException",
+    "UnsupportedActionException",
+    "NetworkError",
+];
+const NOT_FOUND: &str = "ResourceNotFoundException";
+/// The one type whose listing is account-wide while its reads are regional.
+pub(crate) const S3_BUCKET: &str = "AWS::S3::Bucket";
 const THROTTLING: &[&str] = &[
     "ThrottlingException",
     "Throttling",
@@ -104,10 +125,44 @@ impl Remembered {
     }
 }
 
+/// Where each S3 bucket was found, per (account, bucket), kept for the source's lifetime: a bucket
+/// outside the listing region costs a read per region tried the first time, and one read after.
+#[derive(Debug, Default)]
+pub(crate) struct BucketRegions(Mutex<HashMap<(String, String), String>>);
+
+impl BucketRegions {
+    fn get(&self, account: &str, bucket: &str) -> Option<String> {
+        let map = self.0.lock().ok()?;
+        map.get(&(account.to_string(), bucket.to_string())).cloned()
+    }
+
+    fn remember(&self, account: &str, bucket: &str, region: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(
+                (account.to_string(), bucket.to_string()),
+                region.to_string(),
+            );
+        }
+    }
+
+    fn forget(&self, account: &str, bucket: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&(account.to_string(), bucket.to_string()));
+        }
+    }
+}
+
 /// One account's Cloud Control client and pacing, shared by all its scopes.
 pub(crate) struct AccountLister {
     pub account: String,
     pub account_name: Option<String>,
+    /// Every region of the account (not only those a kind's policy admits): a bucket may live
+    /// in any of them.
+    pub regions: Vec<String>,
+    /// Whether `regions` are the account's enabled regions (`regions: enabled`), so that a bucket
+    /// found in none of them is gone; a configured list may leave out the one it lives in.
+    pub regions_are_enabled: bool,
+    pub bucket_regions: Arc<BucketRegions>,
     pub client: aws_sdk_cloudcontrol::Client,
     /// Present for assumed roles, so that credentials a service calls expired are renewed.
     pub role: Option<Arc<RoleCredentials>>,
@@ -135,7 +190,10 @@ where
                 Attempt::Expired(failure)
             } else if code == GENERAL_SERVICE {
                 let message = failure.message.to_ascii_lowercase();
-                if GENERAL_SERVICE_PERMANENT.iter().any(|m| message.contains(m)) {
+                if GENERAL_SERVICE_PERMANENT
+                    .iter()
+                    .any(|m| message.contains(m))
+                {
                     Attempt::Fail(failure)
                 } else {
                     Attempt::Retry(failure)
@@ -313,10 +371,62 @@ impl AccountLister {
         remembered: &Remembered,
         out: &mpsc::Sender<Vec<RawItem>>,
     ) -> Result<(), ScopeFailure> {
+        self.list_in(region, spec, remembered, out, &mut 0).await
+    }
+
+    /// Lists a global kind from the first region of `order` that serves it: a region that refuses
+    /// before any item arrived ([`REGION_REFUSED`]) passes the listing to the next. Returns the
+    /// region that listed (or, when every region refused, the first), and how it went.
+    pub(crate) async fn list_global(
+        self: &Arc<Self>,
+        order: &[String],
+        spec: &KindSpec,
+        remembered: &Remembered,
+        out: &mpsc::Sender<Vec<RawItem>>,
+    ) -> (String, Result<(), ScopeFailure>) {
+        let mut refusals: Vec<(String, ScopeFailure)> = Vec::new();
+        for region in order {
+            let mut sent = 0;
+            match self.list_in(region, spec, remembered, out, &mut sent).await {
+                Err(failure) if sent == 0 && REGION_REFUSED.contains(&failure.code.as_str()) => {
+                    tracing::info!(account = %self.account, %region, kind = %spec.kind, error = %failure, "region refused a global kind; trying the next region");
+                    refusals.push((region.clone(), failure));
+                }
+                result => return (region.clone(), result),
+            }
+        }
+        let Some((first_region, first)) = refusals.first().cloned() else {
+            return (
+                String::new(),
+                Err(ScopeFailure::new("NoRegion", "no region admits this kind")),
+            );
+        };
+        let tried: Vec<String> = refusals
+            .iter()
+            .map(|(region, failure)| format!("{region}: {failure}"))
+            .collect();
+        (
+            first_region,
+            Err(ScopeFailure::new(
+                first.code,
+                format!("every region refused it: {}", tried.join("; ")),
+            )),
+        )
+    }
+
+    /// One listing in one region, counting the items handed on in `sent`.
+    async fn list_in(
+        self: &Arc<Self>,
+        region: &str,
+        spec: &KindSpec,
+        remembered: &Remembered,
+        out: &mpsc::Sender<Vec<RawItem>>,
+        sent: &mut usize,
+    ) -> Result<(), ScopeFailure> {
         if let Some(failure) = remembered.get(region, &spec.kind) {
             return Err(failure);
         }
-        let result = self.list_pages(region, spec, out).await;
+        let result = self.list_pages(region, spec, out, sent).await;
         if let Err(failure) = &result
             && PERMANENT_FOR_TYPE.contains(&failure.code.as_str())
         {
@@ -330,6 +440,7 @@ impl AccountLister {
         region: &str,
         spec: &KindSpec,
         out: &mpsc::Sender<Vec<RawItem>>,
+        sent: &mut usize,
     ) -> Result<(), ScopeFailure> {
         let bucket = self.bucket(region);
         let resource_model = spec.resource_model.as_ref().map(|m| match m {
@@ -376,6 +487,7 @@ impl AccountLister {
             } else {
                 listed.into_iter().map(|l| l.item).collect()
             };
+            *sent += items.len();
             if !items.is_empty() && out.send(items).await.is_err() {
                 return Err(ScopeFailure::new(
                     "Cancelled",
@@ -423,36 +535,21 @@ impl AccountLister {
                 let region = region.to_string();
                 let kind = kind.to_string();
                 running.spawn(async move {
-                    let described = match this
-                        .call(&bucket, "GetResource", || {
-                            this.client
-                                .get_resource()
-                                .type_name(&kind)
-                                .identifier(&item.identifier)
-                                .customize()
-                                .config_override(
-                                    aws_sdk_cloudcontrol::config::Builder::default().region(
-                                        aws_sdk_cloudcontrol::config::Region::new(region.clone()),
-                                    ),
-                                )
-                                .send()
-                        })
+                    let (got, own_region) = match this
+                        .read_item(&bucket, &region, &kind, &item.identifier)
                         .await
                     {
-                        Ok(described) => described,
+                        Ok(Read::Found { properties, region }) => (properties, region),
                         // Deleted between the list and the get: it is gone, which is no failure.
-                        Err(f) if f.code == "ResourceNotFoundException" => {
-                            return Ok::<_, ScopeFailure>((index, None));
-                        }
+                        Ok(Read::Gone) => return Ok::<_, ScopeFailure>((index, None)),
+                        // Not readable where it could be read: the item is skipped and its
+                        // scope fails, like an item whose Properties cannot be parsed.
+                        Err(f) if f.code == UNREADABLE => return Ok((index, Some(Err(f)))),
                         Err(f) => return Err(f),
                     };
                     // Without Properties from GetResource, the listed ones stand, if they could be
                     // read; an item with neither has nothing true to map.
-                    let got = described
-                        .resource_description()
-                        .and_then(|d| d.properties())
-                        .filter(|text| !text.is_empty());
-                    let properties = match (got, unreadable) {
+                    let properties = match (got.as_deref(), unreadable) {
                         (Some(text), _) => parse_properties(&item.identifier, Some(text)),
                         (None, None) => Ok(item.properties.clone()),
                         (None, Some(listed)) => Err(ScopeFailure::new(
@@ -465,7 +562,11 @@ impl AccountLister {
                     };
                     Ok((
                         index,
-                        Some(properties.map(|properties| RawItem { properties, ..item })),
+                        Some(properties.map(|properties| RawItem {
+                            properties,
+                            region: own_region,
+                            ..item
+                        })),
                     ))
                 });
             }
@@ -482,6 +583,141 @@ impl AccountLister {
             }
         }
         Ok(full.into_iter().flatten().collect())
+    }
+}
+
+/// What `GetResource` says about a listed item.
+enum Read {
+    /// Its `Properties` (when there were any), read in `region`: the item's own.
+    Found {
+        properties: Option<String>,
+        region: String,
+    },
+    /// Not found where it lives: deleted since the listing.
+    Gone,
+}
+
+/// The code of a listed item that no region would read: it fails its scope without ending it.
+const UNREADABLE: &str = "Unreadable";
+
+impl AccountLister {
+    /// Reads a listed item's full model where it can be read. A regional type's items live
+    /// where they were listed, so a not-found there is proof they are gone; S3 lists every
+    /// bucket from one region and reads each only in its own, which must be found first.
+    async fn read_item(
+        &self,
+        bucket: &TokenBucket,
+        listed_in: &str,
+        kind: &str,
+        identifier: &str,
+    ) -> Result<Read, ScopeFailure> {
+        if kind == S3_BUCKET {
+            return self.read_bucket(listed_in, identifier).await;
+        }
+        match self.get_resource(bucket, listed_in, kind, identifier).await {
+            Ok(properties) => Ok(Read::Found {
+                properties,
+                region: listed_in.to_string(),
+            }),
+            Err(f) if f.code == NOT_FOUND => Ok(Read::Gone),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Reads a bucket in the first region that has it: where it was found before, where it was
+    /// listed, then the account's regions, standard before opt-in (GetResource answers
+    /// not-found across an opt-in region). Not found in every enabled region, it is gone; any
+    /// other answer leaves it unproven, so it is unreadable and its scope fails.
+    async fn read_bucket(&self, listed_in: &str, name: &str) -> Result<Read, ScopeFailure> {
+        let known = self.bucket_regions.get(&self.account, name);
+        let order = regions::bucket_order(known.as_deref(), listed_in, &self.regions);
+        let mut not_found = Vec::new();
+        let mut refused: Vec<(String, ScopeFailure)> = Vec::new();
+        for region in order {
+            let bucket = self.bucket(&region);
+            match self.get_resource(&bucket, &region, S3_BUCKET, name).await {
+                Ok(properties) => {
+                    // A standard region may serve another's bucket; RegionalDomainName says
+                    // where it lives.
+                    let own = properties
+                        .as_deref()
+                        .and_then(|text| bucket_region(name, text))
+                        .unwrap_or(region);
+                    self.bucket_regions.remember(&self.account, name, &own);
+                    return Ok(Read::Found {
+                        properties,
+                        region: own,
+                    });
+                }
+                Err(f) if f.code == NOT_FOUND => not_found.push(region),
+                Err(f) => refused.push((region, f)),
+            }
+        }
+        self.bucket_regions.forget(&self.account, name);
+        if refused.is_empty() && self.regions_are_enabled {
+            return Ok(Read::Gone);
+        }
+        let mut said: Vec<String> = refused
+            .iter()
+            .map(|(region, failure)| format!("{region}: {failure}"))
+            .collect();
+        if !not_found.is_empty() {
+            said.push(format!("{NOT_FOUND} in {}", not_found.join(", ")));
+        }
+        let why = if refused.is_empty() {
+            "it may live in a region not in source.regions (regions: enabled asks them all)"
+        } else {
+            "it is not proven gone"
+        };
+        Err(ScopeFailure::new(
+            UNREADABLE,
+            format!(
+                "bucket {name:?} was listed but no region would read it ({}); {why}",
+                said.join("; ")
+            ),
+        ))
+    }
+
+    /// One `GetResource` in `region`: the description's `Properties`, if it had any.
+    async fn get_resource(
+        &self,
+        bucket: &TokenBucket,
+        region: &str,
+        kind: &str,
+        identifier: &str,
+    ) -> Result<Option<String>, ScopeFailure> {
+        let described = self
+            .call(bucket, "GetResource", || {
+                self.client
+                    .get_resource()
+                    .type_name(kind)
+                    .identifier(identifier)
+                    .customize()
+                    .config_override(aws_sdk_cloudcontrol::config::Builder::default().region(
+                        aws_sdk_cloudcontrol::config::Region::new(region.to_string()),
+                    ))
+                    .send()
+            })
+            .await?;
+        Ok(described
+            .resource_description()
+            .and_then(|d| d.properties())
+            .filter(|text| !text.is_empty())
+            .map(str::to_string))
+    }
+}
+
+/// The region in a bucket model's `RegionalDomainName` (`<bucket>.s3.<region>.amazonaws.com`;
+/// the legacy `<bucket>.s3.amazonaws.com` is us-east-1), if it names one.
+fn bucket_region(name: &str, properties: &str) -> Option<String> {
+    let model: Json = serde_json::from_str(properties).ok()?;
+    let domain = model.get("RegionalDomainName")?.as_str()?;
+    let rest = domain.strip_prefix(name)?.strip_prefix(".s3.")?;
+    let region = rest.split('.').next()?;
+    match region {
+        "amazonaws" => Some("us-east-1".to_string()),
+        r if is_region_name(r) && r.contains('-') => Some(r.to_string()),
+        _ => None,
     }
 }
 
@@ -617,6 +853,31 @@ mod tests {
         let failure = unreadable.into_result().expect_err("failed");
         assert!(failure.message.contains("\"a\""), "{failure}");
         assert!(failure.message.contains("1 more"), "{failure}");
+    }
+
+    #[test]
+    fn a_buckets_region_is_read_from_its_regional_domain_name() {
+        let model = |domain: &str| json!({ "RegionalDomainName": domain }).to_string();
+        assert_eq!(
+            bucket_region("b", &model("b.s3.af-south-1.amazonaws.com")).as_deref(),
+            Some("af-south-1")
+        );
+        assert_eq!(
+            bucket_region("b", &model("b.s3.cn-north-1.amazonaws.com.cn")).as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(
+            bucket_region("b", &model("b.s3.amazonaws.com")).as_deref(),
+            Some("us-east-1")
+        );
+        for odd in [
+            "other.s3.eu-west-1.amazonaws.com",
+            "b.s3..amazonaws.com",
+            "b.s3.EU.x",
+        ] {
+            assert_eq!(bucket_region("b", &model(odd)), None, "{odd}");
+        }
+        assert_eq!(bucket_region("b", "{}"), None);
     }
 
     #[test]

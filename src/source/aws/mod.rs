@@ -33,10 +33,11 @@ use crate::source::{
     SourceError, SourceReport, is_account_id, misspelt_region, not_an_account_id,
 };
 
+use crate::source::regions;
 pub use credentials::AssumeFailure;
 use credentials::{AssumeMethod, RoleCredentials, STS, SharedRole, session_name};
 use discovery::{OrgsFailure, Target, parse_role_arn};
-use listing::{AccountLister, Remembered, outcome_of};
+use listing::{AccountLister, BucketRegions, Remembered, outcome_of};
 use pages::Pages;
 
 /// How member accounts are entered.
@@ -191,6 +192,8 @@ struct Inner {
     accounts: Mutex<HashMap<String, Arc<AccountClients>>>,
     /// Every request to AWS that tidemark sends itself, for the daemon's metrics.
     requests: Arc<RequestCounter>,
+    /// Where each S3 bucket was last read, so later runs read it there first.
+    bucket_regions: Arc<BucketRegions>,
 }
 
 /// Everything one account yields besides its items.
@@ -267,6 +270,7 @@ impl AwsSource {
                 member_method,
                 accounts: Mutex::new(HashMap::new()),
                 requests,
+                bucket_regions: Arc::new(BucketRegions::default()),
             }),
         })
     }
@@ -609,23 +613,36 @@ impl Inner {
             account: target.id.clone(),
             // Explicit list and single-account modes know no name: the id stands in (SPEC).
             account_name: Some(target.name.clone().unwrap_or_else(|| target.id.clone())),
+            regions: regions.clone(),
+            regions_are_enabled: request.regions == Regions::Enabled,
+            bucket_regions: Arc::clone(&self.bucket_regions),
             client: clients.cloudcontrol.clone(),
             role: clients.role.clone(),
             requests_per_second: self.config.requests_per_second,
             buckets: Mutex::new(HashMap::new()),
             requests: Arc::clone(&self.requests),
         });
-        let scopes = scopes_for(&regions, &request.kinds);
+        let tasks = scopes_for(&regions, &request.kinds);
         let permits = Arc::new(Semaphore::new(SCOPES_IN_FLIGHT_PER_ACCOUNT));
         let mut running = JoinSet::new();
-        for (region, spec) in scopes {
+        for task in tasks {
             let lister = Arc::clone(&lister);
             let remembered = Arc::clone(&remembered);
             let out = out.clone();
             let permits = Arc::clone(&permits);
             running.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let result = lister.list_scope(&region, &spec, &remembered, &out).await;
+                let (region, spec, result) = match task {
+                    Task::Regional { region, spec } => {
+                        let result = lister.list_scope(&region, &spec, &remembered, &out).await;
+                        (region, spec, result)
+                    }
+                    Task::Global { order, spec } => {
+                        let (region, result) =
+                            lister.list_global(&order, &spec, &remembered, &out).await;
+                        (region, spec, result)
+                    }
+                };
                 Listing {
                     account: lister.account.clone(),
                     region,
@@ -751,25 +768,44 @@ async fn enabled_regions(
     Ok(regions)
 }
 
-/// The (region, kind) listings an account needs: each kind in the regions its policy admits;
-/// global kinds once, from the first such region in sorted order.
-fn scopes_for(regions: &[String], kinds: &[KindSpec]) -> Vec<(String, KindSpec)> {
+/// One listing an account needs.
+#[derive(Clone, Debug, PartialEq)]
+enum Task {
+    /// A regional kind in one region.
+    Regional { region: String, spec: KindSpec },
+    /// A global kind, listed once from the first of these regions that serves it.
+    Global { order: Vec<String>, spec: KindSpec },
+}
+
+/// The listings an account needs: each kind in the regions its policy admits; global kinds
+/// once, from the partition's home region, else a standard region, before any opt-in one
+/// ([`regions::global_order`]).
+fn scopes_for(regions: &[String], kinds: &[KindSpec]) -> Vec<Task> {
     let mut sorted: Vec<&String> = regions.iter().collect();
     sorted.sort();
     sorted.dedup();
-    let mut scopes = Vec::new();
+    let mut tasks = Vec::new();
     for spec in kinds {
-        let admitted = sorted
+        let admitted: Vec<String> = sorted
             .iter()
             .filter(|r| spec.region_policy.admits(r))
-            .map(|r| r.to_string());
+            .map(|r| r.to_string())
+            .collect();
         if is_global_kind(&spec.kind) {
-            scopes.extend(admitted.take(1).map(|r| (r, spec.clone())));
+            if !admitted.is_empty() {
+                tasks.push(Task::Global {
+                    order: regions::global_order(&admitted),
+                    spec: spec.clone(),
+                });
+            }
         } else {
-            scopes.extend(admitted.map(|r| (r, spec.clone())));
+            tasks.extend(admitted.into_iter().map(|region| Task::Regional {
+                region,
+                spec: spec.clone(),
+            }));
         }
     }
-    scopes
+    tasks
 }
 
 /// The `service` label of `account:ListRegions` requests in the metrics.
@@ -813,30 +849,41 @@ mod tests {
     }
 
     #[test]
-    fn global_kinds_are_listed_once_from_the_first_admitted_region() {
-        let regions: Vec<String> = ["us-west-2", "eu-west-1", "us-east-1"]
+    fn global_kinds_are_listed_once_from_the_home_region_first_among_the_admitted_ones() {
+        let regions: Vec<String> = ["us-west-2", "af-south-1", "eu-west-1", "us-east-1"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         let kinds = vec![
-            spec("AWS::S3::Bucket", &[], &["eu-west-1"]),
+            spec("AWS::S3::Bucket", &[], &["us-east-1"]),
             spec(
                 "AWS::EC2::Instance",
                 &["us-west-2", "eu-west-1"],
                 &["eu-west-1"],
             ),
             spec("AWS::IAM::Role", &[], &[]),
+            spec("AWS::Route53::HostedZone", &["nowhere-1"], &[]),
         ];
-        let scopes: Vec<(String, String)> = scopes_for(&regions, &kinds)
+        let strings = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let scopes: Vec<(Vec<String>, String)> = scopes_for(&regions, &kinds)
             .into_iter()
-            .map(|(r, s)| (r, s.kind))
+            .map(|task| match task {
+                Task::Regional { region, spec } => (vec![region], spec.kind),
+                Task::Global { order, spec } => (order, spec.kind),
+            })
             .collect();
         assert_eq!(
             scopes,
             vec![
-                ("us-east-1".to_string(), "AWS::S3::Bucket".to_string()),
-                ("us-west-2".to_string(), "AWS::EC2::Instance".to_string()),
-                ("eu-west-1".to_string(), "AWS::IAM::Role".to_string()),
+                (
+                    strings(&["eu-west-1", "us-west-2", "af-south-1"]),
+                    "AWS::S3::Bucket".to_string()
+                ),
+                (strings(&["us-west-2"]), "AWS::EC2::Instance".to_string()),
+                (
+                    strings(&["us-east-1", "eu-west-1", "us-west-2", "af-south-1"]),
+                    "AWS::IAM::Role".to_string()
+                ),
             ]
         );
     }
