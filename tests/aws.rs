@@ -718,9 +718,16 @@ async fn failed_throttled_and_unsupported_listings_are_reported_per_scope() {
     cc.add(
         "222222222222",
         "us-east-1",
+        "AWS::EKS::Cluster",
+        "c1",
+        json!({"Name": "c1"}),
+    );
+    cc.add(
+        "222222222222",
+        "us-east-1",
         "AWS::EKS::Nodegroup",
         "ng1",
-        json!({}),
+        json!({"ClusterName": "c1"}),
     );
     cc.add_raw(
         "222222222222",

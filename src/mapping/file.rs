@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use super::FileFlags;
 use super::expr::Expr;
-use crate::model::{RegionPolicy, WriteOptions};
+use crate::model::{RegionPolicy, WriteOptions, model_key};
 use crate::yaml::{self, Diagnostic, Node, Pos, Value};
 
 /// One compiled expression.
@@ -49,6 +49,12 @@ pub(crate) struct Entry {
     pub region_policy: RegionPolicy,
     pub use_get_resource_api: bool,
     pub resource_model: Option<Json>,
+    /// Which listed items this entry maps: those listed with its model ([`model_key`]), or
+    /// without one.
+    pub model: Option<String>,
+    /// Whether it also maps items that say nothing of their model (`tidemark map` input): set
+    /// when no entry of its kind lists without a model, so such an item cannot be that listing's.
+    pub maps_unlisted: bool,
     pub items_to_parse: Option<ItemsToParse>,
     pub entities: Vec<EntityTemplate>,
     pub write: WriteOptions,
@@ -453,7 +459,9 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
         query: query?,
         region_policy,
         use_get_resource_api,
+        model: resource_model.as_ref().map(model_key),
         resource_model,
+        maps_unlisted: true,
         items_to_parse,
         entities,
         write,

@@ -101,6 +101,7 @@ impl Mappings {
         if !errors.is_empty() {
             return Err(errors);
         }
+        mark_unlisted(&mut files);
         let env = jq::env_object(
             jq::process_env().filter(|(k, _)| !options.hidden_env.iter().any(|h| h == k)),
         );
@@ -124,13 +125,17 @@ impl Mappings {
         self.files.iter().flat_map(|f| f.entries.iter())
     }
 
-    /// One spec per kind, in first-appearance order, with its entries' selectors combined:
-    /// a region is listed if any entry admits it.
+    /// One spec per (kind, resource model), in first-appearance order, with the selectors of
+    /// the entries that share it combined: a region is listed if any of them admits it. Entries
+    /// of one kind with different models are each listed (nodegroups of two clusters).
     pub fn kinds(&self) -> Vec<KindSpec> {
         let mut kinds: Vec<(KindSpec, bool)> = Vec::new();
         for entry in self.entries() {
             let allows_all = entry.region_policy.allow.is_empty();
-            match kinds.iter_mut().find(|(k, _)| k.kind == entry.kind) {
+            match kinds
+                .iter_mut()
+                .find(|(k, _)| k.kind == entry.kind && k.model() == entry.model)
+            {
                 None => kinds.push((
                     KindSpec {
                         kind: entry.kind.clone(),
@@ -142,9 +147,6 @@ impl Mappings {
                 )),
                 Some((spec, any_allows_all)) => {
                     spec.use_get_resource_api |= entry.use_get_resource_api;
-                    if spec.resource_model.is_none() {
-                        spec.resource_model = entry.resource_model.clone();
-                    }
                     *any_allows_all |= allows_all;
                     for r in &entry.region_policy.allow {
                         if !spec.region_policy.allow.contains(r) {
@@ -212,11 +214,39 @@ impl Mappings {
         let _watched = watchdog::item_started(item);
         let global = is_global_kind(&item.kind);
         for entry in self.entries() {
-            if entry.kind == item.kind && (global || entry.region_policy.admits(&item.region)) {
+            if entry.kind == item.kind
+                && (global || entry.region_policy.admits(&item.region))
+                && maps_model(entry, item.model.as_deref())
+            {
                 eval::map_entry(entry, item, &self.env, &mut outcome);
             }
         }
         outcome
+    }
+}
+
+/// Whether `entry` maps an item listed with `model`: its own listing's items, and items that
+/// say nothing of their model where no listing without one could have given them.
+fn maps_model(entry: &Entry, model: Option<&str>) -> bool {
+    match (entry.model.as_deref(), model) {
+        (Some(own), Some(listed)) => own == listed,
+        (None, None) => true,
+        (Some(_), None) => entry.maps_unlisted,
+        (None, Some(_)) => false,
+    }
+}
+
+/// Sets [`Entry::maps_unlisted`]: an entry with a model also maps model-less items when no entry
+/// of its kind, in any file, lists without one.
+fn mark_unlisted(files: &mut [FileSpec]) {
+    let plain: BTreeSet<String> = files
+        .iter()
+        .flat_map(|f| f.entries.iter())
+        .filter(|e| e.model.is_none())
+        .map(|e| e.kind.clone())
+        .collect();
+    for entry in files.iter_mut().flat_map(|f| f.entries.iter_mut()) {
+        entry.maps_unlisted = entry.model.is_none() || !plain.contains(&entry.kind);
     }
 }
 

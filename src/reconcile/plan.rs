@@ -163,6 +163,9 @@ pub struct ScopeLine {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// The resource model of the listing, for kinds listed once per model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub status: String,
     pub error: Option<String>,
 }
@@ -625,13 +628,15 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
                 account: l.account.clone(),
                 region: l.region.clone(),
                 kind: l.kind.clone(),
+                model: l.model.clone(),
                 status: "failed".into(),
                 error: Some(e.clone()),
             })
         })
         .collect();
     scopes.sort_by(|a, b| {
-        (&a.account, &a.region, &a.kind, &a.error).cmp(&(&b.account, &b.region, &b.kind, &b.error))
+        (&a.account, &a.region, &a.kind, &a.model, &a.error)
+            .cmp(&(&b.account, &b.region, &b.kind, &b.model, &b.error))
     });
     let summary = Summary {
         create: changes
@@ -688,9 +693,14 @@ fn incomplete_kinds(input: &PlanInput<'_>) -> HashMap<String, BTreeMap<String, (
                 .or_default()
                 .entry(l.kind.clone())
                 .or_insert_with(|| {
+                    let model = l
+                        .model
+                        .as_ref()
+                        .map(|m| format!(" with resource model {m}"))
+                        .unwrap_or_default();
                     (
                         Reason::ScopeFailed,
-                        format!("listing {} in {} failed: {e}", l.kind, l.region),
+                        format!("listing {}{model} in {} failed: {e}", l.kind, l.region),
                     )
                 });
         }

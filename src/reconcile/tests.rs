@@ -214,6 +214,7 @@ fn plan_withholds_deletes_for_a_failed_listing_of_a_kind_that_produces_the_bluep
         account: A.into(),
         region: "us-east-1".into(),
         kind: BUCKET.into(),
+        model: None,
         error: Some("AccessDenied: nope".into()),
     });
     let plan = case.plan();
@@ -245,6 +246,7 @@ fn a_scope_failure_in_one_account_does_not_protect_another() {
         account: A.into(),
         region: "us-east-1".into(),
         kind: BUCKET.into(),
+        model: None,
         error: Some("ThrottlingException".into()),
     });
     let plan = case.plan();
@@ -303,6 +305,7 @@ fn a_kind_with_a_computed_blueprint_protects_every_blueprint() {
         account: A.into(),
         region: "us-east-1".into(),
         kind: QUEUE.into(),
+        model: None,
         error: Some("AccessDenied".into()),
     });
     let plan = case.plan();
@@ -321,6 +324,7 @@ fn removing_a_kind_from_the_mappings_deletes_its_entities_even_in_a_failed_accou
         account: A.into(),
         region: "us-east-1".into(),
         kind: BUCKET.into(),
+        model: None,
         error: Some("AccessDenied".into()),
     });
     let plan = case.plan();
@@ -737,12 +741,14 @@ fn the_plan_does_not_depend_on_the_order_of_listings_and_warnings() {
                 account: A.into(),
                 region: "eu-west-1".into(),
                 kind: BUCKET.into(),
+                model: None,
                 error: Some("AccessDenied: eu".into()),
             },
             Listing {
                 account: A.into(),
                 region: "us-east-1".into(),
                 kind: BUCKET.into(),
+                model: None,
                 error: Some("AccessDenied: us".into()),
             },
         ];

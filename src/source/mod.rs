@@ -80,12 +80,15 @@ pub struct AccountReport {
     pub regions_error: Option<String>,
 }
 
-/// One (account, region, kind) listing. Only complete listings are `error: None`.
+/// One (account, region, kind, resource model) listing. Only complete listings are `error: None`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Listing {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// The resource model listed with ([`crate::model::model_key`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub error: Option<String>,
 }
 

@@ -67,6 +67,9 @@ pub struct ManifestScope {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// The resource model of a kind listed once per model ([`crate::model::model_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub status: ScopeStatus,
     #[serde(default)]
     pub error: Option<String>,
@@ -91,6 +94,10 @@ pub struct RecordedItem {
     /// bucket lives in one region and is listed from another.
     #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The resource model it was listed with: one file holds every model's items of its
+    /// (account, region, kind).
+    #[serde(rename = "Model", default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// The file a scope's items live in. Its parts come from AWS answers, a manifest and mapping
@@ -152,6 +159,7 @@ impl SnapshotSource {
         account: &ManifestAccount,
         region: &str,
         kind: &str,
+        model: Option<&str>,
     ) -> Result<Vec<RawItem>, String> {
         let path = scope_file(&self.dir, &account.id, region, kind)?;
         let shown = path
@@ -166,6 +174,7 @@ impl SnapshotSource {
         items
             .into_iter()
             .enumerate()
+            .filter(|(_, item)| item.model.as_deref() == model)
             .map(|(i, item)| {
                 let properties = match item.properties {
                     Json::String(s) => serde_json::from_str(&s).map_err(|e| {
@@ -205,6 +214,7 @@ impl SnapshotSource {
                     region: own_region,
                     kind: kind.to_string(),
                     identifier: item.identifier,
+                    model: item.model,
                     properties,
                 })
             })
@@ -219,10 +229,18 @@ impl Source for SnapshotSource {
         sink: &mut dyn ItemSink,
     ) -> Result<SourceReport, SourceError> {
         let manifest = self.read_manifest()?;
-        let recorded: BTreeMap<(&str, &str, &str), &ManifestScope> = manifest
+        let recorded: BTreeMap<ScopeKey<'_>, &ManifestScope> = manifest
             .scopes
             .iter()
-            .map(|s| ((s.account.as_str(), s.region.as_str(), s.kind.as_str()), s))
+            .map(|s| {
+                let key = (
+                    s.account.as_str(),
+                    s.region.as_str(),
+                    s.kind.as_str(),
+                    s.model.as_deref(),
+                );
+                (key, s)
+            })
             .collect();
         let mut accounts = Vec::new();
         let mut listings = Vec::new();
@@ -280,18 +298,27 @@ impl Source for SnapshotSource {
                     .collect();
                 admitted.sort();
                 let global = is_global_kind(&spec.kind);
+                let model = spec.model();
                 if global {
                     // Listed once, from whichever region served it live: the recorded one.
                     admitted = global_order(&admitted);
-                    let scope =
-                        recorded_global(&manifest.scopes, &account.id, &spec.kind, &admitted);
+                    let scope = recorded_global(
+                        &manifest.scopes,
+                        (&account.id, &spec.kind, model.as_deref()),
+                        &admitted,
+                    );
                     admitted = match scope {
                         Some(s) => vec![s.region.clone()],
                         None => admitted.into_iter().take(1).collect(),
                     };
                 }
                 for region in admitted {
-                    let key = (account.id.as_str(), region.as_str(), spec.kind.as_str());
+                    let key = (
+                        account.id.as_str(),
+                        region.as_str(),
+                        spec.kind.as_str(),
+                        model.as_deref(),
+                    );
                     let scope = recorded.get(&key).copied();
                     let result = match scope {
                         None => Err("not recorded in the snapshot".to_string()),
@@ -299,7 +326,9 @@ impl Source for SnapshotSource {
                             .error
                             .clone()
                             .unwrap_or_else(|| "recorded as failed".to_string())),
-                        Some(s) => self.read_scope(account, &s.region, &spec.kind),
+                        Some(s) => {
+                            self.read_scope(account, &s.region, &spec.kind, model.as_deref())
+                        }
                     };
                     let error = match result {
                         Ok(items) => {
@@ -314,6 +343,7 @@ impl Source for SnapshotSource {
                         account: account.id.clone(),
                         region: region.clone(),
                         kind: spec.kind.clone(),
+                        model: model.clone(),
                         error,
                     });
                 }
@@ -327,17 +357,19 @@ impl Source for SnapshotSource {
     }
 }
 
-/// The recorded scope of a global kind in `account`: the one in the first region of `order`
-/// that has one, preferring scopes recorded `ok`.
+/// (account, region, kind, resource model)
+type ScopeKey<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// The recorded scope of a global kind's (account, kind, model): the one in the first region of
+/// `order` that has one, preferring scopes recorded `ok`.
 fn recorded_global<'m>(
     scopes: &'m [ManifestScope],
-    account: &str,
-    kind: &str,
+    (account, kind, model): (&str, &str, Option<&str>),
     order: &[String],
 ) -> Option<&'m ManifestScope> {
     let of_kind: Vec<&ManifestScope> = scopes
         .iter()
-        .filter(|s| s.account == account && s.kind == kind)
+        .filter(|s| s.account == account && s.kind == kind && s.model.as_deref() == model)
         .collect();
     let rank = |s: &ManifestScope| {
         (
@@ -360,33 +392,42 @@ pub fn write_snapshot(
     recorded_at: &str,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    // One file per (account, region, kind), holding the items of every complete listing of it.
     let mut by_scope: BTreeMap<(&str, &str, &str), Vec<RecordedItem>> = BTreeMap::new();
-    // A global kind is listed once per account, and its items may carry other regions.
-    let mut global: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    let mut complete: BTreeSet<ScopeKey<'_>> = BTreeSet::new();
+    // A global kind is listed once per account and model, and its items may carry other regions.
+    let mut global: BTreeMap<(&str, &str, Option<&str>), &str> = BTreeMap::new();
     for listing in report.listings.iter().filter(|l| l.error.is_none()) {
         by_scope
             .entry((&listing.account, &listing.region, &listing.kind))
             .or_default();
+        let model = listing.model.as_deref();
+        complete.insert((&listing.account, &listing.region, &listing.kind, model));
         if is_global_kind(&listing.kind) {
-            global.insert((&listing.account, &listing.kind), &listing.region);
+            global.insert((&listing.account, &listing.kind, model), &listing.region);
         }
     }
     for item in items {
-        let listed_in = if is_global_kind(&item.kind) {
-            global
-                .get(&(item.account.as_str(), item.kind.as_str()))
-                .copied()
+        let (account, kind, model) = (
+            item.account.as_str(),
+            item.kind.as_str(),
+            item.model.as_deref(),
+        );
+        let listed_in = if is_global_kind(kind) {
+            global.get(&(account, kind, model)).copied()
         } else {
             Some(item.region.as_str())
         };
         let Some(listed_in) = listed_in else { continue };
-        if let Some(list) =
-            by_scope.get_mut(&(item.account.as_str(), listed_in, item.kind.as_str()))
-        {
+        if !complete.contains(&(account, listed_in, kind, model)) {
+            continue;
+        }
+        if let Some(list) = by_scope.get_mut(&(account, listed_in, kind)) {
             list.push(RecordedItem {
                 identifier: item.identifier.clone(),
                 properties: item.properties.clone(),
                 region: (item.region != listed_in).then(|| item.region.clone()),
+                model: item.model.clone(),
             });
         }
     }
@@ -425,6 +466,7 @@ pub fn write_snapshot(
                 account: l.account.clone(),
                 region: l.region.clone(),
                 kind: l.kind.clone(),
+                model: l.model.clone(),
                 status: if l.error.is_none() {
                     ScopeStatus::Ok
                 } else {
@@ -618,6 +660,7 @@ mod tests {
                 account: "222222222222".into(),
                 region: "us-east-1".into(),
                 kind: "AWS::SQS::Queue".into(),
+                model: None,
                 error: None,
             }],
         };
@@ -628,6 +671,7 @@ mod tests {
             kind: "AWS::SQS::Queue".into(),
             identifier: "q".into(),
             // Not in key order: a replay must show mappings the keys as AWS listed them.
+            model: None,
             properties: json!({"QueueName": "q", "Attributes": {"Zeta": 1, "Alpha": 2}, "Arn": "a"}),
         };
         write_snapshot(dir.path(), &report, std::slice::from_ref(&item), "now").expect("write");

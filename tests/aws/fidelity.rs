@@ -402,3 +402,191 @@ async fn a_snapshot_replays_buckets_under_their_listing_in_their_own_regions() {
             .all(|i| i.properties["VersioningConfiguration"]["Status"] == "Enabled")
     );
 }
+
+const CLUSTER: &str = "AWS::EKS::Cluster";
+const NODEGROUP: &str = "AWS::EKS::Nodegroup";
+
+/// Two EKS clusters in two regions, with nodegroups: blue (us-east-1: blue-a, blue-b) and green
+/// (eu-west-1: green-a).
+fn add_clusters(cc: &CloudControl) {
+    cc.set_regions(HOSTILE, &["eu-west-1", "us-east-1"]);
+    for (cluster, region, groups) in [
+        ("blue", "us-east-1", &["blue-a", "blue-b"][..]),
+        ("green", "eu-west-1", &["green-a"][..]),
+    ] {
+        cc.add(HOSTILE, region, CLUSTER, cluster, json!({"Name": cluster}));
+        for group in groups {
+            cc.add(
+                HOSTILE,
+                region,
+                NODEGROUP,
+                &format!("{cluster}/{group}"),
+                json!({"ClusterName": cluster, "NodegroupName": group}),
+            );
+        }
+    }
+}
+
+fn nodegroups_of(cluster: &str, region: &str) -> KindSpec {
+    let mut spec = kind(NODEGROUP);
+    spec.resource_model = Some(json!({ "ClusterName": cluster }));
+    spec.region_policy.allow = vec![region.into()];
+    spec
+}
+
+#[tokio::test]
+async fn a_child_type_listed_without_its_parent_is_an_invalid_request_naming_the_property() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_clusters(&cc);
+    let source = hostile_source(&sts, &cc).await;
+    let (report, _) = run(
+        &source,
+        &request(vec![kind(NODEGROUP)], list_of(&["us-east-1"])),
+    )
+    .await;
+    let error = listing_of(&report, NODEGROUP).error.unwrap_or_default();
+    assert!(
+        error.starts_with("InvalidRequestException")
+            && error.contains("Required property: [ClusterName]"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn every_resource_model_of_a_kind_is_listed_and_is_a_scope_of_its_own() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_clusters(&cc);
+    let source = hostile_source(&sts, &cc).await;
+    let specs = vec![
+        nodegroups_of("blue", "us-east-1"),
+        nodegroups_of("green", "eu-west-1"),
+    ];
+    let (report, items) = run(&source, &request(specs.clone(), Regions::Enabled)).await;
+    let mut listed: Vec<(String, String, Option<String>)> = items
+        .iter()
+        .map(|i| (i.identifier.clone(), i.region.clone(), i.model.clone()))
+        .collect();
+    listed.sort();
+    let blue = Some(r#"{"ClusterName":"blue"}"#.to_string());
+    let green = Some(r#"{"ClusterName":"green"}"#.to_string());
+    assert_eq!(
+        listed,
+        vec![
+            ("blue/blue-a".into(), "us-east-1".into(), blue.clone()),
+            ("blue/blue-b".into(), "us-east-1".into(), blue.clone()),
+            ("green/green-a".into(), "eu-west-1".into(), green.clone()),
+        ]
+    );
+    let scopes: Vec<(String, Option<String>, Option<String>)> = report
+        .listings
+        .iter()
+        .map(|l| (l.region.clone(), l.model.clone(), l.error.clone()))
+        .collect();
+    assert_eq!(
+        scopes,
+        vec![
+            ("eu-west-1".into(), green.clone(), None),
+            ("us-east-1".into(), blue.clone(), None),
+        ]
+    );
+
+    // Green's listing fails: its scope is the failed one, named with its model, and blue's
+    // items still arrive.
+    cc.inject(Fault {
+        account: Some(HOSTILE.into()),
+        region: Some("eu-west-1".into()),
+        kind: Some(NODEGROUP.into()),
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: "not authorized to perform eks:ListNodegroups".into(),
+        },
+    });
+    let (report, items) = run(&source, &request(specs, Regions::Enabled)).await;
+    assert_eq!(items.len(), 2);
+    let failed: Vec<(&str, Option<&str>)> = report
+        .listings
+        .iter()
+        .filter(|l| l.error.is_some())
+        .map(|l| (l.region.as_str(), l.model.as_deref()))
+        .collect();
+    assert_eq!(failed, vec![("eu-west-1", green.as_deref())]);
+    let plan = plan_for(&report, &items, &[NODEGROUP]);
+    let line = &plan.scopes[0];
+    assert_eq!(
+        (line.region.as_str(), line.model.clone()),
+        ("eu-west-1", green)
+    );
+    let withheld = plan
+        .withheld
+        .iter()
+        .find(|w| w.identifier == "aws_eks_nodegroup-gone")
+        .expect("withheld");
+    assert!(
+        withheld
+            .detail
+            .contains(r#"resource model {"ClusterName":"green"}"#),
+        "{}",
+        withheld.detail
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_keeps_each_resource_models_scope_and_items_apart() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_clusters(&cc);
+    // Both clusters in one region, so that one file holds both models' items.
+    cc.add(
+        HOSTILE,
+        "us-east-1",
+        CLUSTER,
+        "green",
+        json!({"Name": "green"}),
+    );
+    cc.add(
+        HOSTILE,
+        "us-east-1",
+        NODEGROUP,
+        "green/green-east",
+        json!({"ClusterName": "green", "NodegroupName": "green-east"}),
+    );
+    cc.inject(Fault {
+        account: Some(HOSTILE.into()),
+        region: Some("eu-west-1".into()),
+        kind: Some(NODEGROUP.into()),
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: "denied".into(),
+        },
+    });
+    let source = hostile_source(&sts, &cc).await;
+    let mut green = nodegroups_of("green", "us-east-1");
+    green.region_policy.allow = Vec::new();
+    let specs = request(
+        vec![nodegroups_of("blue", "us-east-1"), green],
+        Regions::Enabled,
+    );
+    let (report, items) = run(&source, &specs).await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert_eq!(report.listings.len(), 3);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+        .expect("snapshot written");
+    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let (replayed_report, replayed) = run_source(&replay, &specs).await;
+    let mut recorded = report.listings.clone();
+    let mut listings = replayed_report.listings.clone();
+    recorded.sort();
+    listings.sort();
+    assert_eq!(listings, recorded);
+    let key = |items: &[RawItem]| -> BTreeSet<(String, Option<String>)> {
+        items
+            .iter()
+            .map(|i| (i.identifier.clone(), i.model.clone()))
+            .collect()
+    };
+    assert_eq!(key(&replayed), key(&items));
+}

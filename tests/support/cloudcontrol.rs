@@ -11,6 +11,10 @@
 //!   across an opt-in region (`ResourceNotFoundException`), and between two standard regions as
 //!   [`CrossRegion`] says (aws-toolkit-vscode #2193, aws-cli #6464, awscc #2124, Ocean PR #2681).
 //! - `ListRegions` says `ENABLED` for opt-in regions and `ENABLED_BY_DEFAULT` for the others.
+//! - Child types (`handlers.list.handlerSchema.required` in their schema) list only with their
+//!   parent in `ResourceModel`, one parent per call; without it they answer
+//!   `InvalidRequestException` as Cloud Control words it, and for a parent that does not exist
+//!   `ResourceNotFoundException` ([`CHILD_TYPES`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -185,6 +189,34 @@ pub fn is_opt_in(region: &str) -> bool {
 }
 
 const BUCKET: &str = "AWS::S3::Bucket";
+
+/// Types whose list handler needs their parent in `ResourceModel`: (type, the required property,
+/// the parent type, whose `Identifier` that property holds). From the types' schemas
+/// (`handlers.list.handlerSchema`) in hashicorp/terraform-provider-awscc.
+pub const CHILD_TYPES: &[(&str, &str, &str)] = &[
+    ("AWS::EKS::Nodegroup", "ClusterName", "AWS::EKS::Cluster"),
+    ("AWS::EKS::Addon", "ClusterName", "AWS::EKS::Cluster"),
+    (
+        "AWS::EKS::FargateProfile",
+        "ClusterName",
+        "AWS::EKS::Cluster",
+    ),
+    (
+        "AWS::ElasticLoadBalancingV2::Listener",
+        "LoadBalancerArn",
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    ),
+    (
+        "AWS::ApiGateway::Stage",
+        "RestApiId",
+        "AWS::ApiGateway::RestApi",
+    ),
+    (
+        "AWS::ApiGateway::Resource",
+        "RestApiId",
+        "AWS::ApiGateway::RestApi",
+    ),
+];
 
 /// How `GetResource` answers for a bucket asked for from a standard region other than its own.
 /// Across an opt-in region (either side) AWS answers `ResourceNotFoundException` whatever this is.
@@ -612,6 +644,45 @@ async fn cloud_control(
             .get(&(account.clone(), region.clone(), kind.clone()))
             .cloned()
             .unwrap_or_default()
+    };
+    // A child type lists one parent's children, named in ResourceModel, or answers an error.
+    let child = CHILD_TYPES.iter().find(|(child, _, _)| *child == kind);
+    let items = match (child, operation.as_str()) {
+        (Some((_, property, parent)), "ListResources") => {
+            let model: Option<Json> = input["ResourceModel"]
+                .as_str()
+                .and_then(|m| serde_json::from_str(m).ok());
+            let Some(wanted) = model
+                .as_ref()
+                .and_then(|m| m.get(*property))
+                .and_then(Json::as_str)
+            else {
+                drop(data);
+                return json_error(
+                    "InvalidRequestException",
+                    &format!(
+                        "Missing Or Invalid ResourceModel property in {kind} list handler request input. Required property: [{property}]"
+                    ),
+                );
+            };
+            let parents = data
+                .resources
+                .get(&(account.clone(), region.clone(), parent.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            if !parents.iter().any(|(id, _, _)| id == wanted) {
+                drop(data);
+                return json_error(
+                    "ResourceNotFoundException",
+                    &format!("{parent} {wanted} not found"),
+                );
+            }
+            items
+                .into_iter()
+                .filter(|(_, _, full)| full.get(*property).and_then(Json::as_str) == Some(wanted))
+                .collect()
+        }
+        _ => items,
     };
     let bucket_read = (kind == BUCKET).then(|| {
         let id = input["Identifier"].as_str().unwrap_or_default();

@@ -443,10 +443,7 @@ impl AccountLister {
         sent: &mut usize,
     ) -> Result<(), ScopeFailure> {
         let bucket = self.bucket(region);
-        let resource_model = spec.resource_model.as_ref().map(|m| match m {
-            Json::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let resource_model = spec.model();
         let mut next_token: Option<String> = None;
         let mut pages = Pages::new();
         let mut unreadable = Unreadable::default();
@@ -470,12 +467,12 @@ impl AccountLister {
                 let identifier = description.identifier().unwrap_or_default().to_string();
                 match parse_properties(&identifier, description.properties()) {
                     Ok(properties) => listed.push(Listed {
-                        item: self.item(region, &spec.kind, identifier, properties),
+                        item: self.item(region, spec, identifier, properties),
                         unreadable: None,
                     }),
                     // GetResource replaces the listed properties anyway: it decides.
                     Err(failure) if spec.use_get_resource_api => listed.push(Listed {
-                        item: self.item(region, &spec.kind, identifier, Json::Null),
+                        item: self.item(region, spec, identifier, Json::Null),
                         unreadable: Some(failure),
                     }),
                     Err(failure) => unreadable.add(failure),
@@ -502,13 +499,14 @@ impl AccountLister {
         }
     }
 
-    fn item(&self, region: &str, kind: &str, identifier: String, properties: Json) -> RawItem {
+    fn item(&self, region: &str, spec: &KindSpec, identifier: String, properties: Json) -> RawItem {
         RawItem {
             account: self.account.clone(),
             account_name: self.account_name.clone(),
             region: region.to_string(),
-            kind: kind.to_string(),
+            kind: spec.kind.clone(),
             identifier,
+            model: spec.model(),
             properties,
         }
     }

@@ -647,6 +647,7 @@ impl Inner {
                     account: lister.account.clone(),
                     region,
                     kind: spec.kind.clone(),
+                    model: spec.model(),
                     error: result.err().map(|f| f.to_string()),
                 }
             });
