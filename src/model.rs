@@ -307,13 +307,25 @@ impl RegionPolicy {
     }
 }
 
-/// One kind the mappings need listed, with the selector options of all its entries combined.
+/// One listing the mappings need: a kind with one resource model (or none), and the selector
+/// options of the entries that share it combined.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KindSpec {
     pub kind: String,
     pub region_policy: RegionPolicy,
     pub use_get_resource_api: bool,
     pub resource_model: Option<Json>,
+    /// Instead of one model: one per listed item of a parent kind (`resourceModelsFrom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models_from: Option<ModelsFrom>,
+}
+
+/// `selector.resourceModelsFrom`: the child kind is listed once per item of `kind` listed in the
+/// same account and region, with the resource model the jq expression `model` makes of it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ModelsFrom {
+    pub kind: String,
+    pub model: String,
 }
 
 impl KindSpec {

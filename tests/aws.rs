@@ -67,6 +67,7 @@ fn kind(name: &str) -> KindSpec {
         region_policy: RegionPolicy::default(),
         use_get_resource_api: false,
         resource_model: None,
+        models_from: None,
     }
 }
 

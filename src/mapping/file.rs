@@ -42,9 +42,17 @@ pub(crate) struct ItemsToParse {
     pub strip: Option<Expr>,
 }
 
+/// `selector.resourceModelsFrom`, compiled.
+pub(crate) struct ModelsFromEntry {
+    pub kind: String,
+    pub model: Field,
+}
+
 /// One `resources[]` entry.
 pub(crate) struct Entry {
     pub kind: String,
+    /// Where the entry starts, for errors that involve several entries.
+    pub pos: Pos,
     pub query: Field,
     pub region_policy: RegionPolicy,
     pub use_get_resource_api: bool,
@@ -55,6 +63,8 @@ pub(crate) struct Entry {
     /// Whether it also maps items that say nothing of their model (`tidemark map` input): set
     /// when no entry of its kind lists without a model, so such an item cannot be that listing's.
     pub maps_unlisted: bool,
+    /// Listed once per item of a parent kind instead of with `resource_model`.
+    pub models_from: Option<ModelsFromEntry>,
     pub items_to_parse: Option<ItemsToParse>,
     pub entities: Vec<EntityTemplate>,
     pub write: WriteOptions,
@@ -251,7 +261,9 @@ const SELECTOR_KEYS: &[&str] = &[
     "regionPolicy",
     "useGetResourceAPI",
     "resourceModel",
+    "resourceModelsFrom",
 ];
+const MODELS_FROM_KEYS: &[&str] = &["kind", "model"];
 const REGION_POLICY_KEYS: &[&str] = &["allow", "deny"];
 const PORT_KEYS: &[&str] = &[
     "entity",
@@ -396,6 +408,7 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
     let mut region_policy = RegionPolicy::default();
     let mut use_get_resource_api = false;
     let mut resource_model = None;
+    let mut models_from = None;
     match node.get("selector").filter(|n| !n.is_null()) {
         None => {}
         Some(sel) => {
@@ -417,6 +430,15 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
                     .get("resourceModel")
                     .filter(|n| !n.is_null())
                     .map(Node::to_json);
+                if let Some(from) = sel.get("resourceModelsFrom").filter(|n| !n.is_null()) {
+                    if resource_model.is_some() {
+                        cx.error(
+                            from.pos,
+                            "a selector cannot have both resourceModel and resourceModelsFrom: the first lists with one model, the second with one per parent item",
+                        );
+                    }
+                    models_from = models_from_entry(cx, from);
+                }
             }
         }
     }
@@ -456,15 +478,48 @@ fn entry(cx: &mut Ctx, node: &Node, write: WriteOptions) -> Option<Entry> {
     }
     Some(Entry {
         kind: kind?,
+        pos: node.pos,
         query: query?,
         region_policy,
         use_get_resource_api,
         model: resource_model.as_ref().map(model_key),
         resource_model,
         maps_unlisted: true,
+        models_from,
         items_to_parse,
         entities,
         write,
+    })
+}
+
+/// `resourceModelsFrom: {kind, model}`: the parent kind and the jq expression that makes a
+/// resource model of each of its items.
+fn models_from_entry(cx: &mut Ctx, node: &Node) -> Option<ModelsFromEntry> {
+    let node = cx.map(node, "selector.resourceModelsFrom")?;
+    cx.warn_unknown(node, MODELS_FROM_KEYS, "resourceModelsFrom");
+    let kind = match node.get("kind") {
+        Some(k) => cx.string(k, "resourceModelsFrom.kind"),
+        None => {
+            cx.error(
+                node.pos,
+                "resourceModelsFrom needs a `kind`: the parent type whose items give the models",
+            );
+            None
+        }
+    };
+    let model = match node.get("model") {
+        Some(m) => cx.expr(m, "resourceModelsFrom.model"),
+        None => {
+            cx.error(
+                node.pos,
+                "resourceModelsFrom needs a `model`: a jq expression that makes a resource model of each parent item, e.g. '{\"ClusterName\": .Identifier}'",
+            );
+            None
+        }
+    };
+    Some(ModelsFromEntry {
+        kind: kind?,
+        model: model?,
     })
 }
 

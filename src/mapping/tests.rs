@@ -514,3 +514,116 @@ fn an_item_listed_with_a_model_maps_only_with_the_entries_that_asked_for_it() {
         .collect();
     assert_eq!(plain, vec!["plain".to_string()]);
 }
+
+/// Nodegroups of every listed EKS cluster, with no cluster entity mapped.
+const FROM_CLUSTERS: &str = "resources:\n  - kind: AWS::EKS::Nodegroup\n    selector:\n      regionPolicy: {deny: [ap-east-1]}\n      resourceModelsFrom:\n        kind: AWS::EKS::Cluster\n        model: '{\"ClusterName\": .Identifier}'\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"ng\"'}}}\n";
+
+#[test]
+fn models_from_a_parent_list_the_parent_for_the_purpose_when_nothing_maps_it() {
+    let kinds = load(FROM_CLUSTERS).kinds();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[0].kind, "AWS::EKS::Nodegroup");
+    assert_eq!(
+        kinds[0].models_from,
+        Some(crate::model::ModelsFrom {
+            kind: "AWS::EKS::Cluster".into(),
+            model: r#"{"ClusterName": .Identifier}"#.into(),
+        })
+    );
+    assert_eq!(kinds[0].model(), None);
+    // The parent, listed wherever the child is, mapped by nothing.
+    assert_eq!(kinds[1].kind, "AWS::EKS::Cluster");
+    assert_eq!(kinds[1].region_policy, kinds[0].region_policy);
+    assert_eq!(kinds[1].models_from, None);
+}
+
+#[test]
+fn a_mapped_parent_is_listed_wherever_its_children_are() {
+    let yaml = format!(
+        "{FROM_CLUSTERS}  - kind: AWS::EKS::Cluster\n    selector:\n      regionPolicy: {{allow: [us-east-1]}}\n    port: {{entity: {{mappings: {{identifier: .Identifier, blueprint: '\"cluster\"'}}}}}}\n"
+    );
+    let m = load(&yaml);
+    let kinds = m.kinds();
+    assert_eq!(kinds.len(), 2);
+    assert_eq!(kinds[1].kind, "AWS::EKS::Cluster");
+    // Widened to the child's regions; its own entry still maps only us-east-1's clusters.
+    assert_eq!(
+        kinds[1].region_policy,
+        RegionPolicy {
+            allow: vec![],
+            deny: vec![]
+        }
+    );
+    let cluster = item("AWS::EKS::Cluster", "eu-west-1", json!({}));
+    assert!(m.map_item(&cluster).entities.is_empty());
+}
+
+#[test]
+fn a_derived_item_maps_with_its_entries_whatever_model_it_was_listed_with() {
+    let m = load(FROM_CLUSTERS);
+    let mut listed = item("AWS::EKS::Nodegroup", "eu-west-1", json!({}));
+    listed.model = Some(r#"{"ClusterName":"any"}"#.into());
+    assert_eq!(m.map_item(&listed).entities.len(), 1);
+    listed.model = None;
+    assert_eq!(m.map_item(&listed).entities.len(), 1);
+}
+
+#[test]
+fn a_model_expression_derives_one_model_per_parent_item() {
+    let expression = ModelExpression::compile(r#"{"ClusterName": .Identifier}"#).expect("compiles");
+    let cluster = item("AWS::EKS::Cluster", "eu-west-1", json!({}));
+    assert_eq!(
+        expression.model_for(&cluster),
+        Ok(Some(json!({"ClusterName": "id-1"})))
+    );
+    let none = ModelExpression::compile("empty").expect("compiles");
+    assert_eq!(none.model_for(&cluster), Ok(None));
+    let null = ModelExpression::compile(".Properties.Missing").expect("compiles");
+    assert_eq!(null.model_for(&cluster), Ok(None));
+    let odd = ModelExpression::compile(".Identifier").expect("compiles");
+    let err = odd.model_for(&cluster).expect_err("a string is no model");
+    assert!(err.contains("not an object"), "{err}");
+}
+
+#[test]
+fn resource_models_from_is_checked_at_load_with_positions() {
+    let bad_jq = FROM_CLUSTERS.replace(".Identifier}'", ".Identifier'");
+    let errors = load_errors(&bad_jq);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("m.yaml:7:") && e.contains("resourceModelsFrom.model")),
+        "{errors:?}"
+    );
+    let both = FROM_CLUSTERS.replace(
+        "      resourceModelsFrom:",
+        "      resourceModel: {ClusterName: x}\n      resourceModelsFrom:",
+    );
+    let errors = load_errors(&both);
+    assert!(errors.iter().any(|e| e.contains("both")), "{errors:?}");
+    let own = FROM_CLUSTERS.replace("kind: AWS::EKS::Cluster", "kind: AWS::EKS::Nodegroup");
+    let errors = load_errors(&own);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("own kind"), "{errors:?}");
+    let mixed = format!(
+        "{FROM_CLUSTERS}  - kind: AWS::EKS::Nodegroup\n    selector:\n      resourceModel: {{ClusterName: blue}}\n    port: {{entity: {{mappings: {{identifier: .Identifier, blueprint: '\"ng\"'}}}}}}\n"
+    );
+    let errors = load_errors(&mixed);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("m.yaml:9:") && e.contains("m.yaml:2:")),
+        "{errors:?}"
+    );
+    let cycle = format!(
+        "{FROM_CLUSTERS}  - kind: AWS::EKS::Cluster\n    selector:\n      resourceModelsFrom: {{kind: AWS::EKS::Nodegroup, model: '{{}}'}}\n    port: {{entity: {{mappings: {{identifier: .Identifier, blueprint: '\"c\"'}}}}}}\n"
+    );
+    let errors = load_errors(&cycle);
+    assert!(errors.iter().any(|e| e.contains("cycle")), "{errors:?}");
+    let synthetic = FROM_CLUSTERS.replace("kind: AWS::EKS::Cluster", "kind: AWS::Account::Info");
+    let errors = load_errors(&synthetic);
+    assert!(
+        errors.iter().any(|e| e.contains("AWS::Account::Info")),
+        "{errors:?}"
+    );
+}

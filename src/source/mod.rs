@@ -10,6 +10,7 @@ use crate::model::{KindSpec, RawItem};
 use crate::requests::RequestCount;
 
 pub mod aws;
+pub mod derive;
 pub mod regions;
 pub mod snapshot;
 

@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::derive::{self, Derivations, DerivedModels};
 use super::regions::global_order;
 use super::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing,
     MAX_PROPERTIES_DEPTH, Regions, Source, SourceError, SourceReport, is_account_id,
     is_region_name, is_too_deep, misspelt_region, not_a_region_name, not_an_account_id,
 };
-use crate::model::{RawItem, is_global_kind};
+use crate::model::{KindSpec, RawItem, is_global_kind};
 
 pub const FORMAT_VERSION: &str = "1";
 const MANIFEST: &str = "manifest.json";
@@ -229,6 +230,7 @@ impl Source for SnapshotSource {
         sink: &mut dyn ItemSink,
     ) -> Result<SourceReport, SourceError> {
         let manifest = self.read_manifest()?;
+        let derivations = Derivations::compile(&request.kinds);
         let recorded: BTreeMap<ScopeKey<'_>, &ManifestScope> = manifest
             .scopes
             .iter()
@@ -290,70 +292,151 @@ impl Source for SnapshotSource {
             if failed {
                 continue;
             }
-            for spec in &request.kinds {
-                let mut admitted: Vec<String> = regions
-                    .iter()
-                    .filter(|r| spec.region_policy.admits(r))
-                    .cloned()
-                    .collect();
-                admitted.sort();
-                let global = is_global_kind(&spec.kind);
-                let model = spec.model();
-                if global {
-                    // Listed once, from whichever region served it live: the recorded one.
-                    admitted = global_order(&admitted);
-                    let scope = recorded_global(
-                        &manifest.scopes,
-                        (&account.id, &spec.kind, model.as_deref()),
-                        &admitted,
-                    );
-                    admitted = match scope {
-                        Some(s) => vec![s.region.clone()],
-                        None => admitted.into_iter().take(1).collect(),
+            // In the live listing's phases, so a kind listed from a parent's items derives its
+            // models from the parent items replayed before it.
+            let mut models = DerivedModels::default();
+            let mut replayed: Vec<Listing> = Vec::new();
+            for phase in derive::phases(&request.kinds) {
+                for index in phase {
+                    let spec = &request.kinds[index];
+                    let mut admitted: Vec<String> = regions
+                        .iter()
+                        .filter(|r| spec.region_policy.admits(r))
+                        .cloned()
+                        .collect();
+                    admitted.sort();
+                    let mut replay = Replay {
+                        recorded: &recorded,
+                        scopes: &manifest.scopes,
+                        account,
+                        kinds: &request.kinds,
+                        derivations: &derivations,
+                        models: &mut models,
+                        sink: &mut *sink,
                     };
-                }
-                for region in admitted {
-                    let key = (
-                        account.id.as_str(),
-                        region.as_str(),
-                        spec.kind.as_str(),
-                        model.as_deref(),
-                    );
-                    let scope = recorded.get(&key).copied();
-                    let result = match scope {
-                        None => Err("not recorded in the snapshot".to_string()),
-                        Some(s) if s.status == ScopeStatus::Failed => Err(s
-                            .error
-                            .clone()
-                            .unwrap_or_else(|| "recorded as failed".to_string())),
-                        Some(s) => {
-                            self.read_scope(account, &s.region, &spec.kind, model.as_deref())
-                        }
+                    if spec.models_from.is_none() {
+                        replayed.extend(replay.listings(self, spec, &admitted));
+                        continue;
+                    }
+                    let targets: Vec<Option<&str>> = if is_global_kind(&spec.kind) {
+                        vec![None]
+                    } else {
+                        admitted.iter().map(|r| Some(r.as_str())).collect()
                     };
-                    let error = match result {
-                        Ok(items) => {
-                            if !items.is_empty() {
-                                sink.items(items);
+                    for region in targets {
+                        let derived = derive::parents_complete(&replayed, spec, region)
+                            .and_then(|()| replay.models.models(index, region));
+                        match derived {
+                            Ok(children) => {
+                                let scope: Vec<String> = match region {
+                                    Some(r) => vec![r.to_string()],
+                                    None => admitted.clone(),
+                                };
+                                for (_, model) in children {
+                                    let child = derive::with_model(spec, model);
+                                    let done = replay.listings(self, &child, &scope);
+                                    replayed.extend(done);
+                                }
                             }
-                            None
+                            Err(why) => replayed.push(Listing {
+                                account: account.id.clone(),
+                                region: region
+                                    .map(str::to_string)
+                                    .or_else(|| global_order(&admitted).into_iter().next())
+                                    .unwrap_or_default(),
+                                kind: spec.kind.clone(),
+                                model: None,
+                                error: Some(format!("{}: {why}", derive::PARENT_FAILED)),
+                            }),
                         }
-                        Err(e) => Some(e),
-                    };
-                    listings.push(Listing {
-                        account: account.id.clone(),
-                        region: region.clone(),
-                        kind: spec.kind.clone(),
-                        model: model.clone(),
-                        error,
-                    });
+                    }
                 }
             }
+            listings.extend(replayed);
         }
         Ok(SourceReport {
             discovery: manifest.discovery,
             accounts,
             listings,
         })
+    }
+}
+
+/// What replaying one account's listings needs at hand.
+struct Replay<'r, 's> {
+    recorded: &'r BTreeMap<ScopeKey<'r>, &'r ManifestScope>,
+    scopes: &'r [ManifestScope],
+    account: &'r ManifestAccount,
+    kinds: &'r [KindSpec],
+    derivations: &'r Derivations,
+    models: &'r mut DerivedModels,
+    sink: &'s mut dyn ItemSink,
+}
+
+impl Replay<'_, '_> {
+    /// Replays `spec` in the `admitted` regions (sorted): a regional kind in each, a global kind
+    /// once, from the region it was recorded in. Items of parent kinds give their children's
+    /// models on the way.
+    fn listings(
+        &mut self,
+        source: &SnapshotSource,
+        spec: &KindSpec,
+        admitted: &[String],
+    ) -> Vec<Listing> {
+        let account = self.account;
+        let model = spec.model();
+        let regions: Vec<String> = if is_global_kind(&spec.kind) {
+            // Listed once, from whichever region served it live: the recorded one.
+            let order = global_order(admitted);
+            let scope = recorded_global(
+                self.scopes,
+                (&account.id, &spec.kind, model.as_deref()),
+                &order,
+            );
+            match scope {
+                Some(s) => vec![s.region.clone()],
+                None => order.into_iter().take(1).collect(),
+            }
+        } else {
+            admitted.to_vec()
+        };
+        let mut listings = Vec::new();
+        for region in regions {
+            let key = (
+                account.id.as_str(),
+                region.as_str(),
+                spec.kind.as_str(),
+                model.as_deref(),
+            );
+            let result = match self.recorded.get(&key).copied() {
+                None => Err("not recorded in the snapshot".to_string()),
+                Some(s) if s.status == ScopeStatus::Failed => Err(s
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "recorded as failed".to_string())),
+                Some(s) => source.read_scope(account, &s.region, &spec.kind, model.as_deref()),
+            };
+            let error = match result {
+                Ok(items) => {
+                    if self.derivations.is_parent(&spec.kind) {
+                        self.models.observe(self.kinds, self.derivations, &items);
+                    }
+                    if !items.is_empty() {
+                        self.sink.items(items);
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            listings.push(Listing {
+                account: account.id.clone(),
+                region,
+                kind: spec.kind.clone(),
+                model: model.clone(),
+                error,
+            });
+        }
+        listings
     }
 }
 
@@ -504,6 +587,7 @@ mod tests {
             region_policy: RegionPolicy::default(),
             use_get_resource_api: false,
             resource_model: None,
+            models_from: None,
         }
     }
 

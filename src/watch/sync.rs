@@ -326,6 +326,7 @@ mod tests {
             region_policy: RegionPolicy::default(),
             use_get_resource_api: false,
             resource_model: model,
+            models_from: None,
         }
     }
 

@@ -590,3 +590,190 @@ async fn a_snapshot_keeps_each_resource_models_scope_and_items_apart() {
     };
     assert_eq!(key(&replayed), key(&items));
 }
+
+/// The specs `kinds()` makes of a mapping file (nothing here maps them).
+fn specs_of(mapping: &str) -> Vec<KindSpec> {
+    let source = tidemark::mapping::MappingSource {
+        name: "mapping.yaml".into(),
+        text: mapping.into(),
+    };
+    let (mappings, _) =
+        tidemark::mapping::Mappings::load(&[source], &tidemark::mapping::LoadOptions::default())
+            .expect("the mapping compiles");
+    mappings.kinds()
+}
+
+const NODEGROUPS_FROM_CLUSTERS: &str = r#"
+resources:
+  - kind: AWS::EKS::Nodegroup
+    selector:
+      resourceModelsFrom:
+        kind: AWS::EKS::Cluster
+        model: '{"ClusterName": .Identifier}'
+    port:
+      entity:
+        mappings:
+          identifier: .Identifier
+          blueprint: '"ng"'
+"#;
+
+#[tokio::test]
+async fn nodegroups_are_listed_once_per_cluster_the_cluster_listing_found_in_each_region() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_clusters(&cc);
+    // A cluster without nodegroups costs a listing and gives nothing.
+    cc.add(
+        HOSTILE,
+        "us-east-1",
+        CLUSTER,
+        "empty",
+        json!({"Name": "empty"}),
+    );
+    let source = hostile_source(&sts, &cc).await;
+    let specs = specs_of(NODEGROUPS_FROM_CLUSTERS);
+    let (report, items) = run(&source, &request(specs, Regions::Enabled)).await;
+    let mut listed: Vec<(String, String)> = items
+        .iter()
+        .filter(|i| i.kind == NODEGROUP)
+        .map(|i| (i.identifier.clone(), i.region.clone()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            ("blue/blue-a".to_string(), "us-east-1".to_string()),
+            ("blue/blue-b".to_string(), "us-east-1".to_string()),
+            ("green/green-a".to_string(), "eu-west-1".to_string()),
+        ]
+    );
+    let mut scopes: Vec<(String, String, Option<String>, bool)> = report
+        .listings
+        .iter()
+        .map(|l| {
+            (
+                l.kind.clone(),
+                l.region.clone(),
+                l.model.clone(),
+                l.error.is_none(),
+            )
+        })
+        .collect();
+    scopes.sort();
+    let model = |c: &str| Some(format!(r#"{{"ClusterName":"{c}"}}"#));
+    assert_eq!(
+        scopes,
+        vec![
+            (CLUSTER.into(), "eu-west-1".into(), None, true),
+            (CLUSTER.into(), "us-east-1".into(), None, true),
+            (NODEGROUP.into(), "eu-west-1".into(), model("green"), true),
+            (NODEGROUP.into(), "us-east-1".into(), model("blue"), true),
+            (NODEGROUP.into(), "us-east-1".into(), model("empty"), true),
+        ]
+    );
+    // Each nodegroup listing asked for one cluster, in that cluster's region.
+    let asked: BTreeSet<(String, String)> = cc
+        .calls()
+        .iter()
+        .filter(|c| c.kind == NODEGROUP)
+        .map(|c| {
+            (
+                c.region.clone(),
+                c.resource_model.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+}
+
+#[tokio::test]
+async fn a_failed_cluster_listing_fails_the_nodegroups_scope_there_and_withholds_their_deletes() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_clusters(&cc);
+    cc.inject(Fault {
+        account: Some(HOSTILE.into()),
+        region: Some("eu-west-1".into()),
+        kind: Some(CLUSTER.into()),
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: "not authorized to perform eks:ListClusters".into(),
+        },
+    });
+    let source = hostile_source(&sts, &cc).await;
+    let specs = specs_of(NODEGROUPS_FROM_CLUSTERS);
+    let (report, items) = run(&source, &request(specs, Regions::Enabled)).await;
+    let nodegroups: Vec<&Listing> = report
+        .listings
+        .iter()
+        .filter(|l| l.kind == NODEGROUP)
+        .collect();
+    let failed: Vec<&&Listing> = nodegroups.iter().filter(|l| l.error.is_some()).collect();
+    assert_eq!(failed.len(), 1, "{nodegroups:?}");
+    assert_eq!(failed[0].region, "eu-west-1");
+    let error = failed[0].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("ParentListingIncomplete")
+            && error.contains("AWS::EKS::Cluster listing in eu-west-1 failed")
+            && error.contains("AccessDeniedException"),
+        "{error}"
+    );
+    // No nodegroup listing was even tried there; blue's still were.
+    assert!(
+        !cc.calls()
+            .iter()
+            .any(|c| c.kind == NODEGROUP && c.region == "eu-west-1")
+    );
+    assert_eq!(items.iter().filter(|i| i.kind == NODEGROUP).count(), 2);
+    let plan = plan_for(&report, &items, &[NODEGROUP]);
+    let withheld = plan
+        .withheld
+        .iter()
+        .find(|w| w.identifier == "aws_eks_nodegroup-gone")
+        .expect("the gone nodegroup is withheld");
+    assert_eq!(withheld.reason, Reason::ScopeFailed);
+    assert!(
+        withheld
+            .detail
+            .contains("AWS::EKS::Cluster listing in eu-west-1 failed"),
+        "{}",
+        withheld.detail
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_replays_derived_listings_as_the_live_run_made_them() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_clusters(&cc);
+    cc.inject(Fault {
+        account: Some(HOSTILE.into()),
+        region: Some("eu-west-1".into()),
+        kind: Some(CLUSTER.into()),
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: "denied".into(),
+        },
+    });
+    let source = hostile_source(&sts, &cc).await;
+    let specs = request(specs_of(NODEGROUPS_FROM_CLUSTERS), Regions::Enabled);
+    let (report, items) = run(&source, &specs).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+        .expect("snapshot written");
+    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let (replayed_report, replayed) = run_source(&replay, &specs).await;
+    let mut recorded = report.listings.clone();
+    let mut listings = replayed_report.listings.clone();
+    recorded.sort();
+    listings.sort();
+    assert_eq!(listings, recorded);
+    let key = |items: &[RawItem]| -> BTreeSet<(String, Option<String>)> {
+        items
+            .iter()
+            .map(|i| (i.identifier.clone(), i.model.clone()))
+            .collect()
+    };
+    assert_eq!(key(&replayed), key(&items));
+}

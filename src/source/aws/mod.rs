@@ -28,6 +28,7 @@ use tracing::Instrument;
 use crate::model::{KindSpec, RawItem, is_global_kind};
 use crate::requests::{Outcome, RequestCount, RequestCounter};
 use crate::secret::Secret;
+use crate::source::derive::{self, Derivations, DerivedModels};
 use crate::source::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing, Regions, Source,
     SourceError, SourceReport, is_account_id, misspelt_region, not_an_account_id,
@@ -599,6 +600,7 @@ impl Inner {
         self: Arc<Self>,
         target: Target,
         request: Arc<ListRequest>,
+        derivations: Arc<Derivations>,
         remembered: Arc<Remembered>,
         out: mpsc::Sender<Vec<RawItem>>,
     ) -> AccountOutcome {
@@ -622,41 +624,49 @@ impl Inner {
             buckets: Mutex::new(HashMap::new()),
             requests: Arc::clone(&self.requests),
         });
-        let tasks = scopes_for(&regions, &request.kinds);
+        // Phase by phase, so that a kind listed from a parent's items (resourceModelsFrom) starts
+        // once every listing of its parent in this account is complete.
         let permits = Arc::new(Semaphore::new(SCOPES_IN_FLIGHT_PER_ACCOUNT));
-        let mut running = JoinSet::new();
-        for task in tasks {
-            let lister = Arc::clone(&lister);
-            let remembered = Arc::clone(&remembered);
-            let out = out.clone();
-            let permits = Arc::clone(&permits);
-            running.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let (region, spec, result) = match task {
-                    Task::Regional { region, spec } => {
-                        let result = lister.list_scope(&region, &spec, &remembered, &out).await;
-                        (region, spec, result)
-                    }
-                    Task::Global { order, spec } => {
-                        let (region, result) =
-                            lister.list_global(&order, &spec, &remembered, &out).await;
-                        (region, spec, result)
-                    }
+        let models = Arc::new(Mutex::new(DerivedModels::default()));
+        let mut listings: Vec<Listing> = Vec::new();
+        for phase in derive::phases(&request.kinds) {
+            let specs: Vec<(usize, &KindSpec)> =
+                phase.iter().map(|&i| (i, &request.kinds[i])).collect();
+            let tasks = scopes_for(&regions, &specs);
+            let (tap, observing) = observe_parents(
+                Arc::clone(&request),
+                Arc::clone(&derivations),
+                Arc::clone(&models),
+                out.clone(),
+            );
+            let before = Arc::new(listings.clone());
+            let mut running = JoinSet::new();
+            for task in tasks {
+                let lister = Arc::clone(&lister);
+                let remembered = Arc::clone(&remembered);
+                let sink = if derivations.is_parent(task.kind()) {
+                    tap.clone()
+                } else {
+                    out.clone()
                 };
-                Listing {
-                    account: lister.account.clone(),
-                    region,
-                    kind: spec.kind.clone(),
-                    model: spec.model(),
-                    error: result.err().map(|f| f.to_string()),
+                let permits = Arc::clone(&permits);
+                let models = Arc::clone(&models);
+                let before = Arc::clone(&before);
+                running.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    run_task(&lister, task, &remembered, &sink, &models, &before).await
+                });
+            }
+            drop(tap);
+            while let Some(joined) = running.join_next().await {
+                match joined {
+                    Ok(done) => listings.extend(done),
+                    Err(e) => tracing::error!(account = %target.id, "a listing task failed: {e}"),
                 }
-            });
-        }
-        let mut listings = Vec::new();
-        while let Some(joined) = running.join_next().await {
-            match joined {
-                Ok(listing) => listings.push(listing),
-                Err(e) => tracing::error!(account = %target.id, "a listing task failed: {e}"),
+            }
+            // Every observed page is counted before the next phase derives from it.
+            if let Err(e) = observing.await {
+                tracing::error!(account = %target.id, "observing parent listings failed: {e}");
             }
         }
         for failed in listings.iter().filter(|l| l.error.is_some()) {
@@ -672,6 +682,7 @@ impl Inner {
     ) -> Result<SourceReport, SourceError> {
         let (discovery, targets) = self.discover().await;
         tracing::info!(accounts = targets.len(), status = ?discovery.status, "discovered accounts");
+        let derivations = Arc::new(Derivations::compile(&request.kinds));
         let request = Arc::new(request);
         let remembered = Arc::new(Remembered::default());
         let outcomes = Arc::clone(&self)
@@ -679,6 +690,7 @@ impl Inner {
                 inner.sync_account(
                     target,
                     Arc::clone(&request),
+                    Arc::clone(&derivations),
                     Arc::clone(&remembered),
                     out.clone(),
                 )
@@ -776,37 +788,153 @@ enum Task {
     Regional { region: String, spec: KindSpec },
     /// A global kind, listed once from the first of these regions that serves it.
     Global { order: Vec<String>, spec: KindSpec },
+    /// A kind listed once per item of its parent (`resourceModelsFrom`) in one region, or, for
+    /// a global kind (`global`), once from the first region of `order` that serves it.
+    Derived {
+        index: usize,
+        order: Vec<String>,
+        global: bool,
+        spec: KindSpec,
+    },
 }
 
-/// The listings an account needs: each kind in the regions its policy admits; global kinds
-/// once, from the partition's home region, else a standard region, before any opt-in one
-/// ([`regions::global_order`]).
-fn scopes_for(regions: &[String], kinds: &[KindSpec]) -> Vec<Task> {
+impl Task {
+    fn kind(&self) -> &str {
+        match self {
+            Task::Regional { spec, .. }
+            | Task::Global { spec, .. }
+            | Task::Derived { spec, .. } => &spec.kind,
+        }
+    }
+}
+
+/// The listings an account needs for `specs` (with their index in the request): each kind in
+/// the regions its policy admits; global kinds once, from the partition's home region, else a
+/// standard region, before any opt-in one ([`regions::global_order`]).
+fn scopes_for(regions: &[String], specs: &[(usize, &KindSpec)]) -> Vec<Task> {
     let mut sorted: Vec<&String> = regions.iter().collect();
     sorted.sort();
     sorted.dedup();
     let mut tasks = Vec::new();
-    for spec in kinds {
+    for &(index, spec) in specs {
         let admitted: Vec<String> = sorted
             .iter()
             .filter(|r| spec.region_policy.admits(r))
             .map(|r| r.to_string())
             .collect();
-        if is_global_kind(&spec.kind) {
-            if !admitted.is_empty() {
-                tasks.push(Task::Global {
-                    order: regions::global_order(&admitted),
-                    spec: spec.clone(),
-                });
-            }
-        } else {
-            tasks.extend(admitted.into_iter().map(|region| Task::Regional {
+        let global = is_global_kind(&spec.kind);
+        if admitted.is_empty() {
+            continue;
+        }
+        match (global, spec.models_from.is_some()) {
+            (true, false) => tasks.push(Task::Global {
+                order: regions::global_order(&admitted),
+                spec: spec.clone(),
+            }),
+            (false, false) => tasks.extend(admitted.into_iter().map(|region| Task::Regional {
                 region,
                 spec: spec.clone(),
-            }));
+            })),
+            (true, true) => tasks.push(Task::Derived {
+                index,
+                order: regions::global_order(&admitted),
+                global,
+                spec: spec.clone(),
+            }),
+            (false, true) => tasks.extend(admitted.into_iter().map(|region| Task::Derived {
+                index,
+                order: vec![region],
+                global,
+                spec: spec.clone(),
+            })),
         }
     }
     tasks
+}
+
+/// A sender for the pages of parent kinds: each page's items give their children's models
+/// before it goes on to `out`. The task ends when every sender is dropped.
+fn observe_parents(
+    request: Arc<ListRequest>,
+    derivations: Arc<Derivations>,
+    models: Arc<Mutex<DerivedModels>>,
+    out: mpsc::Sender<Vec<RawItem>>,
+) -> (mpsc::Sender<Vec<RawItem>>, tokio::task::JoinHandle<()>) {
+    let (tap, mut pages) = mpsc::channel::<Vec<RawItem>>(PAGES_IN_FLIGHT);
+    let observing = tokio::spawn(async move {
+        while let Some(page) = pages.recv().await {
+            if let Ok(mut models) = models.lock() {
+                models.observe(&request.kinds, &derivations, &page);
+            }
+            if out.send(page).await.is_err() {
+                break;
+            }
+        }
+    });
+    (tap, observing)
+}
+
+/// Runs one listing task: the listings it made, each complete or failed.
+async fn run_task(
+    lister: &Arc<AccountLister>,
+    task: Task,
+    remembered: &Remembered,
+    sink: &mpsc::Sender<Vec<RawItem>>,
+    models: &Mutex<DerivedModels>,
+    before: &[Listing],
+) -> Vec<Listing> {
+    let listing = |region: String, spec: &KindSpec, error: Option<String>| Listing {
+        account: lister.account.clone(),
+        region,
+        kind: spec.kind.clone(),
+        model: spec.model(),
+        error,
+    };
+    match task {
+        Task::Regional { region, spec } => {
+            let result = lister.list_scope(&region, &spec, remembered, sink).await;
+            vec![listing(region, &spec, result.err().map(|f| f.to_string()))]
+        }
+        Task::Global { order, spec } => {
+            let (region, result) = lister.list_global(&order, &spec, remembered, sink).await;
+            vec![listing(region, &spec, result.err().map(|f| f.to_string()))]
+        }
+        Task::Derived {
+            index,
+            order,
+            global,
+            spec,
+        } => {
+            let first = order.first().cloned().unwrap_or_default();
+            let region = (!global).then_some(first.as_str());
+            let derived = derive::parents_complete(before, &spec, region).and_then(|()| {
+                let models = models
+                    .lock()
+                    .map_err(|_| "the derived models were lost".to_string())?;
+                models.models(index, region)
+            });
+            let models = match derived {
+                Ok(models) => models,
+                Err(why) => {
+                    let failed = format!("{}: {why}", derive::PARENT_FAILED);
+                    return vec![listing(first, &spec, Some(failed))];
+                }
+            };
+            let mut done = Vec::with_capacity(models.len());
+            // One parent's children per call, as the list handler takes them.
+            for (_, model) in models {
+                let child = derive::with_model(&spec, model);
+                let (region, result) = if global {
+                    lister.list_global(&order, &child, remembered, sink).await
+                } else {
+                    let result = lister.list_scope(&first, &child, remembered, sink).await;
+                    (first.clone(), result)
+                };
+                done.push(listing(region, &child, result.err().map(|f| f.to_string())));
+            }
+            done
+        }
+    }
 }
 
 /// The `service` label of `account:ListRegions` requests in the metrics.
@@ -846,6 +974,7 @@ mod tests {
             },
             use_get_resource_api: false,
             resource_model: None,
+            models_from: None,
         }
     }
 
@@ -855,7 +984,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let kinds = vec![
+        let kinds = [
             spec("AWS::S3::Bucket", &[], &["us-east-1"]),
             spec(
                 "AWS::EC2::Instance",
@@ -866,11 +995,14 @@ mod tests {
             spec("AWS::Route53::HostedZone", &["nowhere-1"], &[]),
         ];
         let strings = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let scopes: Vec<(Vec<String>, String)> = scopes_for(&regions, &kinds)
+        let indexed: Vec<(usize, &KindSpec)> = kinds.iter().enumerate().collect();
+        let scopes: Vec<(Vec<String>, String)> = scopes_for(&regions, &indexed)
             .into_iter()
             .map(|task| match task {
                 Task::Regional { region, spec } => (vec![region], spec.kind),
-                Task::Global { order, spec } => (order, spec.kind),
+                Task::Global { order, spec } | Task::Derived { order, spec, .. } => {
+                    (order, spec.kind)
+                }
             })
             .collect();
         assert_eq!(
