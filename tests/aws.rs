@@ -1067,6 +1067,12 @@ fn blueprint_of(kind: &str) -> String {
 /// The plan for what was listed, over a catalog that owns every listed item and one more entity
 /// per kind (`<blueprint>-gone`) that the listing no longer returned.
 fn plan_for(report: &SourceReport, items: &[RawItem], kinds: &[&str]) -> Plan {
+    plan_owning(report, items, kinds, kinds)
+}
+
+/// [`plan_for`] where only the kinds in `gone` have an owned entity no longer listed; `kinds`
+/// are those the mappings map.
+fn plan_owning(report: &SourceReport, items: &[RawItem], kinds: &[&str], gone: &[&str]) -> Plan {
     let desired: Vec<Desired> = items
         .iter()
         .map(|i| {
@@ -1093,7 +1099,7 @@ fn plan_for(report: &SourceReport, items: &[RawItem], kinds: &[&str]) -> Plan {
             placeholder: false,
         })
         .collect();
-    for kind in kinds {
+    for kind in gone {
         let mut gone = Entity::new(blueprint_of(kind), format!("{}-gone", blueprint_of(kind)));
         gone.title = Some(json!("gone"));
         owned.push(OwnedEntity {

@@ -313,6 +313,7 @@ fn scenario(c: Choices) -> Scenario {
                             kind: KINDS[*k].into(),
                             model: None,
                             error: failed.then(|| format!("AccessDenied: {id} {r} {k}")),
+                            unavailable: false,
                         });
                     }
                 }

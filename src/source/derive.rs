@@ -146,6 +146,40 @@ impl DerivedModels {
     }
 }
 
+/// Why a derived child cannot be listed somewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentIncomplete {
+    pub why: String,
+    /// The parent type does not exist there ([`Listing::unavailable`]), so neither does the child.
+    pub unavailable: bool,
+}
+
+impl From<String> for ParentIncomplete {
+    fn from(why: String) -> ParentIncomplete {
+        ParentIncomplete {
+            why,
+            unavailable: false,
+        }
+    }
+}
+
+/// The listing of a derived child that could not be listed in `region`.
+pub fn parent_failed(
+    account: &str,
+    region: String,
+    child: &KindSpec,
+    problem: ParentIncomplete,
+) -> Listing {
+    Listing {
+        account: account.to_string(),
+        region,
+        kind: child.kind.clone(),
+        model: None,
+        error: Some(format!("{PARENT_FAILED}: {}", problem.why)),
+        unavailable: problem.unavailable,
+    }
+}
+
 /// Whether the listings of `child`'s parent kind that give it models in `region` (`None`: a
 /// global child, every region's) are complete; otherwise why the child cannot be listed.
 /// `listings` are one account's.
@@ -153,7 +187,7 @@ pub fn parents_complete(
     listings: &[Listing],
     child: &KindSpec,
     region: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), ParentIncomplete> {
     let Some(from) = &child.models_from else {
         return Ok(());
     };
@@ -168,16 +202,25 @@ pub fn parents_complete(
         return Err(format!(
             "{} was not listed{place}, so {} cannot be listed from its items (resourceModelsFrom)",
             from.kind, child.kind
-        ));
+        )
+        .into());
     }
-    match relevant.iter().find(|l| l.error.is_some()) {
-        Some(failed) => Err(format!(
-            "the {} listing in {} failed ({}), so {} cannot be listed from its items (resourceModelsFrom)",
-            from.kind,
-            failed.region,
-            failed.error.as_deref().unwrap_or_default(),
-            child.kind
-        )),
+    // A failure outranks a parent type that does not exist: only the latter proves no children.
+    let failed = relevant
+        .iter()
+        .filter(|l| l.error.is_some())
+        .min_by_key(|l| l.unavailable);
+    match failed {
+        Some(failed) => Err(ParentIncomplete {
+            why: format!(
+                "the {} listing in {} failed ({}), so {} cannot be listed from its items (resourceModelsFrom)",
+                from.kind,
+                failed.region,
+                failed.error.as_deref().unwrap_or_default(),
+                child.kind
+            ),
+            unavailable: failed.unavailable,
+        }),
         None => Ok(()),
     }
 }
@@ -280,6 +323,7 @@ mod tests {
             kind: "Parent".into(),
             model: None,
             error: error.map(str::to_string),
+            unavailable: false,
         };
         let listings = vec![
             listing("us-east-1", None),
@@ -291,10 +335,21 @@ mod tests {
         );
         let failed = parents_complete(&listings, &child, Some("eu-west-1")).expect_err("failed");
         assert!(
-            failed.contains("Parent listing in eu-west-1 failed (AccessDenied: no)"),
-            "{failed}"
+            failed
+                .why
+                .contains("Parent listing in eu-west-1 failed (AccessDenied: no)"),
+            "{failed:?}"
         );
+        assert!(!failed.unavailable);
         let missing = parents_complete(&listings, &child, Some("ap-east-1")).expect_err("missing");
-        assert!(missing.contains("not listed in ap-east-1"), "{missing}");
+        assert!(
+            missing.why.contains("not listed in ap-east-1"),
+            "{missing:?}"
+        );
+        // A parent type missing in the region: the child is missing there too.
+        let mut absent = listing("ap-east-1", Some("TypeNotFoundException: gone"));
+        absent.unavailable = true;
+        let problem = parents_complete(&[absent], &child, Some("ap-east-1")).expect_err("absent");
+        assert!(problem.unavailable, "{problem:?}");
     }
 }

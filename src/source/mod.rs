@@ -91,6 +91,12 @@ pub struct Listing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     pub error: Option<String>,
+    /// The `error` says the type does not exist in this region (`TypeNotFoundException`,
+    /// `UnsupportedActionException`): nothing there to list, so the listing counts as complete
+    /// and empty, except for owned entities that it could have produced and that are no longer
+    /// listed, whose deletes it withholds. Code that does not know this treats it as failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unavailable: bool,
 }
 
 /// Everything a source says about a run besides the items themselves.

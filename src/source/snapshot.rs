@@ -81,6 +81,8 @@ pub struct ManifestScope {
 pub enum ScopeStatus {
     Ok,
     Failed,
+    /// The type does not exist in that region ([`Listing::unavailable`]); no file.
+    Unavailable,
 }
 
 /// One recorded resource.
@@ -325,7 +327,7 @@ impl Source for SnapshotSource {
                     };
                     for region in targets {
                         let derived = derive::parents_complete(&replayed, spec, region)
-                            .and_then(|()| replay.models.models(index, region));
+                            .and_then(|()| Ok(replay.models.models(index, region)?));
                         match derived {
                             Ok(children) => {
                                 let scope: Vec<String> = match region {
@@ -338,16 +340,18 @@ impl Source for SnapshotSource {
                                     replayed.extend(done);
                                 }
                             }
-                            Err(why) => replayed.push(Listing {
-                                account: account.id.clone(),
-                                region: region
+                            Err(problem) => {
+                                let place = region
                                     .map(str::to_string)
                                     .or_else(|| global_order(&admitted).into_iter().next())
-                                    .unwrap_or_default(),
-                                kind: spec.kind.clone(),
-                                model: None,
-                                error: Some(format!("{}: {why}", derive::PARENT_FAILED)),
-                            }),
+                                    .unwrap_or_default();
+                                replayed.push(derive::parent_failed(
+                                    &account.id,
+                                    place,
+                                    spec,
+                                    problem,
+                                ));
+                            }
                         }
                     }
                 }
@@ -408,9 +412,11 @@ impl Replay<'_, '_> {
                 spec.kind.as_str(),
                 model.as_deref(),
             );
-            let result = match self.recorded.get(&key).copied() {
+            let scope = self.recorded.get(&key).copied();
+            let unavailable = scope.is_some_and(|s| s.status == ScopeStatus::Unavailable);
+            let result = match scope {
                 None => Err("not recorded in the snapshot".to_string()),
-                Some(s) if s.status == ScopeStatus::Failed => Err(s
+                Some(s) if s.status != ScopeStatus::Ok => Err(s
                     .error
                     .clone()
                     .unwrap_or_else(|| "recorded as failed".to_string())),
@@ -434,6 +440,7 @@ impl Replay<'_, '_> {
                 kind: spec.kind.clone(),
                 model: model.clone(),
                 error,
+                unavailable,
             });
         }
         listings
@@ -550,10 +557,10 @@ pub fn write_snapshot(
                 region: l.region.clone(),
                 kind: l.kind.clone(),
                 model: l.model.clone(),
-                status: if l.error.is_none() {
-                    ScopeStatus::Ok
-                } else {
-                    ScopeStatus::Failed
+                status: match (&l.error, l.unavailable) {
+                    (None, _) => ScopeStatus::Ok,
+                    (Some(_), true) => ScopeStatus::Unavailable,
+                    (Some(_), false) => ScopeStatus::Failed,
                 },
                 error: l.error.clone(),
             })
@@ -746,6 +753,7 @@ mod tests {
                 kind: "AWS::SQS::Queue".into(),
                 model: None,
                 error: None,
+                unavailable: false,
             }],
         };
         let item = RawItem {

@@ -337,6 +337,7 @@ mod tests {
             kind: kind.into(),
             model: model.map(str::to_string),
             error: None,
+            unavailable: false,
         };
         Cache {
             request: ListRequest {

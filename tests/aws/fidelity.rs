@@ -777,3 +777,111 @@ async fn a_snapshot_replays_derived_listings_as_the_live_run_made_them() {
     };
     assert_eq!(key(&replayed), key(&items));
 }
+
+const REPOSITORY: &str = "AWS::ECR::Repository";
+
+#[tokio::test]
+async fn a_type_missing_in_a_region_is_an_empty_listing_when_nothing_owned_may_come_from_there() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(HOSTILE, &["eu-west-1", "us-east-1"]);
+    cc.add(HOSTILE, "us-east-1", REPOSITORY, "repo-1", json!({}));
+    cc.type_missing_in("eu-west-1", REPOSITORY);
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(&source, &request(vec![kind(REPOSITORY)], Regions::Enabled)).await;
+    let missing = report
+        .listings
+        .iter()
+        .find(|l| l.region == "eu-west-1")
+        .expect("the eu-west-1 listing");
+    assert!(missing.unavailable, "{missing:?}");
+    assert!(
+        missing
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("TypeNotFoundException"),
+        "{missing:?}"
+    );
+    assert_eq!(items.len(), 1);
+    // Every owned repository is still listed: the missing region withholds nothing and is no
+    // failed scope, so the run is complete.
+    let plan = plan_owning(&report, &items, &[REPOSITORY], &[]);
+    assert!(plan.scopes.is_empty(), "{:?}", plan.scopes);
+    assert!(plan.withheld.is_empty(), "{:?}", plan.withheld);
+    assert!(!plan.is_partial());
+    // Asked once per region and run, whatever the number of accounts.
+    let asked = cc
+        .calls()
+        .iter()
+        .filter(|c| c.region == "eu-west-1" && c.kind == REPOSITORY)
+        .count();
+    assert_eq!(asked, 1);
+
+    // A snapshot records the absence, and its replay decides the same.
+    let dir = tempfile::tempdir().expect("tempdir");
+    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+        .expect("snapshot written");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert!(
+        manifest["scopes"]
+            .as_array()
+            .expect("scopes")
+            .iter()
+            .any(|s| s["region"] == "eu-west-1" && s["status"] == "unavailable"),
+        "{manifest:#}"
+    );
+    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let specs = request(vec![kind(REPOSITORY)], Regions::Enabled);
+    let (replayed, _) = run_source(&replay, &specs).await;
+    let mut live = report.listings.clone();
+    let mut again = replayed.listings.clone();
+    live.sort();
+    again.sort();
+    assert_eq!(again, live);
+}
+
+#[tokio::test]
+async fn a_type_missing_in_a_region_withholds_the_deletes_of_what_may_have_come_from_there() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    cc.set_regions(HOSTILE, &["eu-west-1", "us-east-1"]);
+    cc.add(HOSTILE, "us-east-1", REPOSITORY, "repo-1", json!({}));
+    cc.add(HOSTILE, "us-east-1", QUEUE, "queue-1", json!({}));
+    cc.type_missing_in("eu-west-1", REPOSITORY);
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind(REPOSITORY), kind(QUEUE)], Regions::Enabled),
+    )
+    .await;
+    // An owned repository is no longer listed: it may have been eu-west-1's, so it stays.
+    let plan = plan_owning(&report, &items, &[REPOSITORY, QUEUE], &[REPOSITORY, QUEUE]);
+    let withheld = plan
+        .withheld
+        .iter()
+        .find(|w| w.identifier == "aws_ecr_repository-gone")
+        .expect("withheld");
+    assert_eq!(withheld.reason, Reason::ScopeFailed);
+    assert!(
+        withheld.detail.contains("eu-west-1") && withheld.detail.contains("does not exist"),
+        "{}",
+        withheld.detail
+    );
+    let lines: Vec<(&str, &str)> = plan
+        .scopes
+        .iter()
+        .map(|s| (s.region.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(lines, vec![("eu-west-1", REPOSITORY)]);
+    assert!(plan.is_partial());
+    // The queue, whose listing is complete everywhere, is deleted as before.
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.action == Action::Delete && c.identifier == "aws_sqs_queue-gone")
+    );
+}

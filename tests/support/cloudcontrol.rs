@@ -399,6 +399,20 @@ impl CloudControl {
         );
     }
 
+    /// `kind` does not exist in `region` (any account): `TypeNotFoundException`, as a region's
+    /// CloudFormation registry answers for a type it does not have.
+    pub fn type_missing_in(&self, region: &str, kind: &str) {
+        self.inject(Fault {
+            account: None,
+            region: Some(region.into()),
+            kind: Some(kind.into()),
+            effect: Effect::Error {
+                code: "TypeNotFoundException".into(),
+                message: format!("The type '{kind}' cannot be found."),
+            },
+        });
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.data().faults.push(fault);
     }

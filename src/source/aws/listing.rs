@@ -89,6 +89,25 @@ const GENERAL_SERVICE_PERMANENT: &[&str] = &[
     "does not exist",
     "resourcenotfound",
 ];
+/// Message fragments (lowercase) of a `GeneralServiceException` that says the type is not
+/// available in the region asked (Ocean PRs #2862 and #3003 match the same).
+const GENERAL_SERVICE_UNAVAILABLE: &[&str] = &[
+    "type not found",
+    "is not registered",
+    "not available in this region",
+    "resource type is not available",
+];
+
+/// Whether a failure says the type does not exist in the region asked: nothing there to list.
+pub(crate) fn is_unavailable(failure: &ScopeFailure) -> bool {
+    PERMANENT_FOR_TYPE.contains(&failure.code.as_str())
+        || (failure.code == GENERAL_SERVICE && {
+            let message = failure.message.to_ascii_lowercase();
+            GENERAL_SERVICE_UNAVAILABLE
+                .iter()
+                .any(|m| message.contains(m))
+        })
+}
 const EXPIRED: &[&str] = &["ExpiredTokenException", "ExpiredToken", "RequestExpired"];
 
 /// Why a scope failed, as it goes into the plan's `scopes`: `Code: message`.
@@ -118,9 +137,13 @@ impl Remembered {
         map.get(&(region.to_string(), kind.to_string())).cloned()
     }
 
-    fn remember(&self, region: &str, kind: &str, failure: &ScopeFailure) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert((region.to_string(), kind.to_string()), failure.clone());
+    /// Remembers `failure`; whether it is news (the first account to learn it this run).
+    fn remember(&self, region: &str, kind: &str, failure: &ScopeFailure) -> bool {
+        match self.0.lock() {
+            Ok(mut map) => map
+                .insert((region.to_string(), kind.to_string()), failure.clone())
+                .is_none(),
+            Err(_) => false,
         }
     }
 }
@@ -192,6 +215,7 @@ where
                 let message = failure.message.to_ascii_lowercase();
                 if GENERAL_SERVICE_PERMANENT
                     .iter()
+                    .chain(GENERAL_SERVICE_UNAVAILABLE)
                     .any(|m| message.contains(m))
                 {
                     Attempt::Fail(failure)
@@ -405,10 +429,18 @@ impl AccountLister {
             .iter()
             .map(|(region, failure)| format!("{region}: {failure}"))
             .collect();
+        // Missing from every region only when no region refused for another reason.
+        let code = refusals
+            .iter()
+            .map(|(_, f)| f)
+            .find(|f| !is_unavailable(f))
+            .unwrap_or(&first)
+            .code
+            .clone();
         (
             first_region,
             Err(ScopeFailure::new(
-                first.code,
+                code,
                 format!("every region refused it: {}", tried.join("; ")),
             )),
         )
@@ -428,9 +460,11 @@ impl AccountLister {
         }
         let result = self.list_pages(region, spec, out, sent).await;
         if let Err(failure) = &result
-            && PERMANENT_FOR_TYPE.contains(&failure.code.as_str())
+            && is_unavailable(failure)
+            && remembered.remember(region, &spec.kind, failure)
         {
-            remembered.remember(region, &spec.kind, failure);
+            // One line per (region, kind) and run: every account gets the same answer.
+            tracing::info!(%region, kind = %spec.kind, error = %failure, "the type does not exist in this region; its listings there count as empty unless owned entities may have come from there");
         }
         result
     }
@@ -879,10 +913,44 @@ mod tests {
     }
 
     #[test]
+    fn a_type_is_unavailable_when_cloud_control_or_its_downstream_service_says_so() {
+        for (code, message, unavailable) in [
+            (
+                "TypeNotFoundException",
+                "The type 'AWS::X::Y' cannot be found.",
+                true,
+            ),
+            (
+                "UnsupportedActionException",
+                "Resource type AWS::IAM::Policy does not support LIST action",
+                true,
+            ),
+            (
+                "GeneralServiceException",
+                "Resource type AWS::X::Y is not available in this region",
+                true,
+            ),
+            (
+                "GeneralServiceException",
+                "Internal error reported from downstream service",
+                false,
+            ),
+            ("AccessDeniedException", "not authorized", false),
+        ] {
+            assert_eq!(
+                is_unavailable(&ScopeFailure::new(code, message)),
+                unavailable,
+                "{code}: {message}"
+            );
+        }
+    }
+
+    #[test]
     fn type_failures_are_remembered_per_region_and_kind() {
         let remembered = Remembered::default();
         let f = ScopeFailure::new("TypeNotFoundException", "no such type");
-        remembered.remember("us-east-1", "AWS::X::Y", &f);
+        assert!(remembered.remember("us-east-1", "AWS::X::Y", &f));
+        assert!(!remembered.remember("us-east-1", "AWS::X::Y", &f));
         assert_eq!(remembered.get("us-east-1", "AWS::X::Y"), Some(f));
         assert_eq!(remembered.get("eu-west-1", "AWS::X::Y"), None);
     }

@@ -38,7 +38,7 @@ use crate::source::regions;
 pub use credentials::AssumeFailure;
 use credentials::{AssumeMethod, RoleCredentials, STS, SharedRole, session_name};
 use discovery::{OrgsFailure, Target, parse_role_arn};
-use listing::{AccountLister, BucketRegions, Remembered, outcome_of};
+use listing::{AccountLister, BucketRegions, Remembered, ScopeFailure, is_unavailable, outcome_of};
 use pages::Pages;
 
 /// How member accounts are entered.
@@ -669,7 +669,10 @@ impl Inner {
                 tracing::error!(account = %target.id, "observing parent listings failed: {e}");
             }
         }
-        for failed in listings.iter().filter(|l| l.error.is_some()) {
+        for failed in listings
+            .iter()
+            .filter(|l| l.error.is_some() && !l.unavailable)
+        {
             tracing::warn!(account = %failed.account, region = %failed.region, kind = %failed.kind, error = failed.error.as_deref().unwrap_or_default(), "listing failed");
         }
         AccountOutcome { report, listings }
@@ -883,21 +886,22 @@ async fn run_task(
     models: &Mutex<DerivedModels>,
     before: &[Listing],
 ) -> Vec<Listing> {
-    let listing = |region: String, spec: &KindSpec, error: Option<String>| Listing {
+    let listing = |region: String, spec: &KindSpec, result: Result<(), ScopeFailure>| Listing {
         account: lister.account.clone(),
         region,
         kind: spec.kind.clone(),
         model: spec.model(),
-        error,
+        unavailable: result.as_ref().is_err_and(is_unavailable),
+        error: result.err().map(|f| f.to_string()),
     };
     match task {
         Task::Regional { region, spec } => {
             let result = lister.list_scope(&region, &spec, remembered, sink).await;
-            vec![listing(region, &spec, result.err().map(|f| f.to_string()))]
+            vec![listing(region, &spec, result)]
         }
         Task::Global { order, spec } => {
             let (region, result) = lister.list_global(&order, &spec, remembered, sink).await;
-            vec![listing(region, &spec, result.err().map(|f| f.to_string()))]
+            vec![listing(region, &spec, result)]
         }
         Task::Derived {
             index,
@@ -911,13 +915,17 @@ async fn run_task(
                 let models = models
                     .lock()
                     .map_err(|_| "the derived models were lost".to_string())?;
-                models.models(index, region)
+                Ok(models.models(index, region)?)
             });
             let models = match derived {
                 Ok(models) => models,
-                Err(why) => {
-                    let failed = format!("{}: {why}", derive::PARENT_FAILED);
-                    return vec![listing(first, &spec, Some(failed))];
+                Err(problem) => {
+                    return vec![derive::parent_failed(
+                        &lister.account,
+                        first,
+                        &spec,
+                        problem,
+                    )];
                 }
             };
             let mut done = Vec::with_capacity(models.len());
@@ -930,7 +938,7 @@ async fn run_task(
                     let result = lister.list_scope(&first, &child, remembered, sink).await;
                     (first.clone(), result)
                 };
-                done.push(listing(region, &child, result.err().map(|f| f.to_string())));
+                done.push(listing(region, &child, result));
             }
             done
         }
