@@ -885,3 +885,52 @@ async fn a_type_missing_in_a_region_withholds_the_deletes_of_what_may_have_come_
             .any(|c| c.action == Action::Delete && c.identifier == "aws_sqs_queue-gone")
     );
 }
+
+#[tokio::test]
+async fn a_queue_listing_that_stops_at_the_handlers_cap_without_a_token_withholds_its_deletes() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    // 1,001 queues: the handler returns the first 1,000 and no NextToken.
+    add_plain(&cc, QUEUE, 1001);
+    add_plain(&cc, TOPIC, 2);
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind(QUEUE), kind(TOPIC)], list_of(&["us-east-1"])),
+    )
+    .await;
+    assert_eq!(items.iter().filter(|i| i.kind == QUEUE).count(), 1000);
+    let plan = plan_for(&report, &items, &[QUEUE, TOPIC]);
+    assert_failed_scope(
+        &report,
+        &plan,
+        QUEUE,
+        &["PossiblyTruncated", "1000", "ocean#1453"],
+    );
+    assert_complete_scope(&report, &plan, TOPIC);
+    // The queues that were listed are still created and updated.
+    assert_eq!(
+        plan.changes
+            .iter()
+            .filter(|c| c.blueprint == "aws_sqs_queue" && c.action != Action::Delete)
+            .count(),
+        0,
+        "all listed queues are owned and unchanged"
+    );
+}
+
+#[tokio::test]
+async fn a_queue_listing_below_the_cap_is_complete() {
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    add_plain(&cc, QUEUE, 999);
+    let source = hostile_source(&sts, &cc).await;
+    let (report, items) = run(
+        &source,
+        &request(vec![kind(QUEUE)], list_of(&["us-east-1"])),
+    )
+    .await;
+    assert_eq!(items.len(), 999);
+    let plan = plan_for(&report, &items, &[QUEUE]);
+    assert_complete_scope(&report, &plan, QUEUE);
+}

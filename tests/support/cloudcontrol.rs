@@ -15,6 +15,8 @@
 //!   parent in `ResourceModel`, one parent per call; without it they answer
 //!   `InvalidRequestException` as Cloud Control words it, and for a parent that does not exist
 //!   `ResourceNotFoundException` ([`CHILD_TYPES`]).
+//! - Some list handlers stop at a fixed number of items and return no `NextToken` after it
+//!   ([`LIST_CAPS`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -189,6 +191,11 @@ pub fn is_opt_in(region: &str) -> bool {
 }
 
 const BUCKET: &str = "AWS::S3::Bucket";
+
+/// List handlers that stop at a number of items and return no `NextToken` after it: SQS's
+/// returned 1,000 of 1,500 queues (port-labs/ocean#1453, aws/aws-cli#9314), as SQS ListQueues
+/// does without MaxResults.
+pub const LIST_CAPS: &[(&str, usize)] = &[("AWS::SQS::Queue", 1000)];
 
 /// Types whose list handler needs their parent in `ResourceModel`: (type, the required property,
 /// the parent type, whose `Identifier` that property holds). From the types' schemas
@@ -749,14 +756,19 @@ async fn cloud_control(
                 }
                 _ => {}
             }
-            let page: Vec<Json> = items
+            // A capped handler has only its first `cap` items to page through, and says nothing.
+            let end = LIST_CAPS
+                .iter()
+                .find(|(capped, _)| *capped == kind)
+                .map_or(items.len(), |(_, cap)| items.len().min(*cap));
+            let page: Vec<Json> = items[..end]
                 .iter()
                 .skip(start)
                 .take(PAGE_SIZE)
                 .map(|(id, props, _)| json!({"Identifier": id, "Properties": props}))
                 .collect();
             let mut out = json!({"TypeName": kind, "ResourceDescriptions": page});
-            if start + PAGE_SIZE < items.len() {
+            if start + PAGE_SIZE < end {
                 out["NextToken"] = json!(format!("page-{}", start + PAGE_SIZE));
             }
             ok(out)

@@ -57,6 +57,40 @@ const REGION_REFUSED: &[&str] = &[
 const NOT_FOUND: &str = "ResourceNotFoundException";
 /// The one type whose listing is account-wide while its reads are regional.
 pub(crate) const S3_BUCKET: &str = "AWS::S3::Bucket";
+
+/// A list handler that stops at a fixed number of items and returns no `NextToken`, so a
+/// listing of exactly that many may have been cut short without a word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ListCap {
+    pub kind: &'static str,
+    pub cap: usize,
+    /// Where the cap was seen, for the message that names it.
+    pub source: &'static str,
+}
+
+/// Every known cap, in one place. Add a row only with evidence; the handlers that could be read
+/// (ECR, KMS, SNS, Step Functions, RDS) forward the service's token and have none.
+pub(crate) const LIST_CAPS: &[ListCap] = &[ListCap {
+    kind: "AWS::SQS::Queue",
+    cap: 1000,
+    // SQS ListQueues returns at most 1,000 queues and no token unless MaxResults is set, and
+    // the handler does not set it.
+    source: "Cloud Control's SQS list handler returned 1,000 of 1,500 queues with no NextToken: port-labs/ocean#1453, aws/aws-cli#9314",
+}];
+
+/// Why a listing of `kind` that ended after `count` items may be incomplete.
+fn truncated(kind: &str, count: usize) -> Option<ScopeFailure> {
+    let cap = LIST_CAPS
+        .iter()
+        .find(|c| c.kind == kind && c.cap == count)?;
+    Some(ScopeFailure::new(
+        "PossiblyTruncated",
+        format!(
+            "{kind} listed exactly {} items and no NextToken; its list handler stops at {} without saying so ({}), so more may exist",
+            cap.cap, cap.cap, cap.source
+        ),
+    ))
+}
 const THROTTLING: &[&str] = &[
     "ThrottlingException",
     "Throttling",
@@ -481,6 +515,7 @@ impl AccountLister {
         let mut next_token: Option<String> = None;
         let mut pages = Pages::new();
         let mut unreadable = Unreadable::default();
+        let mut count = 0usize;
         loop {
             let page = self
                 .call(&bucket, "ListResources", || {
@@ -496,6 +531,7 @@ impl AccountLister {
                         .send()
                 })
                 .await?;
+            count += page.resource_descriptions().len();
             let mut listed = Vec::with_capacity(page.resource_descriptions().len());
             for description in page.resource_descriptions() {
                 let identifier = description.identifier().unwrap_or_default().to_string();
@@ -527,7 +563,13 @@ impl AccountLister {
             }
             next_token = match pages.follow(page.next_token()) {
                 Ok(Some(token)) => Some(token),
-                Ok(None) => return unreadable.into_result(),
+                Ok(None) => {
+                    if let Some(cut) = truncated(&spec.kind, count) {
+                        tracing::warn!(account = %self.account, %region, kind = %spec.kind, "{}", cut.message);
+                        return Err(cut);
+                    }
+                    return unreadable.into_result();
+                }
                 Err(e) => return Err(ScopeFailure::new(e.code(), format!("Cloud Control {e}"))),
             };
         }
@@ -943,6 +985,15 @@ mod tests {
                 "{code}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn a_listing_of_exactly_a_known_cap_is_possibly_truncated() {
+        let cut = truncated("AWS::SQS::Queue", 1000).expect("capped");
+        assert_eq!(cut.code, "PossiblyTruncated");
+        assert!(cut.message.contains("1000") && cut.message.contains("ocean#1453"));
+        assert_eq!(truncated("AWS::SQS::Queue", 999), None);
+        assert_eq!(truncated("AWS::SNS::Topic", 1000), None);
     }
 
     #[test]
