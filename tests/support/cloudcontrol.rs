@@ -345,7 +345,8 @@ impl CloudControl {
         self.state.data.lock().expect("lock")
     }
 
-    /// Adds a resource whose list and get answers are the same properties. A bucket
+    /// Adds a resource whose list and get answers are the same properties, whatever its type's
+    /// list handler really returns ([`add_resource`](Self::add_resource) answers that). A bucket
     /// (`AWS::S3::Bucket`) lives in `region` and is listed as S3 lists: see [`add_bucket`](Self::add_bucket).
     pub fn add(&self, account: &str, region: &str, kind: &str, identifier: &str, properties: Json) {
         if kind == BUCKET {
@@ -377,6 +378,24 @@ impl CloudControl {
             .entry((account.into(), region.into(), kind.into()))
             .or_default()
             .push((identifier.into(), list_properties.into(), full));
+    }
+
+    /// Adds a resource as AWS holds it: `GetResource` answers `full`, and `ListResources` what
+    /// the type's list handler returns of it ([`super::list_models`]: only the identifier for
+    /// many types, everything but the tags for others).
+    pub fn add_resource(
+        &self,
+        account: &str,
+        region: &str,
+        kind: &str,
+        identifier: &str,
+        full: Json,
+    ) {
+        if kind == BUCKET {
+            return self.add_bucket(account, region, identifier, full);
+        }
+        let listed = super::list_models::list_model(kind, &full);
+        self.add_raw(account, region, kind, identifier, &listed.to_string(), full);
     }
 
     /// Adds a bucket that lives in `home`, with the full model `GetResource` returns there
