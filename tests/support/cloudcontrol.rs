@@ -301,7 +301,7 @@ struct Data {
     latency: Duration,
     organizations_error: String,
     /// The one ACTIVE account Organizations serves, when it serves any.
-    organizations_account: Option<String>,
+    organizations_accounts: Vec<String>,
     /// (operation, token): this operation's pages all carry this `NextToken`.
     organizations_token: Option<(String, String)>,
 }
@@ -451,7 +451,13 @@ impl CloudControl {
     /// Serves Organizations itself: an organization of one ACTIVE account, `account`, in every
     /// OU, with no child OUs.
     pub fn serve_organization(&self, account: &str) {
-        self.data().organizations_account = Some(account.into());
+        self.serve_organization_of(&[account]);
+    }
+
+    /// [`serve_organization`](Self::serve_organization) with these ACTIVE accounts, all on one
+    /// page.
+    pub fn serve_organization_of(&self, accounts: &[&str]) {
+        self.data().organizations_accounts = accounts.iter().map(|a| a.to_string()).collect();
     }
 
     /// `operation` (`ListAccounts`, `ListAccountsForParent`, `ListOrganizationalUnitsForParent`)
@@ -620,17 +626,21 @@ async fn cloud_control(
             let data = state.data.lock().expect("lock");
             (
                 data.organizations_error.clone(),
-                data.organizations_account.clone(),
+                data.organizations_accounts.clone(),
                 data.organizations_token.clone(),
             )
         };
-        if code.is_empty()
-            && let Some(member) = member
-        {
+        if code.is_empty() && !member.is_empty() {
+            let accounts: Vec<Json> = member
+                .iter()
+                .map(|id| {
+                    json!({"Id": id, "Name": format!("member-{id}"), "Status": "ACTIVE",
+                           "State": "ACTIVE", "Arn": format!("arn:aws:organizations::{id}:account/o-x/{id}")})
+                })
+                .collect();
             let mut out = match operation {
                 "ListOrganizationalUnitsForParent" => json!({"OrganizationalUnits": []}),
-                _ => json!({"Accounts": [{"Id": member, "Name": "member", "Status": "ACTIVE",
-                    "State": "ACTIVE", "Arn": format!("arn:aws:organizations::{member}:account/o-x/{member}")}]}),
+                _ => json!({ "Accounts": accounts }),
             };
             if let Some((looping, token)) = token
                 && operation == looping
