@@ -934,3 +934,124 @@ async fn a_queue_listing_below_the_cap_is_complete() {
     let plan = plan_for(&report, &items, &[QUEUE]);
     assert_complete_scope(&report, &plan, QUEUE);
 }
+
+/// The kinds the default mappings read with GetResource before issue 14, for the comparison in
+/// BENCHMARKS.md.
+const GET_BEFORE: [&str; 8] = [
+    "AWS::S3::Bucket",
+    "AWS::ECS::Cluster",
+    "AWS::ECS::Service",
+    "AWS::EKS::Cluster",
+    "AWS::DynamoDB::Table",
+    "AWS::SQS::Queue",
+    "AWS::SNS::Topic",
+    "AWS::KMS::Key",
+];
+
+/// The listing benchmark of the default mappings (bench/aws/run.sh, figures in BENCHMARKS.md):
+/// 20 accounts × 3 regions, every default kind holding its fixture items (what AWS lists and
+/// reads of them, `add_resource`), every stand-in call 50 ms. Lists with the defaults as they
+/// are and with the GetResource choices they had before, and prints the requests and wall times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by bench/aws/run.sh"]
+async fn bench_listing_the_default_mappings_for_twenty_accounts() {
+    const LATENCY: std::time::Duration = std::time::Duration::from_millis(50);
+    let regions = ["eu-west-1", "us-east-1", "us-west-2"];
+    let accounts: Vec<String> = (0..20)
+        .map(|i| format!("{:012}", 200_000_000_000u64 + i))
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let defaults = std::fs::read_to_string(root.join("mappings/aws.yaml")).expect("aws.yaml");
+    let specs: Vec<KindSpec> = specs_of(&defaults)
+        .into_iter()
+        .filter(|k| k.kind != "AWS::Account::Info")
+        .collect();
+    let sts = StsStandIn::start().await;
+    let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
+    let mut resources = 0usize;
+    for spec in &specs {
+        let dir = root
+            .join("tests/fixtures/aws")
+            .join(spec.kind.replace("::", "_"));
+        let items: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("input.json")).expect("fixture"),
+        )
+        .expect("fixture json");
+        for account in &accounts {
+            // A global kind holds its items once per account; buckets live in each region.
+            let homes: &[&str] =
+                if tidemark::model::is_global_kind(&spec.kind) && spec.kind != BUCKET {
+                    &["us-east-1"]
+                } else {
+                    &regions
+                };
+            for region in homes {
+                for item in &items {
+                    let id = item["Identifier"].as_str().expect("identifier");
+                    let id = if spec.kind == BUCKET {
+                        format!("{id}-{account}-{region}")
+                    } else {
+                        id.to_string()
+                    };
+                    cc.add_resource(account, region, &spec.kind, &id, item["Properties"].clone());
+                    resources += 1;
+                }
+            }
+        }
+    }
+    sts.set_latency(LATENCY);
+    cc.set_latency(LATENCY);
+    let before: Vec<KindSpec> = specs
+        .iter()
+        .cloned()
+        .map(|mut k| {
+            k.use_get_resource_api = GET_BEFORE.contains(&k.kind.as_str());
+            k
+        })
+        .collect();
+    for (name, kinds) in [
+        ("before (8 kinds read)", &before),
+        ("now (15 kinds read)", &specs),
+    ] {
+        for rps in [1000.0, 10.0] {
+            let mut times = Vec::new();
+            let mut counts = (0, 0);
+            for _ in 0..3 {
+                let mut cfg = config();
+                cfg.account_role_arns = Some(accounts.iter().map(|a| role(a)).collect());
+                cfg.concurrency_accounts = 5;
+                cfg.requests_per_second = rps;
+                let source = standin_source(&sts, &cc, cfg).await;
+                let calls_before = cc.calls().len();
+                let start = std::time::Instant::now();
+                let (report, items) =
+                    run(&source, &request(kinds.clone(), list_of(&regions))).await;
+                times.push(start.elapsed());
+                assert!(report.listings.iter().all(|l| l.error.is_none()));
+                assert_eq!(items.len(), resources);
+                let calls = &cc.calls()[calls_before..];
+                counts = (
+                    calls
+                        .iter()
+                        .filter(|c| c.operation == "ListResources")
+                        .count(),
+                    calls
+                        .iter()
+                        .filter(|c| c.operation == "GetResource")
+                        .count(),
+                );
+            }
+            times.sort();
+            println!(
+                "BENCH defaults {name} requestsPerSecond={rps}: {} resources, {} ListResources + {} GetResource; min {:.3} s, median {:.3} s, max {:.3} s over {} runs",
+                resources,
+                counts.0,
+                counts.1,
+                times[0].as_secs_f64(),
+                times[times.len() / 2].as_secs_f64(),
+                times[times.len() - 1].as_secs_f64(),
+                times.len()
+            );
+        }
+    }
+}
