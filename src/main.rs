@@ -537,7 +537,12 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
             write_snapshot(&out, &report, &raw, &now)
                 .with_context(|| format!("writing the snapshot to {}", out.display()))?;
-            let failed = report.listings.iter().filter(|l| l.error.is_some()).count();
+            // A type missing from a region recorded its absence, which is no failure here.
+            let failed = report
+                .listings
+                .iter()
+                .filter(|l| l.error.is_some() && !l.unavailable)
+                .count();
             // The summary a user waits for, on stderr because stdout is not used.
             let summary = format!(
                 "recorded {} items from {} accounts and {} listings ({} failed) in {}",

@@ -20,6 +20,10 @@ pub struct RawItem {
     pub region: String,
     pub kind: String,
     pub identifier: String,
+    /// The resource model it was listed with ([`model_key`]); `None` when it was listed without
+    /// one, or came from somewhere that does not say (`tidemark map`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub properties: Json,
 }
 
@@ -312,13 +316,60 @@ impl RegionPolicy {
     }
 }
 
-/// One kind the mappings need listed, with the selector options of all its entries combined.
+/// One listing the mappings need: a kind with one resource model (or none), and the selector
+/// options of the entries that share it combined.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KindSpec {
     pub kind: String,
     pub region_policy: RegionPolicy,
     pub use_get_resource_api: bool,
     pub resource_model: Option<Json>,
+    /// Instead of one model: one per listed item of a parent kind (`resourceModelsFrom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models_from: Option<ModelsFrom>,
+}
+
+/// `selector.resourceModelsFrom`: the child kind is listed once per item of `kind` listed in the
+/// same account and region, with the resource model the jq expression `model` makes of it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ModelsFrom {
+    pub kind: String,
+    pub model: String,
+}
+
+impl KindSpec {
+    /// The resource model as [`model_key`] writes it, if the kind is listed with one.
+    pub fn model(&self) -> Option<String> {
+        self.resource_model.as_ref().map(model_key)
+    }
+}
+
+/// A resource model as one stable string: compact JSON with object keys sorted, so that the same
+/// model written in any key order is one listing, and scopes, plans and snapshots name it alike.
+/// A model given as a string of JSON is that JSON.
+pub fn model_key(model: &Json) -> String {
+    fn sorted(value: &Json) -> Json {
+        match value {
+            Json::Object(fields) => {
+                let mut keys: Vec<&String> = fields.keys().collect();
+                keys.sort();
+                Json::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&fields[k])))
+                        .collect(),
+                )
+            }
+            Json::Array(items) => Json::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    match model {
+        Json::String(text) => match serde_json::from_str::<Json>(text) {
+            Ok(parsed) => sorted(&parsed).to_string(),
+            Err(_) => text.clone(),
+        },
+        other => sorted(other).to_string(),
+    }
 }
 
 /// Types that Cloud Control lists from any region with the same result.
@@ -352,6 +403,17 @@ mod tests {
     }
 
     #[test]
+    fn a_model_is_keyed_by_its_sorted_compact_json_whatever_its_key_order_or_form() {
+        let key = model_key(&json!({"b": [1, {"z": 1, "a": 2}], "a": "x"}));
+        assert_eq!(key, r#"{"a":"x","b":[1,{"a":2,"z":1}]}"#);
+        assert_eq!(
+            model_key(&json!(r#"{ "b": [1, {"z": 1, "a": 2}], "a": "x" }"#)),
+            key
+        );
+        assert_eq!(model_key(&json!("not json")), "not json");
+    }
+
+    #[test]
     fn global_kinds_are_recognised() {
         assert!(is_global_kind("AWS::S3::Bucket"));
         assert!(is_global_kind("AWS::IAM::Role"));
@@ -368,6 +430,7 @@ mod tests {
             region: "us-east-1".into(),
             kind: "AWS::S3::Bucket".into(),
             identifier: "my-bucket".into(),
+            model: None,
             properties: json!({"BucketName": "my-bucket"}),
         };
         assert_eq!(

@@ -67,6 +67,7 @@ fn kind(name: &str) -> KindSpec {
         region_policy: RegionPolicy::default(),
         use_get_resource_api: false,
         resource_model: None,
+        models_from: None,
     }
 }
 
@@ -199,7 +200,8 @@ async fn single_account_mode_lists_the_base_account_in_its_enabled_regions() {
     assert_eq!(me.id, MOTO_ACCOUNT);
     assert!(me.assumed && me.error.is_none() && me.role_arn.is_none());
     assert_eq!(me.regions, vec!["eu-west-1", "us-east-1", "us-west-2"]);
-    // The bucket listing happens once, from the first region; EC2 is denied in us-west-2.
+    // The bucket listing happens once, from the partition's home region; EC2 is denied in
+    // us-west-2.
     assert_eq!(
         ok_listings(&report),
         vec![
@@ -210,13 +212,13 @@ async fn single_account_mode_lists_the_base_account_in_its_enabled_regions() {
             ),
             (
                 MOTO_ACCOUNT.into(),
-                "eu-west-1".into(),
-                "AWS::S3::Bucket".into()
+                "us-east-1".into(),
+                "AWS::EC2::Instance".into()
             ),
             (
                 MOTO_ACCOUNT.into(),
                 "us-east-1".into(),
-                "AWS::EC2::Instance".into()
+                "AWS::S3::Bucket".into()
             ),
         ]
     );
@@ -717,9 +719,16 @@ async fn failed_throttled_and_unsupported_listings_are_reported_per_scope() {
     cc.add(
         "222222222222",
         "us-east-1",
+        "AWS::EKS::Cluster",
+        "c1",
+        json!({"Name": "c1"}),
+    );
+    cc.add(
+        "222222222222",
+        "us-east-1",
         "AWS::EKS::Nodegroup",
         "ng1",
-        json!({}),
+        json!({"ClusterName": "c1"}),
     );
     cc.add_raw(
         "222222222222",
@@ -1058,6 +1067,12 @@ fn blueprint_of(kind: &str) -> String {
 /// The plan for what was listed, over a catalog that owns every listed item and one more entity
 /// per kind (`<blueprint>-gone`) that the listing no longer returned.
 fn plan_for(report: &SourceReport, items: &[RawItem], kinds: &[&str]) -> Plan {
+    plan_owning(report, items, kinds, kinds)
+}
+
+/// [`plan_for`] where only the kinds in `gone` have an owned entity no longer listed; `kinds`
+/// are those the mappings map.
+fn plan_owning(report: &SourceReport, items: &[RawItem], kinds: &[&str], gone: &[&str]) -> Plan {
     let desired: Vec<Desired> = items
         .iter()
         .map(|i| {
@@ -1084,7 +1099,7 @@ fn plan_for(report: &SourceReport, items: &[RawItem], kinds: &[&str]) -> Plan {
             placeholder: false,
         })
         .collect();
-    for kind in kinds {
+    for kind in gone {
         let mut gone = Entity::new(blueprint_of(kind), format!("{}-gone", blueprint_of(kind)));
         gone.title = Some(json!("gone"));
         owned.push(OwnedEntity {
@@ -1908,3 +1923,7 @@ async fn absurd_concurrency_and_request_rates_neither_panic_nor_stall_the_listin
         assert_eq!(items, 2, "{case}");
     }
 }
+
+// Issue 14: what Cloud Control really returns.
+#[path = "aws/fidelity.rs"]
+mod fidelity;

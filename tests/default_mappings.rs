@@ -1,7 +1,12 @@
 //! The default mappings (`mappings/aws.yaml`) and blueprints (`mappings/blueprints.json`):
 //! golden tests that run every fixture under `tests/fixtures/aws/<Kind>/` through the real
 //! `tidemark map` binary, and checks that the mappings, the blueprints and the expected entities
-//! agree with each other and never touch secret values.
+//! agree with each other and never touch secret values. Each kind's `input.json` is the full
+//! model (what GetResource returns) and `list.json` what ListResources returns of it
+//! (`tests/fixtures/aws/list_models.json`); a kind is mapped from what it will really receive.
+
+#[path = "support/list_models.rs"]
+mod list_models;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -102,6 +107,8 @@ struct Entry {
     expressions: Vec<(String, String)>,
     properties: BTreeMap<String, String>,
     relations: BTreeMap<String, String>,
+    /// `selector.useGetResourceAPI: true`: mapped from the full model, else from the list model.
+    uses_get: bool,
 }
 
 fn entries() -> Vec<Entry> {
@@ -162,6 +169,9 @@ fn entries() -> Vec<Entry> {
             for (key, text) in &relations {
                 expressions.push((format!("relations.{key}"), text.clone()));
             }
+            let uses_get = res
+                .at_pointer("/selector/useGetResourceAPI")
+                .is_some_and(|n| n.scalar_text().as_deref() == Some("true"));
             Entry {
                 kind,
                 line: res.pos.line,
@@ -169,6 +179,7 @@ fn entries() -> Vec<Entry> {
                 expressions,
                 properties,
                 relations,
+                uses_get,
             }
         })
         .collect()
@@ -212,11 +223,19 @@ fn mapped_entities(input: &Path) -> Vec<Json> {
 /// Every kind's fixture items (with `Type` set to the kind, after `shape` has had its say) and
 /// its expected entities. `shape` returns `None` to leave an item out.
 fn fixtures(shape: impl Fn(&Json) -> Option<Json>) -> Vec<(&'static str, Vec<Json>, Vec<Json>)> {
+    fixtures_from(|_| "input.json", shape)
+}
+
+/// [`fixtures`] with the items of each kind read from the file `file(kind)` names.
+fn fixtures_from(
+    file: impl Fn(&str) -> &'static str,
+    shape: impl Fn(&Json) -> Option<Json>,
+) -> Vec<(&'static str, Vec<Json>, Vec<Json>)> {
     REQUIRED_KINDS
         .iter()
         .map(|&kind| {
             let dir = fixture_dir(kind);
-            let items = read_json(&dir.join("input.json"));
+            let items = read_json(&dir.join(file(kind)));
             let expected = read_json(&dir.join("expected.json"));
             let (Some(items), Some(expected)) = (items.as_array(), expected.as_array()) else {
                 panic!("{kind}: fixtures must be arrays");
@@ -312,6 +331,110 @@ fn raw_cloud_control_descriptions_map_to_the_same_entities() {
         let properties = serde_json::to_string(&obj["Properties"]).expect("serialises");
         Some(json!({"Identifier": obj["Identifier"], "Properties": properties}))
     }));
+}
+
+/// The kinds the defaults read from GetResource's full model.
+fn kinds_using_get_resource() -> BTreeSet<String> {
+    entries()
+        .into_iter()
+        .filter(|e| e.uses_get)
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// The file holding what a kind's mapping will really receive: the list model, unless it reads
+/// the full model with GetResource. The synthetic account kind is never listed.
+fn received(kind: &str, with_get: &BTreeSet<String>) -> &'static str {
+    if kind == "AWS::Account::Info" || with_get.contains(kind) {
+        "input.json"
+    } else {
+        "list.json"
+    }
+}
+
+#[test]
+fn every_listed_kind_has_list_model_evidence_and_a_list_fixture_that_follows_it() {
+    let table = list_models::table();
+    let mut errors = Vec::new();
+    for kind in REQUIRED_KINDS
+        .iter()
+        .filter(|k| **k != "AWS::Account::Info")
+    {
+        let evidence = table
+            .get(*kind)
+            .and_then(|e| e.get("evidence"))
+            .and_then(Json::as_str);
+        if evidence.is_none_or(str::is_empty) {
+            errors.push(format!("{kind}: no evidence in list_models.json"));
+        }
+        let dir = fixture_dir(kind);
+        let full = read_json(&dir.join("input.json"));
+        let listed = read_json(&dir.join("list.json"));
+        let expected: Vec<Json> = full
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                let mut item = item.clone();
+                item["Properties"] = list_models::list_model(kind, &item["Properties"]);
+                item
+            })
+            .collect();
+        if listed != Json::Array(expected) {
+            errors.push(format!(
+                "{kind}: list.json is not what list_models.json says ListResources returns of input.json; run tests/fixtures/aws/regenerate.py"
+            ));
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+/// Each kind maps to its golden entities from what it will really receive: the list model,
+/// unless it uses GetResource. A field the list handler does not return would be null here.
+#[test]
+fn every_kind_maps_what_its_listing_really_gives_to_its_golden_entities() {
+    let with_get = kinds_using_get_resource();
+    assert_fixtures_map_to_expected(&fixtures_from(
+        |kind| received(kind, &with_get),
+        |item| Some(item.clone()),
+    ));
+}
+
+/// GetResource costs a call per item: each kind that uses it maps something from the full model
+/// that its list model lacks.
+#[test]
+fn every_kind_that_uses_get_resource_needs_it() {
+    let with_get = kinds_using_get_resource();
+    assert!(!with_get.is_empty());
+    let listed = fixtures_from(
+        |kind| {
+            if with_get.contains(kind) {
+                "list.json"
+            } else {
+                "input.json"
+            }
+        },
+        |item| Some(item.clone()),
+    );
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let input = tmp.path().join("items.json");
+    let all: Vec<Json> = listed
+        .iter()
+        .flat_map(|(_, items, _)| items.clone())
+        .collect();
+    fs::write(&input, Json::Array(all).to_string()).expect("write the combined fixture");
+    let mut actual = mapped_entities(&input).into_iter();
+    let mut needless = Vec::new();
+    for (kind, items, expected) in &listed {
+        let got: Vec<Json> = actual.by_ref().take(items.len()).collect();
+        if with_get.contains(*kind) && &got == expected {
+            needless.push(*kind);
+        }
+    }
+    assert!(
+        needless.is_empty(),
+        "these kinds map the same from their list model, so GetResource is wasted: {needless:?}"
+    );
 }
 
 #[test]
@@ -469,15 +592,102 @@ fn every_golden_entity_validates_against_its_blueprint() {
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
-/// The partition an ARN for `region` must carry.
-fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
+/// The partition an ARN for `region` must carry, and the host of its console (`None`: the
+/// partition's console is on a closed network, so entities carry no link).
+fn partition(region: &str) -> (&'static str, Option<&'static str>) {
+    // Longest prefixes first: `us-iso-` is not `us-isob-`.
+    const PARTITIONS: [(&str, &str, Option<&str>); 7] = [
+        ("cn-", "aws-cn", Some("console.amazonaws.cn")),
+        (
+            "us-gov-",
+            "aws-us-gov",
+            Some("console.amazonaws-us-gov.com"),
+        ),
+        ("us-isob-", "aws-iso-b", None),
+        ("us-isof-", "aws-iso-f", None),
+        ("us-iso-", "aws-iso", None),
+        ("eu-isoe-", "aws-iso-e", None),
+        ("eusc-", "aws-eusc", Some("console.amazonaws-eusc.eu")),
+    ];
+    PARTITIONS
+        .iter()
+        .find(|(prefix, _, _)| region.starts_with(prefix))
+        .map_or(("aws", Some("console.aws.amazon.com")), |(_, p, c)| {
+            (*p, *c)
+        })
+}
+
+/// One region of every partition (issue 14): ARNs and console links follow the item's region.
+const PARTITION_REGIONS: [&str; 8] = [
+    "eu-west-1",
+    "cn-northwest-1",
+    "us-gov-east-1",
+    "us-iso-east-1",
+    "us-isob-east-1",
+    "eu-isoe-west-1",
+    "us-isof-south-1",
+    "eusc-de-east-1",
+];
+
+#[test]
+fn identifiers_and_links_follow_the_partition_of_every_region() {
+    let items: Vec<(&str, Json)> = REQUIRED_KINDS
+        .iter()
+        .filter(|k| **k != "AWS::Account::Info")
+        .map(|&kind| {
+            let items = read_json(&fixture_dir(kind).join("input.json"));
+            let first = items
+                .as_array()
+                .and_then(|a| a.iter().find(|i| i.get("__Region").is_none()))
+                .unwrap_or_else(|| panic!("{kind}: a fixture item without its own region"))
+                .clone();
+            (kind, first)
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for region in PARTITION_REGIONS {
+        let (partition, console) = partition(region);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let input = tmp.path().join("items.json");
+        let all: Vec<Json> = items
+            .iter()
+            .map(|(kind, item)| {
+                let mut item = item.clone();
+                item["Type"] = json!(kind);
+                item["__Region"] = json!(region);
+                item
+            })
+            .collect();
+        fs::write(&input, Json::Array(all).to_string()).expect("write the items");
+        let entities = mapped_entities(&input);
+        assert_eq!(entities.len(), items.len(), "{region}: one entity per item");
+        for ((kind, item), entity) in items.iter().zip(&entities) {
+            let id = entity["identifier"].as_str().unwrap_or_default();
+            let parts: Vec<&str> = id.splitn(6, ':').collect();
+            // An ARN that Cloud Control returned (as the identifier or a property) is AWS's own
+            // and keeps the fixture's partition and region.
+            let returned = item.to_string().contains(&format!("\"{id}\""));
+            if !returned
+                && (parts.len() != 6
+                    || parts[1] != partition
+                    || !(parts[3].is_empty() || parts[3] == region))
+            {
+                errors.push(format!(
+                    "{kind} in {region}: {id:?} is not an {partition} ARN"
+                ));
+            }
+            let link = &entity["properties"]["link"];
+            match (console, link) {
+                (None, Json::Null) => {}
+                (Some(host), Json::String(url)) if url.starts_with(&format!("https://{host}/")) => {
+                }
+                _ => errors.push(format!(
+                    "{kind} in {region}: link {link} should be on {console:?}"
+                )),
+            }
+        }
     }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
 #[test]
@@ -508,7 +718,7 @@ fn identifiers_are_arns_in_the_items_partition_account_and_region() {
             let parts: Vec<&str> = id.splitn(6, ':').collect();
             let ok = parts.len() == 6
                 && parts[0] == "arn"
-                && parts[1] == partition(region)
+                && parts[1] == partition(region).0
                 && (parts[3].is_empty() || parts[3] == region)
                 && (parts[4].is_empty() || parts[4] == account)
                 && !parts[5].is_empty();

@@ -493,3 +493,7 @@ fn ready(port: u16) -> bool {
     let _ = stream.read_to_string(&mut response);
     response.starts_with("HTTP/1.1 200")
 }
+
+// Issue 14: what Cloud Control really returns, through the binary.
+#[path = "e2e_aws/fidelity.rs"]
+mod fidelity;

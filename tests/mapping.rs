@@ -268,6 +268,7 @@ fn bucket(name: &str) -> tidemark::model::RawItem {
         region: "eu-west-1".into(),
         kind: "AWS::S3::Bucket".into(),
         identifier: name.into(),
+        model: None,
         properties: json!({"BucketName": name, "Tags": [{"Key": "team", "Value": "web"}]}),
     }
 }

@@ -436,6 +436,7 @@ mod tests {
             region: "us-east-1".into(),
             kind: "AWS::S3::Bucket".into(),
             identifier: "b1".into(),
+            model: None,
             properties: json!({"BucketName": "b1", "Tags": [{"Key": "env", "Value": "prod"}, {"Key": "b", "Value": "2"}], "S": "x",
                 "Odd": [{"key": "k", "Key": "K", "Value": 1}, {"name": false, "Name": "N", "value": null, "Value": 2}, {"Key": null}]}),
         }

@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use super::FileFlags;
 use super::expr::Expr;
-use crate::model::{RegionPolicy, WriteOptions};
+use crate::model::{RegionPolicy, WriteOptions, model_key};
 use crate::yaml::{self, Diagnostic, Node, Pos, Value};
 
 /// One compiled expression, and where it is written (`file:line:col`), so that a failure on
@@ -68,13 +68,29 @@ pub(crate) struct ItemsToParse {
     pub strip: Option<Expr>,
 }
 
+/// `selector.resourceModelsFrom`, compiled.
+pub(crate) struct ModelsFromEntry {
+    pub kind: String,
+    pub model: Field,
+}
+
 /// One `resources[]` entry.
 pub(crate) struct Entry {
     pub kind: String,
+    /// Where the entry starts, for errors that involve several entries.
+    pub pos: Pos,
     pub query: Field,
     pub region_policy: RegionPolicy,
     pub use_get_resource_api: bool,
     pub resource_model: Option<Json>,
+    /// Which listed items this entry maps: those listed with its model ([`model_key`]), or
+    /// without one.
+    pub model: Option<String>,
+    /// Whether it also maps items that say nothing of their model (`tidemark map` input): set
+    /// when no entry of its kind lists without a model, so such an item cannot be that listing's.
+    pub maps_unlisted: bool,
+    /// Listed once per item of a parent kind instead of with `resource_model`.
+    pub models_from: Option<ModelsFromEntry>,
     pub items_to_parse: Option<ItemsToParse>,
     pub entities: Vec<EntityTemplate>,
     pub write: WriteOptions,
@@ -360,6 +376,7 @@ const SELECTOR_KEYS: &[&str] = &[
     "regionPolicy",
     "useGetResourceAPI",
     "resourceModel",
+    "resourceModelsFrom",
 ];
 /// `kind: cloudResource` (Ocean's older form) lists its kinds in the selector.
 const SELECTOR_KEYS_CLOUD_RESOURCE: &[&str] = &[
@@ -367,8 +384,10 @@ const SELECTOR_KEYS_CLOUD_RESOURCE: &[&str] = &[
     "regionPolicy",
     "useGetResourceAPI",
     "resourceModel",
+    "resourceModelsFrom",
     "resourceKinds",
 ];
+const MODELS_FROM_KEYS: &[&str] = &["kind", "model"];
 const REGION_POLICY_KEYS: &[&str] = &["allow", "deny"];
 const PORT_KEYS: &[&str] = &[
     "entity",
@@ -397,6 +416,7 @@ enum Place {
     Port,
     Entity,
     Mappings,
+    ModelsFrom,
 }
 
 /// Keys that Ocean's AWS integrations define and tidemark does not use, with what they are for in
@@ -606,6 +626,7 @@ fn entry(
     let mut region_policy = RegionPolicy::default();
     let mut use_get_resource_api = false;
     let mut resource_model = None;
+    let mut models_from = None;
     match node.get("selector").filter(|n| !n.is_null()) {
         None => {}
         Some(sel) => {
@@ -637,6 +658,15 @@ fn entry(
                     .get("resourceModel")
                     .filter(|n| !n.is_null())
                     .map(Node::to_json);
+                if let Some(from) = sel.get("resourceModelsFrom").filter(|n| !n.is_null()) {
+                    if resource_model.is_some() {
+                        cx.error(
+                            from.pos,
+                            "a selector cannot have both resourceModel and resourceModelsFrom: the first lists with one model, the second with one per parent item",
+                        );
+                    }
+                    models_from = models_from_entry(cx, from, section);
+                }
             }
         }
     }
@@ -685,13 +715,53 @@ fn entry(
     }
     Some(Entry {
         kind: kind?,
+        pos: node.pos,
         query: query?,
         region_policy,
         use_get_resource_api,
+        model: resource_model.as_ref().map(model_key),
         resource_model,
+        maps_unlisted: true,
+        models_from,
         items_to_parse,
         entities,
         write,
+    })
+}
+
+/// `resourceModelsFrom: {kind, model}`: the parent kind and the jq expression that makes a
+/// resource model of each of its items.
+fn models_from_entry(cx: &mut Ctx, node: &Node, section: &str) -> Option<ModelsFromEntry> {
+    let node = cx.map(node, "selector.resourceModelsFrom")?;
+    cx.check_keys(
+        node,
+        MODELS_FROM_KEYS,
+        Place::ModelsFrom,
+        &format!("{section}.selector.resourceModelsFrom"),
+    );
+    let kind = match node.get("kind") {
+        Some(k) => cx.string(k, "resourceModelsFrom.kind"),
+        None => {
+            cx.error(
+                node.pos,
+                "resourceModelsFrom needs a `kind`: the parent type whose items give the models",
+            );
+            None
+        }
+    };
+    let model = match node.get("model") {
+        Some(m) => cx.expr(m, "resourceModelsFrom.model"),
+        None => {
+            cx.error(
+                node.pos,
+                "resourceModelsFrom needs a `model`: a jq expression that makes a resource model of each parent item, e.g. '{\"ClusterName\": .Identifier}'",
+            );
+            None
+        }
+    };
+    Some(ModelsFromEntry {
+        kind: kind?,
+        model: model?,
     })
 }
 

@@ -16,7 +16,10 @@ pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Entity, KindSpec, RawItem, WriteOptions};
+use crate::model::{
+    ACCOUNT_INFO_KIND, Entity, KindSpec, ModelsFrom, RawItem, RegionPolicy, WriteOptions,
+    is_global_kind,
+};
 use crate::yaml::Diagnostic;
 use file::{Entry, FileSpec};
 
@@ -102,10 +105,14 @@ impl Mappings {
                 }
             }
         }
+        if errors.is_empty() {
+            errors = check_models_from(&files);
+        }
         if !errors.is_empty() {
             errors.extend(warnings);
             return Err(errors);
         }
+        mark_unlisted(&mut files);
         let env = jq::env_object(
             jq::process_env().filter(|(k, _)| !options.hidden_env.iter().any(|h| h == k)),
         );
@@ -129,27 +136,29 @@ impl Mappings {
         self.files.iter().flat_map(|f| f.entries.iter())
     }
 
-    /// One spec per kind, in first-appearance order, with its entries' selectors combined:
-    /// a region is listed if any entry admits it.
+    /// One spec per (kind, resource model), in first-appearance order, with the selectors of
+    /// the entries that share it combined: a region is listed if any of them admits it. Entries
+    /// of one kind with different models are each listed (nodegroups of two clusters).
     pub fn kinds(&self) -> Vec<KindSpec> {
         let mut kinds: Vec<(KindSpec, bool)> = Vec::new();
         for entry in self.entries() {
             let allows_all = entry.region_policy.allow.is_empty();
-            match kinds.iter_mut().find(|(k, _)| k.kind == entry.kind) {
+            let from = models_from(entry);
+            match kinds.iter_mut().find(|(k, _)| {
+                k.kind == entry.kind && k.model() == entry.model && k.models_from == from
+            }) {
                 None => kinds.push((
                     KindSpec {
                         kind: entry.kind.clone(),
                         region_policy: entry.region_policy.clone(),
                         use_get_resource_api: entry.use_get_resource_api,
                         resource_model: entry.resource_model.clone(),
+                        models_from: from,
                     },
                     allows_all,
                 )),
                 Some((spec, any_allows_all)) => {
                     spec.use_get_resource_api |= entry.use_get_resource_api;
-                    if spec.resource_model.is_none() {
-                        spec.resource_model = entry.resource_model.clone();
-                    }
                     *any_allows_all |= allows_all;
                     for r in &entry.region_policy.allow {
                         if !spec.region_policy.allow.contains(r) {
@@ -162,7 +171,7 @@ impl Mappings {
                 }
             }
         }
-        kinds
+        let mut kinds: Vec<KindSpec> = kinds
             .into_iter()
             .map(|(mut spec, any_allows_all)| {
                 if any_allows_all {
@@ -170,7 +179,9 @@ impl Mappings {
                 }
                 spec
             })
-            .collect()
+            .collect();
+        list_parents(&mut kinds);
+        kinds
     }
 
     pub fn producible_blueprints(&self, kind: &str) -> Producible {
@@ -229,16 +240,243 @@ impl Mappings {
         self.entries().any(|e| e.kind == kind)
     }
 
-    /// Maps one item with every entry of its kind whose region policy admits its region.
+    /// Maps one item with every entry of its kind whose region policy admits its region. A
+    /// global kind's policy only chooses where it is listed from: its items are mapped whatever
+    /// region they carry (an S3 bucket carries its own, which the policy may not list from).
     pub fn map_item(&self, item: &RawItem) -> ItemOutcome {
         let mut outcome = ItemOutcome::default();
         let _watched = watchdog::item_started(item);
+        let global = is_global_kind(&item.kind);
         for entry in self.entries() {
-            if entry.kind == item.kind && entry.region_policy.admits(&item.region) {
+            if entry.kind == item.kind
+                && (global || entry.region_policy.admits(&item.region))
+                && maps_model(entry, item.model.as_deref())
+            {
                 eval::map_entry(entry, item, &self.env, &mut outcome);
             }
         }
         outcome
+    }
+}
+
+/// Whether `entry` maps an item listed with `model`: its own listing's items, and items that
+/// say nothing of their model where no listing without one could have given them. A kind listed
+/// from a parent's items has only such entries (see [`check_models_from`]), so they map all.
+fn maps_model(entry: &Entry, model: Option<&str>) -> bool {
+    if entry.models_from.is_some() {
+        return true;
+    }
+    match (entry.model.as_deref(), model) {
+        (Some(own), Some(listed)) => own == listed,
+        (None, None) => true,
+        (Some(_), None) => entry.maps_unlisted,
+        (None, Some(_)) => false,
+    }
+}
+
+/// Sets [`Entry::maps_unlisted`]: an entry with a model also maps model-less items when no entry
+/// of its kind, in any file, lists without one.
+fn mark_unlisted(files: &mut [FileSpec]) {
+    let plain: BTreeSet<String> = files
+        .iter()
+        .flat_map(|f| f.entries.iter())
+        .filter(|e| e.model.is_none() && e.models_from.is_none())
+        .map(|e| e.kind.clone())
+        .collect();
+    for entry in files.iter_mut().flat_map(|f| f.entries.iter_mut()) {
+        entry.maps_unlisted = entry.model.is_none() || !plain.contains(&entry.kind);
+    }
+}
+
+fn models_from(entry: &Entry) -> Option<ModelsFrom> {
+    entry.models_from.as_ref().map(|from| ModelsFrom {
+        kind: from.kind.clone(),
+        model: from.model.expr.text.clone(),
+    })
+}
+
+/// Makes sure the parent of every kind listed from a parent's items is listed wherever the
+/// child is: a spec for the parent is widened to the child's regions, or added (listed for the
+/// purpose, mapped by nothing) when no entry lists the parent. Repeated for chains (listener
+/// rules from listeners from load balancers).
+fn list_parents(kinds: &mut Vec<KindSpec>) {
+    loop {
+        let mut changed = false;
+        let children: Vec<(ModelsFrom, RegionPolicy)> = kinds
+            .iter()
+            .filter_map(|k| Some((k.models_from.clone()?, k.region_policy.clone())))
+            .collect();
+        for (from, policy) in children {
+            let mut parents = kinds.iter_mut().filter(|k| k.kind == from.kind).peekable();
+            if parents.peek().is_none() {
+                kinds.push(KindSpec {
+                    kind: from.kind.clone(),
+                    region_policy: policy,
+                    use_get_resource_api: false,
+                    resource_model: None,
+                    models_from: None,
+                });
+                changed = true;
+                continue;
+            }
+            for parent in parents {
+                changed |= widen(&mut parent.region_policy, &policy);
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
+/// Widens `policy` to admit every region `other` admits; whether it changed.
+fn widen(policy: &mut RegionPolicy, other: &RegionPolicy) -> bool {
+    let before = policy.clone();
+    if other.allow.is_empty() {
+        policy.allow.clear();
+    } else if !policy.allow.is_empty() {
+        for region in &other.allow {
+            if !policy.allow.contains(region) {
+                policy.allow.push(region.clone());
+            }
+        }
+    }
+    policy.deny.retain(|r| other.deny.contains(r));
+    *policy != before
+}
+
+/// The checks on `resourceModelsFrom` that span entries and files: a kind listed from a parent's
+/// items is listed that way by every entry of it (one listing, shared), from another kind that
+/// is listed, without a cycle.
+fn check_models_from(files: &[FileSpec]) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    let entries: Vec<(&str, &Entry)> = files
+        .iter()
+        .flat_map(|f| f.entries.iter().map(move |e| (f.name.as_str(), e)))
+        .collect();
+    let at = |file: &str, entry: &Entry| format!("{file}:{}:{}", entry.pos.line, entry.pos.col);
+    for (file, entry) in &entries {
+        let Some(from) = &entry.models_from else {
+            continue;
+        };
+        if from.kind == entry.kind {
+            errors.push(Diagnostic::new(
+                *file,
+                entry.pos,
+                format!(
+                    "resourceModelsFrom.kind names the entry's own kind {}: a kind cannot be listed from its own items",
+                    entry.kind
+                ),
+            ));
+        }
+        if from.kind == ACCOUNT_INFO_KIND {
+            errors.push(Diagnostic::new(
+                *file,
+                entry.pos,
+                format!("resourceModelsFrom cannot derive from the synthetic {ACCOUNT_INFO_KIND}, which is not listed"),
+            ));
+        }
+    }
+    // Every entry of a kind listed from a parent shares its one listing.
+    let mut first: Vec<(&str, &str, &Entry)> = Vec::new();
+    for (file, entry) in &entries {
+        match first.iter().find(|(_, kind, _)| *kind == entry.kind) {
+            None => first.push((file, &entry.kind, entry)),
+            Some((first_file, _, first_entry)) => {
+                if models_from(first_entry) != models_from(entry)
+                    && (first_entry.models_from.is_some() || entry.models_from.is_some())
+                {
+                    errors.push(Diagnostic::new(
+                        *file,
+                        entry.pos,
+                        format!(
+                            "{} is listed with resourceModelsFrom at {}, so every entry of it must use the same resourceModelsFrom (one listing per parent item serves them all); this one lists it otherwise",
+                            entry.kind,
+                            at(first_file, first_entry)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    // No kind may end up listed from its own items through a chain.
+    for (file, entry) in &entries {
+        if entry
+            .models_from
+            .as_ref()
+            .is_some_and(|f| f.kind == entry.kind)
+        {
+            continue; // reported above
+        }
+        let mut seen = vec![entry.kind.as_str()];
+        let mut current = entry.models_from.as_ref().map(|f| f.kind.as_str());
+        while let Some(parent) = current {
+            if seen.contains(&parent) {
+                if parent == entry.kind {
+                    errors.push(Diagnostic::new(
+                        *file,
+                        entry.pos,
+                        format!(
+                            "resourceModelsFrom makes a cycle: {} -> {parent}",
+                            seen.join(" -> ")
+                        ),
+                    ));
+                }
+                break;
+            }
+            seen.push(parent);
+            current = entries
+                .iter()
+                .find_map(|(_, e)| (e.kind == parent).then_some(e.models_from.as_ref()))
+                .flatten()
+                .map(|f| f.kind.as_str());
+        }
+    }
+    errors
+}
+
+/// A compiled `selector.resourceModelsFrom.model`: a parent item in, the resource model its
+/// children are listed with out. Sources evaluate it on listed items; it sees no environment.
+pub struct ModelExpression {
+    expr: expr::Expr,
+    env: jq::Env,
+}
+
+impl ModelExpression {
+    pub fn compile(text: &str) -> Result<ModelExpression, String> {
+        let expr = expr::Expr::compile(text).map_err(|errs| {
+            errs.iter()
+                .map(|e| format!("at character {}: {}", e.offset + 1, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        Ok(ModelExpression {
+            expr,
+            env: jq::env_object(std::iter::empty()),
+        })
+    }
+
+    /// The model for one parent item: the expression's first output, which must be an object;
+    /// `None` when it gives null or nothing (that item has no children to list).
+    pub fn model_for(&self, item: &RawItem) -> Result<Option<serde_json::Value>, String> {
+        let input = expr::Input::Item(item);
+        match self
+            .expr
+            .eval(&input, &mut expr::ValCache::default(), &self.env)
+        {
+            expr::Eval::Value(serde_json::Value::Null) | expr::Eval::Empty => Ok(None),
+            expr::Eval::Value(model @ serde_json::Value::Object(_)) => Ok(Some(model)),
+            expr::Eval::Value(other) => Err(format!(
+                "resourceModelsFrom.model `{}` gave {other} for {}, not an object",
+                self.expr.text,
+                item.label()
+            )),
+            expr::Eval::Error(e) => Err(format!(
+                "resourceModelsFrom.model `{}` failed on {}: {e}",
+                self.expr.text,
+                item.label()
+            )),
+        }
     }
 }
 

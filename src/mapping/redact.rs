@@ -210,6 +210,7 @@ mod tests {
             region: "us-east-1".into(),
             kind: kind.into(),
             identifier: "x".into(),
+            model: None,
             properties,
         }
     }

@@ -76,6 +76,7 @@ fn to_raw_item(value: Json, options: &MapOptions) -> Result<RawItem, String> {
         region,
         kind,
         identifier,
+        model: None,
         properties,
     })
 }

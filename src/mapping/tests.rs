@@ -49,6 +49,7 @@ fn item(kind: &str, region: &str, properties: Json) -> RawItem {
         region: region.into(),
         kind: kind.into(),
         identifier: "id-1".into(),
+        model: None,
         properties,
     }
 }
@@ -278,8 +279,8 @@ fn region_policies_apply_per_entry() {
 }
 
 #[test]
-fn kinds_combine_the_selectors_of_all_entries() {
-    let yaml = "resources:\n  - kind: A::B::C\n    selector:\n      regionPolicy: {allow: [r1], deny: [r3, r4]}\n      resourceModel: {x: 1}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"one\"'}}}\n  - kind: A::B::C\n    selector:\n      regionPolicy: {allow: [r2], deny: [r4]}\n      useGetResourceAPI: true\n      resourceModel: {x: 2}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"two\"'}}}\n  - kind: D::E::F\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: .Properties.B}}}\n";
+fn kinds_combine_the_selectors_of_all_entries_with_the_same_resource_model() {
+    let yaml = "resources:\n  - kind: A::B::C\n    selector:\n      regionPolicy: {allow: [r1], deny: [r3, r4]}\n      resourceModel: {x: 1, y: [2]}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"one\"'}}}\n  - kind: A::B::C\n    selector:\n      regionPolicy: {allow: [r2], deny: [r4]}\n      useGetResourceAPI: true\n      resourceModel: {y: [2], x: 1}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"two\"'}}}\n  - kind: D::E::F\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: .Properties.B}}}\n";
     let m = load(yaml);
     let kinds = m.kinds();
     assert_eq!(kinds.len(), 2);
@@ -292,7 +293,8 @@ fn kinds_combine_the_selectors_of_all_entries() {
         }
     );
     assert!(kinds[0].use_get_resource_api);
-    assert_eq!(kinds[0].resource_model, Some(json!({"x": 1})));
+    // The same model in another key order is the same listing.
+    assert_eq!(kinds[0].model().as_deref(), Some(r#"{"x":1,"y":[2]}"#));
     assert!(!kinds[1].use_get_resource_api);
     assert_eq!(
         m.producible_blueprints("A::B::C"),
@@ -511,4 +513,186 @@ fn compiled_mappings_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Mappings>();
     assert_send_sync::<Redactor>();
+}
+
+/// Two entries of one kind with different resource models (nodegroups of two EKS clusters).
+const TWO_MODELS: &str = "resources:\n  - kind: AWS::EKS::Nodegroup\n    selector:\n      resourceModel: {ClusterName: blue}\n      regionPolicy: {allow: [us-east-1]}\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"ng\"', team: '[\"blue\"]'}}}\n  - kind: AWS::EKS::Nodegroup\n    selector:\n      resourceModel: {ClusterName: green}\n      regionPolicy: {allow: [eu-west-1]}\n      useGetResourceAPI: true\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"ng\"', team: '[\"green\"]'}}}\n";
+
+#[test]
+fn each_resource_model_of_a_kind_is_its_own_listing_with_its_own_selector() {
+    let kinds = load(TWO_MODELS).kinds();
+    let specs: Vec<(Option<String>, Vec<String>, bool)> = kinds
+        .iter()
+        .map(|k| {
+            (
+                k.model(),
+                k.region_policy.allow.clone(),
+                k.use_get_resource_api,
+            )
+        })
+        .collect();
+    assert_eq!(
+        specs,
+        vec![
+            (
+                Some(r#"{"ClusterName":"blue"}"#.to_string()),
+                vec!["us-east-1".to_string()],
+                false
+            ),
+            (
+                Some(r#"{"ClusterName":"green"}"#.to_string()),
+                vec!["eu-west-1".to_string()],
+                true
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_item_listed_with_a_model_maps_only_with_the_entries_that_asked_for_it() {
+    let m = load(TWO_MODELS);
+    let mut listed = item("AWS::EKS::Nodegroup", "eu-west-1", json!({}));
+    listed.model = Some(r#"{"ClusterName":"green"}"#.into());
+    let teams: Vec<Json> = m
+        .map_item(&listed)
+        .entities
+        .iter()
+        .filter_map(|e| e.entity.team.clone())
+        .collect();
+    assert_eq!(teams, vec![json!(["green"])]);
+    // An item that says nothing of its model (`tidemark map`, a fixture) maps with every entry
+    // of its kind, as before.
+    let mut given = item("AWS::EKS::Nodegroup", "us-east-1", json!({}));
+    given.model = None;
+    assert_eq!(m.map_item(&given).entities.len(), 1, "blue's region only");
+    let mut anywhere = load(
+        &TWO_MODELS
+            .replace("regionPolicy: {allow: [us-east-1]}", "regionPolicy: {}")
+            .replace("regionPolicy: {allow: [eu-west-1]}", "regionPolicy: {}"),
+    );
+    assert_eq!(anywhere.map_item(&given).entities.len(), 2);
+    anywhere = load(&format!(
+        "{TWO_MODELS}  - kind: AWS::EKS::Nodegroup\n    port: {{entity: {{mappings: {{identifier: .Identifier, blueprint: '\"plain\"'}}}}}}\n"
+    ));
+    // With an entry that lists without a model, a model-less item is that listing's.
+    let plain: Vec<String> = anywhere
+        .map_item(&given)
+        .entities
+        .iter()
+        .map(|e| e.entity.blueprint.clone())
+        .collect();
+    assert_eq!(plain, vec!["plain".to_string()]);
+}
+
+/// Nodegroups of every listed EKS cluster, with no cluster entity mapped.
+const FROM_CLUSTERS: &str = "resources:\n  - kind: AWS::EKS::Nodegroup\n    selector:\n      regionPolicy: {deny: [ap-east-1]}\n      resourceModelsFrom:\n        kind: AWS::EKS::Cluster\n        model: '{\"ClusterName\": .Identifier}'\n    port: {entity: {mappings: {identifier: .Identifier, blueprint: '\"ng\"'}}}\n";
+
+#[test]
+fn models_from_a_parent_list_the_parent_for_the_purpose_when_nothing_maps_it() {
+    let kinds = load(FROM_CLUSTERS).kinds();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[0].kind, "AWS::EKS::Nodegroup");
+    assert_eq!(
+        kinds[0].models_from,
+        Some(crate::model::ModelsFrom {
+            kind: "AWS::EKS::Cluster".into(),
+            model: r#"{"ClusterName": .Identifier}"#.into(),
+        })
+    );
+    assert_eq!(kinds[0].model(), None);
+    // The parent, listed wherever the child is, mapped by nothing.
+    assert_eq!(kinds[1].kind, "AWS::EKS::Cluster");
+    assert_eq!(kinds[1].region_policy, kinds[0].region_policy);
+    assert_eq!(kinds[1].models_from, None);
+}
+
+#[test]
+fn a_mapped_parent_is_listed_wherever_its_children_are() {
+    let yaml = format!(
+        "{FROM_CLUSTERS}  - kind: AWS::EKS::Cluster\n    selector:\n      regionPolicy: {{allow: [us-east-1]}}\n    port: {{entity: {{mappings: {{identifier: .Identifier, blueprint: '\"cluster\"'}}}}}}\n"
+    );
+    let m = load(&yaml);
+    let kinds = m.kinds();
+    assert_eq!(kinds.len(), 2);
+    assert_eq!(kinds[1].kind, "AWS::EKS::Cluster");
+    // Widened to the child's regions; its own entry still maps only us-east-1's clusters.
+    assert_eq!(
+        kinds[1].region_policy,
+        RegionPolicy {
+            allow: vec![],
+            deny: vec![]
+        }
+    );
+    let cluster = item("AWS::EKS::Cluster", "eu-west-1", json!({}));
+    assert!(m.map_item(&cluster).entities.is_empty());
+}
+
+#[test]
+fn a_derived_item_maps_with_its_entries_whatever_model_it_was_listed_with() {
+    let m = load(FROM_CLUSTERS);
+    let mut listed = item("AWS::EKS::Nodegroup", "eu-west-1", json!({}));
+    listed.model = Some(r#"{"ClusterName":"any"}"#.into());
+    assert_eq!(m.map_item(&listed).entities.len(), 1);
+    listed.model = None;
+    assert_eq!(m.map_item(&listed).entities.len(), 1);
+}
+
+#[test]
+fn a_model_expression_derives_one_model_per_parent_item() {
+    let expression = ModelExpression::compile(r#"{"ClusterName": .Identifier}"#).expect("compiles");
+    let cluster = item("AWS::EKS::Cluster", "eu-west-1", json!({}));
+    assert_eq!(
+        expression.model_for(&cluster),
+        Ok(Some(json!({"ClusterName": "id-1"})))
+    );
+    let none = ModelExpression::compile("empty").expect("compiles");
+    assert_eq!(none.model_for(&cluster), Ok(None));
+    let null = ModelExpression::compile(".Properties.Missing").expect("compiles");
+    assert_eq!(null.model_for(&cluster), Ok(None));
+    let odd = ModelExpression::compile(".Identifier").expect("compiles");
+    let err = odd.model_for(&cluster).expect_err("a string is no model");
+    assert!(err.contains("not an object"), "{err}");
+}
+
+#[test]
+fn resource_models_from_is_checked_at_load_with_positions() {
+    let bad_jq = FROM_CLUSTERS.replace(".Identifier}'", ".Identifier'");
+    let errors = load_errors(&bad_jq);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("m.yaml:7:") && e.contains("resourceModelsFrom.model")),
+        "{errors:?}"
+    );
+    let both = FROM_CLUSTERS.replace(
+        "      resourceModelsFrom:",
+        "      resourceModel: {ClusterName: x}\n      resourceModelsFrom:",
+    );
+    let errors = load_errors(&both);
+    assert!(errors.iter().any(|e| e.contains("both")), "{errors:?}");
+    let own = FROM_CLUSTERS.replace("kind: AWS::EKS::Cluster", "kind: AWS::EKS::Nodegroup");
+    let errors = load_errors(&own);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("own kind"), "{errors:?}");
+    let mixed = format!(
+        "{FROM_CLUSTERS}  - kind: AWS::EKS::Nodegroup\n    selector:\n      resourceModel: {{ClusterName: blue}}\n    port: {{entity: {{mappings: {{identifier: .Identifier, blueprint: '\"ng\"'}}}}}}\n"
+    );
+    let errors = load_errors(&mixed);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("m.yaml:9:") && e.contains("m.yaml:2:")),
+        "{errors:?}"
+    );
+    let cycle = format!(
+        "{FROM_CLUSTERS}  - kind: AWS::EKS::Cluster\n    selector:\n      resourceModelsFrom: {{kind: AWS::EKS::Nodegroup, model: '{{}}'}}\n    port: {{entity: {{mappings: {{identifier: .Identifier, blueprint: '\"c\"'}}}}}}\n"
+    );
+    let errors = load_errors(&cycle);
+    assert!(errors.iter().any(|e| e.contains("cycle")), "{errors:?}");
+    let synthetic = FROM_CLUSTERS.replace("kind: AWS::EKS::Cluster", "kind: AWS::Account::Info");
+    let errors = load_errors(&synthetic);
+    assert!(
+        errors.iter().any(|e| e.contains("AWS::Account::Info")),
+        "{errors:?}"
+    );
 }

@@ -223,6 +223,7 @@ mod tests {
             region: "eu-west-1".into(),
             kind: "AWS::S3::Bucket".into(),
             identifier: "stuck-bucket".into(),
+            model: None,
             properties: serde_json::json!({}),
         };
         let id = register("last(repeat(1))");

@@ -538,6 +538,7 @@ mod tests {
             region: "eu-west-1".into(),
             kind: "AWS::S3::Bucket".into(),
             identifier: id.into(),
+            model: None,
             properties: serde_json::json!({"BucketName": id}),
         }
     }

@@ -157,6 +157,7 @@ pub fn account_items(accounts: &[AccountReport]) -> Vec<RawItem> {
                 region: GLOBAL_REGION.into(),
                 kind: ACCOUNT_INFO_KIND.into(),
                 identifier: a.id.clone(),
+                model: None,
                 properties: Json::Object(props),
             }
         })

@@ -15,7 +15,7 @@ use crate::mapping::Producible;
 use crate::model::{
     Blueprint, Desired, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, WriteOptions,
 };
-use crate::source::{Discovery, SourceReport};
+use crate::source::{Discovery, Listing, SourceReport};
 
 pub const FORMAT_VERSION: &str = "1";
 
@@ -163,6 +163,9 @@ pub struct ScopeLine {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// The resource model of the listing, for kinds listed once per model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub status: String,
     pub error: Option<String>,
 }
@@ -323,6 +326,9 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
     // Duplicates: one winner per key, deterministically.
     let mut desired_by_key: BTreeMap<EntityKey, &Desired> = BTreeMap::new();
     let incomplete = incomplete_kinds(&input);
+    let absent = absent_types(input.report);
+    // The missing-type listings that withheld something, so the plan lists them as failed.
+    let mut absent_blocking: BTreeSet<&Listing> = BTreeSet::new();
     let mut sorted: Vec<&Desired> = input.desired.iter().collect();
     sorted.sort_by(|a, b| a.origin.cmp(&b.origin));
     for d in sorted {
@@ -474,9 +480,10 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
         let reason = delete_blocker(
             o,
             &discovered,
-            &incomplete,
+            (&incomplete, &absent),
             &input.producible,
             &input.report.discovery,
+            &mut absent_blocking,
         );
         match reason {
             Some(r) => kept.push((o, Some(r))),
@@ -637,18 +644,28 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
         .report
         .listings
         .iter()
+        // A type missing from a region is a complete, empty listing unless it withheld a delete.
+        .filter(|l| !l.unavailable || absent_blocking.contains(l))
         .filter_map(|l| {
             l.error.as_ref().map(|e| ScopeLine {
                 account: l.account.clone(),
                 region: l.region.clone(),
                 kind: l.kind.clone(),
+                model: l.model.clone(),
                 status: "failed".into(),
-                error: Some(e.clone()),
+                error: Some(if l.unavailable {
+                    format!(
+                        "{e} (the type does not exist in this region, but owned entities it can produce are no longer listed and may have come from here)"
+                    )
+                } else {
+                    e.clone()
+                }),
             })
         })
         .collect();
     scopes.sort_by(|a, b| {
-        (&a.account, &a.region, &a.kind, &a.error).cmp(&(&b.account, &b.region, &b.kind, &b.error))
+        (&a.account, &a.region, &a.kind, &a.model, &a.error)
+            .cmp(&(&b.account, &b.region, &b.kind, &b.model, &b.error))
     });
     let summary = Summary {
         create: changes
@@ -699,15 +716,20 @@ fn incomplete_kinds(input: &PlanInput<'_>) -> HashMap<String, BTreeMap<String, (
     let mut out: HashMap<String, BTreeMap<String, (Reason, String)>> = HashMap::new();
     let mut listings: Vec<&crate::source::Listing> = input.report.listings.iter().collect();
     listings.sort();
-    for l in listings {
+    for l in listings.into_iter().filter(|l| !l.unavailable) {
         if let Some(e) = &l.error {
             out.entry(l.account.clone())
                 .or_default()
                 .entry(l.kind.clone())
                 .or_insert_with(|| {
+                    let model = l
+                        .model
+                        .as_ref()
+                        .map(|m| format!(" with resource model {m}"))
+                        .unwrap_or_default();
                     (
                         Reason::ScopeFailed,
-                        format!("listing {} in {} failed: {e}", l.kind, l.region),
+                        format!("listing {}{model} in {} failed: {e}", l.kind, l.region),
                     )
                 });
         }
@@ -732,13 +754,35 @@ fn incomplete_kinds(input: &PlanInput<'_>) -> HashMap<String, BTreeMap<String, (
     out
 }
 
-/// Why an owned entity that nothing desires may not be deleted, if anything.
-fn delete_blocker(
+/// Per account, the listings of types that do not exist in their region, in order.
+fn absent_types(report: &SourceReport) -> HashMap<&str, Vec<&Listing>> {
+    let mut out: HashMap<&str, Vec<&Listing>> = HashMap::new();
+    for l in report.listings.iter().filter(|l| l.unavailable) {
+        out.entry(l.account.as_str()).or_default().push(l);
+    }
+    out.values_mut().for_each(|v| v.sort());
+    out
+}
+
+/// Per account: the kinds with an incomplete scope and why, and the listings of types missing
+/// from a region.
+type Incomplete<'a> = (
+    &'a HashMap<String, BTreeMap<String, (Reason, String)>>,
+    &'a HashMap<&'a str, Vec<&'a Listing>>,
+);
+
+/// Why an owned entity that nothing desires may not be deleted, if anything. A type missing from
+/// a region withholds it only when it could have come from there: the type can produce its
+/// blueprint and, where the catalog knows its kind, is that kind; `blocking` collects those
+/// listings. Owned entities carry no region, so an entity of that kind from another region of
+/// the account is withheld too: nothing proves which region it came from.
+fn delete_blocker<'l>(
     o: &OwnedEntity,
     discovered: &HashMap<&str, &crate::source::AccountReport>,
-    incomplete: &HashMap<String, BTreeMap<String, (Reason, String)>>,
+    (incomplete, absent): Incomplete<'l>,
     producible: &BTreeMap<String, Producible>,
     discovery: &Discovery,
+    blocking: &mut BTreeSet<&'l Listing>,
 ) -> Option<(Reason, String)> {
     let blueprint = &o.entity.blueprint;
     let can_produce = |kind: &str| match producible.get(kind) {
@@ -779,11 +823,27 @@ fn delete_blocker(
         }
         return None;
     }
-    incomplete
+    let failed = incomplete
+        .get(account.id.as_str())
+        .and_then(|kinds| kinds.iter().find(|(kind, _)| can_produce(kind)))
+        .map(|(_, why)| why.clone());
+    if failed.is_some() {
+        return failed;
+    }
+    let missing = absent
         .get(account.id.as_str())?
         .iter()
-        .find(|(kind, _)| can_produce(kind))
-        .map(|(_, why)| why.clone())
+        .find(|l| can_produce(&l.kind) && o.kind.as_deref().is_none_or(|k| k == l.kind))?;
+    blocking.insert(missing);
+    Some((
+        Reason::ScopeFailed,
+        format!(
+            "{} does not exist in {} ({}), and this entity, which it can produce, is no longer listed: it may have been listed there before, so it is not proven gone",
+            missing.kind,
+            missing.region,
+            missing.error.as_deref().unwrap_or_default()
+        ),
+    ))
 }
 
 /// (blueprint, relation) → target blueprint.

@@ -311,7 +311,9 @@ fn scenario(c: Choices) -> Scenario {
                             account: id.into(),
                             region: region.to_string(),
                             kind: KINDS[*k].into(),
+                            model: None,
                             error: failed.then(|| format!("AccessDenied: {id} {r} {k}")),
+                            unavailable: false,
                         });
                     }
                 }

@@ -214,7 +214,9 @@ fn plan_withholds_deletes_for_a_failed_listing_of_a_kind_that_produces_the_bluep
         account: A.into(),
         region: "us-east-1".into(),
         kind: BUCKET.into(),
+        model: None,
         error: Some("AccessDenied: nope".into()),
+        unavailable: false,
     });
     let plan = case.plan();
     // The bucket delete is withheld; the queue delete (a kind that listed fine) goes ahead.
@@ -224,6 +226,62 @@ fn plan_withholds_deletes_for_a_failed_listing_of_a_kind_that_produces_the_bluep
     );
     assert_eq!(actions(&plan), vec![(Action::Delete, "q-gone".into())]);
     assert_eq!(plan.scopes.len(), 1);
+    assert!(plan.is_partial());
+}
+
+fn missing_type(kind: &str, region: &str) -> Listing {
+    Listing {
+        account: A.into(),
+        region: region.into(),
+        kind: kind.into(),
+        model: None,
+        error: Some(format!(
+            "TypeNotFoundException: The type '{kind}' cannot be found."
+        )),
+        unavailable: true,
+    }
+}
+
+#[test]
+fn a_type_missing_in_a_region_is_complete_when_no_delete_could_have_come_from_there() {
+    let mut case = Case::new().steady(5);
+    case.report.listings.push(missing_type(BUCKET, "ap-east-1"));
+    let plan = case.plan();
+    assert!(
+        plan.withheld.is_empty() && plan.scopes.is_empty(),
+        "{plan:?}"
+    );
+    assert!(!plan.is_partial());
+}
+
+#[test]
+fn a_type_missing_in_a_region_withholds_only_the_deletes_it_could_have_produced() {
+    let mut case = Case::new().steady(5);
+    case.desired.remove(2);
+    // The catalog knows this one came from SQS: a missing bucket type cannot have produced it.
+    let mut q = owned(A, QUEUE, entity("bucket", "q-gone", json!({})));
+    case.owned.push(q.clone());
+    // Kind unknown (Port): it may have been a bucket in the missing region.
+    q.entity.identifier = "unknown-gone".into();
+    q.kind = None;
+    case.owned.push(q);
+    case.report.listings.push(missing_type(BUCKET, "ap-east-1"));
+    let plan = case.plan();
+    assert_eq!(
+        withheld(&plan),
+        vec![
+            (Action::Delete, "b2".into(), Reason::ScopeFailed),
+            (Action::Delete, "unknown-gone".into(), Reason::ScopeFailed),
+        ]
+    );
+    assert!(
+        plan.withheld[0]
+            .detail
+            .contains("does not exist in ap-east-1")
+    );
+    assert_eq!(actions(&plan), vec![(Action::Delete, "q-gone".into())]);
+    assert_eq!(plan.scopes.len(), 1);
+    assert_eq!(plan.scopes[0].region, "ap-east-1");
     assert!(plan.is_partial());
 }
 
@@ -245,7 +303,9 @@ fn a_scope_failure_in_one_account_does_not_protect_another() {
         account: A.into(),
         region: "us-east-1".into(),
         kind: BUCKET.into(),
+        model: None,
         error: Some("ThrottlingException".into()),
+        unavailable: false,
     });
     let plan = case.plan();
     assert_eq!(
@@ -303,7 +363,9 @@ fn a_kind_with_a_computed_blueprint_protects_every_blueprint() {
         account: A.into(),
         region: "us-east-1".into(),
         kind: QUEUE.into(),
+        model: None,
         error: Some("AccessDenied".into()),
+        unavailable: false,
     });
     let plan = case.plan();
     assert_eq!(
@@ -321,7 +383,9 @@ fn removing_a_kind_from_the_mappings_deletes_its_entities_even_in_a_failed_accou
         account: A.into(),
         region: "us-east-1".into(),
         kind: BUCKET.into(),
+        model: None,
         error: Some("AccessDenied".into()),
+        unavailable: false,
     });
     let plan = case.plan();
     assert_eq!(actions(&plan), vec![(Action::Delete, "o1".into())]);
@@ -737,13 +801,17 @@ fn the_plan_does_not_depend_on_the_order_of_listings_and_warnings() {
                 account: A.into(),
                 region: "eu-west-1".into(),
                 kind: BUCKET.into(),
+                model: None,
                 error: Some("AccessDenied: eu".into()),
+                unavailable: false,
             },
             Listing {
                 account: A.into(),
                 region: "us-east-1".into(),
                 kind: BUCKET.into(),
+                model: None,
                 error: Some("AccessDenied: us".into()),
+                unavailable: false,
             },
         ];
         let mut owned_order = case.owned.clone();

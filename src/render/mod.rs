@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use similar::{ChangeTag, TextDiff};
 
 use crate::catalog::ApplyReport;
-use crate::reconcile::plan::{AccountStatus, Action, Change, Plan};
+use crate::reconcile::plan::{AccountStatus, Action, Change, Plan, ScopeLine};
 
 /// Output styling for text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,7 +318,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
                 "  {} {} {}: {}",
                 s.account,
                 s.region,
-                s.kind,
+                scope_kind(s),
                 s.error.as_deref().unwrap_or("")
             );
         }
@@ -588,7 +588,7 @@ fn markdown_tail(plan: &Plan, rows: usize) -> String {
                 "| {} | {} | {} | {} |",
                 s.account,
                 s.region,
-                s.kind,
+                cell(&scope_kind(s)),
                 cell(s.error.as_deref().unwrap_or(""))
             );
         }
@@ -792,6 +792,14 @@ pub fn apply_report(report: &ApplyReport) -> String {
         let _ = writeln!(out, "Stopped before finishing: {why}");
     }
     out
+}
+
+/// A failed scope's kind, with the resource model it was listed with, if any.
+fn scope_kind(scope: &ScopeLine) -> String {
+    match &scope.model {
+        Some(model) => format!("{} (resource model {model})", scope.kind),
+        None => scope.kind.clone(),
+    }
 }
 
 #[cfg(test)]

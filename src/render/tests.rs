@@ -120,6 +120,7 @@ fn sample() -> Plan {
             account: "222222222222".into(),
             region: "eu-west-1".into(),
             kind: "AWS::Lambda::Function".into(),
+            model: None,
             status: "failed".into(),
             error: Some("ThrottlingException: Rate exceeded".into()),
         }],

@@ -10,6 +10,8 @@ use crate::model::{KindSpec, RawItem};
 use crate::requests::RequestCount;
 
 pub mod aws;
+pub mod derive;
+pub mod regions;
 pub mod snapshot;
 
 /// Which regions to list.
@@ -79,13 +81,22 @@ pub struct AccountReport {
     pub regions_error: Option<String>,
 }
 
-/// One (account, region, kind) listing. Only complete listings are `error: None`.
+/// One (account, region, kind, resource model) listing. Only complete listings are `error: None`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Listing {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// The resource model listed with ([`crate::model::model_key`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub error: Option<String>,
+    /// The `error` says the type does not exist in this region (`TypeNotFoundException`,
+    /// `UnsupportedActionException`): nothing there to list, so the listing counts as complete
+    /// and empty, except for owned entities that it could have produced and that are no longer
+    /// listed, whose deletes it withholds. Code that does not know this treats it as failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unavailable: bool,
 }
 
 /// Everything a source says about a run besides the items themselves.

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::derive::{self, Derivations, DerivedModels};
+use super::regions::global_order;
 use super::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing,
     MAX_PROPERTIES_DEPTH, Regions, Source, SourceError, SourceReport, is_account_id,
     is_region_name, is_too_deep, misspelt_region, not_a_region_name, not_an_account_id,
 };
-use crate::model::{RawItem, is_global_kind};
+use crate::model::{KindSpec, RawItem, is_global_kind};
 
 pub const FORMAT_VERSION: &str = "1";
 const MANIFEST: &str = "manifest.json";
@@ -66,6 +68,9 @@ pub struct ManifestScope {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// The resource model of a kind listed once per model ([`crate::model::model_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub status: ScopeStatus,
     #[serde(default)]
     pub error: Option<String>,
@@ -76,6 +81,8 @@ pub struct ManifestScope {
 pub enum ScopeStatus {
     Ok,
     Failed,
+    /// The type does not exist in that region ([`Listing::unavailable`]); no file.
+    Unavailable,
 }
 
 /// One recorded resource.
@@ -86,6 +93,14 @@ pub struct RecordedItem {
     /// An object, or a JSON string as Cloud Control returns it.
     #[serde(rename = "Properties", default)]
     pub properties: Json,
+    /// The item's own region where it is not the region its global kind was listed from: an S3
+    /// bucket lives in one region and is listed from another.
+    #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The resource model it was listed with: one file holds every model's items of its
+    /// (account, region, kind).
+    #[serde(rename = "Model", default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// The file a scope's items live in. Its parts come from AWS answers, a manifest and mapping
@@ -147,6 +162,7 @@ impl SnapshotSource {
         account: &ManifestAccount,
         region: &str,
         kind: &str,
+        model: Option<&str>,
     ) -> Result<Vec<RawItem>, String> {
         let path = scope_file(&self.dir, &account.id, region, kind)?;
         let shown = path
@@ -161,6 +177,7 @@ impl SnapshotSource {
         items
             .into_iter()
             .enumerate()
+            .filter(|(_, item)| item.model.as_deref() == model)
             .map(|(i, item)| {
                 let properties = match item.properties {
                     Json::String(s) => serde_json::from_str(&s).map_err(|e| {
@@ -180,12 +197,27 @@ impl SnapshotSource {
                         item.identifier
                     ));
                 }
+                // Only a global kind's item may live elsewhere than its listing.
+                let own_region = match item.region {
+                    Some(own) if is_global_kind(kind) => {
+                        if !is_region_name(&own) {
+                            return Err(format!(
+                                "{shown}: item {i} ({}): {}",
+                                item.identifier,
+                                not_a_region_name(&own)
+                            ));
+                        }
+                        own
+                    }
+                    _ => region.to_string(),
+                };
                 Ok(RawItem {
                     account: account.id.clone(),
                     account_name: account.name.clone(),
-                    region: region.to_string(),
+                    region: own_region,
                     kind: kind.to_string(),
                     identifier: item.identifier,
+                    model: item.model,
                     properties,
                 })
             })
@@ -200,10 +232,19 @@ impl Source for SnapshotSource {
         sink: &mut dyn ItemSink,
     ) -> Result<SourceReport, SourceError> {
         let manifest = self.read_manifest()?;
-        let recorded: BTreeMap<(&str, &str, &str), &ManifestScope> = manifest
+        let derivations = Derivations::compile(&request.kinds);
+        let recorded: BTreeMap<ScopeKey<'_>, &ManifestScope> = manifest
             .scopes
             .iter()
-            .map(|s| ((s.account.as_str(), s.region.as_str(), s.kind.as_str()), s))
+            .map(|s| {
+                let key = (
+                    s.account.as_str(),
+                    s.region.as_str(),
+                    s.kind.as_str(),
+                    s.model.as_deref(),
+                );
+                (key, s)
+            })
             .collect();
         let mut accounts = Vec::new();
         let mut listings = Vec::new();
@@ -253,63 +294,69 @@ impl Source for SnapshotSource {
             if failed {
                 continue;
             }
-            for spec in &request.kinds {
-                let mut admitted: Vec<&String> = regions
-                    .iter()
-                    .filter(|r| spec.region_policy.admits(r))
-                    .collect();
-                admitted.sort();
-                if is_global_kind(&spec.kind) {
-                    admitted.truncate(1);
-                }
-                for region in admitted {
-                    let key = (account.id.as_str(), region.as_str(), spec.kind.as_str());
-                    // A global kind may have been recorded under another of the account's regions.
-                    let scope = recorded.get(&key).copied().or_else(|| {
-                        is_global_kind(&spec.kind)
-                            .then(|| {
-                                manifest.scopes.iter().find(|s| {
-                                    s.account == account.id
-                                        && s.kind == spec.kind
-                                        && s.status == ScopeStatus::Ok
-                                })
-                            })
-                            .flatten()
-                    });
-                    let result = match scope {
-                        None => Err("not recorded in the snapshot".to_string()),
-                        Some(s) if s.status == ScopeStatus::Failed => Err(s
-                            .error
-                            .clone()
-                            .unwrap_or_else(|| "recorded as failed".to_string())),
-                        Some(s) => {
-                            self.read_scope(account, &s.region, &spec.kind)
-                                .map(|mut items| {
-                                    // Items keep the region the plan asked for, like a live global listing.
-                                    for item in &mut items {
-                                        item.region = region.clone();
-                                    }
-                                    items
-                                })
-                        }
+            // In the live listing's phases, so a kind listed from a parent's items derives its
+            // models from the parent items replayed before it.
+            let mut models = DerivedModels::default();
+            let mut replayed: Vec<Listing> = Vec::new();
+            for phase in derive::phases(&request.kinds) {
+                for index in phase {
+                    let spec = &request.kinds[index];
+                    let mut admitted: Vec<String> = regions
+                        .iter()
+                        .filter(|r| spec.region_policy.admits(r))
+                        .cloned()
+                        .collect();
+                    admitted.sort();
+                    let mut replay = Replay {
+                        recorded: &recorded,
+                        scopes: &manifest.scopes,
+                        account,
+                        kinds: &request.kinds,
+                        derivations: &derivations,
+                        models: &mut models,
+                        sink: &mut *sink,
                     };
-                    let error = match result {
-                        Ok(items) => {
-                            if !items.is_empty() {
-                                sink.items(items);
+                    if spec.models_from.is_none() {
+                        replayed.extend(replay.listings(self, spec, &admitted));
+                        continue;
+                    }
+                    let targets: Vec<Option<&str>> = if is_global_kind(&spec.kind) {
+                        vec![None]
+                    } else {
+                        admitted.iter().map(|r| Some(r.as_str())).collect()
+                    };
+                    for region in targets {
+                        let derived = derive::parents_complete(&replayed, spec, region)
+                            .and_then(|()| Ok(replay.models.models(index, region)?));
+                        match derived {
+                            Ok(children) => {
+                                let scope: Vec<String> = match region {
+                                    Some(r) => vec![r.to_string()],
+                                    None => admitted.clone(),
+                                };
+                                for (_, model) in children {
+                                    let child = derive::with_model(spec, model);
+                                    let done = replay.listings(self, &child, &scope);
+                                    replayed.extend(done);
+                                }
                             }
-                            None
+                            Err(problem) => {
+                                let place = region
+                                    .map(str::to_string)
+                                    .or_else(|| global_order(&admitted).into_iter().next())
+                                    .unwrap_or_default();
+                                replayed.push(derive::parent_failed(
+                                    &account.id,
+                                    place,
+                                    spec,
+                                    problem,
+                                ));
+                            }
                         }
-                        Err(e) => Some(e),
-                    };
-                    listings.push(Listing {
-                        account: account.id.clone(),
-                        region: region.clone(),
-                        kind: spec.kind.clone(),
-                        error,
-                    });
+                    }
                 }
             }
+            listings.extend(replayed);
         }
         Ok(SourceReport {
             discovery: manifest.discovery,
@@ -317,6 +364,113 @@ impl Source for SnapshotSource {
             listings,
         })
     }
+}
+
+/// What replaying one account's listings needs at hand.
+struct Replay<'r, 's> {
+    recorded: &'r BTreeMap<ScopeKey<'r>, &'r ManifestScope>,
+    scopes: &'r [ManifestScope],
+    account: &'r ManifestAccount,
+    kinds: &'r [KindSpec],
+    derivations: &'r Derivations,
+    models: &'r mut DerivedModels,
+    sink: &'s mut dyn ItemSink,
+}
+
+impl Replay<'_, '_> {
+    /// Replays `spec` in the `admitted` regions (sorted): a regional kind in each, a global kind
+    /// once, from the region it was recorded in. Items of parent kinds give their children's
+    /// models on the way.
+    fn listings(
+        &mut self,
+        source: &SnapshotSource,
+        spec: &KindSpec,
+        admitted: &[String],
+    ) -> Vec<Listing> {
+        let account = self.account;
+        let model = spec.model();
+        let regions: Vec<String> = if is_global_kind(&spec.kind) {
+            // Listed once, from whichever region served it live: the recorded one.
+            let order = global_order(admitted);
+            let scope = recorded_global(
+                self.scopes,
+                (&account.id, &spec.kind, model.as_deref()),
+                &order,
+            );
+            match scope {
+                Some(s) => vec![s.region.clone()],
+                None => order.into_iter().take(1).collect(),
+            }
+        } else {
+            admitted.to_vec()
+        };
+        let mut listings = Vec::new();
+        for region in regions {
+            let key = (
+                account.id.as_str(),
+                region.as_str(),
+                spec.kind.as_str(),
+                model.as_deref(),
+            );
+            let scope = self.recorded.get(&key).copied();
+            let unavailable = scope.is_some_and(|s| s.status == ScopeStatus::Unavailable);
+            let result = match scope {
+                None => Err("not recorded in the snapshot".to_string()),
+                Some(s) if s.status != ScopeStatus::Ok => Err(s
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "recorded as failed".to_string())),
+                Some(s) => source.read_scope(account, &s.region, &spec.kind, model.as_deref()),
+            };
+            let error = match result {
+                Ok(items) => {
+                    if self.derivations.is_parent(&spec.kind) {
+                        self.models.observe(self.kinds, self.derivations, &items);
+                    }
+                    if !items.is_empty() {
+                        self.sink.items(items);
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            listings.push(Listing {
+                account: account.id.clone(),
+                region,
+                kind: spec.kind.clone(),
+                model: model.clone(),
+                error,
+                unavailable,
+            });
+        }
+        listings
+    }
+}
+
+/// (account, region, kind, resource model)
+type ScopeKey<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// The recorded scope of a global kind's (account, kind, model): the one in the first region of
+/// `order` that has one, preferring scopes recorded `ok`.
+fn recorded_global<'m>(
+    scopes: &'m [ManifestScope],
+    (account, kind, model): (&str, &str, Option<&str>),
+    order: &[String],
+) -> Option<&'m ManifestScope> {
+    let of_kind: Vec<&ManifestScope> = scopes
+        .iter()
+        .filter(|s| s.account == account && s.kind == kind && s.model.as_deref() == model)
+        .collect();
+    let rank = |s: &ManifestScope| {
+        (
+            s.status != ScopeStatus::Ok,
+            order
+                .iter()
+                .position(|r| *r == s.region)
+                .unwrap_or(usize::MAX),
+        )
+    };
+    of_kind.into_iter().min_by_key(|s| rank(s))
 }
 
 /// Writes a snapshot of a listing: every scope file first, the manifest last, so a folder with a
@@ -328,21 +482,42 @@ pub fn write_snapshot(
     recorded_at: &str,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    // One file per (account, region, kind), holding the items of every complete listing of it.
     let mut by_scope: BTreeMap<(&str, &str, &str), Vec<RecordedItem>> = BTreeMap::new();
+    let mut complete: BTreeSet<ScopeKey<'_>> = BTreeSet::new();
+    // A global kind is listed once per account and model, and its items may carry other regions.
+    let mut global: BTreeMap<(&str, &str, Option<&str>), &str> = BTreeMap::new();
     for listing in report.listings.iter().filter(|l| l.error.is_none()) {
         by_scope
             .entry((&listing.account, &listing.region, &listing.kind))
             .or_default();
+        let model = listing.model.as_deref();
+        complete.insert((&listing.account, &listing.region, &listing.kind, model));
+        if is_global_kind(&listing.kind) {
+            global.insert((&listing.account, &listing.kind, model), &listing.region);
+        }
     }
     for item in items {
-        if let Some(list) = by_scope.get_mut(&(
+        let (account, kind, model) = (
             item.account.as_str(),
-            item.region.as_str(),
             item.kind.as_str(),
-        )) {
+            item.model.as_deref(),
+        );
+        let listed_in = if is_global_kind(kind) {
+            global.get(&(account, kind, model)).copied()
+        } else {
+            Some(item.region.as_str())
+        };
+        let Some(listed_in) = listed_in else { continue };
+        if !complete.contains(&(account, listed_in, kind, model)) {
+            continue;
+        }
+        if let Some(list) = by_scope.get_mut(&(account, listed_in, kind)) {
             list.push(RecordedItem {
                 identifier: item.identifier.clone(),
                 properties: item.properties.clone(),
+                region: (item.region != listed_in).then(|| item.region.clone()),
+                model: item.model.clone(),
             });
         }
     }
@@ -381,10 +556,11 @@ pub fn write_snapshot(
                 account: l.account.clone(),
                 region: l.region.clone(),
                 kind: l.kind.clone(),
-                status: if l.error.is_none() {
-                    ScopeStatus::Ok
-                } else {
-                    ScopeStatus::Failed
+                model: l.model.clone(),
+                status: match (&l.error, l.unavailable) {
+                    (None, _) => ScopeStatus::Ok,
+                    (Some(_), true) => ScopeStatus::Unavailable,
+                    (Some(_), false) => ScopeStatus::Failed,
                 },
                 error: l.error.clone(),
             })
@@ -418,6 +594,7 @@ mod tests {
             region_policy: RegionPolicy::default(),
             use_get_resource_api: false,
             resource_model: None,
+            models_from: None,
         }
     }
 
@@ -550,10 +727,12 @@ mod tests {
             json!([]),
         );
         let (report, items) = list(dir.path(), &["AWS::S3::Bucket"]).await;
+        // Once, under the region it was recorded in, as the live listing reported it.
         assert_eq!(report.listings.len(), 1);
-        assert_eq!(report.listings[0].region, "eu-west-1");
+        assert_eq!(report.listings[0].region, "us-east-1");
         assert_eq!(report.listings[0].error, None);
         assert_eq!(items.len(), 1);
+        assert_eq!(items[0].region, "us-east-1");
     }
 
     #[tokio::test]
@@ -572,7 +751,9 @@ mod tests {
                 account: "222222222222".into(),
                 region: "us-east-1".into(),
                 kind: "AWS::SQS::Queue".into(),
+                model: None,
                 error: None,
+                unavailable: false,
             }],
         };
         let item = RawItem {
@@ -582,6 +763,7 @@ mod tests {
             kind: "AWS::SQS::Queue".into(),
             identifier: "q".into(),
             // Not in key order: a replay must show mappings the keys as AWS listed them.
+            model: None,
             properties: json!({"QueueName": "q", "Attributes": {"Zeta": 1, "Alpha": 2}, "Arn": "a"}),
         };
         write_snapshot(dir.path(), &report, std::slice::from_ref(&item), "now").expect("write");

@@ -57,16 +57,23 @@ impl Cache {
         if request.regions != self.request.regions {
             return None;
         }
-        let cached: BTreeMap<&str, &KindSpec> = self
-            .request
-            .kinds
+        // A kind is covered when it is listed exactly as before: the same specs, one per
+        // resource model. A model added or dropped changes which items and scopes it has.
+        let by_kind = |kinds: &'_ [KindSpec]| {
+            let mut specs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for k in kinds {
+                specs
+                    .entry(k.kind.clone())
+                    .or_default()
+                    .push(serde_json::to_string(k).unwrap_or_default());
+            }
+            specs.values_mut().for_each(|v| v.sort());
+            specs
+        };
+        let cached = by_kind(&self.request.kinds);
+        if !by_kind(&request.kinds)
             .iter()
-            .map(|k| (k.kind.as_str(), k))
-            .collect();
-        if !request
-            .kinds
-            .iter()
-            .all(|k| cached.get(k.kind.as_str()) == Some(&k))
+            .all(|(kind, specs)| cached.get(kind) == Some(specs))
         {
             return None;
         }
@@ -378,4 +385,83 @@ pub async fn sync<S: Source, C: Catalog>(
         }),
         update,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::RegionPolicy;
+    use crate::source::{Discovery, Listing, Regions};
+
+    fn spec(kind: &str, model: Option<serde_json::Value>) -> KindSpec {
+        KindSpec {
+            kind: kind.into(),
+            region_policy: RegionPolicy::default(),
+            use_get_resource_api: false,
+            resource_model: model,
+            models_from: None,
+        }
+    }
+
+    fn cache(kinds: Vec<KindSpec>) -> Cache {
+        let listing = |kind: &str, model: Option<&str>| Listing {
+            account: "222222222222".into(),
+            region: "us-east-1".into(),
+            kind: kind.into(),
+            model: model.map(str::to_string),
+            error: None,
+            unavailable: false,
+        };
+        Cache {
+            request: ListRequest {
+                kinds,
+                regions: Regions::Enabled,
+            },
+            report: SourceReport {
+                discovery: Discovery::ok(),
+                accounts: Vec::new(),
+                listings: vec![
+                    listing("AWS::EKS::Nodegroup", Some(r#"{"ClusterName":"blue"}"#)),
+                    listing("AWS::EKS::Nodegroup", Some(r#"{"ClusterName":"green"}"#)),
+                    listing("AWS::SQS::Queue", None),
+                ],
+            },
+            raw: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_cache_covers_a_kind_only_when_it_is_listed_with_the_same_resource_models() {
+        let blue = spec("AWS::EKS::Nodegroup", Some(json!({"ClusterName": "blue"})));
+        let green = spec("AWS::EKS::Nodegroup", Some(json!({"ClusterName": "green"})));
+        let queue = spec("AWS::SQS::Queue", None);
+        let cached = cache(vec![blue.clone(), green.clone(), queue.clone()]);
+        let request = |kinds: Vec<KindSpec>| ListRequest {
+            kinds,
+            regions: Regions::Enabled,
+        };
+        // Same models in another order: covered, with both models' listings.
+        let (report, _) = cached
+            .covering(&request(vec![queue.clone(), green.clone(), blue.clone()]))
+            .expect("covered");
+        assert_eq!(report.listings.len(), 3);
+        // A model dropped or added changes the kind's items and scopes: list again.
+        assert!(
+            cached
+                .covering(&request(vec![blue.clone(), queue.clone()]))
+                .is_none()
+        );
+        let other = spec("AWS::EKS::Nodegroup", Some(json!({"ClusterName": "red"})));
+        assert!(
+            cached
+                .covering(&request(vec![blue, green, other, queue.clone()]))
+                .is_none()
+        );
+        // Dropping a whole kind is covered: its listings go with it.
+        let (report, _) = cached.covering(&request(vec![queue])).expect("covered");
+        assert_eq!(report.listings.len(), 1);
+    }
 }

@@ -3,6 +3,20 @@
 //! errors as `{"__type", "Message"}` with HTTP 400), resources kept per account as the caller's
 //! access key says, pages of 3 items, and injectable throttling, errors and latency. It also
 //! serves `account:ListRegions` (restJson1, `POST /listRegions`), which moto lacks.
+//!
+//! It answers as AWS does, not as tidemark expects (sources: /work/notes/aws-kinds.md and
+//! reference/aws.md "Cloud Control as it really behaves"):
+//! - S3 buckets live in one region, but `ListResources` lists every bucket of the account from any
+//!   region, with only `BucketName`; `GetResource` answers from the bucket's own region, never
+//!   across an opt-in region (`ResourceNotFoundException`), and between two standard regions as
+//!   [`CrossRegion`] says (aws-toolkit-vscode #2193, aws-cli #6464, awscc #2124, Ocean PR #2681).
+//! - `ListRegions` says `ENABLED` for opt-in regions and `ENABLED_BY_DEFAULT` for the others.
+//! - Child types (`handlers.list.handlerSchema.required` in their schema) list only with their
+//!   parent in `ResourceModel`, one parent per call; without it they answer
+//!   `InvalidRequestException` as Cloud Control words it, and for a parent that does not exist
+//!   `ResourceNotFoundException` ([`CHILD_TYPES`]).
+//! - Some list handlers stop at a fixed number of items and return no `NextToken` after it
+//!   ([`LIST_CAPS`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,6 +117,13 @@ pub struct Fault {
 pub enum Effect {
     /// Answer `ThrottlingException` to this many matching requests, then serve normally.
     Throttle { times: usize },
+    /// Answer this error to this many matching requests, then serve normally: what a transient
+    /// downstream failure (`GeneralServiceException`, `HandlerInternalFailureException`) does.
+    Transient {
+        code: String,
+        message: String,
+        times: usize,
+    },
     /// Answer this error to every matching request.
     Error { code: String, message: String },
     /// Deny `ListRegions` for the account.
@@ -134,7 +155,132 @@ pub struct CcCall {
     pub account: String,
     pub region: String,
     pub kind: String,
+    /// `GetResource`'s `Identifier`; empty for `ListResources`.
+    pub identifier: String,
     pub resource_model: Option<String>,
+}
+
+/// The regions enabled by default in every account (launched before 20 March 2019); every
+/// later region is opt-in. AWS's list, kept here apart from tidemark's own.
+const STANDARD_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "sa-east-1",
+];
+
+/// Whether AWS treats `region` as opt-in (China, GovCloud and the ISO partitions have none).
+pub fn is_opt_in(region: &str) -> bool {
+    let other_partition = ["cn-", "us-gov-", "us-iso", "eu-isoe-", "eusc-"]
+        .iter()
+        .any(|p| region.starts_with(p));
+    !other_partition && !STANDARD_REGIONS.contains(&region)
+}
+
+const BUCKET: &str = "AWS::S3::Bucket";
+
+/// List handlers that stop at a number of items and return no `NextToken` after it: SQS's
+/// returned 1,000 of 1,500 queues (port-labs/ocean#1453, aws/aws-cli#9314), as SQS ListQueues
+/// does without MaxResults.
+pub const LIST_CAPS: &[(&str, usize)] = &[("AWS::SQS::Queue", 1000)];
+
+/// Types whose list handler needs their parent in `ResourceModel`: (type, the required property,
+/// the parent type, whose `Identifier` that property holds). From the types' schemas
+/// (`handlers.list.handlerSchema`) in hashicorp/terraform-provider-awscc.
+pub const CHILD_TYPES: &[(&str, &str, &str)] = &[
+    ("AWS::EKS::Nodegroup", "ClusterName", "AWS::EKS::Cluster"),
+    ("AWS::EKS::Addon", "ClusterName", "AWS::EKS::Cluster"),
+    (
+        "AWS::EKS::FargateProfile",
+        "ClusterName",
+        "AWS::EKS::Cluster",
+    ),
+    (
+        "AWS::ElasticLoadBalancingV2::Listener",
+        "LoadBalancerArn",
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    ),
+    (
+        "AWS::ApiGateway::Stage",
+        "RestApiId",
+        "AWS::ApiGateway::RestApi",
+    ),
+    (
+        "AWS::ApiGateway::Resource",
+        "RestApiId",
+        "AWS::ApiGateway::RestApi",
+    ),
+];
+
+/// How `GetResource` answers for a bucket asked for from a standard region other than its own.
+/// Across an opt-in region (either side) AWS answers `ResourceNotFoundException` whatever this is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CrossRegion {
+    /// The full model, as awscc #2124 saw in 2024.
+    #[default]
+    Served,
+    /// `ResourceNotFoundException`: "the subsequent GET operation is region scoped"
+    /// (aws-toolkit-vscode #2193).
+    NotFound,
+    /// `PermanentRedirect` with HTTP 301, as aws-cli #6464 saw in 2021.
+    Redirect,
+}
+
+/// A bucket: its name, the region it lives in, and its full model (`Null`: deleted after the
+/// listing).
+#[derive(Clone, Debug)]
+struct Bucket {
+    name: String,
+    home: String,
+    full: Json,
+}
+
+impl Bucket {
+    /// The model `GetResource` returns: the read-only properties AWS always fills in, added to
+    /// what the test gave.
+    fn model(&self) -> Json {
+        let mut model = self.full.clone();
+        let suffix = if self.home.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        let partition = if self.home.starts_with("cn-") {
+            "aws-cn"
+        } else if self.home.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
+        if let Some(fields) = model.as_object_mut() {
+            let name = &self.name;
+            let home = &self.home;
+            fields.entry("BucketName").or_insert_with(|| json!(name));
+            fields
+                .entry("Arn")
+                .or_insert_with(|| json!(format!("arn:{partition}:s3:::{name}")));
+            fields
+                .entry("DomainName")
+                .or_insert_with(|| json!(format!("{name}.s3.{suffix}")));
+            fields
+                .entry("RegionalDomainName")
+                .or_insert_with(|| json!(format!("{name}.s3.{home}.{suffix}")));
+        }
+        model
+    }
 }
 
 /// (account, region, kind)
@@ -145,6 +291,9 @@ type Stored = (String, String, Json);
 #[derive(Default)]
 struct Data {
     resources: HashMap<ScopeKey, Vec<Stored>>,
+    /// Per account: S3 is account-wide in its listing and regional in its reads.
+    buckets: HashMap<String, Vec<Bucket>>,
+    cross_region: CrossRegion,
     regions: HashMap<String, Vec<String>>,
     faults: Vec<Fault>,
     calls: Vec<CcCall>,
@@ -152,7 +301,7 @@ struct Data {
     latency: Duration,
     organizations_error: String,
     /// The one ACTIVE account Organizations serves, when it serves any.
-    organizations_account: Option<String>,
+    organizations_accounts: Vec<String>,
     /// (operation, token): this operation's pages all carry this `NextToken`.
     organizations_token: Option<(String, String)>,
 }
@@ -196,8 +345,13 @@ impl CloudControl {
         self.state.data.lock().expect("lock")
     }
 
-    /// Adds a resource whose list and get answers are the same properties.
+    /// Adds a resource whose list and get answers are the same properties, whatever its type's
+    /// list handler really returns ([`add_resource`](Self::add_resource) answers that). A bucket
+    /// (`AWS::S3::Bucket`) lives in `region` and is listed as S3 lists: see [`add_bucket`](Self::add_bucket).
     pub fn add(&self, account: &str, region: &str, kind: &str, identifier: &str, properties: Json) {
+        if kind == BUCKET {
+            return self.add_bucket(account, region, identifier, properties);
+        }
         self.add_raw(
             account,
             region,
@@ -226,11 +380,63 @@ impl CloudControl {
             .push((identifier.into(), list_properties.into(), full));
     }
 
+    /// Adds a resource as AWS holds it: `GetResource` answers `full`, and `ListResources` what
+    /// the type's list handler returns of it ([`super::list_models`]: only the identifier for
+    /// many types, everything but the tags for others).
+    pub fn add_resource(
+        &self,
+        account: &str,
+        region: &str,
+        kind: &str,
+        identifier: &str,
+        full: Json,
+    ) {
+        if kind == BUCKET {
+            return self.add_bucket(account, region, identifier, full);
+        }
+        let listed = super::list_models::list_model(kind, &full);
+        self.add_raw(account, region, kind, identifier, &listed.to_string(), full);
+    }
+
+    /// Adds a bucket that lives in `home`, with the full model `GetResource` returns there
+    /// (`Null`: deleted after the listing). Every region's `ListResources` lists it, with only
+    /// `BucketName`.
+    pub fn add_bucket(&self, account: &str, home: &str, name: &str, full: Json) {
+        self.data()
+            .buckets
+            .entry(account.into())
+            .or_default()
+            .push(Bucket {
+                name: name.into(),
+                home: home.into(),
+                full,
+            });
+    }
+
+    /// How a bucket is answered from a standard region that is not its own.
+    pub fn set_cross_region(&self, answer: CrossRegion) {
+        self.data().cross_region = answer;
+    }
+
     pub fn set_regions(&self, account: &str, regions: &[&str]) {
         self.data().regions.insert(
             account.into(),
             regions.iter().map(|r| r.to_string()).collect(),
         );
+    }
+
+    /// `kind` does not exist in `region` (any account): `TypeNotFoundException`, as a region's
+    /// CloudFormation registry answers for a type it does not have.
+    pub fn type_missing_in(&self, region: &str, kind: &str) {
+        self.inject(Fault {
+            account: None,
+            region: Some(region.into()),
+            kind: Some(kind.into()),
+            effect: Effect::Error {
+                code: "TypeNotFoundException".into(),
+                message: format!("The type '{kind}' cannot be found."),
+            },
+        });
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -245,7 +451,13 @@ impl CloudControl {
     /// Serves Organizations itself: an organization of one ACTIVE account, `account`, in every
     /// OU, with no child OUs.
     pub fn serve_organization(&self, account: &str) {
-        self.data().organizations_account = Some(account.into());
+        self.serve_organization_of(&[account]);
+    }
+
+    /// [`serve_organization`](Self::serve_organization) with these ACTIVE accounts, all on one
+    /// page.
+    pub fn serve_organization_of(&self, accounts: &[&str]) {
+        self.data().organizations_accounts = accounts.iter().map(|a| a.to_string()).collect();
     }
 
     /// `operation` (`ListAccounts`, `ListAccountsForParent`, `ListOrganizationalUnitsForParent`)
@@ -320,6 +532,14 @@ impl CcState {
                 Effect::Throttle { times } if !regions_call && *times > 0 => {
                     *times -= 1;
                     return Some(json_error("ThrottlingException", "Rate exceeded"));
+                }
+                Effect::Transient {
+                    code,
+                    message,
+                    times,
+                } if !regions_call && *times > 0 => {
+                    *times -= 1;
+                    return Some(json_error(code, message));
                 }
                 Effect::Error { code, message } if !regions_call => {
                     return Some(json_error(code, message));
@@ -406,17 +626,21 @@ async fn cloud_control(
             let data = state.data.lock().expect("lock");
             (
                 data.organizations_error.clone(),
-                data.organizations_account.clone(),
+                data.organizations_accounts.clone(),
                 data.organizations_token.clone(),
             )
         };
-        if code.is_empty()
-            && let Some(member) = member
-        {
+        if code.is_empty() && !member.is_empty() {
+            let accounts: Vec<Json> = member
+                .iter()
+                .map(|id| {
+                    json!({"Id": id, "Name": format!("member-{id}"), "Status": "ACTIVE",
+                           "State": "ACTIVE", "Arn": format!("arn:aws:organizations::{id}:account/o-x/{id}")})
+                })
+                .collect();
             let mut out = match operation {
                 "ListOrganizationalUnitsForParent" => json!({"OrganizationalUnits": []}),
-                _ => json!({"Accounts": [{"Id": member, "Name": "member", "Status": "ACTIVE",
-                    "State": "ACTIVE", "Arn": format!("arn:aws:organizations::{member}:account/o-x/{member}")}]}),
+                _ => json!({ "Accounts": accounts }),
             };
             if let Some((looping, token)) = token
                 && operation == looping
@@ -447,17 +671,78 @@ async fn cloud_control(
         account: account.clone(),
         region: region.clone(),
         kind: kind.clone(),
+        identifier: input["Identifier"].as_str().unwrap_or_default().to_string(),
         resource_model: input["ResourceModel"].as_str().map(str::to_string),
     });
     if let Some(response) = state.fault(&account, &region, Some(&kind), false) {
         return response;
     }
     let data = state.data.lock().expect("lock");
-    let items = data
-        .resources
-        .get(&(account.clone(), region.clone(), kind.clone()))
-        .cloned()
-        .unwrap_or_default();
+    let items = if kind == BUCKET {
+        // Every bucket of the account, whatever the region asked, with only its name.
+        data.buckets
+            .get(&account)
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let listed = json!({"BucketName": b.name}).to_string();
+                (b.name.clone(), listed, b.model())
+            })
+            .collect()
+    } else {
+        data.resources
+            .get(&(account.clone(), region.clone(), kind.clone()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    // A child type lists one parent's children, named in ResourceModel, or answers an error.
+    let child = CHILD_TYPES.iter().find(|(child, _, _)| *child == kind);
+    let items = match (child, operation.as_str()) {
+        (Some((_, property, parent)), "ListResources") => {
+            let model: Option<Json> = input["ResourceModel"]
+                .as_str()
+                .and_then(|m| serde_json::from_str(m).ok());
+            let Some(wanted) = model
+                .as_ref()
+                .and_then(|m| m.get(*property))
+                .and_then(Json::as_str)
+            else {
+                drop(data);
+                return json_error(
+                    "InvalidRequestException",
+                    &format!(
+                        "Missing Or Invalid ResourceModel property in {kind} list handler request input. Required property: [{property}]"
+                    ),
+                );
+            };
+            let parents = data
+                .resources
+                .get(&(account.clone(), region.clone(), parent.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            if !parents.iter().any(|(id, _, _)| id == wanted) {
+                drop(data);
+                return json_error(
+                    "ResourceNotFoundException",
+                    &format!("{parent} {wanted} not found"),
+                );
+            }
+            items
+                .into_iter()
+                .filter(|(_, _, full)| full.get(*property).and_then(Json::as_str) == Some(wanted))
+                .collect()
+        }
+        _ => items,
+    };
+    let bucket_read = (kind == BUCKET).then(|| {
+        let id = input["Identifier"].as_str().unwrap_or_default();
+        let bucket = data
+            .buckets
+            .get(&account)
+            .and_then(|all| all.iter().find(|b| b.name == id && !b.full.is_null()))
+            .cloned();
+        (bucket, data.cross_region)
+    });
     drop(data);
     let ok = |body: Json| {
         (
@@ -500,14 +785,19 @@ async fn cloud_control(
                 }
                 _ => {}
             }
-            let page: Vec<Json> = items
+            // A capped handler has only its first `cap` items to page through, and says nothing.
+            let end = LIST_CAPS
+                .iter()
+                .find(|(capped, _)| *capped == kind)
+                .map_or(items.len(), |(_, cap)| items.len().min(*cap));
+            let page: Vec<Json> = items[..end]
                 .iter()
                 .skip(start)
                 .take(PAGE_SIZE)
                 .map(|(id, props, _)| json!({"Identifier": id, "Properties": props}))
                 .collect();
             let mut out = json!({"TypeName": kind, "ResourceDescriptions": page});
-            if start + PAGE_SIZE < items.len() {
+            if start + PAGE_SIZE < end {
                 out["NextToken"] = json!(format!("page-{}", start + PAGE_SIZE));
             }
             ok(out)
@@ -538,6 +828,31 @@ async fn cloud_control(
                 }
                 Some(None) => return ok(json!({"TypeName": kind})),
                 None => {}
+            }
+            if let Some((bucket, cross_region)) = bucket_read {
+                return match bucket {
+                    None => json_error("ResourceNotFoundException", &format!("{id} not found")),
+                    Some(b) if b.home == region => ok(json!({"TypeName": kind,
+                        "ResourceDescription": {"Identifier": id, "Properties": b.model().to_string()}})),
+                    Some(b) if is_opt_in(&b.home) || is_opt_in(&region) => {
+                        json_error("ResourceNotFoundException", &format!("{id} not found"))
+                    }
+                    Some(b) => match cross_region {
+                        CrossRegion::Served => ok(json!({"TypeName": kind,
+                            "ResourceDescription": {"Identifier": id, "Properties": b.model().to_string()}})),
+                        CrossRegion::NotFound => {
+                            json_error("ResourceNotFoundException", &format!("{id} not found"))
+                        }
+                        CrossRegion::Redirect => (
+                            StatusCode::MOVED_PERMANENTLY,
+                            [("content-type", "application/x-amz-json-1.0")],
+                            json!({"__type": "PermanentRedirect",
+                                   "Message": format!("The bucket you are attempting to access must be addressed using the specified endpoint ({}).", b.home)})
+                            .to_string(),
+                        )
+                            .into_response(),
+                    },
+                };
             }
             // A null full model stands for a resource deleted between the list and the get.
             match items.iter().find(|(i, _, full)| i == id && !full.is_null()) {
@@ -582,7 +897,14 @@ async fn list_regions(
         .iter()
         .skip(start)
         .take(REGIONS_PAGE_SIZE)
-        .map(|r| json!({"RegionName": r, "RegionOptStatus": "ENABLED_BY_DEFAULT"}))
+        .map(|r| {
+            let status = if is_opt_in(r) {
+                "ENABLED"
+            } else {
+                "ENABLED_BY_DEFAULT"
+            };
+            json!({"RegionName": r, "RegionOptStatus": status})
+        })
         .collect();
     let mut out = json!({"Regions": page});
     if start + REGIONS_PAGE_SIZE < regions.len() {

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod cloudcontrol;
 pub mod fixtures;
+pub mod list_models;
 pub mod moto;
 pub mod port_standin;
 pub mod sts;

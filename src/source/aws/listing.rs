@@ -16,7 +16,8 @@ use super::pages::Pages;
 use super::throttle::{MAX_ATTEMPTS, TokenBucket, backoff};
 use crate::model::{KindSpec, RawItem};
 use crate::requests::{Outcome, RequestCounter};
-use crate::source::{MAX_PROPERTIES_DEPTH, is_too_deep};
+use crate::source::regions;
+use crate::source::{MAX_PROPERTIES_DEPTH, is_region_name, is_too_deep};
 
 /// The `service` label of Cloud Control requests in the metrics.
 pub(crate) const CLOUD_CONTROL: &str = "cloudcontrol";
@@ -36,6 +37,60 @@ const PERMANENT: &[&str] = &[
 ];
 /// Permanent for a type in a region, whatever the account: remembered for the run.
 const PERMANENT_FOR_TYPE: &[&str] = &["UnsupportedActionException", "TypeNotFoundException"];
+/// What a region answers when it will not serve this account at all (a service control policy
+/// that denies it, an opt-in region that is not enabled) or does not have the type: a global
+/// kind is then listed from the next region instead (Ocean `integrations/aws` 0.3.85 does the
+/// same). Retries that ran out on a network error count too: the region's endpoint is unreachable.
+const REGION_REFUSED: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "AuthFailure",
+    "RegionDisabledException",
+    "OptInRequired",
+    "TypeNotFoundException",
+    "UnsupportedActionException",
+    "NetworkError",
+];
+const NOT_FOUND: &str = "ResourceNotFoundException";
+/// The one type whose listing is account-wide while its reads are regional.
+pub(crate) const S3_BUCKET: &str = "AWS::S3::Bucket";
+
+/// A list handler that stops at a fixed number of items and returns no `NextToken`, so a
+/// listing of exactly that many may have been cut short without a word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ListCap {
+    pub kind: &'static str,
+    pub cap: usize,
+    /// Where the cap was seen, for the message that names it.
+    pub source: &'static str,
+}
+
+/// Every known cap, in one place. Add a row only with evidence; the handlers that could be read
+/// (ECR, KMS, SNS, Step Functions, RDS) forward the service's token and have none.
+pub(crate) const LIST_CAPS: &[ListCap] = &[ListCap {
+    kind: "AWS::SQS::Queue",
+    cap: 1000,
+    // SQS ListQueues returns at most 1,000 queues and no token unless MaxResults is set, and
+    // the handler does not set it.
+    source: "Cloud Control's SQS list handler returned 1,000 of 1,500 queues with no NextToken: port-labs/ocean#1453, aws/aws-cli#9314",
+}];
+
+/// Why a listing of `kind` that ended after `count` items may be incomplete.
+fn truncated(kind: &str, count: usize) -> Option<ScopeFailure> {
+    let cap = LIST_CAPS
+        .iter()
+        .find(|c| c.kind == kind && c.cap == count)?;
+    Some(ScopeFailure::new(
+        "PossiblyTruncated",
+        format!(
+            "{kind} listed exactly {} items and no NextToken; its list handler stops at {} without saying so ({}), so more may exist",
+            cap.cap, cap.cap, cap.source
+        ),
+    ))
+}
 const THROTTLING: &[&str] = &[
     "ThrottlingException",
     "Throttling",
@@ -44,7 +99,49 @@ const THROTTLING: &[&str] = &[
     "ServiceUnavailableException",
     "ServiceInternalErrorException",
     "InternalFailure",
+    // The `fault` errors of the Cloud Control model: the handler or the network failed on the
+    // server's side, which the next attempt may not.
+    "HandlerInternalFailureException",
+    "HandlerFailureException",
+    "NetworkFailureException",
 ];
+/// Cloud Control's wrapper for a downstream service error that maps to no other handler code.
+/// Often transient, so retried like throttling; but the downstream condition is only in its
+/// message (Ocean PR #2287), and a denial or a missing resource will not change on retry.
+const GENERAL_SERVICE: &str = "GeneralServiceException";
+/// Message fragments (lowercase) of a `GeneralServiceException` that no retry fixes, as Ocean
+/// matches them (`integrations/aws/utils/misc.py`).
+const GENERAL_SERVICE_PERMANENT: &[&str] = &[
+    "access denied",
+    "accessdenied",
+    "not authorized",
+    "unauthorized",
+    "forbidden",
+    "permission denied",
+    "not found",
+    "notfound",
+    "does not exist",
+    "resourcenotfound",
+];
+/// Message fragments (lowercase) of a `GeneralServiceException` that says the type is not
+/// available in the region asked (Ocean PRs #2862 and #3003 match the same).
+const GENERAL_SERVICE_UNAVAILABLE: &[&str] = &[
+    "type not found",
+    "is not registered",
+    "not available in this region",
+    "resource type is not available",
+];
+
+/// Whether a failure says the type does not exist in the region asked: nothing there to list.
+pub(crate) fn is_unavailable(failure: &ScopeFailure) -> bool {
+    PERMANENT_FOR_TYPE.contains(&failure.code.as_str())
+        || (failure.code == GENERAL_SERVICE && {
+            let message = failure.message.to_ascii_lowercase();
+            GENERAL_SERVICE_UNAVAILABLE
+                .iter()
+                .any(|m| message.contains(m))
+        })
+}
 const EXPIRED: &[&str] = &["ExpiredTokenException", "ExpiredToken", "RequestExpired"];
 
 /// Why a scope failed, as it goes into the plan's `scopes`: `Code: message`.
@@ -74,9 +171,40 @@ impl Remembered {
         map.get(&(region.to_string(), kind.to_string())).cloned()
     }
 
-    fn remember(&self, region: &str, kind: &str, failure: &ScopeFailure) {
+    /// Remembers `failure`; whether it is news (the first account to learn it this run).
+    fn remember(&self, region: &str, kind: &str, failure: &ScopeFailure) -> bool {
+        match self.0.lock() {
+            Ok(mut map) => map
+                .insert((region.to_string(), kind.to_string()), failure.clone())
+                .is_none(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Where each S3 bucket was found, per (account, bucket), kept for the source's lifetime: a bucket
+/// outside the listing region costs a read per region tried the first time, and one read after.
+#[derive(Debug, Default)]
+pub(crate) struct BucketRegions(Mutex<HashMap<(String, String), String>>);
+
+impl BucketRegions {
+    fn get(&self, account: &str, bucket: &str) -> Option<String> {
+        let map = self.0.lock().ok()?;
+        map.get(&(account.to_string(), bucket.to_string())).cloned()
+    }
+
+    fn remember(&self, account: &str, bucket: &str, region: &str) {
         if let Ok(mut map) = self.0.lock() {
-            map.insert((region.to_string(), kind.to_string()), failure.clone());
+            map.insert(
+                (account.to_string(), bucket.to_string()),
+                region.to_string(),
+            );
+        }
+    }
+
+    fn forget(&self, account: &str, bucket: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&(account.to_string(), bucket.to_string()));
         }
     }
 }
@@ -85,6 +213,13 @@ impl Remembered {
 pub(crate) struct AccountLister {
     pub account: String,
     pub account_name: Option<String>,
+    /// Every region of the account (not only those a kind's policy admits): a bucket may live
+    /// in any of them.
+    pub regions: Vec<String>,
+    /// Whether `regions` are the account's enabled regions (`regions: enabled`), so that a bucket
+    /// found in none of them is gone; a configured list may leave out the one it lives in.
+    pub regions_are_enabled: bool,
+    pub bucket_regions: Arc<BucketRegions>,
     pub client: aws_sdk_cloudcontrol::Client,
     /// Present for assumed roles, so that credentials a service calls expired are renewed.
     pub role: Option<Arc<RoleCredentials>>,
@@ -110,6 +245,17 @@ where
             let failure = ScopeFailure::new(code, err.message().unwrap_or_default());
             if EXPIRED.contains(&code) {
                 Attempt::Expired(failure)
+            } else if code == GENERAL_SERVICE {
+                let message = failure.message.to_ascii_lowercase();
+                if GENERAL_SERVICE_PERMANENT
+                    .iter()
+                    .chain(GENERAL_SERVICE_UNAVAILABLE)
+                    .any(|m| message.contains(m))
+                {
+                    Attempt::Fail(failure)
+                } else {
+                    Attempt::Retry(failure)
+                }
             } else if THROTTLING.contains(&code) || matches!(status, Some(429 | 500..=599)) {
                 Attempt::Retry(failure)
             } else if PERMANENT.contains(&code) {
@@ -283,14 +429,76 @@ impl AccountLister {
         remembered: &Remembered,
         out: &mpsc::Sender<Vec<RawItem>>,
     ) -> Result<(), ScopeFailure> {
+        self.list_in(region, spec, remembered, out, &mut 0).await
+    }
+
+    /// Lists a global kind from the first region of `order` that serves it: a region that refuses
+    /// before any item arrived ([`REGION_REFUSED`]) passes the listing to the next. Returns the
+    /// region that listed (or, when every region refused, the first), and how it went.
+    pub(crate) async fn list_global(
+        self: &Arc<Self>,
+        order: &[String],
+        spec: &KindSpec,
+        remembered: &Remembered,
+        out: &mpsc::Sender<Vec<RawItem>>,
+    ) -> (String, Result<(), ScopeFailure>) {
+        let mut refusals: Vec<(String, ScopeFailure)> = Vec::new();
+        for region in order {
+            let mut sent = 0;
+            match self.list_in(region, spec, remembered, out, &mut sent).await {
+                Err(failure) if sent == 0 && REGION_REFUSED.contains(&failure.code.as_str()) => {
+                    tracing::info!(account = %self.account, %region, kind = %spec.kind, error = %failure, "region refused a global kind; trying the next region");
+                    refusals.push((region.clone(), failure));
+                }
+                result => return (region.clone(), result),
+            }
+        }
+        let Some((first_region, first)) = refusals.first().cloned() else {
+            return (
+                String::new(),
+                Err(ScopeFailure::new("NoRegion", "no region admits this kind")),
+            );
+        };
+        let tried: Vec<String> = refusals
+            .iter()
+            .map(|(region, failure)| format!("{region}: {failure}"))
+            .collect();
+        // Missing from every region only when no region refused for another reason.
+        let code = refusals
+            .iter()
+            .map(|(_, f)| f)
+            .find(|f| !is_unavailable(f))
+            .unwrap_or(&first)
+            .code
+            .clone();
+        (
+            first_region,
+            Err(ScopeFailure::new(
+                code,
+                format!("every region refused it: {}", tried.join("; ")),
+            )),
+        )
+    }
+
+    /// One listing in one region, counting the items handed on in `sent`.
+    async fn list_in(
+        self: &Arc<Self>,
+        region: &str,
+        spec: &KindSpec,
+        remembered: &Remembered,
+        out: &mpsc::Sender<Vec<RawItem>>,
+        sent: &mut usize,
+    ) -> Result<(), ScopeFailure> {
         if let Some(failure) = remembered.get(region, &spec.kind) {
             return Err(failure);
         }
-        let result = self.list_pages(region, spec, out).await;
+        let result = self.list_pages(region, spec, out, sent).await;
         if let Err(failure) = &result
-            && PERMANENT_FOR_TYPE.contains(&failure.code.as_str())
+            && is_unavailable(failure)
+            && remembered.remember(region, &spec.kind, failure)
         {
-            remembered.remember(region, &spec.kind, failure);
+            // One line per (region, kind) and run: every account gets the same answer.
+            tracing::info!(%region, kind = %spec.kind, error = %failure, "the type does not exist in this region; its listings there count as empty unless owned entities may have come from there");
         }
         result
     }
@@ -300,15 +508,14 @@ impl AccountLister {
         region: &str,
         spec: &KindSpec,
         out: &mpsc::Sender<Vec<RawItem>>,
+        sent: &mut usize,
     ) -> Result<(), ScopeFailure> {
         let bucket = self.bucket(region);
-        let resource_model = spec.resource_model.as_ref().map(|m| match m {
-            Json::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let resource_model = spec.model();
         let mut next_token: Option<String> = None;
         let mut pages = Pages::new();
         let mut unreadable = Unreadable::default();
+        let mut count = 0usize;
         loop {
             let page = self
                 .call(&bucket, "ListResources", || {
@@ -324,17 +531,18 @@ impl AccountLister {
                         .send()
                 })
                 .await?;
+            count += page.resource_descriptions().len();
             let mut listed = Vec::with_capacity(page.resource_descriptions().len());
             for description in page.resource_descriptions() {
                 let identifier = description.identifier().unwrap_or_default().to_string();
                 match parse_properties(&identifier, description.properties()) {
                     Ok(properties) => listed.push(Listed {
-                        item: self.item(region, &spec.kind, identifier, properties),
+                        item: self.item(region, spec, identifier, properties),
                         unreadable: None,
                     }),
                     // GetResource replaces the listed properties anyway: it decides.
                     Err(failure) if spec.use_get_resource_api => listed.push(Listed {
-                        item: self.item(region, &spec.kind, identifier, Json::Null),
+                        item: self.item(region, spec, identifier, Json::Null),
                         unreadable: Some(failure),
                     }),
                     Err(failure) => unreadable.add(failure),
@@ -346,6 +554,7 @@ impl AccountLister {
             } else {
                 listed.into_iter().map(|l| l.item).collect()
             };
+            *sent += items.len();
             if !items.is_empty() && out.send(items).await.is_err() {
                 return Err(ScopeFailure::new(
                     "Cancelled",
@@ -354,19 +563,26 @@ impl AccountLister {
             }
             next_token = match pages.follow(page.next_token()) {
                 Ok(Some(token)) => Some(token),
-                Ok(None) => return unreadable.into_result(),
+                Ok(None) => {
+                    if let Some(cut) = truncated(&spec.kind, count) {
+                        tracing::warn!(account = %self.account, %region, kind = %spec.kind, "{}", cut.message);
+                        return Err(cut);
+                    }
+                    return unreadable.into_result();
+                }
                 Err(e) => return Err(ScopeFailure::new(e.code(), format!("Cloud Control {e}"))),
             };
         }
     }
 
-    fn item(&self, region: &str, kind: &str, identifier: String, properties: Json) -> RawItem {
+    fn item(&self, region: &str, spec: &KindSpec, identifier: String, properties: Json) -> RawItem {
         RawItem {
             account: self.account.clone(),
             account_name: self.account_name.clone(),
             region: region.to_string(),
-            kind: kind.to_string(),
+            kind: spec.kind.clone(),
             identifier,
+            model: spec.model(),
             properties,
         }
     }
@@ -393,36 +609,21 @@ impl AccountLister {
                 let region = region.to_string();
                 let kind = kind.to_string();
                 running.spawn(async move {
-                    let described = match this
-                        .call(&bucket, "GetResource", || {
-                            this.client
-                                .get_resource()
-                                .type_name(&kind)
-                                .identifier(&item.identifier)
-                                .customize()
-                                .config_override(
-                                    aws_sdk_cloudcontrol::config::Builder::default().region(
-                                        aws_sdk_cloudcontrol::config::Region::new(region.clone()),
-                                    ),
-                                )
-                                .send()
-                        })
+                    let (got, own_region) = match this
+                        .read_item(&bucket, &region, &kind, &item.identifier)
                         .await
                     {
-                        Ok(described) => described,
+                        Ok(Read::Found { properties, region }) => (properties, region),
                         // Deleted between the list and the get: it is gone, which is no failure.
-                        Err(f) if f.code == "ResourceNotFoundException" => {
-                            return Ok::<_, ScopeFailure>((index, None));
-                        }
+                        Ok(Read::Gone) => return Ok::<_, ScopeFailure>((index, None)),
+                        // Not readable where it could be read: the item is skipped and its
+                        // scope fails, like an item whose Properties cannot be parsed.
+                        Err(f) if f.code == UNREADABLE => return Ok((index, Some(Err(f)))),
                         Err(f) => return Err(f),
                     };
                     // Without Properties from GetResource, the listed ones stand, if they could be
                     // read; an item with neither has nothing true to map.
-                    let got = described
-                        .resource_description()
-                        .and_then(|d| d.properties())
-                        .filter(|text| !text.is_empty());
-                    let properties = match (got, unreadable) {
+                    let properties = match (got.as_deref(), unreadable) {
                         (Some(text), _) => parse_properties(&item.identifier, Some(text)),
                         (None, None) => Ok(item.properties.clone()),
                         (None, Some(listed)) => Err(ScopeFailure::new(
@@ -435,7 +636,11 @@ impl AccountLister {
                     };
                     Ok((
                         index,
-                        Some(properties.map(|properties| RawItem { properties, ..item })),
+                        Some(properties.map(|properties| RawItem {
+                            properties,
+                            region: own_region,
+                            ..item
+                        })),
                     ))
                 });
             }
@@ -452,6 +657,141 @@ impl AccountLister {
             }
         }
         Ok(full.into_iter().flatten().collect())
+    }
+}
+
+/// What `GetResource` says about a listed item.
+enum Read {
+    /// Its `Properties` (when there were any), read in `region`: the item's own.
+    Found {
+        properties: Option<String>,
+        region: String,
+    },
+    /// Not found where it lives: deleted since the listing.
+    Gone,
+}
+
+/// The code of a listed item that no region would read: it fails its scope without ending it.
+const UNREADABLE: &str = "Unreadable";
+
+impl AccountLister {
+    /// Reads a listed item's full model where it can be read. A regional type's items live
+    /// where they were listed, so a not-found there is proof they are gone; S3 lists every
+    /// bucket from one region and reads each only in its own, which must be found first.
+    async fn read_item(
+        &self,
+        bucket: &TokenBucket,
+        listed_in: &str,
+        kind: &str,
+        identifier: &str,
+    ) -> Result<Read, ScopeFailure> {
+        if kind == S3_BUCKET {
+            return self.read_bucket(listed_in, identifier).await;
+        }
+        match self.get_resource(bucket, listed_in, kind, identifier).await {
+            Ok(properties) => Ok(Read::Found {
+                properties,
+                region: listed_in.to_string(),
+            }),
+            Err(f) if f.code == NOT_FOUND => Ok(Read::Gone),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Reads a bucket in the first region that has it: where it was found before, where it was
+    /// listed, then the account's regions, standard before opt-in (GetResource answers
+    /// not-found across an opt-in region). Not found in every enabled region, it is gone; any
+    /// other answer leaves it unproven, so it is unreadable and its scope fails.
+    async fn read_bucket(&self, listed_in: &str, name: &str) -> Result<Read, ScopeFailure> {
+        let known = self.bucket_regions.get(&self.account, name);
+        let order = regions::bucket_order(known.as_deref(), listed_in, &self.regions);
+        let mut not_found = Vec::new();
+        let mut refused: Vec<(String, ScopeFailure)> = Vec::new();
+        for region in order {
+            let bucket = self.bucket(&region);
+            match self.get_resource(&bucket, &region, S3_BUCKET, name).await {
+                Ok(properties) => {
+                    // A standard region may serve another's bucket; RegionalDomainName says
+                    // where it lives.
+                    let own = properties
+                        .as_deref()
+                        .and_then(|text| bucket_region(name, text))
+                        .unwrap_or(region);
+                    self.bucket_regions.remember(&self.account, name, &own);
+                    return Ok(Read::Found {
+                        properties,
+                        region: own,
+                    });
+                }
+                Err(f) if f.code == NOT_FOUND => not_found.push(region),
+                Err(f) => refused.push((region, f)),
+            }
+        }
+        self.bucket_regions.forget(&self.account, name);
+        if refused.is_empty() && self.regions_are_enabled {
+            return Ok(Read::Gone);
+        }
+        let mut said: Vec<String> = refused
+            .iter()
+            .map(|(region, failure)| format!("{region}: {failure}"))
+            .collect();
+        if !not_found.is_empty() {
+            said.push(format!("{NOT_FOUND} in {}", not_found.join(", ")));
+        }
+        let why = if refused.is_empty() {
+            "it may live in a region not in source.regions (regions: enabled asks them all)"
+        } else {
+            "it is not proven gone"
+        };
+        Err(ScopeFailure::new(
+            UNREADABLE,
+            format!(
+                "bucket {name:?} was listed but no region would read it ({}); {why}",
+                said.join("; ")
+            ),
+        ))
+    }
+
+    /// One `GetResource` in `region`: the description's `Properties`, if it had any.
+    async fn get_resource(
+        &self,
+        bucket: &TokenBucket,
+        region: &str,
+        kind: &str,
+        identifier: &str,
+    ) -> Result<Option<String>, ScopeFailure> {
+        let described = self
+            .call(bucket, "GetResource", || {
+                self.client
+                    .get_resource()
+                    .type_name(kind)
+                    .identifier(identifier)
+                    .customize()
+                    .config_override(aws_sdk_cloudcontrol::config::Builder::default().region(
+                        aws_sdk_cloudcontrol::config::Region::new(region.to_string()),
+                    ))
+                    .send()
+            })
+            .await?;
+        Ok(described
+            .resource_description()
+            .and_then(|d| d.properties())
+            .filter(|text| !text.is_empty())
+            .map(str::to_string))
+    }
+}
+
+/// The region in a bucket model's `RegionalDomainName` (`<bucket>.s3.<region>.amazonaws.com`;
+/// the legacy `<bucket>.s3.amazonaws.com` is us-east-1), if it names one.
+fn bucket_region(name: &str, properties: &str) -> Option<String> {
+    let model: Json = serde_json::from_str(properties).ok()?;
+    let domain = model.get("RegionalDomainName")?.as_str()?;
+    let rest = domain.strip_prefix(name)?.strip_prefix(".s3.")?;
+    let region = rest.split('.').next()?;
+    match region {
+        "amazonaws" => Some("us-east-1".to_string()),
+        r if is_region_name(r) && r.contains('-') => Some(r.to_string()),
+        _ => None,
     }
 }
 
@@ -590,10 +930,78 @@ mod tests {
     }
 
     #[test]
+    fn a_buckets_region_is_read_from_its_regional_domain_name() {
+        let model = |domain: &str| json!({ "RegionalDomainName": domain }).to_string();
+        assert_eq!(
+            bucket_region("b", &model("b.s3.af-south-1.amazonaws.com")).as_deref(),
+            Some("af-south-1")
+        );
+        assert_eq!(
+            bucket_region("b", &model("b.s3.cn-north-1.amazonaws.com.cn")).as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(
+            bucket_region("b", &model("b.s3.amazonaws.com")).as_deref(),
+            Some("us-east-1")
+        );
+        for odd in [
+            "other.s3.eu-west-1.amazonaws.com",
+            "b.s3..amazonaws.com",
+            "b.s3.EU.x",
+        ] {
+            assert_eq!(bucket_region("b", &model(odd)), None, "{odd}");
+        }
+        assert_eq!(bucket_region("b", "{}"), None);
+    }
+
+    #[test]
+    fn a_type_is_unavailable_when_cloud_control_or_its_downstream_service_says_so() {
+        for (code, message, unavailable) in [
+            (
+                "TypeNotFoundException",
+                "The type 'AWS::X::Y' cannot be found.",
+                true,
+            ),
+            (
+                "UnsupportedActionException",
+                "Resource type AWS::IAM::Policy does not support LIST action",
+                true,
+            ),
+            (
+                "GeneralServiceException",
+                "Resource type AWS::X::Y is not available in this region",
+                true,
+            ),
+            (
+                "GeneralServiceException",
+                "Internal error reported from downstream service",
+                false,
+            ),
+            ("AccessDeniedException", "not authorized", false),
+        ] {
+            assert_eq!(
+                is_unavailable(&ScopeFailure::new(code, message)),
+                unavailable,
+                "{code}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_listing_of_exactly_a_known_cap_is_possibly_truncated() {
+        let cut = truncated("AWS::SQS::Queue", 1000).expect("capped");
+        assert_eq!(cut.code, "PossiblyTruncated");
+        assert!(cut.message.contains("1000") && cut.message.contains("ocean#1453"));
+        assert_eq!(truncated("AWS::SQS::Queue", 999), None);
+        assert_eq!(truncated("AWS::SNS::Topic", 1000), None);
+    }
+
+    #[test]
     fn type_failures_are_remembered_per_region_and_kind() {
         let remembered = Remembered::default();
         let f = ScopeFailure::new("TypeNotFoundException", "no such type");
-        remembered.remember("us-east-1", "AWS::X::Y", &f);
+        assert!(remembered.remember("us-east-1", "AWS::X::Y", &f));
+        assert!(!remembered.remember("us-east-1", "AWS::X::Y", &f));
         assert_eq!(remembered.get("us-east-1", "AWS::X::Y"), Some(f));
         assert_eq!(remembered.get("eu-west-1", "AWS::X::Y"), None);
     }

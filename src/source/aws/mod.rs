@@ -28,15 +28,17 @@ use tracing::Instrument;
 use crate::model::{KindSpec, RawItem, is_global_kind};
 use crate::requests::{Outcome, RequestCount, RequestCounter};
 use crate::secret::Secret;
+use crate::source::derive::{self, Derivations, DerivedModels};
 use crate::source::{
     AccountReport, Discovery, DiscoveryStatus, ItemSink, ListRequest, Listing, Regions, Source,
     SourceError, SourceReport, is_account_id, misspelt_region, not_an_account_id,
 };
 
+use crate::source::regions;
 pub use credentials::AssumeFailure;
 use credentials::{AssumeMethod, RoleCredentials, STS, SharedRole, session_name};
 use discovery::{OrgsFailure, Target, parse_role_arn};
-use listing::{AccountLister, Remembered, outcome_of};
+use listing::{AccountLister, BucketRegions, Remembered, ScopeFailure, is_unavailable, outcome_of};
 use pages::Pages;
 
 /// How member accounts are entered.
@@ -225,6 +227,8 @@ struct Inner {
     accounts: Mutex<HashMap<String, Arc<AccountClients>>>,
     /// Every request to AWS that tidemark sends itself, for the daemon's metrics.
     requests: Arc<RequestCounter>,
+    /// Where each S3 bucket was last read, so later runs read it there first.
+    bucket_regions: Arc<BucketRegions>,
 }
 
 /// Everything one account yields besides its items.
@@ -307,6 +311,7 @@ impl AwsSource {
                 member_method,
                 accounts: Mutex::new(HashMap::new()),
                 requests,
+                bucket_regions: Arc::new(BucketRegions::default()),
             }),
         })
     }
@@ -635,6 +640,7 @@ impl Inner {
         self: Arc<Self>,
         target: Target,
         request: Arc<ListRequest>,
+        derivations: Arc<Derivations>,
         remembered: Arc<Remembered>,
         out: mpsc::Sender<Vec<RawItem>>,
     ) -> AccountOutcome {
@@ -649,39 +655,64 @@ impl Inner {
             account: target.id.clone(),
             // Explicit list and single-account modes know no name: the id stands in (SPEC).
             account_name: Some(target.name.clone().unwrap_or_else(|| target.id.clone())),
+            regions: regions.clone(),
+            regions_are_enabled: request.regions == Regions::Enabled,
+            bucket_regions: Arc::clone(&self.bucket_regions),
             client: clients.cloudcontrol.clone(),
             role: clients.role.clone(),
             requests_per_second: self.config.requests_per_second,
             buckets: Mutex::new(HashMap::new()),
             requests: Arc::clone(&self.requests),
         });
-        let scopes = scopes_for(&regions, &request.kinds);
+        // Phase by phase, so that a kind listed from a parent's items (resourceModelsFrom) starts
+        // once every listing of its parent in this account is complete.
         let permits = Arc::new(Semaphore::new(SCOPES_IN_FLIGHT_PER_ACCOUNT));
-        let mut running = JoinSet::new();
-        for (region, spec) in scopes {
-            let lister = Arc::clone(&lister);
-            let remembered = Arc::clone(&remembered);
-            let out = out.clone();
-            let permits = Arc::clone(&permits);
-            running.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let result = lister.list_scope(&region, &spec, &remembered, &out).await;
-                Listing {
-                    account: lister.account.clone(),
-                    region,
-                    kind: spec.kind.clone(),
-                    error: result.err().map(|f| f.to_string()),
+        let models = Arc::new(Mutex::new(DerivedModels::default()));
+        let mut listings: Vec<Listing> = Vec::new();
+        for phase in derive::phases(&request.kinds) {
+            let specs: Vec<(usize, &KindSpec)> =
+                phase.iter().map(|&i| (i, &request.kinds[i])).collect();
+            let tasks = scopes_for(&regions, &specs);
+            let (tap, observing) = observe_parents(
+                Arc::clone(&request),
+                Arc::clone(&derivations),
+                Arc::clone(&models),
+                out.clone(),
+            );
+            let before = Arc::new(listings.clone());
+            let mut running = JoinSet::new();
+            for task in tasks {
+                let lister = Arc::clone(&lister);
+                let remembered = Arc::clone(&remembered);
+                let sink = if derivations.is_parent(task.kind()) {
+                    tap.clone()
+                } else {
+                    out.clone()
+                };
+                let permits = Arc::clone(&permits);
+                let models = Arc::clone(&models);
+                let before = Arc::clone(&before);
+                running.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    run_task(&lister, task, &remembered, &sink, &models, &before).await
+                });
+            }
+            drop(tap);
+            while let Some(joined) = running.join_next().await {
+                match joined {
+                    Ok(done) => listings.extend(done),
+                    Err(e) => tracing::error!(account = %target.id, "a listing task failed: {e}"),
                 }
-            });
-        }
-        let mut listings = Vec::new();
-        while let Some(joined) = running.join_next().await {
-            match joined {
-                Ok(listing) => listings.push(listing),
-                Err(e) => tracing::error!(account = %target.id, "a listing task failed: {e}"),
+            }
+            // Every observed page is counted before the next phase derives from it.
+            if let Err(e) = observing.await {
+                tracing::error!(account = %target.id, "observing parent listings failed: {e}");
             }
         }
-        for failed in listings.iter().filter(|l| l.error.is_some()) {
+        for failed in listings
+            .iter()
+            .filter(|l| l.error.is_some() && !l.unavailable)
+        {
             tracing::warn!(account = %failed.account, region = %failed.region, kind = %failed.kind, error = failed.error.as_deref().unwrap_or_default(), "listing failed");
         }
         AccountOutcome { report, listings }
@@ -694,6 +725,7 @@ impl Inner {
     ) -> Result<SourceReport, SourceError> {
         let (discovery, targets) = self.discover().await;
         tracing::info!(accounts = targets.len(), status = ?discovery.status, "discovered accounts");
+        let derivations = Arc::new(Derivations::compile(&request.kinds));
         let request = Arc::new(request);
         let remembered = Arc::new(Remembered::default());
         let outcomes = Arc::clone(&self)
@@ -701,6 +733,7 @@ impl Inner {
                 inner.sync_account(
                     target,
                     Arc::clone(&request),
+                    Arc::clone(&derivations),
                     Arc::clone(&remembered),
                     out.clone(),
                 )
@@ -791,25 +824,165 @@ async fn enabled_regions(
     Ok(regions)
 }
 
-/// The (region, kind) listings an account needs: each kind in the regions its policy admits;
-/// global kinds once, from the first such region in sorted order.
-fn scopes_for(regions: &[String], kinds: &[KindSpec]) -> Vec<(String, KindSpec)> {
+/// One listing an account needs.
+#[derive(Clone, Debug, PartialEq)]
+enum Task {
+    /// A regional kind in one region.
+    Regional { region: String, spec: KindSpec },
+    /// A global kind, listed once from the first of these regions that serves it.
+    Global { order: Vec<String>, spec: KindSpec },
+    /// A kind listed once per item of its parent (`resourceModelsFrom`) in one region, or, for
+    /// a global kind (`global`), once from the first region of `order` that serves it.
+    Derived {
+        index: usize,
+        order: Vec<String>,
+        global: bool,
+        spec: KindSpec,
+    },
+}
+
+impl Task {
+    fn kind(&self) -> &str {
+        match self {
+            Task::Regional { spec, .. }
+            | Task::Global { spec, .. }
+            | Task::Derived { spec, .. } => &spec.kind,
+        }
+    }
+}
+
+/// The listings an account needs for `specs` (with their index in the request): each kind in
+/// the regions its policy admits; global kinds once, from the partition's home region, else a
+/// standard region, before any opt-in one ([`regions::global_order`]).
+fn scopes_for(regions: &[String], specs: &[(usize, &KindSpec)]) -> Vec<Task> {
     let mut sorted: Vec<&String> = regions.iter().collect();
     sorted.sort();
     sorted.dedup();
-    let mut scopes = Vec::new();
-    for spec in kinds {
-        let admitted = sorted
+    let mut tasks = Vec::new();
+    for &(index, spec) in specs {
+        let admitted: Vec<String> = sorted
             .iter()
             .filter(|r| spec.region_policy.admits(r))
-            .map(|r| r.to_string());
-        if is_global_kind(&spec.kind) {
-            scopes.extend(admitted.take(1).map(|r| (r, spec.clone())));
-        } else {
-            scopes.extend(admitted.map(|r| (r, spec.clone())));
+            .map(|r| r.to_string())
+            .collect();
+        let global = is_global_kind(&spec.kind);
+        if admitted.is_empty() {
+            continue;
+        }
+        match (global, spec.models_from.is_some()) {
+            (true, false) => tasks.push(Task::Global {
+                order: regions::global_order(&admitted),
+                spec: spec.clone(),
+            }),
+            (false, false) => tasks.extend(admitted.into_iter().map(|region| Task::Regional {
+                region,
+                spec: spec.clone(),
+            })),
+            (true, true) => tasks.push(Task::Derived {
+                index,
+                order: regions::global_order(&admitted),
+                global,
+                spec: spec.clone(),
+            }),
+            (false, true) => tasks.extend(admitted.into_iter().map(|region| Task::Derived {
+                index,
+                order: vec![region],
+                global,
+                spec: spec.clone(),
+            })),
         }
     }
-    scopes
+    tasks
+}
+
+/// A sender for the pages of parent kinds: each page's items give their children's models
+/// before it goes on to `out`. The task ends when every sender is dropped.
+fn observe_parents(
+    request: Arc<ListRequest>,
+    derivations: Arc<Derivations>,
+    models: Arc<Mutex<DerivedModels>>,
+    out: mpsc::Sender<Vec<RawItem>>,
+) -> (mpsc::Sender<Vec<RawItem>>, tokio::task::JoinHandle<()>) {
+    let (tap, mut pages) = mpsc::channel::<Vec<RawItem>>(PAGES_IN_FLIGHT);
+    let observing = tokio::spawn(async move {
+        while let Some(page) = pages.recv().await {
+            if let Ok(mut models) = models.lock() {
+                models.observe(&request.kinds, &derivations, &page);
+            }
+            if out.send(page).await.is_err() {
+                break;
+            }
+        }
+    });
+    (tap, observing)
+}
+
+/// Runs one listing task: the listings it made, each complete or failed.
+async fn run_task(
+    lister: &Arc<AccountLister>,
+    task: Task,
+    remembered: &Remembered,
+    sink: &mpsc::Sender<Vec<RawItem>>,
+    models: &Mutex<DerivedModels>,
+    before: &[Listing],
+) -> Vec<Listing> {
+    let listing = |region: String, spec: &KindSpec, result: Result<(), ScopeFailure>| Listing {
+        account: lister.account.clone(),
+        region,
+        kind: spec.kind.clone(),
+        model: spec.model(),
+        unavailable: result.as_ref().is_err_and(is_unavailable),
+        error: result.err().map(|f| f.to_string()),
+    };
+    match task {
+        Task::Regional { region, spec } => {
+            let result = lister.list_scope(&region, &spec, remembered, sink).await;
+            vec![listing(region, &spec, result)]
+        }
+        Task::Global { order, spec } => {
+            let (region, result) = lister.list_global(&order, &spec, remembered, sink).await;
+            vec![listing(region, &spec, result)]
+        }
+        Task::Derived {
+            index,
+            order,
+            global,
+            spec,
+        } => {
+            let first = order.first().cloned().unwrap_or_default();
+            let region = (!global).then_some(first.as_str());
+            let derived = derive::parents_complete(before, &spec, region).and_then(|()| {
+                let models = models
+                    .lock()
+                    .map_err(|_| "the derived models were lost".to_string())?;
+                Ok(models.models(index, region)?)
+            });
+            let models = match derived {
+                Ok(models) => models,
+                Err(problem) => {
+                    return vec![derive::parent_failed(
+                        &lister.account,
+                        first,
+                        &spec,
+                        problem,
+                    )];
+                }
+            };
+            let mut done = Vec::with_capacity(models.len());
+            // One parent's children per call, as the list handler takes them.
+            for (_, model) in models {
+                let child = derive::with_model(&spec, model);
+                let (region, result) = if global {
+                    lister.list_global(&order, &child, remembered, sink).await
+                } else {
+                    let result = lister.list_scope(&first, &child, remembered, sink).await;
+                    (first.clone(), result)
+                };
+                done.push(listing(region, &child, result));
+            }
+            done
+        }
+    }
 }
 
 /// The `service` label of `account:ListRegions` requests in the metrics.
@@ -849,34 +1022,49 @@ mod tests {
             },
             use_get_resource_api: false,
             resource_model: None,
+            models_from: None,
         }
     }
 
     #[test]
-    fn global_kinds_are_listed_once_from_the_first_admitted_region() {
-        let regions: Vec<String> = ["us-west-2", "eu-west-1", "us-east-1"]
+    fn global_kinds_are_listed_once_from_the_home_region_first_among_the_admitted_ones() {
+        let regions: Vec<String> = ["us-west-2", "af-south-1", "eu-west-1", "us-east-1"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let kinds = vec![
-            spec("AWS::S3::Bucket", &[], &["eu-west-1"]),
+        let kinds = [
+            spec("AWS::S3::Bucket", &[], &["us-east-1"]),
             spec(
                 "AWS::EC2::Instance",
                 &["us-west-2", "eu-west-1"],
                 &["eu-west-1"],
             ),
             spec("AWS::IAM::Role", &[], &[]),
+            spec("AWS::Route53::HostedZone", &["nowhere-1"], &[]),
         ];
-        let scopes: Vec<(String, String)> = scopes_for(&regions, &kinds)
+        let strings = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let indexed: Vec<(usize, &KindSpec)> = kinds.iter().enumerate().collect();
+        let scopes: Vec<(Vec<String>, String)> = scopes_for(&regions, &indexed)
             .into_iter()
-            .map(|(r, s)| (r, s.kind))
+            .map(|task| match task {
+                Task::Regional { region, spec } => (vec![region], spec.kind),
+                Task::Global { order, spec } | Task::Derived { order, spec, .. } => {
+                    (order, spec.kind)
+                }
+            })
             .collect();
         assert_eq!(
             scopes,
             vec![
-                ("us-east-1".to_string(), "AWS::S3::Bucket".to_string()),
-                ("us-west-2".to_string(), "AWS::EC2::Instance".to_string()),
-                ("eu-west-1".to_string(), "AWS::IAM::Role".to_string()),
+                (
+                    strings(&["eu-west-1", "us-west-2", "af-south-1"]),
+                    "AWS::S3::Bucket".to_string()
+                ),
+                (strings(&["us-west-2"]), "AWS::EC2::Instance".to_string()),
+                (
+                    strings(&["us-east-1", "eu-west-1", "us-west-2", "af-south-1"]),
+                    "AWS::IAM::Role".to_string()
+                ),
             ]
         );
     }

@@ -1,0 +1,491 @@
+//! Issue 14 through the binary: an organisation whose Cloud Control answers as AWS does (the
+//! stand-in's S3 across regions, partial list models, child types, types missing in a region),
+//! synced into the local catalog.
+
+use std::process::{Command, Output};
+
+use serde_json::{Value as Json, json};
+
+use super::support::cli::{BIN, code, text};
+use super::support::cloudcontrol::{CloudControl, CrossRegion, Effect, Fault, Keys};
+use super::support::sts::StsStandIn;
+
+const BASE_KEY: &str = "AKIATIDEMARKFIDELITY";
+const MANAGEMENT: &str = "111111111111";
+const PROD: &str = "222222222222";
+const STAGING: &str = "333333333333";
+
+/// The stand-ins, a workspace, and the binary run against them.
+struct Org {
+    runtime: tokio::runtime::Runtime,
+    cc: CloudControl,
+    sts: StsStandIn,
+    dir: tempfile::TempDir,
+}
+
+impl Org {
+    /// An organisation of `members` (Organizations mode), listed in `regions` with `mappings`.
+    fn new(members: &[&str], regions: &str, mappings: &str) -> Org {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sts = runtime.block_on(StsStandIn::start());
+        sts.register_base_key(BASE_KEY);
+        let cc = runtime.block_on(CloudControl::start(Keys::StandIn(sts.keys())));
+        cc.serve_organization_of(members);
+        let org = Org {
+            runtime,
+            cc,
+            sts,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        org.configure(regions, mappings);
+        org
+    }
+
+    fn configure(&self, regions: &str, mappings: &str) {
+        std::fs::write(
+            self.dir.path().join("tidemark.yaml"),
+            format!(
+                "integration: {{identifier: e2e-fidelity}}\nsource:\n  type: aws\n  accounts:\n    accountRoleArn: arn:aws:iam::{MANAGEMENT}:role/PortOceanReadRole\n  regions: {regions}\n  concurrency: {{accounts: 2, requestsPerSecond: 1000}}\ncatalog: {{type: local}}\nmappings: {mappings}\n"
+            ),
+        )
+        .expect("config");
+    }
+
+    /// The same organisation and workspace, with a new Cloud Control holding nothing yet: what
+    /// AWS holds after resources were deleted.
+    fn with_fresh_cloud_control(self, members: &[&str]) -> Org {
+        let cc = self
+            .runtime
+            .block_on(CloudControl::start(Keys::StandIn(self.sts.keys())));
+        cc.serve_organization_of(members);
+        Org { cc, ..self }
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let config = self.dir.path().join("tidemark.yaml").display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-c", &config]);
+        Command::new(BIN)
+            .args(&all)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", BASE_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", "fidelity-base-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
+            .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &self.cc.url)
+            .env("AWS_ENDPOINT_URL_ACCOUNT", &self.cc.url)
+            .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &self.cc.url)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run tidemark")
+    }
+
+    /// `plan --format json`: (exit code, plan).
+    fn plan(&self) -> (i32, Json) {
+        let out = self.run(&["plan", "--format", "json"]);
+        let plan = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("plan is not JSON ({e}): {}", text(&out.stderr)));
+        (code(&out), plan)
+    }
+
+    /// The owned entities of `blueprint`: (account, identifier, entity).
+    fn entities(&self, blueprint: &str) -> Vec<(String, String, Json)> {
+        let out = self.run(&["entities", "--blueprint", blueprint]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        let mut found: Vec<(String, String, Json)> = text(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let line: Json = serde_json::from_str(l).expect("entity line");
+                (
+                    line["account"].as_str().unwrap_or_default().to_string(),
+                    line["identifier"].as_str().unwrap_or_default().to_string(),
+                    line["entity"].clone(),
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        found
+    }
+
+    fn apply(&self) -> Output {
+        let out = self.run(&["apply"]);
+        assert!(
+            matches!(code(&out), 0 | 3),
+            "apply: {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+}
+
+fn assert_exit(out: &Output, expected: i32) {
+    assert_eq!(
+        code(out),
+        expected,
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A bucket's full model, as GetResource returns it in the bucket's region (the stand-in adds
+/// Arn, DomainName and RegionalDomainName).
+fn bucket_model(name: &str) -> Json {
+    json!({
+        "BucketName": name,
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}
+        ]},
+        "Tags": [{"Key": "team", "Value": "storage"}]
+    })
+}
+
+#[test]
+fn buckets_in_standard_and_opt_in_regions_all_reach_the_catalog_in_their_own_region() {
+    // af-south-1 and ap-east-1 (opt-in) sort before eu-west-1 and us-east-1.
+    let org = Org::new(
+        &[PROD, STAGING],
+        "[af-south-1, ap-east-1, eu-west-1, us-east-1]",
+        "[builtin:aws]",
+    );
+    // The strictest answer: no region reads another's bucket.
+    org.cc.set_cross_region(CrossRegion::NotFound);
+    let buckets = [
+        (PROD, "prod-logs", "us-east-1"),
+        (PROD, "prod-assets", "eu-west-1"),
+        (PROD, "prod-cape", "af-south-1"),
+        (PROD, "prod-hk", "ap-east-1"),
+        (STAGING, "staging-cape", "af-south-1"),
+        (STAGING, "staging-assets", "eu-west-1"),
+    ];
+    for (account, name, home) in buckets {
+        org.cc
+            .add_resource(account, home, "AWS::S3::Bucket", name, bucket_model(name));
+    }
+    let out = org.apply();
+    assert_exit(&out, 0);
+
+    let entities = org.entities("awsS3Bucket");
+    let mut expected: Vec<(String, String)> = buckets
+        .iter()
+        .map(|(account, name, _)| (account.to_string(), format!("arn:aws:s3:::{name}")))
+        .collect();
+    expected.sort();
+    let got: Vec<(String, String)> = entities
+        .iter()
+        .map(|(a, id, _)| (a.clone(), id.clone()))
+        .collect();
+    assert_eq!(got, expected, "every bucket of every account");
+    for (_, id, entity) in &entities {
+        let name = id.trim_start_matches("arn:aws:s3:::");
+        let home = buckets
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(_, _, h)| *h)
+            .expect("a known bucket");
+        let properties = &entity["properties"];
+        assert_eq!(properties["region"], json!(home), "{id}: {entity:#}");
+        // Mapped from the full model, which only a read in the bucket's region gives.
+        assert_eq!(properties["versioning"], json!("Enabled"), "{id}");
+        assert_eq!(properties["encryption"], json!("aws:kms"), "{id}");
+        assert_eq!(properties["tags"], json!({"team": "storage"}), "{id}");
+    }
+
+    // Nothing changed in AWS: the second run writes nothing and deletes nothing.
+    let out = org.apply();
+    assert_exit(&out, 0);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("No changes") && !said.contains("Applied"),
+        "{said}"
+    );
+    assert_eq!(org.entities("awsS3Bucket").len(), buckets.len());
+}
+
+const NODEGROUP_MAPPING: &str = r#"
+resources:
+  - kind: AWS::EKS::Nodegroup
+    selector:
+      resourceModel: {ClusterName: blue}
+      regionPolicy: {allow: [us-east-1]}
+    port:
+      entity:
+        mappings:
+          identifier: .Identifier
+          title: .Properties.NodegroupName
+          blueprint: '"nodegroup"'
+          properties:
+            cluster: .Properties.ClusterName
+  - kind: AWS::EKS::Nodegroup
+    selector:
+      resourceModel: {ClusterName: green}
+      regionPolicy: {allow: [eu-west-1]}
+    port:
+      entity:
+        mappings:
+          identifier: .Identifier
+          title: .Properties.NodegroupName
+          blueprint: '"nodegroup"'
+          properties:
+            cluster: .Properties.ClusterName
+"#;
+
+const DERIVED_NODEGROUP_MAPPING: &str = r#"
+resources:
+  - kind: AWS::EKS::Nodegroup
+    selector:
+      resourceModelsFrom:
+        kind: AWS::EKS::Cluster
+        model: '{"ClusterName": .Identifier}'
+    port:
+      entity:
+        mappings:
+          identifier: .Identifier
+          title: .Properties.NodegroupName
+          blueprint: '"nodegroup"'
+          properties:
+            cluster: .Properties.ClusterName
+"#;
+
+const NODEGROUP_BLUEPRINTS: &str = r#"[
+  {"identifier": "nodegroup", "title": "Nodegroup",
+   "schema": {"properties": {"cluster": {"type": "string"}}}, "relations": {}}
+]"#;
+
+/// Two clusters in two regions of one account: blue (us-east-1) and green (eu-west-1).
+fn add_clusters(cc: &CloudControl, green_groups: &[&str]) {
+    for (cluster, region, groups) in [
+        ("blue", "us-east-1", &["blue-a", "blue-b"][..]),
+        ("green", "eu-west-1", green_groups),
+    ] {
+        cc.add_resource(
+            PROD,
+            region,
+            "AWS::EKS::Cluster",
+            cluster,
+            json!({"Name": cluster}),
+        );
+        for group in groups {
+            cc.add_resource(
+                PROD,
+                region,
+                "AWS::EKS::Nodegroup",
+                &format!("{cluster}/{group}"),
+                json!({"ClusterName": cluster, "NodegroupName": group}),
+            );
+        }
+    }
+}
+
+fn nodegroup_ids(org: &Org) -> Vec<String> {
+    org.entities("nodegroup")
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect()
+}
+
+#[test]
+fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_their_clusters() {
+    let org = Org::new(
+        &[PROD],
+        "[eu-west-1, us-east-1]",
+        "[mappings/nodegroups.yaml]",
+    );
+    org.write("mappings/nodegroups.yaml", NODEGROUP_MAPPING);
+    org.write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
+    add_clusters(&org.cc, &["green-a"]);
+    let all = vec![
+        "blue/blue-a".to_string(),
+        "blue/blue-b".to_string(),
+        "green/green-a".to_string(),
+    ];
+
+    // Two resourceModels: both clusters' nodegroups, and none mapped by the other's entry.
+    assert_exit(&org.apply(), 0);
+    assert_eq!(nodegroup_ids(&org), all);
+    for (_, id, entity) in org.entities("nodegroup") {
+        let cluster = id.split('/').next().unwrap_or_default();
+        assert_eq!(entity["properties"]["cluster"], json!(cluster), "{id}");
+    }
+    let (exit, plan) = org.plan();
+    assert_eq!(exit, 0, "{plan:#}");
+    assert_eq!(plan["summary"]["delete"], 0);
+    assert_eq!(plan["summary"]["update"], 0);
+
+    // The same nodegroups from the clusters the listing finds, with no model written by hand.
+    org.write("mappings/nodegroups.yaml", DERIVED_NODEGROUP_MAPPING);
+    let (exit, plan) = org.plan();
+    assert_eq!(exit, 0, "{plan:#}");
+    assert_eq!(plan["summary"]["create"], 0, "{plan:#}");
+    assert_eq!(plan["summary"]["delete"], 0, "{plan:#}");
+    assert_eq!(plan["summary"]["unchanged"], 3, "{plan:#}");
+}
+
+#[test]
+fn a_failed_cluster_listing_withholds_the_deletes_of_its_regions_nodegroups() {
+    let org = Org::new(
+        &[PROD],
+        "[eu-west-1, us-east-1]",
+        "[mappings/nodegroups.yaml]",
+    );
+    org.write("mappings/nodegroups.yaml", DERIVED_NODEGROUP_MAPPING);
+    org.write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
+    add_clusters(&org.cc, &["green-a", "green-b"]);
+    assert_exit(&org.apply(), 0);
+    assert_eq!(nodegroup_ids(&org).len(), 4);
+
+    // green-b is deleted in AWS, and the cluster listing in eu-west-1 is then denied.
+    let org = org.with_fresh_cloud_control(&[PROD]);
+    add_clusters(&org.cc, &["green-a"]);
+    org.cc.inject(Fault {
+        account: Some(PROD.into()),
+        region: Some("eu-west-1".into()),
+        kind: Some("AWS::EKS::Cluster".into()),
+        effect: Effect::Error {
+            code: "AccessDeniedException".into(),
+            message: "not authorized to perform eks:ListClusters".into(),
+        },
+    });
+    let (exit, plan) = org.plan();
+    assert_eq!(exit, 3, "{plan:#}");
+    let deleted: Vec<&str> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["action"] == "delete")
+        .filter_map(|c| c["identifier"].as_str())
+        .collect();
+    assert!(deleted.is_empty(), "{deleted:?}");
+    let withheld: Vec<(&str, &str)> = plan["withheld"]
+        .as_array()
+        .expect("withheld")
+        .iter()
+        .map(|w| {
+            (
+                w["identifier"].as_str().unwrap_or_default(),
+                w["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        withheld.contains(&("green/green-b", "scope_failed")),
+        "{withheld:?}"
+    );
+    let scopes = plan["scopes"].as_array().expect("scopes");
+    assert!(
+        scopes.iter().any(|s| s["kind"] == "AWS::EKS::Nodegroup"
+            && s["region"] == "eu-west-1"
+            && s["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("AWS::EKS::Cluster listing in eu-west-1 failed")),
+        "{scopes:?}"
+    );
+}
+
+const REPOSITORY_MAPPING: &str = r#"
+resources:
+  - kind: AWS::ECR::Repository
+    selector:
+      useGetResourceAPI: true
+    port:
+      entity:
+        mappings:
+          identifier: .Identifier
+          blueprint: '"repository"'
+          properties:
+            region: .__Region
+"#;
+
+const REPOSITORY_BLUEPRINTS: &str = r#"[
+  {"identifier": "repository", "title": "Repository",
+   "schema": {"properties": {"region": {"type": "string"}}}, "relations": {}}
+]"#;
+
+#[test]
+fn a_type_missing_in_one_region_is_exit_0_without_warnings_until_something_owned_may_be_there() {
+    let org = Org::new(
+        &[PROD, STAGING],
+        "[eu-west-1, us-east-1]",
+        "[mappings/repositories.yaml]",
+    );
+    org.write("mappings/repositories.yaml", REPOSITORY_MAPPING);
+    org.write("mappings/blueprints.json", REPOSITORY_BLUEPRINTS);
+    for account in [PROD, STAGING] {
+        org.cc.add_resource(
+            account,
+            "us-east-1",
+            "AWS::ECR::Repository",
+            &format!("repo-{account}"),
+            json!({"RepositoryName": format!("repo-{account}")}),
+        );
+    }
+    org.cc.type_missing_in("eu-west-1", "AWS::ECR::Repository");
+    for _ in 0..2 {
+        let out = org.apply();
+        assert_exit(&out, 0);
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("WARN"), "no warning: {stderr}");
+    }
+    assert_eq!(org.entities("repository").len(), 2);
+
+    // The type exists in eu-west-1 for a while and a repository is synced from there; then it
+    // is gone from the region's registry again. That repository may still be there.
+    let org = org.with_fresh_cloud_control(&[PROD, STAGING]);
+    for account in [PROD, STAGING] {
+        org.cc.add_resource(
+            account,
+            "us-east-1",
+            "AWS::ECR::Repository",
+            &format!("repo-{account}"),
+            json!({"RepositoryName": format!("repo-{account}")}),
+        );
+    }
+    org.cc.add_resource(
+        PROD,
+        "eu-west-1",
+        "AWS::ECR::Repository",
+        "repo-ireland",
+        json!({"RepositoryName": "repo-ireland"}),
+    );
+    assert_exit(&org.apply(), 0);
+    assert_eq!(org.entities("repository").len(), 3);
+    org.cc.type_missing_in("eu-west-1", "AWS::ECR::Repository");
+    let (exit, plan) = org.plan();
+    assert_eq!(exit, 3, "{plan:#}");
+    assert_eq!(plan["summary"]["delete"], 0, "{plan:#}");
+    let withheld = plan["withheld"].as_array().expect("withheld");
+    assert_eq!(withheld.len(), 1, "{withheld:?}");
+    assert_eq!(withheld[0]["identifier"], "repo-ireland");
+    assert_eq!(withheld[0]["account"], PROD);
+    assert_eq!(withheld[0]["reason"], "scope_failed");
+    // Staging owns nothing there, so its listing is complete.
+    let scopes = plan["scopes"].as_array().expect("scopes");
+    let failed: Vec<(&str, &str)> = scopes
+        .iter()
+        .map(|s| {
+            (
+                s["account"].as_str().unwrap_or_default(),
+                s["region"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(failed, vec![(PROD, "eu-west-1")]);
+}
