@@ -184,7 +184,11 @@ pub fn copy_tracked(root: &Path, rel: &str, to: &Path) {
             })
             .collect(),
     };
-    assert!(!files.is_empty(), "no files under {}", root.join(rel).display());
+    assert!(
+        !files.is_empty(),
+        "no files under {}",
+        root.join(rel).display()
+    );
     for file in files {
         let below = file.strip_prefix(rel).expect("listed below rel");
         let target = to.join(below);
