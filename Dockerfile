@@ -25,7 +25,7 @@ RUN mkdir -p /out/usr/share/bash-completion/completions /out/usr/share/zsh/site-
     && /out/usr/local/bin/tidemark completions bash > /out/usr/share/bash-completion/completions/tidemark \
     && /out/usr/local/bin/tidemark completions zsh > /out/usr/share/zsh/site-functions/_tidemark \
     && /out/usr/local/bin/tidemark completions fish > /out/usr/share/fish/vendor_completions.d/tidemark.fish \
-    && /out/usr/local/bin/tidemark man > /out/usr/share/man/man1/tidemark.1 \
+    && /out/usr/local/bin/tidemark man --out-dir /out/usr/share/man/man1 \
     && cp -r mappings /out/usr/share/tidemark/mappings
 
 FROM gcr.io/distroless/cc-debian12:nonroot
