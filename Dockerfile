@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# tidemark's container image: the `dist` build (release without line tables, debug info stripped;
-# see Cargo.toml), on distroless cc (glibc, CA certificates, no shell), as a non-root user.
+# tidemark's container image: the `dist` build (release without line tables, stripped; see
+# Cargo.toml), on distroless cc (glibc, CA certificates, no shell), as a non-root user.
 #   docker build -t tidemark:0.1.0 .
 #   docker run --rm tidemark:0.1.0 --help
 # The default mappings (builtin:aws) and the JSON Schemas are compiled into the binary; a copy of
