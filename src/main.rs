@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use tidemark::app::{AnyCatalog, AnySource, InWorker};
 use tidemark::catalog::{Catalog, Progress};
@@ -186,6 +186,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "json")]
         format: ListFormat,
     },
+    /// Prints a shell completion script (bash, zsh, fish, powershell, elvish) to standard output.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff): `tidemark man > tidemark.1`; or writes every page to a folder.
+    Man {
+        /// Write tidemark.1 and a tidemark-<subcommand>.1 per subcommand here instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// `watch`'s mapping process: mapping files, then items, as JSON lines on standard input.
     #[command(name = "__map-worker", hide = true)]
     MapWorker,
@@ -221,6 +233,9 @@ fn main() -> ExitCode {
     // The AWS SDK logs its credential chain's misses as warnings with debug structures; tidemark
     // reports what went wrong itself, in one line, so by default the SDK speaks only of errors
     // (`--log-level debug` or RUST_LOG shows everything).
+    if let Some(code) = print_reference(&cli.command) {
+        return code;
+    }
     let default_level = if matches!(cli.command, Command::Watch { .. }) {
         "info,aws_config=error,aws_runtime=error,aws_smithy_runtime=error"
     } else {
@@ -575,7 +590,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
         }
         // Served by `main` before logging and the runtime start.
-        Command::MapWorker => Ok(EXIT_OK),
+        Command::MapWorker | Command::Completions { .. } | Command::Man { .. } => Ok(EXIT_OK),
         Command::Watch { config, listen } => {
             // First, so a signal during the config load, the bind or the catalog open is a clean
             // shutdown too.
@@ -712,6 +727,43 @@ async fn preflight(config: &Config) -> anyhow::Result<u8> {
     );
     let failed = checks.iter().any(|c| c.is_failure(&defined));
     Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+}
+
+/// `completions` and `man`: generated from the same clap definitions as `--help`, so they cannot
+/// drift from the flags. `None` for every other command.
+fn print_reference(command: &Command) -> Option<ExitCode> {
+    let mut out = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            // The generators list hidden subcommands too: complete only what users type.
+            let full = Cli::command();
+            let mut public = clap::Command::new("tidemark")
+                .version(env!("CARGO_PKG_VERSION"))
+                .args(full.get_arguments().cloned())
+                .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+            clap_complete::generate(*shell, &mut public, "tidemark", &mut out)
+        }
+        Command::Man { out_dir } => {
+            let cmd = Cli::command().disable_help_subcommand(true);
+            let written = match out_dir {
+                Some(dir) => clap_mangen::generate_to(cmd, dir),
+                None => clap_mangen::Man::new(cmd).render(&mut out),
+            };
+            if let Err(e) = written {
+                eprintln!("error: cannot write the man pages: {e}");
+                return Some(ExitCode::from(EXIT_ERROR));
+            }
+        }
+        _ => return None,
+    }
+    let mut stdout = io::stdout().lock();
+    Some(match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("error: writing to standard output: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    })
 }
 
 /// Loads the config, printing every error and warning; `None` means exit 1.

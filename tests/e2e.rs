@@ -836,3 +836,97 @@ fn unknown_mapping_keys_are_errors_with_a_did_you_mean_through_the_binary() {
         "{err}"
     );
 }
+
+/// The subcommands a user types, which every completion script and the man page must offer.
+const SUBCOMMANDS: [&str; 10] = [
+    "plan",
+    "apply",
+    "watch",
+    "validate",
+    "map",
+    "accounts",
+    "snapshot",
+    "entities",
+    "completions",
+    "man",
+];
+
+#[test]
+fn completions_for_each_shell_offer_every_subcommand_and_hide_the_worker() {
+    let ws = Workspace::new();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = ws.run(&["completions", shell]);
+        assert_eq!(code(&out), 0, "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for sub in SUBCOMMANDS {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+        // Flags of a subcommand come from the same definitions as --help.
+        assert!(script.contains("detailed-exitcode"), "{shell}");
+        assert!(
+            !script.contains("__map-worker"),
+            "{shell} completes the hidden worker"
+        );
+    }
+}
+
+#[test]
+fn bash_completions_are_a_valid_bash_script() {
+    let ws = Workspace::new();
+    let out = ws.run(&["completions", "bash"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    ws.write("tidemark.bash", &text(&out.stdout));
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(ws.path("tidemark.bash"))
+        .output()
+        .expect("run bash -n");
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+}
+
+#[test]
+fn completions_refuse_an_unknown_shell() {
+    let out = Workspace::new().run(&["completions", "tcsh"]);
+    assert_ne!(code(&out), 0);
+    assert!(text(&out.stdout).is_empty());
+    assert!(text(&out.stderr).contains("tcsh"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn man_page_is_roff_generated_from_the_same_definitions_as_help() {
+    let out = Workspace::new().run(&["man"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
+    assert!(page.contains(".TH tidemark 1"), "{page}");
+    assert!(page.contains(env!("CARGO_PKG_VERSION")), "{page}");
+    for sub in SUBCOMMANDS {
+        assert!(page.contains(sub), "the man page lacks {sub}");
+    }
+    assert!(!page.contains("__map-worker"));
+    assert!(page.contains("Exit codes"), "the after-help is in the page");
+}
+
+#[test]
+fn man_out_dir_writes_a_page_for_every_subcommand_it_refers_to() {
+    let ws = Workspace::new();
+    let dir = ws.path("man1");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = ws.run(&["man", "--out-dir", &dir.display().to_string()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let main = std::fs::read_to_string(dir.join("tidemark.1")).expect("tidemark.1");
+    for sub in SUBCOMMANDS {
+        let page = std::fs::read_to_string(dir.join(format!("tidemark-{sub}.1")))
+            .unwrap_or_else(|e| panic!("tidemark-{sub}.1: {e}"));
+        assert!(page.contains(&format!(".TH tidemark-{sub} 1")), "{page}");
+        assert!(
+            main.contains(&format!("tidemark\\-{sub}(1)")),
+            "tidemark.1 does not refer to {sub}"
+        );
+    }
+    assert!(!dir.join("tidemark-__map-worker.1").exists());
+    assert!(!dir.join("tidemark-help.1").exists());
+    // The plan page documents the plan flags.
+    let plan = std::fs::read_to_string(dir.join("tidemark-plan.1")).expect("plan page");
+    assert!(plan.contains("detailed\\-exitcode"), "{plan}");
+}

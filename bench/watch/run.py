@@ -39,6 +39,27 @@ def get(url):
         return getattr(e, "code", None), ""
 
 
+def peak_rss_mib(pid):
+    """VmHWM of a live process and of its children (the mapping worker), in MiB."""
+    def hwm(p):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+    children = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += f.read().split()
+    except OSError:
+        pass
+    return hwm(pid), sum(hwm(c) for c in children)
+
+
 def metric(text, name):
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -112,6 +133,8 @@ def main():
                 times.append(time.monotonic() - start)
             _, metrics = get(f"http://127.0.0.1:{port}/metrics")
             listings = metric(metrics, "tidemark_source_listings_total")
+            cache_bytes = metric(metrics, "tidemark_cache_bytes")
+            daemon_mib, worker_mib = peak_rss_mib(daemon.pid)
         finally:
             daemon.terminate()
             code = daemon.wait(timeout=60)
@@ -121,6 +144,8 @@ def main():
         print(f"median: {statistics.median(times):.3f} s   min: {min(times):.3f} s   max: {max(times):.3f} s")
         with open(os.path.join(work, "watch.log")) as f:
             syncs = [l.strip() for l in f if "sync done" in l]
+        print(f"peak RSS: daemon {daemon_mib:.0f} MiB, mapping worker {worker_mib:.0f} MiB; "
+              f"raw-item cache {(cache_bytes or 0) / 1048576:.0f} MiB (tidemark_cache_bytes)")
         print("daemon's own breakdown of the last sync: " + (syncs[-1] if syncs else "(none)"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
