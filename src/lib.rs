@@ -1,31 +1,27 @@
 //! tidemark keeps a software catalog in step with the resources of many AWS accounts.
 //!
-//! The data path, one module per step:
+//! The data path is the folder structure:
 //!
 //! ```text
-//! source (snapshot | aws) ──raw items──▶ mapping (jq) ──desired entities──▶
-//! catalog (local | port) ──owned entities──▶ reconcile (diff, plan, guards) ──▶ render | apply
+//! adapters (snapshot | aws) ──raw items──▶ core::mapping (jq) ──desired──▶
+//! adapters (local | port) ──owned──▶ core::reconcile (compare, guards, plan) ──▶ render | apply
 //! ```
 //!
-//! * [`config`] turns `tidemark.yaml` into a validated [`config::Config`] with every mapping compiled.
-//! * [`source`] lists raw items and reports how every account and listing went.
-//! * [`mapping`] is the only module that knows jaq: item in, entities out.
-//! * [`catalog`] reads what tidemark owns and applies ordered writes.
-//! * [`reconcile`] is pure: desired + owned → [`reconcile::Plan`] with withheld deletes.
-//! * [`render`] prints plans as text, markdown or JSON.
-//! * [`watch`] is the daemon: resync loop, hot reload, health and metrics.
+//! * [`core`] is pure: the model, source reports, writes, mapping and the planner.
+//! * [`engine`] runs one pass (list → map → read the catalog → plan → apply) for every command.
+//! * [`adapters`] talk to the world: sources ([`adapters::Source`]) and catalogs
+//!   ([`adapters::Catalog`]).
+//! * [`sandbox`] maps in a child process and ends runaway expressions.
+//! * [`config`] turns `tidemark.yaml` into a validated [`config::Config`] with every mapping
+//!   compiled.
+//! * [`render`] prints plans as text, markdown or JSON; [`watch`] is the daemon.
 //!
-//! Start reading at [`reconcile::sync`], which runs one list → map → diff pass.
+//! Start reading at [`engine::run`], which runs one pass.
 
-pub mod app;
-pub mod catalog;
+pub mod adapters;
 pub mod config;
-pub mod mapping;
-pub mod model;
-pub mod reconcile;
+pub mod core;
+pub mod engine;
 pub mod render;
-pub mod requests;
-pub mod secret;
-pub mod source;
+pub mod sandbox;
 pub mod watch;
-pub mod yaml;

@@ -8,15 +8,21 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use tidemark::app::{AnyCatalog, AnySource, InWorker};
-use tidemark::catalog::{Catalog, Progress};
+use tidemark::adapters::{AnyCatalog, AnySource};
+
+use tidemark::adapters::Catalog;
+use tidemark::adapters::snapshot::write_snapshot;
 use tidemark::config::{self, Config, ProcessEnv};
-use tidemark::mapping::worker::Worker;
-use tidemark::mapping::{self, LoadOptions, MapOptions, MappingSource, Mappings};
-use tidemark::model::RawItem;
-use tidemark::reconcile::{self, Collected, MassDelete, Plan, PlanOptions};
+use tidemark::core::mapping::{self, LoadOptions, MapOptions, MappingSource, Mappings};
+use tidemark::core::model::RawItem;
+use tidemark::core::reconcile::{MassDelete, Plan};
+use tidemark::core::writes::Progress;
+use tidemark::engine::{
+    self, Collected, InWorker, Items, Mapper, Pass, PlanOnly, PlanOptions, Ran, Steps,
+};
 use tidemark::render::{self, Style};
-use tidemark::source::snapshot::write_snapshot;
+use tidemark::sandbox::watchdog;
+use tidemark::sandbox::worker::Worker;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -222,7 +228,13 @@ fn main() -> ExitCode {
     if let Command::MapWorker = cli.command {
         // No logging and no runtime: standard output carries answers, standard error the reason
         // the worker stopped.
-        return match tidemark::mapping::worker::serve(io::stdin().lock(), io::stdout().lock()) {
+        let base = LoadOptions {
+            env: config::process_vars(),
+            observer: process_env().observer,
+            ..LoadOptions::default()
+        };
+        return match tidemark::sandbox::worker::serve(io::stdin().lock(), io::stdout().lock(), base)
+        {
             Ok(()) => ExitCode::from(EXIT_OK),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -271,17 +283,75 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Lists and maps for a one-shot command. Mappings that define jq functions map in a worker
-/// child, so that a function calling itself without end is an error naming the item rather than
-/// a stack overflow that aborts this process; the rest map here, which is faster.
+/// One pass for a one-shot command, listing with a spinner. Mappings that define jq functions
+/// map in the sandbox's worker child, so that a function calling itself without end is an error
+/// naming the item rather than a stack overflow that aborts this process; the rest map here,
+/// which is faster.
+async fn pass(
+    config: &Config,
+    source: &AnySource,
+    catalog: &AnyCatalog,
+    options: PlanOptions,
+    steps: &mut dyn Steps,
+) -> anyhow::Result<Ran> {
+    let progress = BarProgress::listing();
+    let mut worker = one_shot_worker(&config.mappings)?;
+    let mapper = match worker.as_mut() {
+        Some(worker) => Mapper::Sandbox(worker),
+        None => Mapper::InProcess,
+    };
+    let items = Items::Listed {
+        source,
+        keep_raw: None,
+        progress: &progress,
+    };
+    let pass = Pass {
+        config,
+        items,
+        mapper,
+        catalog,
+        options,
+    };
+    Ok(engine::run(pass, steps).await?)
+}
+
+/// `apply`'s steps: the plan is printed before anything is written, and written with a
+/// progress bar when it has changes.
+#[derive(Default)]
+struct ApplySteps {
+    progress: Option<BarProgress>,
+    /// Why the plan could not be printed; nothing is applied then.
+    print_error: Option<anyhow::Error>,
+}
+
+impl ApplySteps {
+    fn printed(self) -> anyhow::Result<()> {
+        self.print_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Steps for ApplySteps {
+    fn planned(&mut self, plan: &Plan) -> Option<&dyn Progress> {
+        if let Err(e) = print_plan(plan, PlanFormat::Text, false) {
+            self.print_error = Some(e);
+            return None;
+        }
+        if !plan.has_changes() {
+            return None;
+        }
+        Some(self.progress.insert(BarProgress::new()))
+    }
+}
+
+/// Lists and maps for `snapshot`, keeping the raw items (see [`pass`] for where items map).
 async fn collect(config: &Config, source: &AnySource, keep_raw: bool) -> anyhow::Result<Collected> {
     let progress = BarProgress::listing();
     let Some(mut worker) = one_shot_worker(&config.mappings)? else {
-        return Ok(reconcile::collect(config, source, keep_raw, &progress).await?);
+        return Ok(engine::collect(config, source, keep_raw, &progress).await?);
     };
     let mut mapper = InWorker::new(&mut worker);
     let keep = keep_raw.then_some(u64::MAX);
-    Ok(reconcile::collect_with(config, source, keep, &progress, &mut mapper).await?)
+    Ok(engine::collect_with(config, source, keep, &progress, &mut mapper).await?)
 }
 
 /// The mapping worker a one-shot command uses: only for mappings that define jq functions.
@@ -308,8 +378,8 @@ static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 /// One error or warning line on stderr: `error: message` as text, or a log event (one JSON
 /// object) under `--log-format json`.
-fn say(severity: tidemark::yaml::Severity, message: &str) {
-    use tidemark::yaml::Severity;
+fn say(severity: tidemark::core::yaml::Severity, message: &str) {
+    use tidemark::core::yaml::Severity;
     match (LOG_FORMAT.get(), severity) {
         (Some(LogFormat::Json), Severity::Error) => tracing::error!("{message}"),
         (Some(LogFormat::Json), Severity::Warning) => tracing::warn!("{message}"),
@@ -318,11 +388,14 @@ fn say(severity: tidemark::yaml::Severity, message: &str) {
 }
 
 fn say_error(message: impl std::fmt::Display) {
-    say(tidemark::yaml::Severity::Error, &message.to_string());
+    say(tidemark::core::yaml::Severity::Error, &message.to_string());
 }
 
 fn say_warning(message: impl std::fmt::Display) {
-    say(tidemark::yaml::Severity::Warning, &message.to_string());
+    say(
+        tidemark::core::yaml::Severity::Warning,
+        &message.to_string(),
+    );
 }
 
 /// `map`'s diagnostics (`warning: …` and `error: …` lines) on their way to stderr, turned into
@@ -384,8 +457,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             };
             let source = AnySource::open(&config).await?;
             let catalog = AnyCatalog::open(&config)?;
-            let collected = collect(&config, &source, false).await?;
-            let plan = reconcile::plan(&config, &collected, &catalog, &guards.options()).await?;
+            let ran = pass(&config, &source, &catalog, guards.options(), &mut PlanOnly).await?;
+            let plan = ran.plan;
             print_plan(&plan, format, show_nulls)?;
             if let Some(path) = out {
                 std::fs::write(&path, render::json(&plan))
@@ -408,7 +481,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 return Ok(EXIT_ERROR);
             };
             let catalog = AnyCatalog::open(&config)?;
-            let plan = match plan {
+            let (plan, report) = match plan {
                 Some(path) => {
                     if guards.allow_mass_delete.is_some() || guards.adopt {
                         return Err(anyhow!(
@@ -419,31 +492,44 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                         .with_context(|| format!("reading {}", path.display()))?;
                     let plan: Plan = serde_json::from_str(&text)
                         .with_context(|| format!("{} is not a tidemark plan", path.display()))?;
-                    reconcile::check_fresh(&config, &catalog, &plan)
+                    engine::check_fresh(&config, &catalog, &plan)
                         .await
                         .with_context(|| {
                             format!("refusing to apply the stale plan {}", path.display())
                         })?;
-                    plan
+                    let mut steps = ApplySteps::default();
+                    let progress = steps.planned(&plan);
+                    let report = match progress {
+                        Some(progress) if plan.has_changes() => Some(
+                            engine::apply(
+                                &catalog,
+                                &config.integration.identifier,
+                                &plan,
+                                progress,
+                            )
+                            .await,
+                        ),
+                        _ => None,
+                    };
+                    steps.printed()?;
+                    (plan, report)
                 }
                 None => {
                     let source = AnySource::open(&config).await?;
-                    let collected = collect(&config, &source, false).await?;
-                    reconcile::plan(&config, &collected, &catalog, &guards.options()).await?
+                    let mut steps = ApplySteps::default();
+                    let ran =
+                        pass(&config, &source, &catalog, guards.options(), &mut steps).await?;
+                    steps.printed()?;
+                    (ran.plan, ran.applied)
                 }
             };
-            print_plan(&plan, PlanFormat::Text, false)?;
-            if !plan.has_changes() {
+            let Some(report) = report else {
                 return Ok(if plan.is_partial() {
                     EXIT_PARTIAL
                 } else {
                     EXIT_OK
                 });
-            }
-            let progress = BarProgress::new();
-            let report =
-                reconcile::apply(&catalog, &config.integration.identifier, &plan, &progress).await;
-            progress.finish();
+            };
             print!("{}", render::apply_report(&report));
             io::stdout().flush()?;
             Ok(if report.stopped.is_some() {
@@ -594,8 +680,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Watch { config, listen } => {
             // First, so a signal during the config load, the bind or the catalog open is a clean
             // shutdown too.
-            let shutdown = tidemark::watch::signals();
+            let shutdown = tidemark::watch::signals(exit_at_once);
             let mut options = tidemark::watch::WatchOptions::new(config.config);
+            options.env = process_env();
             // Map in a child of this same executable, so a runaway expression cannot stop the
             // daemon; without a path to it, map here.
             match worker_executable() {
@@ -766,9 +853,31 @@ fn print_reference(command: &Command) -> Option<ExitCode> {
     })
 }
 
+/// Ends the process when an item's mapping runs past the time limit: jq evaluation cannot be
+/// interrupted, and nothing may be written from a partial mapping.
+fn end_runaway(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(i32::from(EXIT_ERROR))
+}
+
+/// Exits at once (exit 0) on a second shutdown signal. `process::exit` runs no destructors, so
+/// the mapping workers' children are ended first: one in the middle of a batch would go on
+/// mapping the items in its pipe.
+fn exit_at_once() -> ! {
+    tidemark::sandbox::worker::kill_all();
+    std::process::exit(i32::from(EXIT_OK))
+}
+
+/// The process environment, with mappings evaluated under the time limit.
+fn process_env() -> ProcessEnv {
+    ProcessEnv {
+        observer: Some(watchdog::observer(end_runaway)),
+    }
+}
+
 /// Loads the config, printing every error and warning; `None` means exit 1.
 fn load_config(path: &Path) -> Option<Config> {
-    match config::load(path, &ProcessEnv) {
+    match config::load(path, &process_env()) {
         Ok((config, warnings)) => {
             for w in &warnings {
                 say_warning(w);
@@ -811,7 +920,12 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let (mappings, warnings) = match Mappings::load(&[source], &LoadOptions { hidden_env }) {
+    let load = LoadOptions {
+        env: config::process_vars(),
+        hidden_env,
+        observer: process_env().observer,
+    };
+    let (mappings, warnings) = match Mappings::load(&[source], &load) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             for d in &diagnostics {
@@ -834,10 +948,11 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
         }
     };
     let mut worker = one_shot_worker(&mappings)?;
-    let mut map_items = |items: &[RawItem]| match worker.as_mut() {
-        Some(worker) => worker.map_items(items).map_err(|e| e.to_string()),
-        None => Ok(items.iter().map(|item| mappings.map_item(item)).collect()),
+    let mut mapper = match worker.as_mut() {
+        Some(worker) => Mapper::Sandbox(worker),
+        None => Mapper::InProcess,
     };
+    let mut map_items = |items: &[RawItem]| engine::map_items(&mappings, &mut mapper, items);
     let summary = mapping::run_map(
         &mut map_items,
         &|kind| mappings.maps_kind(kind),

@@ -11,18 +11,19 @@ use aws_credential_types::Credentials;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-use tidemark::mapping::Producible;
-use tidemark::model::{
-    Desired, Entity, KindSpec, Origin, OwnedEntity, RawItem, RegionPolicy, WriteOptions,
-};
-use tidemark::reconcile::plan::{Action, MassDelete, Plan, PlanInput, Reason, plan};
-use tidemark::secret::Secret;
-use tidemark::source::aws::{
+use tidemark::adapters::Source;
+use tidemark::adapters::aws::{
     AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints, WebIdentityBase,
 };
-use tidemark::source::{
-    AccountReport, DiscoveryStatus, ListRequest, Listing, Regions, Source, SourceReport,
+use tidemark::core::mapping::Producible;
+use tidemark::core::model::{
+    Desired, Entity, KindSpec, Origin, OwnedEntity, RawItem, RegionPolicy, WriteOptions,
 };
+use tidemark::core::reconcile::plan::{Action, MassDelete, Plan, PlanInput, Reason, plan};
+use tidemark::core::report::{
+    AccountReport, DiscoveryStatus, ListRequest, Listing, Regions, SourceReport,
+};
+use tidemark::core::secret::Secret;
 
 use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
 use support::moto::Moto;
@@ -1723,17 +1724,19 @@ async fn properties_nested_past_the_cap_fail_their_item_and_those_below_it_map_i
     assert!(!items.iter().any(|i| i.identifier == "q-too-deep"));
 
     // The watch maps items in a child process, one level deeper on the wire.
-    let mapping = tidemark::mapping::MappingSource {
+    let mapping = tidemark::core::mapping::MappingSource {
         name: "mapping.yaml".into(),
         text: format!(
             "resources:\n  - kind: {TOPIC}\n    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"q\"'\n          properties:\n            deep: .Properties.Deep\n"
         ),
     };
-    let (mappings, _) =
-        tidemark::mapping::Mappings::load(&[mapping], &tidemark::mapping::LoadOptions::default())
-            .expect("the mapping compiles");
+    let (mappings, _) = tidemark::core::mapping::Mappings::load(
+        &[mapping],
+        &tidemark::core::mapping::LoadOptions::default(),
+    )
+    .expect("the mapping compiles");
     let mut worker =
-        tidemark::mapping::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
+        tidemark::sandbox::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
     let outcomes = worker
         .map_items(std::slice::from_ref(listed))
         .expect("the worker answers");
@@ -1750,10 +1753,10 @@ async fn properties_nested_past_the_cap_fail_their_item_and_those_below_it_map_i
 
     // A snapshot, two levels deeper in its files, reads back what it recorded.
     let dir = tempfile::tempdir().expect("tempdir");
-    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+    tidemark::adapters::snapshot::write_snapshot(dir.path(), &report, &items, "now")
         .expect("snapshot written");
     let replay =
-        tidemark::source::snapshot::SnapshotSource::new(dir.path(), list_of(&["us-east-1"]));
+        tidemark::adapters::snapshot::SnapshotSource::new(dir.path(), list_of(&["us-east-1"]));
     let (replay_report, replayed) = run_source(&replay, &both).await;
     let mut recorded = report.listings.clone();
     let mut replayed_listings = replay_report.listings.clone();
@@ -1883,7 +1886,7 @@ async fn account_ids_and_regions_that_are_not_aws_names_fail_the_account_and_nev
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("a/snapshot");
     for report in [&report, &regions_report] {
-        tidemark::source::snapshot::write_snapshot(&dir, report, &[], "now")
+        tidemark::adapters::snapshot::write_snapshot(&dir, report, &[], "now")
             .expect("snapshot written");
     }
     assert!(!root.path().join("a/escaped").exists());

@@ -15,9 +15,9 @@ use std::process::{Command, Output};
 
 use serde_json::{Value as Json, json};
 
-use tidemark::catalog::validate::{is_valid_blueprint_identifier, validate_entity};
-use tidemark::model::{Blueprint, Entity};
-use tidemark::yaml::{self, Node};
+use tidemark::core::model::{Blueprint, Entity};
+use tidemark::core::validate::{is_valid_blueprint_identifier, validate_entity};
+use tidemark::core::yaml::{self, Node};
 
 /// The account and region `tidemark map` fills in for fixture items that do not carry their own.
 const ACCOUNT: &str = "123456789012";

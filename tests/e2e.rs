@@ -461,12 +461,13 @@ fn validate_passes_on_the_demo_and_prints_secrets_masked() {
 #[test]
 fn a_create_over_another_owners_entity_is_withheld_unless_adopted() {
     let ws = small();
-    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
+    let catalog = tidemark::adapters::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
         .expect("open");
-    let mut theirs = tidemark::model::Entity::new("queue", "arn:aws:sqs:us-east-1:222222222222:q0");
+    let mut theirs =
+        tidemark::core::model::Entity::new("queue", "arn:aws:sqs:us-east-1:222222222222:q0");
     theirs.title = Some(json!("theirs"));
     catalog
-        .insert_blueprint(&tidemark::model::Blueprint(
+        .insert_blueprint(&tidemark::core::model::Blueprint(
             serde_json::from_str::<Json>(BLUEPRINTS).expect("json")[1].clone(),
         ))
         .expect("bp");
@@ -752,7 +753,7 @@ mod fixtures;
 fn search_relations_are_resolved_against_the_local_catalog_and_a_stable_answer_costs_no_write() {
     let ws = Workspace::new();
     fixtures::write_search_workspace(&|rel, text| ws.write(rel, text), "  type: local\n");
-    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
+    let catalog = tidemark::adapters::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
         .expect("open catalog");
     let team_blueprint: Json = serde_json::from_str::<Vec<Json>>(
         &std::fs::read_to_string(ws.path("mappings/blueprints.json")).expect("blueprints"),
@@ -760,10 +761,10 @@ fn search_relations_are_resolved_against_the_local_catalog_and_a_stable_answer_c
     .expect("json")[0]
         .clone();
     catalog
-        .insert_blueprint(&tidemark::model::Blueprint(team_blueprint))
+        .insert_blueprint(&tidemark::core::model::Blueprint(team_blueprint))
         .expect("team blueprint");
     for team in fixtures::search_teams() {
-        let entity: tidemark::model::Entity = serde_json::from_value(
+        let entity: tidemark::core::model::Entity = serde_json::from_value(
             json!({"blueprint": "team", "identifier": team["identifier"],
                 "title": team["title"], "properties": team["properties"]}),
         )
@@ -808,10 +809,10 @@ fn validate_refuses_a_constant_blueprint_that_exists_nowhere_naming_the_expressi
         "validate created the catalog"
     );
     // Once the catalog has it (another tool made it), it is fine.
-    let catalog = tidemark::catalog::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
+    let catalog = tidemark::adapters::local::LocalCatalog::open(&ws.path(".tidemark/catalog.db"))
         .expect("open");
     catalog
-        .insert_blueprint(&tidemark::model::Blueprint(
+        .insert_blueprint(&tidemark::core::model::Blueprint(
             json!({"identifier": "qeueu", "title": "Q", "schema": {"properties": {}}}),
         ))
         .expect("blueprint");

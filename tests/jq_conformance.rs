@@ -3,7 +3,7 @@
 //! here through the same evaluation path mappings use.
 
 use serde_json::Value as Json;
-use tidemark::mapping::{ExprOutcome, eval_expression};
+use tidemark::core::mapping::{ExprOutcome, eval_expression};
 
 fn fixture(name: &str) -> Json {
     let path = format!("{}/tests/fixtures/jq/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -47,6 +47,7 @@ fn every_case_gives_what_jq_1_7_gives() {
     let expected = expected.as_array().expect("expected is an array");
     assert_eq!(cases.len(), expected.len(), "regenerate expected.json");
     let mut failures = Vec::new();
+    let env = tidemark::config::process_vars();
     for (case, want) in cases.iter().zip(expected) {
         let name = case["name"].as_str().unwrap_or_default();
         if KNOWN_DIFFERENCES.iter().any(|(n, _)| *n == name) {
@@ -54,7 +55,7 @@ fn every_case_gives_what_jq_1_7_gives() {
         }
         assert_eq!(want["name"], case["name"], "regenerate expected.json");
         let filter = case["filter"].as_str().unwrap_or_default();
-        let got = eval_expression(filter, &case["input"]);
+        let got = eval_expression(filter, &case["input"], &env);
         let ok = match (want["outcome"].as_str(), &got) {
             (Some("value"), Ok(ExprOutcome::Value(v))) => same(v, &want["output"]),
             (Some("empty"), Ok(ExprOutcome::Empty)) => true,

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use tempfile::TempDir;
-use tidemark::catalog::local::LocalCatalog;
-use tidemark::catalog::{
-    ApplyReport, BlueprintChange, Catalog, Delete, NoProgress, Progress, Upsert, Writes,
+use tidemark::adapters::Catalog;
+use tidemark::adapters::local::LocalCatalog;
+use tidemark::core::model::{Blueprint, Entity, EntityKey, ForeignReference, WriteOptions};
+use tidemark::core::writes::{
+    ApplyReport, BlueprintChange, Delete, NoProgress, Progress, Upsert, Writes,
 };
-use tidemark::model::{Blueprint, Entity, EntityKey, ForeignReference, WriteOptions};
 
 const OWNER: &str = "aws-prod";
 const OTHER: &str = "someone-else";
@@ -135,7 +136,7 @@ fn stored(
     catalog: &LocalCatalog,
     blueprint: &str,
     id: &str,
-) -> tidemark::catalog::local::StoredEntity {
+) -> tidemark::adapters::local::StoredEntity {
     catalog
         .entities(None, Some(blueprint))
         .expect("entities")
@@ -916,7 +917,7 @@ async fn a_stop_request_ends_the_apply_after_the_batch_in_flight_and_a_rerun_com
     let report = f.catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
         report.stopped.as_deref(),
-        Some(tidemark::catalog::STOPPED_ON_REQUEST)
+        Some(tidemark::core::writes::STOPPED_ON_REQUEST)
     );
     assert_eq!(report.upserted.len(), 500, "more than the batch in flight");
     assert_eq!(report.deleted, vec![]);
@@ -1102,13 +1103,13 @@ async fn the_same_entity_in_another_key_order_is_stored_identically_and_is_no_ch
     for desired in [&written, &reordered] {
         for merge in [true, false] {
             assert!(
-                tidemark::reconcile::diff::same_fields(desired, &owned[0].entity, merge),
+                tidemark::core::reconcile::compare::same_fields(desired, &owned[0].entity, merge),
                 "merge={merge}: {desired:?} against {:?}",
                 owned[0].entity
             );
         }
     }
-    let basis = tidemark::reconcile::plan::owned_hashes(&owned);
+    let basis = tidemark::core::reconcile::plan::owned_hashes(&owned);
 
     let report = upserts(
         &f.catalog,
@@ -1123,5 +1124,5 @@ async fn the_same_entity_in_another_key_order_is_stored_identically_and_is_no_ch
     );
     assert_eq!(second.content_hash, first.content_hash);
     let owned = f.catalog.owned(OWNER, &[]).await.expect("owned");
-    assert_eq!(tidemark::reconcile::plan::owned_hashes(&owned), basis);
+    assert_eq!(tidemark::core::reconcile::plan::owned_hashes(&owned), basis);
 }

@@ -250,19 +250,21 @@ fn input_that_is_not_json_is_an_error() {
 }
 
 /// The mappings [`MAPPING`] compiles to, for the `watch` mapping worker.
-fn compiled() -> tidemark::mapping::Mappings {
-    let source = tidemark::mapping::MappingSource {
+fn compiled() -> tidemark::core::mapping::Mappings {
+    let source = tidemark::core::mapping::MappingSource {
         name: "mapping.yaml".into(),
         text: MAPPING.into(),
     };
-    let (mappings, _) =
-        tidemark::mapping::Mappings::load(&[source], &tidemark::mapping::LoadOptions::default())
-            .expect("the mapping compiles");
+    let (mappings, _) = tidemark::core::mapping::Mappings::load(
+        &[source],
+        &tidemark::core::mapping::LoadOptions::default(),
+    )
+    .expect("the mapping compiles");
     mappings
 }
 
-fn bucket(name: &str) -> tidemark::model::RawItem {
-    tidemark::model::RawItem {
+fn bucket(name: &str) -> tidemark::core::model::RawItem {
+    tidemark::core::model::RawItem {
         account: "222222222222".into(),
         account_name: Some("prod".into()),
         region: "eu-west-1".into(),
@@ -277,7 +279,7 @@ fn bucket(name: &str) -> tidemark::model::RawItem {
 fn the_watch_mapping_worker_gives_what_mapping_in_process_gives() {
     let mappings = compiled();
     let mut worker =
-        tidemark::mapping::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
+        tidemark::sandbox::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
     let items: Vec<_> = (0..50).map(|i| bucket(&format!("b{i}"))).collect();
     // Twice through the same child: answers never leak from one batch into the next.
     for _ in 0..2 {
@@ -291,7 +293,7 @@ fn the_watch_mapping_worker_gives_what_mapping_in_process_gives() {
 fn a_batch_given_up_unread_does_not_leak_answers_into_the_next() {
     let mappings = compiled();
     let mut worker =
-        tidemark::mapping::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
+        tidemark::sandbox::worker::Worker::new(env!("CARGO_BIN_EXE_tidemark").into(), &mappings);
     {
         let mut abandoned = worker.batch();
         abandoned.send(&bucket("stale"));

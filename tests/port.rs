@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 
 use support::port_standin::{Faults, Hostile, PortStandIn};
-use tidemark::catalog::port::{PortCatalog, PortOptions, RetryPolicy};
-use tidemark::catalog::{BlueprintChange, Catalog, Delete, NoProgress, Upsert, Writes};
-use tidemark::model::{Blueprint, Entity, EntityKey, WriteOptions};
-use tidemark::secret::Secret;
+use tidemark::adapters::Catalog;
+use tidemark::adapters::port::{PortCatalog, PortOptions, RetryPolicy};
+use tidemark::core::model::{Blueprint, Entity, EntityKey, WriteOptions};
+use tidemark::core::secret::Secret;
+use tidemark::core::writes::{BlueprintChange, Delete, NoProgress, Upsert, Writes};
 
 const OWNER: &str = "aws-prod";
 const BUCKET: &str = "awsS3Bucket";
@@ -748,7 +749,7 @@ async fn blueprint_bootstrap_adds_relations_after_creating_so_cycles_work_and_on
 }
 
 /// Blueprints, creates, updates and deletes: the same scenario with and without faults.
-async fn scenario(standin: &PortStandIn) -> tidemark::catalog::ApplyReport {
+async fn scenario(standin: &PortStandIn) -> tidemark::core::writes::ApplyReport {
     standin.add_blueprint(account_blueprint());
     let agent = "tidemark/0.1.0/aws-prod/111";
     for i in 0..30 {
@@ -1231,7 +1232,7 @@ async fn a_request_port_finds_too_large_is_split_until_it_fits_and_a_lone_giant_
 /// Asks the apply to stop once anything has been written.
 struct StopAfterFirstWrite(std::sync::atomic::AtomicBool);
 
-impl tidemark::catalog::Progress for StopAfterFirstWrite {
+impl tidemark::core::writes::Progress for StopAfterFirstWrite {
     fn start(&self, _: u64) {}
     fn advance(&self, _: u64) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1270,7 +1271,7 @@ async fn a_stop_request_lets_the_blueprint_in_flight_finish_and_sends_nothing_af
     let report = catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
         report.stopped.as_deref(),
-        Some(tidemark::catalog::STOPPED_ON_REQUEST)
+        Some(tidemark::core::writes::STOPPED_ON_REQUEST)
     );
     // The accounts' batch was in flight and finished; the buckets' and the delete never went.
     assert_eq!(report.upserted.len(), 2, "{:?}", report.upserted);
@@ -1306,7 +1307,7 @@ async fn a_stop_request_within_one_blueprint_lets_the_requests_in_flight_finish_
     let report = catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
         report.stopped.as_deref(),
-        Some(tidemark::catalog::STOPPED_ON_REQUEST)
+        Some(tidemark::core::writes::STOPPED_ON_REQUEST)
     );
     let written = report.upserted.len();
     assert!(

@@ -214,7 +214,7 @@ mod properties {
 
     use proptest::prelude::*;
     use serde_json::Value as Json;
-    use tidemark::mapping::{LoadOptions, MappingSource, Mappings};
+    use tidemark::core::mapping::{LoadOptions, MappingSource, Mappings};
 
     const VALID_CONFIG: &str = "integration: {identifier: robust}\nsource:\n  type: snapshot\n  path: snap\n  regions: [us-east-1]\ncatalog: {type: local}\nmappings: [m.yaml]\n";
 
@@ -302,8 +302,8 @@ mod properties {
 
         #[test]
         fn canonical_form_is_idempotent(value in json()) {
-            let once = tidemark::reconcile::diff::canonical(&value);
-            prop_assert_eq!(tidemark::reconcile::diff::canonical(&once), once);
+            let once = tidemark::core::reconcile::compare::canonical(&value);
+            prop_assert_eq!(tidemark::core::reconcile::compare::canonical(&once), once);
         }
     }
 

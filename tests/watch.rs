@@ -22,18 +22,18 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use tokio::sync::Notify;
 
-use tidemark::app::AnySource;
-use tidemark::catalog::local::LocalCatalog;
-use tidemark::catalog::{
-    ApplyReport, Catalog, CatalogError, NoProgress, Progress, ReadCheck, Writes,
-};
+use tidemark::adapters::AnySource;
+use tidemark::adapters::aws::{AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints};
+use tidemark::adapters::local::LocalCatalog;
+use tidemark::adapters::{Catalog, CatalogError, ReadCheck};
+use tidemark::adapters::{ItemSink, Source, SourceError};
 use tidemark::config::{Config, ProcessEnv};
-use tidemark::model::{
+use tidemark::core::model::{
     Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, RawItem,
 };
-use tidemark::reconcile::{self, InProcess};
-use tidemark::source::aws::{AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints};
-use tidemark::source::{ItemSink, ListRequest, Regions, Source, SourceError, SourceReport};
+use tidemark::core::report::{ListRequest, Regions, SourceReport};
+use tidemark::core::writes::{ApplyReport, NoProgress, Progress, Writes};
+use tidemark::engine::{self, InProcess};
 use tidemark::watch::{self, Adapters, Configured, Shared, WatchError, WatchOptions};
 
 use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
@@ -241,7 +241,7 @@ impl Adapters for Counting {
     fn open_catalog(
         &self,
         config: &Config,
-    ) -> Result<Self::Catalog, tidemark::catalog::CatalogError> {
+    ) -> Result<Self::Catalog, tidemark::adapters::CatalogError> {
         Configured.open_catalog(config)
     }
 }
@@ -769,7 +769,7 @@ impl Adapters for StandInAws {
     fn open_catalog(
         &self,
         config: &Config,
-    ) -> Result<Self::Catalog, tidemark::catalog::CatalogError> {
+    ) -> Result<Self::Catalog, tidemark::adapters::CatalogError> {
         Configured.open_catalog(config)
     }
 }
@@ -970,9 +970,9 @@ async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_
     ws.write("mappings/queues.yaml", MAPPING);
     ws.write("mappings/blueprints.json", BLUEPRINTS);
     ws.write_snapshot_with(20);
-    let (config, _) = tidemark::config::load(&ws.config(), &ProcessEnv).expect("config");
+    let (config, _) = tidemark::config::load(&ws.config(), &ProcessEnv::default()).expect("config");
     let source = AnySource::open(&config).await.expect("source");
-    let everything = reconcile::collect(&config, &source, true, &NoProgress)
+    let everything = engine::collect(&config, &source, true, &NoProgress)
         .await
         .expect("collect");
     let sizes: Vec<usize> = everything
@@ -985,7 +985,7 @@ async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_
     let total: usize = sizes.iter().sum();
 
     let limit = (total / 3) as u64;
-    let bounded = reconcile::collect_with(
+    let bounded = engine::collect_with(
         &config,
         &source,
         Some(limit),
@@ -1010,7 +1010,7 @@ async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_
     // Mapping does not depend on the cache.
     assert_eq!(bounded.desired.len(), everything.desired.len());
 
-    let within = reconcile::collect_with(
+    let within = engine::collect_with(
         &config,
         &source,
         Some(total as u64),

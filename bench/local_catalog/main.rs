@@ -1,22 +1,33 @@
 //! Times the local catalog with 20,000 entities: applies (create, identical update, delete),
 //! `owned`, `foreign` and `foreign_references`, wall clock and process CPU time.
 
-// The modules are compiled from tidemark's sources so this release build stays small.
-#[path = "../../src/catalog/mod.rs"]
+// The modules are compiled from tidemark's sources so this release build stays small: the
+// local catalog adapter and the parts of the core it reads, in the same module tree as in
+// tidemark, without the AWS SDK.
 #[allow(dead_code)]
-pub mod catalog;
-#[path = "../../src/model.rs"]
+#[path = "../../src/core"]
+mod core {
+    pub mod model;
+    pub mod query;
+    pub mod secret;
+    pub mod validate;
+    pub mod writes;
+}
 #[allow(dead_code)]
-pub mod model;
-#[path = "../../src/secret.rs"]
-#[allow(dead_code)]
-pub mod secret;
+#[path = "../../src/adapters"]
+mod adapters {
+    mod catalog;
+    pub mod local;
+    pub mod requests;
+    pub use catalog::*;
+}
 
 use std::time::{Duration, Instant};
 
-use catalog::local::LocalCatalog;
-use catalog::{BlueprintChange, Catalog, Delete, NoProgress, Upsert, Writes};
-use model::{Blueprint, Entity, EntityKey, WriteOptions};
+use adapters::Catalog;
+use adapters::local::LocalCatalog;
+use crate::core::writes::{BlueprintChange, Delete, NoProgress, Upsert, Writes};
+use crate::core::model::{Blueprint, Entity, EntityKey, WriteOptions};
 use serde_json::json;
 
 const OWNER: &str = "aws-prod";

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use port_standin::PortStandIn;
-use tidemark::catalog::port::{PortCatalog, PortOptions};
-use tidemark::catalog::{BlueprintChange, Catalog, NoProgress, Upsert, Writes};
-use tidemark::model::{Blueprint, Entity, EntityKey, WriteOptions};
+use tidemark::adapters::Catalog;
+use tidemark::adapters::port::{PortCatalog, PortOptions};
+use tidemark::core::model::{Blueprint, Entity, EntityKey, WriteOptions};
+use tidemark::core::writes::{BlueprintChange, NoProgress, Upsert, Writes};
 
 const OWNER: &str = "aws-bench";
 const ACCOUNTS: usize = 10;

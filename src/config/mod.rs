@@ -1,25 +1,26 @@
 //! `tidemark.yaml`: raw YAML → validated [`Config`] with every mapping compiled.
 //!
 //! Loading happens in two stages, like ripgrep's low-level and high-level arguments: the YAML is
-//! parsed into a positioned tree ([`crate::yaml`]), then each section is checked and converted,
+//! parsed into a positioned tree ([`crate::core::yaml`]), then each section is checked and converted,
 //! collecting every problem as a `file:line:col` [`Diagnostic`] instead of stopping at the first.
 //! `${VAR}` substitution happens on scalar values after parsing; secrets may come from `*File`
 //! keys; Port's and Ocean's environment variables fill keys the file leaves out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::port::PortConfig;
-use crate::mapping::{LoadOptions, MappingSource, Mappings, Producible, Redactor};
-use crate::model::Blueprint;
-use crate::secret::Secret;
-use crate::source::Regions;
-use crate::source::aws::{AwsConfig, MemberAuth};
-use crate::yaml::{self, Diagnostic, Node, Pos, Value};
+use crate::adapters::aws::{AwsConfig, MemberAuth};
+use crate::adapters::port::PortConfig;
+use crate::core::mapping::{LoadOptions, MappingSource, Mappings, Observer, Producible, Redactor};
+use crate::core::model::{Blueprint, hex};
+use crate::core::report::Regions;
+use crate::core::secret::Secret;
+use crate::core::yaml::{self, Diagnostic, Node, Pos, Value};
 
 pub mod builtin;
 pub mod print;
@@ -130,18 +131,56 @@ pub enum CatalogConfig {
     Port(PortConfig),
 }
 
-/// Where environment variables come from; tests pass a map instead of the process environment.
+/// What the process gives a config: environment variables (tests pass a map instead of the
+/// process environment) and the observer mappings are loaded with.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
+
+    /// Every variable jq's `$ENV` may show (secrets are taken out later).
+    fn vars(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Watches mapping evaluation (the binary's time limit); none by default.
+    fn observer(&self) -> Option<Arc<dyn Observer>> {
+        None
+    }
 }
 
-/// The process environment.
-pub struct ProcessEnv;
+/// The process environment, with the observer mappings are loaded with.
+#[derive(Clone, Default)]
+pub struct ProcessEnv {
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for ProcessEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessEnv")
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
 
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        process_vars()
+    }
+
+    fn observer(&self) -> Option<Arc<dyn Observer>> {
+        self.observer.clone()
+    }
+}
+
+/// The process environment as text. A variable whose name or value is not UTF-8 cannot be a jq
+/// string, so it is left out (`std::env::vars` would panic on it).
+pub fn process_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 impl<F: Fn(&str) -> Option<String>> Env for F {
@@ -178,7 +217,7 @@ const MAX_CACHE_MIB: f64 = 1_048_576.0;
 pub type Loaded = (Config, Vec<Diagnostic>);
 
 /// Reads, validates and compiles the config at `path`. All errors come back together, with the
-/// warnings ([`Severity::Warning`](crate::yaml::Severity)) after them.
+/// warnings ([`Severity::Warning`](crate::core::yaml::Severity)) after them.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Loaded, Vec<Diagnostic>> {
     let file = path.display().to_string();
     let text = read_config_text(path)
@@ -260,7 +299,12 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
             None
         }
     };
-    let mappings = match Mappings::load(&mapping_files, &LoadOptions { hidden_env }) {
+    let options = LoadOptions {
+        env: env.vars(),
+        hidden_env,
+        observer: env.observer(),
+    };
+    let mappings = match Mappings::load(&mapping_files, &options) {
         Ok((mappings, warnings)) => {
             cx.warnings.extend(warnings);
             Some(mappings)
@@ -350,10 +394,6 @@ fn display_name(path: &Path) -> String {
     } else {
         shown.display().to_string()
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hash_node(node: Option<&Node>) -> String {
@@ -670,8 +710,8 @@ impl Cx<'_> {
                         );
                     }
                     for (item, region) in n.as_seq().unwrap_or_default().iter().zip(&list) {
-                        if !crate::source::is_region_name(region) {
-                            let why = crate::source::not_a_region_name(region);
+                        if !crate::core::report::is_region_name(region) {
+                            let why = crate::core::report::not_a_region_name(region);
                             self.error(item.pos, format!("source.regions: {why}"));
                         }
                     }
@@ -1168,7 +1208,7 @@ impl Cx<'_> {
                     line: line_of_index(text, i),
                     col: 1,
                 };
-                if id.is_empty() || !crate::catalog::validate::is_valid_blueprint_identifier(&id) {
+                if id.is_empty() || !crate::core::validate::is_valid_blueprint_identifier(&id) {
                     self.errors.push(Diagnostic::new(
                         name,
                         at,

@@ -3,8 +3,8 @@
 use serde_json::{Value as Json, json};
 
 use super::{CatalogConfig, Config, SourceConfig};
-use crate::source::Regions;
-use crate::source::aws::MemberAuth;
+use crate::adapters::aws::MemberAuth;
+use crate::core::report::Regions;
 
 /// What a user would have to write to get the same behaviour, defaults filled in.
 pub fn effective(config: &Config) -> Json {
@@ -122,7 +122,7 @@ fn scalar(v: &Json) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || "-_./*:@".contains(c))
                 && !s.starts_with(['-', '*', ':', '@'])
                 && !s.contains(": ")
-                && crate::yaml::parse(s).is_ok_and(|n| n.as_str() == Some(s.as_str()));
+                && crate::core::yaml::parse(s).is_ok_and(|n| n.as_str() == Some(s.as_str()));
             if plain {
                 s.clone()
             } else {

@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 
 use super::builtin::{CONFIG_SCHEMA, MAPPING_SCHEMA};
-use crate::yaml::{self, Diagnostic, Node};
+use crate::core::yaml::{self, Diagnostic, Node};
 
 /// Config keys whose values are secrets. Schema messages quote the values they reject, so these
 /// are replaced before checking; the loader checks their type without quoting them.

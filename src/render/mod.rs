@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use serde_json::Value as Json;
 use similar::{ChangeTag, TextDiff};
 
-use crate::catalog::ApplyReport;
-use crate::reconcile::plan::{AccountStatus, Action, Change, Plan, ScopeLine};
+use crate::core::reconcile::plan::{AccountStatus, Action, Change, Plan, ScopeLine};
+use crate::core::writes::ApplyReport;
 
 /// Output styling for text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,7 +348,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
 /// Withheld changes with the same (account, reason), printed once with a count: a denied
 /// account can hold back thousands of deletes for one reason.
 struct WithheldGroup<'p> {
-    first: &'p crate::reconcile::plan::Withheld,
+    first: &'p crate::core::reconcile::plan::Withheld,
     count: usize,
 }
 
@@ -393,7 +393,7 @@ fn withheld_groups(plan: &Plan) -> Vec<WithheldGroup<'_>> {
     groups
 }
 
-fn issue_line(issue: &crate::reconcile::Issue) -> String {
+fn issue_line(issue: &crate::core::reconcile::Issue) -> String {
     let parts: Vec<&str> = [&issue.account, &issue.region, &issue.kind, &issue.item]
         .iter()
         .filter_map(|p| p.as_deref())
@@ -639,7 +639,7 @@ pub fn json(plan: &Plan) -> String {
 /// What `apply` wrote.
 /// `tidemark accounts`: one row per account, its role, whether it was assumed (and why not, with
 /// the fix to try, on the line below) and its regions.
-pub fn accounts_table(accounts: &[crate::source::AccountReport]) -> String {
+pub fn accounts_table(accounts: &[crate::core::report::AccountReport]) -> String {
     let mut out = format!(
         "{:<14} {:<24} {:<9} {:<50} REGIONS\n",
         "ACCOUNT", "NAME", "ASSUMED", "ROLE"
@@ -667,8 +667,8 @@ pub fn accounts_table(accounts: &[crate::source::AccountReport]) -> String {
 
 /// `tidemark accounts --format json`: one document with how discovery went and every account.
 pub fn accounts_json(
-    discovery: &crate::source::Discovery,
-    accounts: &[crate::source::AccountReport],
+    discovery: &crate::core::report::Discovery,
+    accounts: &[crate::core::report::AccountReport],
 ) -> String {
     let doc = serde_json::json!({"discovery": discovery, "accounts": accounts});
     format!(
@@ -678,7 +678,7 @@ pub fn accounts_json(
 }
 
 /// `tidemark entities`: one JSON line per owned entity (SPEC's shape).
-pub fn entities_json(owned: &[crate::model::OwnedEntity]) -> String {
+pub fn entities_json(owned: &[crate::core::model::OwnedEntity]) -> String {
     let mut out = String::new();
     for o in owned {
         let line = serde_json::json!({
@@ -694,8 +694,8 @@ pub fn entities_json(owned: &[crate::model::OwnedEntity]) -> String {
 }
 
 /// `tidemark entities --format table`: blueprint, account, kind, identifier and title.
-pub fn entities_table(owned: &[crate::model::OwnedEntity]) -> String {
-    let width = |f: &dyn Fn(&crate::model::OwnedEntity) -> usize, header: &str| {
+pub fn entities_table(owned: &[crate::core::model::OwnedEntity]) -> String {
+    let width = |f: &dyn Fn(&crate::core::model::OwnedEntity) -> usize, header: &str| {
         owned.iter().map(f).max().unwrap_or(0).max(header.len())
     };
     let bp = width(&|o| o.entity.blueprint.len(), "BLUEPRINT");
@@ -734,10 +734,10 @@ pub fn plural<'a>(n: usize, singular: &'a str, plural: &'a str) -> &'a str {
 /// `validate --catalog`: one line per read, grouped by blueprint, then a verdict.
 pub fn preflight(
     catalog: &str,
-    checks: &[crate::catalog::ReadCheck],
+    checks: &[crate::adapters::ReadCheck],
     defined: &dyn Fn(&str) -> bool,
 ) -> String {
-    use crate::catalog::ReadOutcome;
+    use crate::adapters::ReadOutcome;
     use std::fmt::Write as _;
     let mut out = format!("{catalog}: the reads tidemark makes\n");
     let mut failures = 0;

@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::*;
-use crate::reconcile::plan::*;
-use crate::source::{Discovery, DiscoveryStatus};
+use crate::core::reconcile::plan::*;
+use crate::core::report::{Discovery, DiscoveryStatus};
 
 fn golden(name: &str, actual: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,7 +39,7 @@ fn sample() -> Plan {
         blueprints: vec![BlueprintPlan {
             action: Action::Create,
             identifier: "awsS3Bucket".into(),
-            definition: Some(crate::model::Blueprint(
+            definition: Some(crate::core::model::Blueprint(
                 json!({"identifier": "awsS3Bucket", "title": "S3 Bucket"}),
             )),
             add_properties: Default::default(),

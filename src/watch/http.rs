@@ -11,9 +11,9 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use super::metrics::Metrics;
-use crate::requests::RequestCount;
+use crate::adapters::requests::RequestCount;
 
-/// Takes an adapter's request counts (see [`crate::source::Source::take_requests`]).
+/// Takes an adapter's request counts (see [`crate::adapters::Source::take_requests`]).
 pub type TakeRequests = Box<dyn Fn() -> Vec<RequestCount> + Send + Sync>;
 
 /// What `/readyz` reports.

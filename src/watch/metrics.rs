@@ -13,11 +13,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::catalog::ApplyReport;
-use crate::model::EntityKey;
-use crate::reconcile::plan::{AccountStatus, Action};
-use crate::reconcile::{Collected, Plan};
-use crate::requests::RequestCount;
+use crate::adapters::requests::RequestCount;
+use crate::core::model::EntityKey;
+use crate::core::reconcile::Plan;
+use crate::core::reconcile::plan::{AccountStatus, Action};
+use crate::core::writes::ApplyReport;
+use crate::engine::Collected;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabels {

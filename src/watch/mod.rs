@@ -27,12 +27,12 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::app::{AnyCatalog, AnySource};
-use crate::catalog::{Catalog, CatalogError};
+use crate::adapters::{AnyCatalog, AnySource};
+use crate::adapters::{Catalog, CatalogError};
+use crate::adapters::{Source, SourceError};
 use crate::config::{self, Config, ProcessEnv};
-use crate::mapping::worker::{Killer, Worker};
-use crate::source::{Source, SourceError};
-use crate::yaml::Diagnostic;
+use crate::core::yaml::Diagnostic;
+use crate::sandbox::worker::{Killer, Worker};
 
 pub mod http;
 pub mod metrics;
@@ -66,6 +66,8 @@ pub struct WatchOptions {
     /// Without one, items are mapped in this process, where an item that runs past the
     /// evaluation limit ends the process, as in one-shot commands.
     pub map_worker: Option<PathBuf>,
+    /// What configs are loaded with: the process environment and the mapping observer.
+    pub env: ProcessEnv,
 }
 
 impl WatchOptions {
@@ -75,6 +77,7 @@ impl WatchOptions {
             debounce: DEFAULT_DEBOUNCE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             map_worker: None,
+            env: ProcessEnv::default(),
         }
     }
 }
@@ -180,7 +183,7 @@ pub async fn run_with<A: Adapters>(
 
 fn load_initial(options: &WatchOptions) -> Result<Config, WatchError> {
     let (config, warnings) =
-        config::load(&options.config_path, &ProcessEnv).map_err(WatchError::Config)?;
+        config::load(&options.config_path, &options.env).map_err(WatchError::Config)?;
     for w in &warnings {
         warn!("{w}");
     }
@@ -619,7 +622,7 @@ impl<A: Adapters> Daemon<A> {
         // one that needs a restart) landing while the candidate's sync runs keeps it: withdrawing
         // it would make that sync's end re-map with the config from before the good edit.
         self.files_rejected = true;
-        match config::load(&path, &ProcessEnv) {
+        match config::load(&path, &self.options.env) {
             Err(diagnostics) => {
                 let (errors, warnings): (Vec<_>, Vec<_>) =
                     diagnostics.into_iter().partition(Diagnostic::is_error);
@@ -736,8 +739,9 @@ impl<A: Adapters> Daemon<A> {
 /// After that, a second one exits the process at once (exit 0), without waiting for an apply in
 /// progress. Call it before loading the config: until a handler is registered a signal has its
 /// default effect, which ends the process by signal (exit 143) instead of shutting it down.
-/// Must be called within the runtime.
-pub fn signals() -> impl Future<Output = ()> {
+/// Must be called within the runtime. A second signal calls `exit_now`, which the binary
+/// supplies: it ends the mapping workers' children and exits 0 at once.
+pub fn signals(exit_now: fn() -> !) -> impl Future<Output = ()> {
     #[cfg(unix)]
     let registered = {
         use tokio::signal::unix::{SignalKind, signal};
@@ -768,7 +772,7 @@ pub fn signals() -> impl Future<Output = ()> {
         }
         if tokio::signal::ctrl_c().await.is_ok() {
             info!("interrupt received");
-            tokio::spawn(async {
+            tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {
                     exit_now();
                 }
@@ -778,11 +782,4 @@ pub fn signals() -> impl Future<Output = ()> {
             std::future::pending::<()>().await;
         }
     }
-}
-
-/// Exits at once (exit 0). `process::exit` runs no destructors, so the mapping workers' children
-/// are ended first: one in the middle of a batch would go on mapping the items in its pipe.
-fn exit_now() -> ! {
-    crate::mapping::worker::kill_all();
-    std::process::exit(0);
 }

@@ -6,15 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
 
-use crate::app::InWorker;
-use crate::catalog::{ApplyReport, Catalog, CatalogError, NoProgress, Progress};
+use crate::adapters::{Catalog, CatalogError};
+use crate::adapters::{Source, SourceError};
 use crate::config::Config;
-use crate::mapping::worker::Worker;
-use crate::model::{KindSpec, RawItem};
-use crate::reconcile::{
-    self, CollectError, Collected, InProcess, Issue, ItemMapper, MappingStopped, Plan, PlanOptions,
+use crate::core::model::{KindSpec, RawItem};
+use crate::core::reconcile::{Issue, Plan};
+use crate::core::report::{ListRequest, SourceReport};
+use crate::core::writes::{ApplyReport, NoProgress, Progress};
+use crate::engine::{
+    self, CollectError, Collected, Items, Mapper, MappingStopped, Pass, PassError, PlanOptions,
+    Ran, Steps,
 };
-use crate::source::{ListRequest, Source, SourceError, SourceReport};
+use crate::sandbox::worker::Worker;
 
 use super::schedule::Mode;
 
@@ -109,6 +112,16 @@ pub enum SyncError {
     Regressed(String),
 }
 
+impl From<PassError> for SyncError {
+    fn from(e: PassError) -> SyncError {
+        match e {
+            PassError::Collect(e) => e.into(),
+            PassError::Refused(why) => SyncError::Regressed(why),
+            PassError::Catalog(e) => SyncError::Catalog(e),
+        }
+    }
+}
+
 impl From<CollectError> for SyncError {
     fn from(e: CollectError) -> SyncError {
         match e {
@@ -153,65 +166,6 @@ pub struct SyncRun {
     pub cache: CacheUpdate,
 }
 
-/// Lists (or, for a re-map the cache covers, takes the cached items) and maps: the mode that ran,
-/// what it collected and what to keep for the next re-map.
-async fn gather<S: Source>(
-    mode: Mode,
-    config: &Config,
-    worker: Option<&tokio::sync::Mutex<Worker>>,
-    source: &S,
-    cache: Option<&Cache>,
-) -> (Mode, Result<Collected, SyncError>, CacheUpdate) {
-    let mut worker = match worker {
-        Some(w) => Some(w.lock().await),
-        None => None,
-    };
-    let mut in_process = InProcess(&config.mappings);
-    let mut in_worker;
-    let mapper: &mut dyn ItemMapper = match worker.as_deref_mut() {
-        Some(w) => {
-            in_worker = InWorker::new(w);
-            &mut in_worker
-        }
-        None => &mut in_process,
-    };
-    let request = reconcile::list_request(config);
-    let remapped = match (mode, cache) {
-        (Mode::Remap, Some(cache)) => cache.covering(&request),
-        _ => None,
-    };
-    if let Some((report, raw)) = remapped {
-        info!(items = raw.len(), "re-mapping cached items; no listing");
-        let collected = reconcile::remap(&config.mappings, mapper, &report, &raw);
-        return (
-            Mode::Remap,
-            collected.map_err(Into::into),
-            CacheUpdate::Keep,
-        );
-    }
-    if mode == Mode::Remap {
-        info!("the cache does not cover the new mappings; listing again");
-    }
-    let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
-    let listed = reconcile::collect_with(config, source, Some(limit), &NoProgress, mapper).await;
-    let mut collected = match listed {
-        Ok(c) => c,
-        Err(e) => return (Mode::Full, Err(e.into()), CacheUpdate::Replace(None)),
-    };
-    let cache = match Cache::keep(request, &mut collected, limit) {
-        Ok(cache) => Some(Arc::new(cache)),
-        Err(bytes) => {
-            warn!(
-                bytes,
-                limit_mib = config.watch_cache_limit_mib,
-                "raw items exceed watch.cacheLimitMiB; mapping edits will list again"
-            );
-            None
-        }
-    };
-    (Mode::Full, Ok(collected), CacheUpdate::Replace(cache))
-}
-
 /// Shared between a sync and shutdown: the sync raises `applying` while it writes; shutdown
 /// raises `stop`, and the apply ends after the writes in flight.
 #[derive(Debug, Default)]
@@ -234,6 +188,10 @@ impl Progress for ApplyControl {
     fn finish(&self) {}
     fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+    fn applying(&self, on: bool) {
+        // Raised before the stop is checked, so a shutdown either sees the apply or stops it.
+        self.applying.store(on, Ordering::SeqCst);
     }
 }
 
@@ -300,11 +258,62 @@ fn regressions(collected: &Collected, baseline: &BTreeSet<ItemRef>) -> Option<St
     ))
 }
 
-/// Runs one sync, mapping in `worker` when there is one. `control` lets shutdown stop the apply
-/// between batches. `baseline`, for a candidate config, holds the items that failed to map under
-/// the running config: a candidate that fails any other item is refused before anything is
-/// planned.
-#[allow(clippy::too_many_arguments)] // #16 gathers these into one engine pass.
+/// The watch's steps of a pass: after mapping, keep the raw items for the next re-map, log the
+/// mapping errors and refuse a candidate that regresses; after planning, log what is incomplete
+/// and apply under shutdown's control.
+struct SyncSteps<'a> {
+    /// What was listed, when the pass lists: the cache is kept for it.
+    listed: Option<ListRequest>,
+    limit_mib: u64,
+    cache: CacheUpdate,
+    baseline: Option<&'a BTreeSet<ItemRef>>,
+    control: &'a ApplyControl,
+}
+
+impl Steps for SyncSteps<'_> {
+    fn mapped(&mut self, collected: &mut Collected) -> Result<(), String> {
+        if let Some(request) = self.listed.take() {
+            let limit = self.limit_mib.saturating_mul(1024 * 1024);
+            self.cache = match Cache::keep(request, collected, limit) {
+                Ok(cache) => CacheUpdate::Replace(Some(Arc::new(cache))),
+                Err(bytes) => {
+                    warn!(
+                        bytes,
+                        limit_mib = self.limit_mib,
+                        "raw items exceed watch.cacheLimitMiB; mapping edits will list again"
+                    );
+                    CacheUpdate::Replace(None)
+                }
+            };
+        }
+        collected.raw = None;
+        log_mapping_errors(&collected.mapping_errors);
+        match self.baseline.and_then(|b| regressions(collected, b)) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    fn planned(&mut self, plan: &Plan) -> Option<&dyn Progress> {
+        for a in plan.accounts.iter().filter(|a| a.error.is_some()) {
+            warn!(account = %a.id, status = ?a.status, error = a.error.as_deref().unwrap_or_default(), "account incomplete");
+        }
+        for s in &plan.scopes {
+            warn!(account = %s.account, region = %s.region, kind = %s.kind, error = s.error.as_deref().unwrap_or_default(), "listing failed");
+        }
+        for w in &plan.withheld {
+            warn!(blueprint = %w.blueprint, identifier = %w.identifier, reason = ?w.reason, "delete withheld");
+        }
+        Some(self.control)
+    }
+}
+
+/// Runs one sync as an engine pass, mapping in `worker` when there is one. A re-map takes the
+/// cached items when the cache covers the new mappings, and lists otherwise. `control` lets
+/// shutdown stop the apply between batches. `baseline`, for a candidate config, holds the items
+/// that failed to map under the running config: a candidate that fails any other item is
+/// refused before anything is planned.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync<S: Source, C: Catalog>(
     mode: Mode,
     config: &Config,
@@ -315,54 +324,81 @@ pub async fn sync<S: Source, C: Catalog>(
     control: &ApplyControl,
     baseline: Option<&BTreeSet<ItemRef>>,
 ) -> SyncRun {
-    let done = |mode: Mode, result: Result<Synced, SyncError>, cache: CacheUpdate| SyncRun {
-        mode,
-        result,
-        cache,
+    let mut worker = match worker {
+        Some(w) => Some(w.lock().await),
+        None => None,
+    };
+    let mapper = match worker.as_deref_mut() {
+        Some(w) => Mapper::Sandbox(w),
+        None => Mapper::InProcess,
+    };
+    let request = engine::list_request(config);
+    let cached = match (mode, cache) {
+        (Mode::Remap, Some(cache)) => cache.covering(&request),
+        _ => None,
+    };
+    if mode == Mode::Remap && cached.is_none() {
+        info!("the cache does not cover the new mappings; listing again");
+    }
+    let mode = if cached.is_some() {
+        Mode::Remap
+    } else {
+        Mode::Full
+    };
+    let limit = config.watch_cache_limit_mib.saturating_mul(1024 * 1024);
+    let items = match &cached {
+        Some((report, raw)) => {
+            info!(items = raw.len(), "re-mapping cached items; no listing");
+            Items::Cached { report, raw }
+        }
+        None => Items::Listed {
+            source,
+            keep_raw: Some(limit),
+            progress: &NoProgress,
+        },
+    };
+    let mut steps = SyncSteps {
+        listed: cached.is_none().then_some(request),
+        limit_mib: config.watch_cache_limit_mib,
+        cache: if cached.is_some() {
+            CacheUpdate::Keep
+        } else {
+            CacheUpdate::Replace(None)
+        },
+        baseline,
+        control,
+    };
+    let pass = Pass {
+        config,
+        items,
+        mapper,
+        catalog,
+        options: PlanOptions::default(),
     };
     let started = std::time::Instant::now();
-    let (mode, gathered, update) = gather(mode, config, worker, source, cache).await;
-    let mut collected = match gathered {
-        Ok(collected) => collected,
-        Err(e) => return done(mode, Err(e), update),
-    };
-    collected.raw = None;
-    log_mapping_errors(&collected.mapping_errors);
-    if let Some(why) = baseline.and_then(|b| regressions(&collected, b)) {
-        return done(mode, Err(SyncError::Regressed(why)), update);
+    let ran = engine::run(pass, &mut steps).await;
+    let result = ran
+        .map_err(SyncError::from)
+        .and_then(|ran| synced(ran, mode, started));
+    SyncRun {
+        mode,
+        result,
+        cache: steps.cache,
     }
-    let mapped = started.elapsed();
-    let plan = match reconcile::plan(config, &collected, catalog, &PlanOptions::default()).await {
-        Ok(plan) => plan,
-        Err(e) => return done(mode, Err(e.into()), update),
-    };
-    for a in plan.accounts.iter().filter(|a| a.error.is_some()) {
-        warn!(account = %a.id, status = ?a.status, error = a.error.as_deref().unwrap_or_default(), "account incomplete");
-    }
-    for s in &plan.scopes {
-        warn!(account = %s.account, region = %s.region, kind = %s.kind, error = s.error.as_deref().unwrap_or_default(), "listing failed");
-    }
-    for w in &plan.withheld {
-        warn!(blueprint = %w.blueprint, identifier = %w.identifier, reason = ?w.reason, "delete withheld");
-    }
-    let planned = started.elapsed();
-    let report = if plan.has_changes() {
-        // Raised before the stop is checked, so a shutdown either sees the apply or stops it.
-        control.applying.store(true, Ordering::SeqCst);
-        let report =
-            reconcile::apply(catalog, &config.integration.identifier, &plan, control).await;
-        control.applying.store(false, Ordering::SeqCst);
+}
+
+/// A finished pass as the daemon records it: rejected writes logged, a stopped apply an error,
+/// and the `sync done` line.
+fn synced(ran: Ran, mode: Mode, started: std::time::Instant) -> Result<Synced, SyncError> {
+    if let Some(report) = &ran.applied {
         for r in &report.rejected {
             warn!(action = %r.action, key = %r.key, message = %r.message, "write rejected");
         }
         if let Some(stopped) = &report.stopped {
-            return done(mode, Err(SyncError::Stopped(stopped.clone())), update);
+            return Err(SyncError::Stopped(stopped.clone()));
         }
-        Some(report)
-    } else {
-        None
-    };
-    let s = &plan.summary;
+    }
+    let s = &ran.plan.summary;
     info!(
         mode = mode.as_str(),
         create = s.create,
@@ -370,21 +406,17 @@ pub async fn sync<S: Source, C: Catalog>(
         delete = s.delete,
         unchanged = s.unchanged,
         withheld = s.withheld,
-        mapping_errors = plan.mapping_errors.len(),
-        list_map_ms = mapped.as_millis() as u64,
-        plan_ms = (planned - mapped).as_millis() as u64,
-        apply_ms = (started.elapsed() - planned).as_millis() as u64,
+        mapping_errors = ran.plan.mapping_errors.len(),
+        list_map_ms = ran.mapped_in.as_millis() as u64,
+        plan_ms = (ran.planned_in - ran.mapped_in).as_millis() as u64,
+        apply_ms = (started.elapsed().saturating_sub(ran.planned_in)).as_millis() as u64,
         "sync done"
     );
-    done(
-        mode,
-        Ok(Synced {
-            collected,
-            plan,
-            report,
-        }),
-        update,
-    )
+    Ok(Synced {
+        collected: ran.collected,
+        plan: ran.plan,
+        report: ran.applied,
+    })
 }
 
 #[cfg(test)]
@@ -392,8 +424,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::RegionPolicy;
-    use crate::source::{Discovery, Listing, Regions};
+    use crate::core::model::RegionPolicy;
+    use crate::core::report::{Discovery, Listing, Regions};
 
     fn spec(kind: &str, model: Option<serde_json::Value>) -> KindSpec {
         KindSpec {

@@ -379,9 +379,9 @@ async fn a_snapshot_replays_buckets_under_their_listing_in_their_own_regions() {
     assert_eq!(items.len(), 5);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+    tidemark::adapters::snapshot::write_snapshot(dir.path(), &report, &items, "now")
         .expect("snapshot written");
-    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let replay = tidemark::adapters::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
     let (replayed_report, replayed) = run_source(&replay, &both).await;
     let mut recorded = report.listings.clone();
     let mut listings = replayed_report.listings.clone();
@@ -573,9 +573,9 @@ async fn a_snapshot_keeps_each_resource_models_scope_and_items_apart() {
     assert_eq!(report.listings.len(), 3);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+    tidemark::adapters::snapshot::write_snapshot(dir.path(), &report, &items, "now")
         .expect("snapshot written");
-    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let replay = tidemark::adapters::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
     let (replayed_report, replayed) = run_source(&replay, &specs).await;
     let mut recorded = report.listings.clone();
     let mut listings = replayed_report.listings.clone();
@@ -593,13 +593,15 @@ async fn a_snapshot_keeps_each_resource_models_scope_and_items_apart() {
 
 /// The specs `kinds()` makes of a mapping file (nothing here maps them).
 fn specs_of(mapping: &str) -> Vec<KindSpec> {
-    let source = tidemark::mapping::MappingSource {
+    let source = tidemark::core::mapping::MappingSource {
         name: "mapping.yaml".into(),
         text: mapping.into(),
     };
-    let (mappings, _) =
-        tidemark::mapping::Mappings::load(&[source], &tidemark::mapping::LoadOptions::default())
-            .expect("the mapping compiles");
+    let (mappings, _) = tidemark::core::mapping::Mappings::load(
+        &[source],
+        &tidemark::core::mapping::LoadOptions::default(),
+    )
+    .expect("the mapping compiles");
     mappings.kinds()
 }
 
@@ -760,9 +762,9 @@ async fn a_snapshot_replays_derived_listings_as_the_live_run_made_them() {
     let (report, items) = run(&source, &specs).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+    tidemark::adapters::snapshot::write_snapshot(dir.path(), &report, &items, "now")
         .expect("snapshot written");
-    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let replay = tidemark::adapters::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
     let (replayed_report, replayed) = run_source(&replay, &specs).await;
     let mut recorded = report.listings.clone();
     let mut listings = replayed_report.listings.clone();
@@ -820,7 +822,7 @@ async fn a_type_missing_in_a_region_is_an_empty_listing_when_nothing_owned_may_c
 
     // A snapshot records the absence, and its replay decides the same.
     let dir = tempfile::tempdir().expect("tempdir");
-    tidemark::source::snapshot::write_snapshot(dir.path(), &report, &items, "now")
+    tidemark::adapters::snapshot::write_snapshot(dir.path(), &report, &items, "now")
         .expect("snapshot written");
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("manifest.json")).expect("manifest"),
@@ -834,7 +836,7 @@ async fn a_type_missing_in_a_region_is_an_empty_listing_when_nothing_owned_may_c
             .any(|s| s["region"] == "eu-west-1" && s["status"] == "unavailable"),
         "{manifest:#}"
     );
-    let replay = tidemark::source::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
+    let replay = tidemark::adapters::snapshot::SnapshotSource::new(dir.path(), Regions::Enabled);
     let specs = request(vec![kind(REPOSITORY)], Regions::Enabled);
     let (replayed, _) = run_source(&replay, &specs).await;
     let mut live = report.listings.clone();
@@ -980,7 +982,7 @@ async fn bench_listing_the_default_mappings_for_twenty_accounts() {
         for account in &accounts {
             // A global kind holds its items once per account; buckets live in each region.
             let homes: &[&str] =
-                if tidemark::model::is_global_kind(&spec.kind) && spec.kind != BUCKET {
+                if tidemark::core::model::is_global_kind(&spec.kind) && spec.kind != BUCKET {
                     &["us-east-1"]
                 } else {
                     &regions

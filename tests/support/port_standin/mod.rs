@@ -25,8 +25,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value as Json, json};
 
-use tidemark::catalog::port::PortConfig;
-use tidemark::secret::Secret;
+use tidemark::adapters::port::PortConfig;
+use tidemark::core::secret::Secret;
 
 use contract::{BlueprintNames, Route};
 
