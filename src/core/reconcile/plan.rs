@@ -304,8 +304,16 @@ pub struct PlanInput<'a> {
 /// The account bucket of entities without a known account.
 pub const UNKNOWN_ACCOUNT: &str = "unknown";
 
+/// Kept owned entities and why (`None`: kept only because a kept entity relates to it).
+type Kept<'a> = Vec<(&'a OwnedEntity, Option<(Reason, String)>)>;
+
 /// Computes the plan. The same inputs in any order give the same plan: sources list
 /// concurrently, so the order of items, listings and issues differs from run to run.
+///
+/// The steps: one winner per key ([`dedupe`]); creates and updates ([`upserts`]); delete
+/// candidates and every reason to keep them ([`delete_blockers`], [`hold_foreign_dependents`],
+/// [`keep_referenced`], [`guard_mass_deletes`], then `keep_referenced` again for what the guards
+/// kept); then order and summary.
 pub fn plan(mut input: PlanInput<'_>) -> Plan {
     input.owned.sort_by(|a, b| {
         (&a.entity.blueprint, &a.entity.identifier)
@@ -314,22 +322,105 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
     input.foreign_references.sort();
     input.mapping_errors.sort();
     let mut warnings = input.warnings.clone();
-    let mut withheld = Vec::new();
-    let mut changes = Vec::new();
-    let mut unchanged = 0usize;
 
     let all_blueprints: Vec<Blueprint> =
         merged_blueprints(input.desired_blueprints, input.catalog_blueprints);
     let order = BlueprintOrder::new(&all_blueprints);
     let relation_targets = relation_target_map(&all_blueprints);
 
-    // Duplicates: one winner per key, deterministically.
-    let mut desired_by_key: BTreeMap<EntityKey, &Desired> = BTreeMap::new();
-    let incomplete = incomplete_kinds(&input);
-    let absent = absent_types(input.report);
-    // The missing-type listings that withheld something, so the plan lists them as failed.
+    let desired_by_key = dedupe(&input.desired, &mut warnings);
+    let (mut changes, mut withheld, unchanged) = upserts(&input, &desired_by_key);
+
     let mut absent_blocking: BTreeSet<&Listing> = BTreeSet::new();
-    let mut sorted: Vec<&Desired> = input.desired.iter().collect();
+    let (mut deletes, mut kept) = delete_blockers(&input, &desired_by_key, &mut absent_blocking);
+    hold_foreign_dependents(&input.foreign_references, &mut deletes, &mut kept);
+    // Entities that kept entities relate to stay while referenced: before the guards, so that
+    // they count only real deletes, and again after, for what the guards kept.
+    let owned_keys: Vec<EntityKey> = input.owned.iter().map(|o| o.entity.key()).collect();
+    let owned_by_id = by_identifier(owned_keys.iter());
+    keep_referenced(
+        &mut deletes,
+        &mut kept,
+        &desired_by_key,
+        &input.owned,
+        &relation_targets,
+        &owned_by_id,
+        &mut warnings,
+    );
+    guard_mass_deletes(&input, &mut deletes, &mut kept, &mut warnings);
+    keep_referenced(
+        &mut deletes,
+        &mut kept,
+        &desired_by_key,
+        &input.owned,
+        &relation_targets,
+        &owned_by_id,
+        &mut warnings,
+    );
+
+    for (o, reason) in &kept {
+        if let Some((reason, detail)) = reason {
+            withheld.push(Withheld {
+                action: Action::Delete,
+                blueprint: o.entity.blueprint.clone(),
+                identifier: o.entity.identifier.clone(),
+                account: o.account.clone(),
+                kind: o.kind.clone(),
+                reason: *reason,
+                detail: detail.clone(),
+            });
+        }
+    }
+
+    // Order: upserts by blueprint relation order (targets first); deletes dependents first.
+    changes.sort_by(|a, b| {
+        order
+            .rank(&a.blueprint)
+            .cmp(&order.rank(&b.blueprint))
+            .then_with(|| a.blueprint.cmp(&b.blueprint))
+            .then_with(|| a.identifier.cmp(&b.identifier))
+    });
+    let delete_changes = order_deletes(&deletes, &order, &relation_targets);
+    changes.extend(delete_changes);
+    withheld.sort_by(|a, b| {
+        (a.action, &a.blueprint, &a.identifier).cmp(&(b.action, &b.blueprint, &b.identifier))
+    });
+
+    let blueprints = blueprint_plan(input.desired_blueprints, input.catalog_blueprints);
+    let accounts = account_lines(input.report, &input.owned);
+    let scopes = scope_lines(input.report, &absent_blocking);
+    let summary = summarize(&changes, unchanged, withheld.len());
+    let mapping_errors = input.mapping_errors;
+    warnings.sort();
+    Plan {
+        format_version: FORMAT_VERSION.into(),
+        integration: input.integration.into(),
+        summary,
+        blueprints,
+        changes,
+        withheld,
+        discovery: input.report.discovery.clone(),
+        accounts,
+        scopes,
+        warnings,
+        mapping_errors,
+        basis: Basis {
+            catalog: input.catalog,
+            config_hash: input.config_hash,
+            allow_mass_delete: input.allow_mass_delete,
+            adopt: input.adopt_all,
+            accounts: owned_hashes(&input.owned),
+        },
+    }
+}
+
+/// One winner per key, deterministically (the first origin); the others are warnings.
+fn dedupe<'a>(
+    desired: &'a [Desired],
+    warnings: &mut Vec<Issue>,
+) -> BTreeMap<EntityKey, &'a Desired> {
+    let mut desired_by_key: BTreeMap<EntityKey, &Desired> = BTreeMap::new();
+    let mut sorted: Vec<&Desired> = desired.iter().collect();
     sorted.sort_by(|a, b| a.origin.cmp(&b.origin));
     for d in sorted {
         let key = d.entity.key();
@@ -353,13 +444,23 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
         }
     }
 
+    desired_by_key
+}
+
+/// Creates and updates (adoptions included), the creates withheld because another owner has
+/// the key, and how many desired entities are unchanged.
+fn upserts(
+    input: &PlanInput<'_>,
+    desired_by_key: &BTreeMap<EntityKey, &Desired>,
+) -> (Vec<Change>, Vec<Withheld>, usize) {
+    let mut changes = Vec::new();
+    let mut withheld = Vec::new();
+    let mut unchanged = 0usize;
     let owned_by_key: HashMap<EntityKey, &OwnedEntity> =
         input.owned.iter().map(|o| (o.entity.key(), o)).collect();
     let foreign_by_key: HashMap<EntityKey, &ForeignEntity> =
         input.foreign.iter().map(|f| (f.entity.key(), f)).collect();
-
-    // Creates and updates.
-    for (key, d) in &desired_by_key {
+    for (key, d) in desired_by_key {
         let account = Some(d.origin.account.clone());
         let kind = Some(d.origin.kind.clone());
         if let Some(current) = owned_by_key.get(key) {
@@ -461,7 +562,19 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
         }
     }
 
-    // Deletes: owned entities nothing desires, then every reason to keep them.
+    (changes, withheld, unchanged)
+}
+
+/// Owned entities nothing desires: deletes, unless their scope, account or discovery is
+/// incomplete (then kept with the reason). `absent_blocking` collects the missing-type listings
+/// that withheld something, so the plan lists them as failed.
+fn delete_blockers<'a, 'l>(
+    input: &'l PlanInput<'a>,
+    desired_by_key: &BTreeMap<EntityKey, &Desired>,
+    absent_blocking: &mut BTreeSet<&'l Listing>,
+) -> (BTreeMap<EntityKey, &'l OwnedEntity>, Kept<'l>) {
+    let incomplete = incomplete_kinds(input);
+    let absent = absent_types(input.report);
     let discovered: HashMap<&str, &crate::core::report::AccountReport> = input
         .report
         .accounts
@@ -475,7 +588,7 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
         .collect();
     candidates.sort_by_key(|a| a.entity.key());
     let mut deletes: BTreeMap<EntityKey, &OwnedEntity> = BTreeMap::new();
-    let mut kept: Vec<(&OwnedEntity, Option<(Reason, String)>)> = Vec::new();
+    let mut kept: Kept<'_> = Vec::new();
     for o in candidates {
         let reason = delete_blocker(
             o,
@@ -483,7 +596,7 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
             (&incomplete, &absent),
             &input.producible,
             &input.report.discovery,
-            &mut absent_blocking,
+            absent_blocking,
         );
         match reason {
             Some(r) => kept.push((o, Some(r))),
@@ -492,10 +605,17 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
             }
         }
     }
+    (deletes, kept)
+}
 
-    // Foreign dependents.
+/// Keeps deletes that entities of other owners relate to.
+fn hold_foreign_dependents<'a>(
+    references: &[ForeignReference],
+    deletes: &mut BTreeMap<EntityKey, &'a OwnedEntity>,
+    kept: &mut Kept<'a>,
+) {
     let mut foreign_refs: BTreeMap<&EntityKey, Vec<&ForeignReference>> = BTreeMap::new();
-    for r in &input.foreign_references {
+    for r in references {
         foreign_refs.entry(&r.target).or_default().push(r);
     }
     let keys: Vec<EntityKey> = deletes.keys().cloned().collect();
@@ -517,21 +637,17 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
             ));
         }
     }
+}
 
-    // Entities that kept entities relate to stay while referenced.
-    let owned_keys: Vec<EntityKey> = input.owned.iter().map(|o| o.entity.key()).collect();
-    let owned_by_id = by_identifier(owned_keys.iter());
-    keep_referenced(
-        &mut deletes,
-        &mut kept,
-        &desired_by_key,
-        &input.owned,
-        &relation_targets,
-        &owned_by_id,
-        &mut warnings,
-    );
-
-    // Guards per account.
+/// The mass-delete guards per account: all of an account's entities, or more than the
+/// threshold, are kept unless `--allow-mass-delete` confirms them; a confirmation that
+/// confirmed nothing is a warning.
+fn guard_mass_deletes<'a>(
+    input: &PlanInput<'a>,
+    deletes: &mut BTreeMap<EntityKey, &'a OwnedEntity>,
+    kept: &mut Kept<'a>,
+    warnings: &mut Vec<Issue>,
+) {
     let mut owned_per_account: HashMap<String, usize> = HashMap::new();
     for o in &input.owned {
         *owned_per_account
@@ -539,7 +655,7 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
             .or_default() += 1;
     }
     let mut deletes_per_account: BTreeMap<String, Vec<EntityKey>> = BTreeMap::new();
-    for (key, o) in &deletes {
+    for (key, o) in deletes.iter() {
         deletes_per_account
             .entry(bucket(o.account.as_deref()))
             .or_default()
@@ -600,48 +716,11 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
             });
         }
     }
-    keep_referenced(
-        &mut deletes,
-        &mut kept,
-        &desired_by_key,
-        &input.owned,
-        &relation_targets,
-        &owned_by_id,
-        &mut warnings,
-    );
+}
 
-    for (o, reason) in &kept {
-        if let Some((reason, detail)) = reason {
-            withheld.push(Withheld {
-                action: Action::Delete,
-                blueprint: o.entity.blueprint.clone(),
-                identifier: o.entity.identifier.clone(),
-                account: o.account.clone(),
-                kind: o.kind.clone(),
-                reason: *reason,
-                detail: detail.clone(),
-            });
-        }
-    }
-
-    // Order: upserts by blueprint relation order (targets first); deletes dependents first.
-    changes.sort_by(|a, b| {
-        order
-            .rank(&a.blueprint)
-            .cmp(&order.rank(&b.blueprint))
-            .then_with(|| a.blueprint.cmp(&b.blueprint))
-            .then_with(|| a.identifier.cmp(&b.identifier))
-    });
-    let delete_changes = order_deletes(&deletes, &order, &relation_targets);
-    changes.extend(delete_changes);
-    withheld.sort_by(|a, b| {
-        (a.action, &a.blueprint, &a.identifier).cmp(&(b.action, &b.blueprint, &b.identifier))
-    });
-
-    let blueprints = blueprint_plan(input.desired_blueprints, input.catalog_blueprints);
-    let accounts = account_lines(input.report, &input.owned);
-    let mut scopes: Vec<ScopeLine> = input
-        .report
+/// The failed listings, and the missing-type listings that withheld a delete.
+fn scope_lines(report: &SourceReport, absent_blocking: &BTreeSet<&Listing>) -> Vec<ScopeLine> {
+    let mut scopes: Vec<ScopeLine> = report
         .listings
         .iter()
         // A type missing from a region is a complete, empty listing unless it withheld a delete.
@@ -667,43 +746,17 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
         (&a.account, &a.region, &a.kind, &a.model, &a.error)
             .cmp(&(&b.account, &b.region, &b.kind, &b.model, &b.error))
     });
-    let summary = Summary {
-        create: changes
-            .iter()
-            .filter(|c| c.action == Action::Create)
-            .count(),
-        update: changes
-            .iter()
-            .filter(|c| c.action == Action::Update)
-            .count(),
-        delete: changes
-            .iter()
-            .filter(|c| c.action == Action::Delete)
-            .count(),
+    scopes
+}
+
+fn summarize(changes: &[Change], unchanged: usize, withheld: usize) -> Summary {
+    let count = |action: Action| changes.iter().filter(|c| c.action == action).count();
+    Summary {
+        create: count(Action::Create),
+        update: count(Action::Update),
+        delete: count(Action::Delete),
         unchanged,
-        withheld: withheld.len(),
-    };
-    let mapping_errors = input.mapping_errors;
-    warnings.sort();
-    Plan {
-        format_version: FORMAT_VERSION.into(),
-        integration: input.integration.into(),
-        summary,
-        blueprints,
-        changes,
         withheld,
-        discovery: input.report.discovery.clone(),
-        accounts,
-        scopes,
-        warnings,
-        mapping_errors,
-        basis: Basis {
-            catalog: input.catalog,
-            config_hash: input.config_hash,
-            allow_mass_delete: input.allow_mass_delete,
-            adopt: input.adopt_all,
-            accounts: owned_hashes(&input.owned),
-        },
     }
 }
 
@@ -766,9 +819,9 @@ fn absent_types(report: &SourceReport) -> HashMap<&str, Vec<&Listing>> {
 
 /// Per account: the kinds with an incomplete scope and why, and the listings of types missing
 /// from a region.
-type Incomplete<'a> = (
-    &'a HashMap<String, BTreeMap<String, (Reason, String)>>,
-    &'a HashMap<&'a str, Vec<&'a Listing>>,
+type Incomplete<'m, 'l> = (
+    &'m HashMap<String, BTreeMap<String, (Reason, String)>>,
+    &'m HashMap<&'l str, Vec<&'l Listing>>,
 );
 
 /// Why an owned entity that nothing desires may not be deleted, if anything. A type missing from
@@ -779,7 +832,7 @@ type Incomplete<'a> = (
 fn delete_blocker<'l>(
     o: &OwnedEntity,
     discovered: &HashMap<&str, &crate::core::report::AccountReport>,
-    (incomplete, absent): Incomplete<'l>,
+    (incomplete, absent): Incomplete<'_, 'l>,
     producible: &BTreeMap<String, Producible>,
     discovery: &Discovery,
     blocking: &mut BTreeSet<&'l Listing>,
