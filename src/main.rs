@@ -16,6 +16,7 @@ use tidemark::config::{self, Config, ProcessEnv};
 use tidemark::core::mapping::{self, LoadOptions, MapOptions, MappingSource, Mappings};
 use tidemark::core::model::RawItem;
 use tidemark::core::reconcile::{MassDelete, Plan};
+use tidemark::core::report::accounts_complete;
 use tidemark::core::writes::Progress;
 use tidemark::engine::{
     self, Collected, InWorker, Items, Mapper, Pass, PlanOnly, PlanOptions, Ran, Steps,
@@ -209,7 +210,7 @@ enum Command {
     MapWorker,
 }
 
-/// Exit codes from SPEC; precedence 1 > 3 > 2 > 0.
+/// Exit codes from docs/contract.md; precedence 1 > 3 > 2 > 0.
 const EXIT_OK: u8 = 0;
 const EXIT_ERROR: u8 = 1;
 const EXIT_CHANGES: u8 = 2;
@@ -451,144 +452,17 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             detailed_exitcode,
             show_nulls,
             guards,
-        } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
-            let source = AnySource::open(&config).await?;
-            let catalog = AnyCatalog::open(&config)?;
-            let ran = pass(&config, &source, &catalog, guards.options(), &mut PlanOnly).await?;
-            let plan = ran.plan;
-            print_plan(&plan, format, show_nulls)?;
-            if let Some(path) = out {
-                std::fs::write(&path, render::json(&plan))
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(if plan.is_partial() {
-                EXIT_PARTIAL
-            } else if detailed_exitcode && plan.has_changes() {
-                EXIT_CHANGES
-            } else {
-                EXIT_OK
-            })
-        }
+        } => plan_command(config, format, out, detailed_exitcode, show_nulls, guards).await,
         Command::Apply {
             config,
             plan,
             guards,
-        } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
-            let catalog = AnyCatalog::open(&config)?;
-            let (plan, report) = match plan {
-                Some(path) => {
-                    if guards.allow_mass_delete.is_some() || guards.adopt {
-                        return Err(anyhow!(
-                            "--allow-mass-delete and --adopt were decided when the plan was made (see its basis); do not give them with --plan"
-                        ));
-                    }
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    let plan: Plan = serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not a tidemark plan", path.display()))?;
-                    engine::check_fresh(&config, &catalog, &plan)
-                        .await
-                        .with_context(|| {
-                            format!("refusing to apply the stale plan {}", path.display())
-                        })?;
-                    let mut steps = ApplySteps::default();
-                    let progress = steps.planned(&plan);
-                    let report = match progress {
-                        Some(progress) if plan.has_changes() => Some(
-                            engine::apply(
-                                &catalog,
-                                &config.integration.identifier,
-                                &plan,
-                                progress,
-                            )
-                            .await,
-                        ),
-                        _ => None,
-                    };
-                    steps.printed()?;
-                    (plan, report)
-                }
-                None => {
-                    let source = AnySource::open(&config).await?;
-                    let mut steps = ApplySteps::default();
-                    let ran =
-                        pass(&config, &source, &catalog, guards.options(), &mut steps).await?;
-                    steps.printed()?;
-                    (ran.plan, ran.applied)
-                }
-            };
-            let Some(report) = report else {
-                return Ok(if plan.is_partial() {
-                    EXIT_PARTIAL
-                } else {
-                    EXIT_OK
-                });
-            };
-            print!("{}", render::apply_report(&report));
-            io::stdout().flush()?;
-            Ok(if report.stopped.is_some() {
-                EXIT_ERROR
-            } else if plan.is_partial() || !report.rejected.is_empty() {
-                EXIT_PARTIAL
-            } else {
-                EXIT_OK
-            })
-        }
+        } => apply_command(config, plan, guards).await,
         Command::Validate {
             config,
             print,
             catalog,
-        } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
-            let mut errors = config::schema::check(
-                config::schema::Schema::Config,
-                &config.path.display().to_string(),
-                &std::fs::read_to_string(&config.path)?,
-            );
-            for m in &config.mapping_files {
-                errors.extend(config::schema::check(
-                    config::schema::Schema::Mapping,
-                    &m.name,
-                    &m.text,
-                ));
-            }
-            if !errors.is_empty() {
-                for e in &errors {
-                    say_error(e);
-                }
-                return Ok(EXIT_ERROR);
-            }
-            // With --catalog, the preflight reports missing blueprints with the catalog's answer.
-            if !catalog && undefined_blueprints(&config).await? {
-                return Ok(EXIT_ERROR);
-            }
-            if print {
-                print!(
-                    "{}",
-                    config::print::to_yaml(&config::print::effective(&config))
-                );
-            } else {
-                println!(
-                    "{}: valid ({} mapping files, {} kinds, {} blueprints)",
-                    config.path.display(),
-                    config.mapping_files.len(),
-                    config.mappings.kinds().len(),
-                    config.blueprints.len()
-                );
-            }
-            if catalog {
-                return preflight(&config).await;
-            }
-            Ok(EXIT_OK)
-        }
+        } => validate_command(config, print, catalog).await,
         Command::Map {
             mapping,
             kind,
@@ -604,154 +478,297 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             },
             input.as_deref(),
         ),
-        Command::Accounts { config, format } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
-            let source = AnySource::open(&config).await?;
-            let (discovery, accounts) = source.accounts().await?;
-            if let Some(e) = &discovery.error {
-                say_warning(format!("account discovery {:?}: {e}", discovery.status));
-            }
-            let text = match format {
-                ListFormat::Table => render::accounts_table(&accounts),
-                ListFormat::Json => render::accounts_json(&discovery, &accounts),
-            };
-            io::stdout().lock().write_all(text.as_bytes())?;
-            let partial = !discovery.is_complete()
-                || accounts
-                    .iter()
-                    .any(|a| !a.assumed || a.regions_error.is_some());
-            Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
-        }
-        Command::Snapshot { config, out } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
-            let source = AnySource::open(&config).await?;
-            let collected = collect(&config, &source, true).await?;
-            let report = collected
-                .report
-                .clone()
-                .ok_or_else(|| anyhow!("the source reported nothing"))?;
-            let raw = collected.raw.unwrap_or_default();
-            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            write_snapshot(&out, &report, &raw, &now)
-                .with_context(|| format!("writing the snapshot to {}", out.display()))?;
-            // A type missing from a region recorded its absence, which is no failure here.
-            let failed = report
-                .listings
-                .iter()
-                .filter(|l| l.error.is_some() && !l.unavailable)
-                .count();
-            // The summary a user waits for, on stderr because stdout is not used.
-            let summary = format!(
-                "recorded {} items from {} accounts and {} listings ({} failed) in {}",
-                raw.len(),
-                report.accounts.len(),
-                report.listings.len(),
-                failed,
-                out.display()
-            );
-            match LOG_FORMAT.get() {
-                // Shaped like the log events, which a collector already parses; not a log event
-                // itself, so that the default `warn` filter does not hide the result.
-                Some(LogFormat::Json) => eprintln!(
-                    "{}",
-                    serde_json::json!({
-                        "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-                        "level": "INFO",
-                        "fields": {"message": summary},
-                        "target": "tidemark",
-                    })
-                ),
-                _ => eprintln!("{summary}"),
-            }
-            let partial = failed > 0
-                || !report.discovery.is_complete()
-                || report
-                    .accounts
-                    .iter()
-                    .any(|a| !a.assumed || a.regions_error.is_some());
-            Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
-        }
+        Command::Accounts { config, format } => accounts_command(config, format).await,
+        Command::Snapshot { config, out } => snapshot_command(config, out).await,
         // Served by `main` before logging and the runtime start.
         Command::MapWorker | Command::Completions { .. } | Command::Man { .. } => Ok(EXIT_OK),
-        Command::Watch { config, listen } => {
-            // First, so a signal during the config load, the bind or the catalog open is a clean
-            // shutdown too.
-            let shutdown = tidemark::watch::signals(exit_at_once);
-            let mut options = tidemark::watch::WatchOptions::new(config.config);
-            options.env = process_env();
-            // Map in a child of this same executable, so a runaway expression cannot stop the
-            // daemon; without a path to it, map here.
-            match worker_executable() {
-                Ok(exe) => options.map_worker = Some(exe),
-                Err(e) => tracing::warn!(
-                    "cannot find this executable ({e}); mapping in the daemon itself, where an \
-                     expression that never ends stops it"
-                ),
-            }
-            tidemark::watch::run(options, listen, shutdown).await?;
-            Ok(EXIT_OK)
-        }
+        Command::Watch { config, listen } => watch_command(config, listen).await,
         Command::Entities {
             config,
             blueprint,
             format,
-        } => {
-            let Some(config) = load_config(&config.config) else {
-                return Ok(EXIT_ERROR);
-            };
-            let catalog = AnyCatalog::open(&config)?;
-            if let Some(wanted) = &blueprint {
-                let known: Vec<String> = catalog
-                    .blueprints()
-                    .await?
-                    .iter()
-                    .map(|b| b.identifier().to_string())
-                    .collect();
-                if !known.contains(wanted) {
-                    say_error(format!(
-                        "{}: unknown blueprint {wanted:?}; it has {}",
-                        catalog.describe(),
-                        if known.is_empty() {
-                            "no blueprints".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ));
-                    return Ok(EXIT_ERROR);
-                }
+        } => entities_command(config, blueprint, format).await,
+    }
+}
+
+/// `accounts`: Lists the discovered accounts and how reaching each went.
+async fn accounts_command(config: ConfigArg, format: ListFormat) -> anyhow::Result<u8> {
+    let Some(config) = load_config(&config.config) else {
+        return Ok(EXIT_ERROR);
+    };
+    let source = AnySource::open(&config).await?;
+    let (discovery, accounts) = source.accounts().await?;
+    if let Some(e) = &discovery.error {
+        say_warning(format!("account discovery {:?}: {e}", discovery.status));
+    }
+    let text = match format {
+        ListFormat::Table => render::accounts_table(&accounts),
+        ListFormat::Json => render::accounts_json(&discovery, &accounts),
+    };
+    io::stdout().lock().write_all(text.as_bytes())?;
+    let partial = !accounts_complete(&discovery, &accounts);
+    Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
+}
+
+/// `snapshot`: Records the listed items as a snapshot source.
+async fn snapshot_command(config: ConfigArg, out: PathBuf) -> anyhow::Result<u8> {
+    let Some(config) = load_config(&config.config) else {
+        return Ok(EXIT_ERROR);
+    };
+    let source = AnySource::open(&config).await?;
+    let collected = collect(&config, &source, true).await?;
+    let report = collected
+        .report
+        .clone()
+        .ok_or_else(|| anyhow!("the source reported nothing"))?;
+    let raw = collected.raw.unwrap_or_default();
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    write_snapshot(&out, &report, &raw, &now)
+        .with_context(|| format!("writing the snapshot to {}", out.display()))?;
+    // A type missing from a region recorded its absence, which is no failure here.
+    let failed = report
+        .listings
+        .iter()
+        .filter(|l| l.error.is_some() && !l.unavailable)
+        .count();
+    // The summary a user waits for, on stderr because stdout is not used.
+    let summary = format!(
+        "recorded {} items from {} accounts and {} listings ({} failed) in {}",
+        raw.len(),
+        report.accounts.len(),
+        report.listings.len(),
+        failed,
+        out.display()
+    );
+    match LOG_FORMAT.get() {
+        // Shaped like the log events, which a collector already parses; not a log event
+        // itself, so that the default `warn` filter does not hide the result.
+        Some(LogFormat::Json) => eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                "level": "INFO",
+                "fields": {"message": summary},
+                "target": "tidemark",
+            })
+        ),
+        _ => eprintln!("{summary}"),
+    }
+    let partial = failed > 0 || !accounts_complete(&report.discovery, &report.accounts);
+    Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
+}
+
+/// `watch`: Runs the daemon until a shutdown signal.
+async fn watch_command(config: ConfigArg, listen: std::net::SocketAddr) -> anyhow::Result<u8> {
+    // First, so a signal during the config load, the bind or the catalog open is a clean
+    // shutdown too.
+    let shutdown = tidemark::watch::signals(exit_at_once);
+    let mut options = tidemark::watch::WatchOptions::new(config.config);
+    options.env = process_env();
+    // Map in a child of this same executable, so a runaway expression cannot stop the
+    // daemon; without a path to it, map here.
+    match worker_executable() {
+        Ok(exe) => options.map_worker = Some(exe),
+        Err(e) => tracing::warn!(
+            "cannot find this executable ({e}); mapping in the daemon itself, where an \
+             expression that never ends stops it"
+        ),
+    }
+    tidemark::watch::run(options, listen, shutdown).await?;
+    Ok(EXIT_OK)
+}
+
+/// `plan`: Lists, maps and plans; prints the plan (and writes it with `--out`).
+async fn plan_command(
+    config: ConfigArg,
+    format: PlanFormat,
+    out: Option<PathBuf>,
+    detailed_exitcode: bool,
+    show_nulls: bool,
+    guards: GuardArgs,
+) -> anyhow::Result<u8> {
+    let Some(config) = load_config(&config.config) else {
+        return Ok(EXIT_ERROR);
+    };
+    let source = AnySource::open(&config).await?;
+    let catalog = AnyCatalog::open(&config)?;
+    let ran = pass(&config, &source, &catalog, guards.options(), &mut PlanOnly).await?;
+    let plan = ran.plan;
+    print_plan(&plan, format, show_nulls)?;
+    if let Some(path) = out {
+        std::fs::write(&path, render::json(&plan))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if plan.is_partial() {
+        EXIT_PARTIAL
+    } else if detailed_exitcode && plan.has_changes() {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}
+
+/// `apply`: Applies a fresh pass's plan, or a saved one after checking it is not stale.
+async fn apply_command(
+    config: ConfigArg,
+    plan: Option<PathBuf>,
+    guards: GuardArgs,
+) -> anyhow::Result<u8> {
+    let Some(config) = load_config(&config.config) else {
+        return Ok(EXIT_ERROR);
+    };
+    let catalog = AnyCatalog::open(&config)?;
+    let (plan, report) = match plan {
+        Some(path) => {
+            if guards.allow_mass_delete.is_some() || guards.adopt {
+                return Err(anyhow!(
+                    "--allow-mass-delete and --adopt were decided when the plan was made (see its basis); do not give them with --plan"
+                ));
             }
-            // The local catalog records each entity's account; Port attributes ownership per
-            // discovered account, so it needs the account list.
-            let accounts = match &catalog {
-                AnyCatalog::Local(_) => Vec::new(),
-                AnyCatalog::Port(_) => {
-                    let source = AnySource::open(&config).await?;
-                    source
-                        .accounts()
-                        .await?
-                        .1
-                        .into_iter()
-                        .map(|a| a.id)
-                        .collect()
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let plan: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a tidemark plan", path.display()))?;
+            engine::check_fresh(&config, &catalog, &plan)
+                .await
+                .with_context(|| format!("refusing to apply the stale plan {}", path.display()))?;
+            let mut steps = ApplySteps::default();
+            let progress = steps.planned(&plan);
+            let report = match progress {
+                Some(progress) if plan.has_changes() => Some(
+                    engine::apply(&catalog, &config.integration.identifier, &plan, progress).await,
+                ),
+                _ => None,
+            };
+            steps.printed()?;
+            (plan, report)
+        }
+        None => {
+            let source = AnySource::open(&config).await?;
+            let mut steps = ApplySteps::default();
+            let ran = pass(&config, &source, &catalog, guards.options(), &mut steps).await?;
+            steps.printed()?;
+            (ran.plan, ran.applied)
+        }
+    };
+    let Some(report) = report else {
+        return Ok(if plan.is_partial() {
+            EXIT_PARTIAL
+        } else {
+            EXIT_OK
+        });
+    };
+    print!("{}", render::apply_report(&report));
+    io::stdout().flush()?;
+    Ok(if report.stopped.is_some() {
+        EXIT_ERROR
+    } else if plan.is_partial() || !report.rejected.is_empty() {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    })
+}
+
+/// `validate`: Checks the config and mappings (and with `--catalog`, the catalog's answers).
+async fn validate_command(config: ConfigArg, print: bool, catalog: bool) -> anyhow::Result<u8> {
+    let Some(config) = load_config(&config.config) else {
+        return Ok(EXIT_ERROR);
+    };
+    let mut errors = config::schema::check(
+        config::schema::Schema::Config,
+        &config.path.display().to_string(),
+        &std::fs::read_to_string(&config.path)?,
+    );
+    for m in &config.mapping_files {
+        errors.extend(config::schema::check(
+            config::schema::Schema::Mapping,
+            &m.name,
+            &m.text,
+        ));
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            say_error(e);
+        }
+        return Ok(EXIT_ERROR);
+    }
+    // With --catalog, the preflight reports missing blueprints with the catalog's answer.
+    if !catalog && undefined_blueprints(&config).await? {
+        return Ok(EXIT_ERROR);
+    }
+    if print {
+        print!(
+            "{}",
+            config::print::to_yaml(&config::print::effective(&config))
+        );
+    } else {
+        println!(
+            "{}: valid ({} mapping files, {} kinds, {} blueprints)",
+            config.path.display(),
+            config.mapping_files.len(),
+            config.mappings.kinds().len(),
+            config.blueprints.len()
+        );
+    }
+    if catalog {
+        return preflight(&config).await;
+    }
+    Ok(EXIT_OK)
+}
+
+/// `entities`: Lists the entities tidemark owns in the catalog.
+async fn entities_command(
+    config: ConfigArg,
+    blueprint: Option<String>,
+    format: ListFormat,
+) -> anyhow::Result<u8> {
+    let Some(config) = load_config(&config.config) else {
+        return Ok(EXIT_ERROR);
+    };
+    let catalog = AnyCatalog::open(&config)?;
+    if let Some(wanted) = &blueprint {
+        let known: Vec<String> = catalog
+            .blueprints()
+            .await?
+            .iter()
+            .map(|b| b.identifier().to_string())
+            .collect();
+        if !known.contains(wanted) {
+            say_error(format!(
+                "{}: unknown blueprint {wanted:?}; it has {}",
+                catalog.describe(),
+                if known.is_empty() {
+                    "no blueprints".to_string()
+                } else {
+                    known.join(", ")
                 }
-            };
-            let mut owned = catalog
-                .owned(&config.integration.identifier, &accounts)
-                .await?;
-            owned.retain(|o| blueprint.as_deref().is_none_or(|b| o.entity.blueprint == b));
-            owned.sort_by_key(|a| a.entity.key());
-            let text = match format {
-                ListFormat::Json => render::entities_json(&owned),
-                ListFormat::Table => render::entities_table(&owned),
-            };
-            io::stdout().lock().write_all(text.as_bytes())?;
-            Ok(EXIT_OK)
+            ));
+            return Ok(EXIT_ERROR);
         }
     }
+    let accounts = if catalog.attributes_by_account() {
+        Vec::new()
+    } else {
+        let source = AnySource::open(&config).await?;
+        source
+            .accounts()
+            .await?
+            .1
+            .into_iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    let mut owned = catalog
+        .owned(&config.integration.identifier, &accounts)
+        .await?;
+    owned.retain(|o| blueprint.as_deref().is_none_or(|b| o.entity.blueprint == b));
+    owned.sort_by_key(|a| a.entity.key());
+    let text = match format {
+        ListFormat::Json => render::entities_json(&owned),
+        ListFormat::Table => render::entities_table(&owned),
+    };
+    io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(EXIT_OK)
 }
 
 /// `validate` without `--catalog`: blueprints that constant `blueprint` expressions name and no

@@ -88,6 +88,12 @@ pub enum AnyCatalog {
 }
 
 impl AnyCatalog {
+    /// Whether the catalog records each entity's account itself (local); Port attributes
+    /// ownership per discovered account, so reading what tidemark owns needs the account list.
+    pub fn attributes_by_account(&self) -> bool {
+        matches!(self, AnyCatalog::Local(_))
+    }
+
     pub fn open(config: &Config) -> Result<AnyCatalog, CatalogError> {
         match &config.catalog {
             CatalogConfig::Local { path } => Ok(AnyCatalog::Local(LocalCatalog::open(path)?)),

@@ -1,5 +1,5 @@
-//! The snapshot source: what an AWS listing recorded, replayed from files (SPEC "Snapshot source
-//! format"). The manifest keeps every account's and scope's status, so replaying a snapshot taken
+//! The snapshot source: what an AWS listing recorded, replayed from files (docs/contract.md,
+//! "Snapshots"). The manifest keeps every account's and scope's status, so replaying a snapshot taken
 //! during an outage withholds the same deletes the live run would have.
 //!
 //! ```text

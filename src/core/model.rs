@@ -41,7 +41,7 @@ impl RawItem {
         out
     }
 
-    /// The item exactly as a mapping sees it (SPEC "What a mapping sees"). An account or region
+    /// The item exactly as a mapping sees it (docs/contract.md "What a mapping sees"). An account or region
     /// nobody gave (`tidemark map` without `--account`/`--region`) is `null`, as jq would show a
     /// missing field, not an empty string.
     pub fn to_mapping_input(&self) -> Json {

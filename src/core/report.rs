@@ -91,6 +91,15 @@ pub struct Listing {
     pub unavailable: bool,
 }
 
+/// Whether every account was discovered, assumed and had its regions listed: what `accounts`
+/// and `snapshot` call complete (exit 0 rather than 3).
+pub fn accounts_complete(discovery: &Discovery, accounts: &[AccountReport]) -> bool {
+    discovery.is_complete()
+        && accounts
+            .iter()
+            .all(|a| a.assumed && a.regions_error.is_none())
+}
+
 /// Everything a source says about a run besides the items themselves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SourceReport {

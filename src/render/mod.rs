@@ -677,7 +677,7 @@ pub fn accounts_json(
     )
 }
 
-/// `tidemark entities`: one JSON line per owned entity (SPEC's shape).
+/// `tidemark entities`: one JSON line per owned entity (the shape docs/contract.md gives).
 pub fn entities_json(owned: &[crate::core::model::OwnedEntity]) -> String {
     let mut out = String::new();
     for o in owned {

@@ -1,5 +1,5 @@
 //! Account discovery: the base account, an explicit list of role ARNs, or AWS Organizations
-//! (`ListAccounts`, or a walk of the configured OUs), with the fallback SPEC asks for.
+//! (`ListAccounts`, or a walk of the configured OUs), with the fallback docs/contract.md asks for.
 
 use std::collections::{BTreeSet, HashSet};
 

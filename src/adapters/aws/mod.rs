@@ -402,12 +402,12 @@ impl Inner {
         let mut cc = aws_sdk_cloudcontrol::config::Builder::from(&self.sdk)
             .credentials_provider(credentials.clone())
             // Retries are ours: each attempt must take a token from the bucket, and the error
-            // classes that fail a scope are SPEC's, not the SDK's.
+            // classes that fail a scope are the contract's, not the SDK's.
             .retry_config(aws_sdk_cloudcontrol::config::retry::RetryConfig::disabled());
         let mut acct =
             aws_sdk_account::config::Builder::from(&self.sdk).credentials_provider(credentials);
         if role.is_some() {
-            // The role caches and refreshes its own credentials with SPEC's margin; a second
+            // The role caches and refreshes its own credentials with the contract's margin; a second
             // cache in front of it would hand out credentials it already decided to renew.
             cc = cc.identity_cache(IdentityCache::no_cache());
             acct = acct.identity_cache(aws_sdk_account::config::IdentityCache::no_cache());
@@ -654,7 +654,7 @@ impl Inner {
         };
         let lister = Arc::new(AccountLister {
             account: target.id.clone(),
-            // Explicit list and single-account modes know no name: the id stands in (SPEC).
+            // Explicit list and single-account modes know no name: the id stands in (docs/contract.md).
             account_name: Some(target.name.clone().unwrap_or_else(|| target.id.clone())),
             regions: regions.clone(),
             regions_are_enabled: request.regions == Regions::Enabled,

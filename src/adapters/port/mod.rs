@@ -144,7 +144,7 @@ impl PortCatalog {
     }
 }
 
-/// SPEC's rule for `integration.identifier`; it is a path-free segment of the User-Agent.
+/// the contract's rule for `integration.identifier`; it is a path-free segment of the User-Agent.
 fn is_valid_integration(id: &str) -> bool {
     let mut chars = id.chars();
     chars

@@ -1,4 +1,4 @@
-//! Entity comparison after normalisation (SPEC "Diff"): absent equals `null` (and `[]` for team),
+//! Entity comparison after normalisation (docs/contract.md "Diff"): absent equals `null` (and `[]` for team),
 //! numbers compare numerically, team and many-relations compare as sets, and with merge only the
 //! fields the mapping defines are compared.
 
@@ -66,7 +66,7 @@ fn keys(map: &Option<Map<String, Json>>) -> BTreeSet<String> {
 
 /// The compared fields of `entity` in canonical form: every field and key of `set` is present
 /// (absent becomes `null`), so two normalised values are equal exactly when the entities are
-/// equal under SPEC's rules.
+/// equal under the rules of docs/contract.md.
 pub fn normalize(entity: &Entity, set: &CompareSet) -> Json {
     let mut out = Map::new();
     let scalar = |v: &Option<Json>| v.as_ref().map(canonical).unwrap_or(Json::Null);
@@ -155,7 +155,7 @@ pub fn canonical(value: &Json) -> Json {
     }
 }
 
-/// Whether `desired` and `current` are equal under SPEC's rules, without building normalised
+/// Whether `desired` and `current` are equal under the rules of docs/contract.md, without building normalised
 /// values: the common no-op case of a plan runs this once per entity, so it must not allocate.
 pub fn same_fields(desired: &Entity, current: &Entity, merge: bool) -> bool {
     let scalar = |a: &Option<Json>, b: &Option<Json>| {

@@ -1,6 +1,6 @@
 //! The plan: desired entities + owned entities + what the source reported → creates, updates and
-//! deletes, with every delete that lacks proof withheld (SPEC "Reconcile rules"). Pure: values in,
-//! a [`Plan`] out.
+//! deletes, with every delete that lacks proof withheld (docs/contract.md, "Ownership" to
+//! "Order"). Pure: values in, a [`Plan`] out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -328,7 +328,7 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
     let order = BlueprintOrder::new(&all_blueprints);
     let relation_targets = relation_target_map(&all_blueprints);
 
-    let desired_by_key = dedupe(&input.desired, &mut warnings);
+    let desired_by_key = dedupe(input.desired, &mut warnings);
     let (mut changes, mut withheld, unchanged) = upserts(&input, &desired_by_key);
 
     let mut absent_blocking: BTreeSet<&Listing> = BTreeSet::new();

@@ -1,6 +1,6 @@
 //! Property tests of the pure plan: random owned and desired entities across several accounts,
 //! blueprints, kinds and regions, random listing outcomes, discovery states, foreign entities and
-//! guard settings, checked against SPEC's reconcile rules. Each property says one rule; a failure
+//! guard settings, checked against docs/contract.md's reconcile rules. Each property says one rule; a failure
 //! that revealed a bug is kept as a unit test in `tests.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -479,7 +479,7 @@ struct Facts<'s> {
     s: &'s Scenario,
     owned: BTreeMap<EntityKey, &'s OwnedEntity>,
     desired: BTreeSet<EntityKey>,
-    /// Per desired key, the entity that wins among duplicates (SPEC "Duplicates").
+    /// Per desired key, the entity that wins among duplicates (docs/contract.md, "Dependents": duplicates).
     winners: BTreeMap<EntityKey, &'s Desired>,
     foreign: BTreeMap<EntityKey, &'s ForeignEntity>,
 }
@@ -550,7 +550,7 @@ impl<'s> Facts<'s> {
         })
     }
 
-    /// SPEC "Scopes" and "Accounts that are gone": whether some scope of the entity's account
+    /// docs/contract.md "Scopes" and "Accounts that are gone": whether some scope of the entity's account
     /// that could have listed it is incomplete, so its absence proves nothing.
     fn unproven_absence(&self, o: &OwnedEntity) -> bool {
         let bp = &o.entity.blueprint;
@@ -573,7 +573,7 @@ impl<'s> Facts<'s> {
                 .any(|p| owner.starts_with(p.as_str()))
     }
 
-    /// The keys `entity`'s relations point at, resolved as SPEC's blueprints say: through the
+    /// The keys `entity`'s relations point at, resolved as the contract's blueprints say: through the
     /// relation's target blueprint when defined, else any owned entity with that identifier.
     fn references(&self, entity: &Entity) -> Vec<EntityKey> {
         let defs = &self.s.desired_blueprints;
@@ -611,7 +611,7 @@ fn deletes(p: &Plan) -> BTreeSet<EntityKey> {
         .collect()
 }
 
-/// Every rule of SPEC's "Reconcile rules" that one plan can be checked against.
+/// Every rule of docs/contract.md's reconcile rules that one plan can be checked against.
 fn check(s: &Scenario, p: &Plan) -> Result<(), TestCaseError> {
     let f = Facts::new(s);
     let deleted = deletes(p);

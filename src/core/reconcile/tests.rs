@@ -1,4 +1,4 @@
-//! Unit tests of the pure plan: one test per reconcile rule in SPEC.
+//! Unit tests of the pure plan: one test per reconcile rule in docs/contract.md.
 
 use std::collections::BTreeMap;
 
