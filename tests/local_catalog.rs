@@ -12,7 +12,7 @@ use tidemark::adapters::Catalog;
 use tidemark::adapters::local::LocalCatalog;
 use tidemark::core::model::{Blueprint, Entity, EntityKey, ForeignReference, WriteOptions};
 use tidemark::core::writes::{
-    ApplyReport, BlueprintChange, Delete, NoProgress, Progress, Upsert, Writes,
+    ApplyReport, BlueprintChange, Delete, NoProgress, Progress, Upsert, WriteAction, Writes,
 };
 
 const OWNER: &str = "aws-prod";
@@ -331,7 +331,12 @@ async fn invalid_entities_are_rejected_like_port_and_the_rest_is_written() {
         "{}",
         message(5)
     );
-    assert!(report.rejected.iter().all(|r| r.action == "upsert"));
+    assert!(
+        report
+            .rejected
+            .iter()
+            .all(|r| r.action == WriteAction::Upsert)
+    );
     assert_eq!(f.catalog.entities(None, None).expect("entities").len(), 1);
 }
 
@@ -709,7 +714,7 @@ async fn a_delete_with_dependents_is_refused_but_dependents_first_succeeds() {
         message.contains("bucket/b1") && message.contains("bucket/b2"),
         "{message}"
     );
-    assert_eq!(report.rejected[0].action, "delete");
+    assert_eq!(report.rejected[0].action, WriteAction::Delete);
 
     let report = deletes(
         &f.catalog,
@@ -809,7 +814,7 @@ async fn a_second_apply_waits_for_the_lock_then_fails_naming_the_file_and_pid() 
         vec![upsert(entity("bucket", "b1", json!({})), "1", true, true)],
     )
     .await;
-    let stopped = report.stopped.expect("the apply stops");
+    let stopped = report.stopped.expect("the apply stops").to_string();
     assert!(stopped.contains("locked"), "{stopped}");
     assert!(stopped.contains("424242"), "{stopped}");
     assert!(
@@ -916,8 +921,8 @@ async fn a_stop_request_ends_the_apply_after_the_batch_in_flight_and_a_rerun_com
     let stopping = Counting::new(1);
     let report = f.catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
-        report.stopped.as_deref(),
-        Some(tidemark::core::writes::STOPPED_ON_REQUEST)
+        report.stopped,
+        Some(tidemark::core::writes::Stop::OnRequest)
     );
     assert_eq!(report.upserted.len(), 500, "more than the batch in flight");
     assert_eq!(report.deleted, vec![]);

@@ -855,7 +855,7 @@ async fn bulk_answers_that_do_not_match_the_request_stop_the_apply_before_any_de
         ..Writes::default()
     };
     let report = catalog.apply(OWNER, &writes, &NoProgress).await;
-    let stopped = report.stopped.expect("stopped");
+    let stopped = report.stopped.expect("stopped").to_string();
     assert!(stopped.contains("index"), "{stopped}");
     assert_eq!(report.deleted, vec![]);
     assert!(standin.entity(BUCKET, "stale").is_some());
@@ -921,7 +921,8 @@ async fn html_truncated_and_not_ok_answers_to_a_write_stop_the_apply_before_any_
         assert!(
             report
                 .stopped
-                .as_deref()
+                .as_ref()
+                .map(ToString::to_string)
                 .is_some_and(|s| s.contains(expected) && s.contains("/entities/bulk")),
             "{hostile:?}: {report:?}"
         );
@@ -962,7 +963,11 @@ async fn a_bulk_delete_answer_that_cannot_be_trusted_stops_the_apply_with_nothin
                 &NoProgress,
             )
             .await;
-        let stopped = report.stopped.clone().unwrap_or_default();
+        let stopped = report
+            .stopped
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(stopped.contains(expected), "{hostile:?}: {report:?}");
         // Nothing is reported deleted on an answer that cannot be read, and no fallback to
         // single deletes guesses at what Port did.
@@ -1270,8 +1275,8 @@ async fn a_stop_request_lets_the_blueprint_in_flight_finish_and_sends_nothing_af
     let stopping = StopAfterFirstWrite(std::sync::atomic::AtomicBool::new(false));
     let report = catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
-        report.stopped.as_deref(),
-        Some(tidemark::core::writes::STOPPED_ON_REQUEST)
+        report.stopped,
+        Some(tidemark::core::writes::Stop::OnRequest)
     );
     // The accounts' batch was in flight and finished; the buckets' and the delete never went.
     assert_eq!(report.upserted.len(), 2, "{:?}", report.upserted);
@@ -1306,8 +1311,8 @@ async fn a_stop_request_within_one_blueprint_lets_the_requests_in_flight_finish_
     let stopping = StopAfterFirstWrite(std::sync::atomic::AtomicBool::new(false));
     let report = catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
-        report.stopped.as_deref(),
-        Some(tidemark::core::writes::STOPPED_ON_REQUEST)
+        report.stopped,
+        Some(tidemark::core::writes::Stop::OnRequest)
     );
     let written = report.upserted.len();
     assert!(

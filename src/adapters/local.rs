@@ -53,7 +53,7 @@ use crate::core::model::{
 };
 use crate::core::validate::{is_valid_blueprint_identifier, validate_entity};
 use crate::core::writes::{
-    ApplyReport, BlueprintChange, Delete, Progress, Rejected, STOPPED_ON_REQUEST, Upsert, Writes,
+    ApplyReport, BlueprintChange, Delete, Progress, Rejected, Stop, Upsert, WriteAction, Writes,
 };
 
 /// The tables, created on open. Kept readable on purpose: users inspect the file with `sqlite3`.
@@ -538,7 +538,7 @@ impl Catalog for LocalCatalog {
         let lock = match lock {
             Ok(lock) => lock,
             Err(e) => {
-                report.stopped = Some(e.to_string());
+                report.stopped = Some(Stop::Failed(e.to_string()));
                 return report;
             }
         };
@@ -547,7 +547,7 @@ impl Catalog for LocalCatalog {
         let result =
             self.apply_locked(owner, writes, progress, &mut report, &mut self.connection());
         if let Err(e) = result {
-            report.stopped = Some(self.error(e).to_string());
+            report.stopped = Some(Stop::Failed(self.error(e).to_string()));
         }
         progress.finish();
         drop(lock);
@@ -879,14 +879,14 @@ impl Applier<'_> {
     /// Whether to stop before the next transaction; the first `true` records why.
     fn stopping(&mut self) -> bool {
         if self.report.stopped.is_none() && self.progress.stop_requested() {
-            self.report.stopped = Some(STOPPED_ON_REQUEST.to_owned());
+            self.report.stopped = Some(Stop::OnRequest);
         }
         self.report.stopped.is_some()
     }
 
-    fn reject(&mut self, action: &str, key: EntityKey, message: String) {
+    fn reject(&mut self, action: WriteAction, key: EntityKey, message: String) {
         self.report.rejected.push(Rejected {
-            action: action.to_string(),
+            action,
             key,
             message,
         });
@@ -996,7 +996,11 @@ impl Applier<'_> {
         self.report.write_requests += written.len();
         self.report.blueprints_written.extend(written);
         for (identifier, message) in rejected {
-            self.reject("blueprint", EntityKey::new(identifier, ""), message);
+            self.reject(
+                WriteAction::Blueprint,
+                EntityKey::new(identifier, ""),
+                message,
+            );
         }
         self.progress.advance(changes.len() as u64);
         Ok(())
@@ -1034,7 +1038,7 @@ impl Applier<'_> {
                 self.report.write_requests += written.len();
                 self.report.upserted.extend(written);
                 for (key, message) in rejected {
-                    self.reject("upsert", key, message);
+                    self.reject(WriteAction::Upsert, key, message);
                 }
                 if first_pass {
                     self.progress.advance(chunk.len() as u64);
@@ -1045,7 +1049,7 @@ impl Applier<'_> {
             // the batch succeed now; when a pass writes nothing, nothing more can change.
             if deferred.is_empty() || written_in_pass == 0 {
                 for (i, message) in deferred {
-                    self.reject("upsert", upserts[i].entity.key(), message);
+                    self.reject(WriteAction::Upsert, upserts[i].entity.key(), message);
                 }
                 return Ok(());
             }
@@ -1073,7 +1077,7 @@ impl Applier<'_> {
             self.report.write_requests += deleted.len();
             self.report.deleted.extend(deleted);
             for (key, message) in rejected {
-                self.reject("delete", key, message);
+                self.reject(WriteAction::Delete, key, message);
             }
             self.progress.advance(chunk.len() as u64);
         }

@@ -58,10 +58,29 @@ pub struct Writes {
     pub deletes: Vec<Delete>,
 }
 
+/// Which kind of write a catalog refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteAction {
+    Blueprint,
+    Upsert,
+    Delete,
+}
+
+impl std::fmt::Display for WriteAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteAction::Blueprint => "blueprint",
+            WriteAction::Upsert => "upsert",
+            WriteAction::Delete => "delete",
+        })
+    }
+}
+
 /// A write the catalog refused, with its message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rejected {
-    pub action: String,
+    pub action: WriteAction,
     pub key: EntityKey,
     pub message: String,
 }
@@ -76,7 +95,7 @@ pub struct ApplyReport {
     pub rejected: Vec<Rejected>,
     /// Write requests sent (bulk requests count once).
     pub write_requests: usize,
-    pub stopped: Option<String>,
+    pub stopped: Option<Stop>,
 }
 
 /// Reports progress of a long apply (a progress bar on a terminal).
@@ -94,9 +113,42 @@ pub trait Progress: Send + Sync {
     fn applying(&self, _on: bool) {}
 }
 
-/// What [`ApplyReport::stopped`] says when [`Progress::stop_requested`] ended an apply.
-pub const STOPPED_ON_REQUEST: &str =
-    "stopped on request (shutdown) after the writes in flight; the next run writes the rest";
+/// Why an apply ended before its last write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Stop {
+    /// [`Progress::stop_requested`] (the daemon's shutdown) ended it after the writes in flight.
+    OnRequest,
+    /// The catalog failed in a way that stops the apply; its message.
+    Failed(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::OnRequest => f.write_str(
+                "stopped on request (shutdown) after the writes in flight; the next run writes the rest",
+            ),
+            Stop::Failed(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<Stop> for String {
+    fn from(stop: Stop) -> String {
+        stop.to_string()
+    }
+}
+
+impl From<String> for Stop {
+    fn from(text: String) -> Stop {
+        if text == Stop::OnRequest.to_string() {
+            Stop::OnRequest
+        } else {
+            Stop::Failed(text)
+        }
+    }
+}
 
 /// No progress reporting.
 pub struct NoProgress;

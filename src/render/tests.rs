@@ -121,7 +121,7 @@ fn sample() -> Plan {
             region: "eu-west-1".into(),
             kind: "AWS::Lambda::Function".into(),
             model: None,
-            status: "failed".into(),
+            status: ScopeStatus::Failed,
             error: Some("ThrottlingException: Rate exceeded".into()),
         }],
         warnings: vec![Issue {

@@ -26,6 +26,48 @@ pub struct SyncLabels {
     pub outcome: String,
 }
 
+/// How a reload ended (`tidemark_config_reloads_total{outcome}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new config became the running one.
+    Ok,
+    Unchanged,
+    /// The files do not load, or the new mappings fail items the running ones map.
+    Invalid,
+    /// A section changed that needs a restart.
+    Rejected,
+}
+
+impl ReloadOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Ok => "ok",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Invalid => "invalid",
+            ReloadOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// How a sync ended (`tidemark_syncs_total{outcome}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    Ok,
+    /// Applied, with scopes, accounts or items incomplete.
+    Partial,
+    Failed,
+}
+
+impl SyncOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncOutcome::Ok => "ok",
+            SyncOutcome::Partial => "partial",
+            SyncOutcome::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
@@ -249,15 +291,16 @@ impl Metrics {
         out
     }
 
-    pub fn reload(&self, outcome: &str) {
+    pub fn reload(&self, outcome: ReloadOutcome) {
         self.reloads
             .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_string(),
+                outcome: outcome.as_str().to_string(),
             })
             .inc();
     }
 
-    pub fn sync(&self, mode: &str, outcome: &str, seconds: f64) {
+    pub fn sync(&self, mode: &str, outcome: SyncOutcome, seconds: f64) {
+        let outcome = outcome.as_str();
         self.syncs
             .get_or_create(&SyncLabels {
                 mode: mode.to_string(),
@@ -413,8 +456,8 @@ mod tests {
     #[test]
     fn metrics_are_exported_with_their_prefix_and_labels() {
         let m = Metrics::new();
-        m.reload("invalid");
-        m.sync("remap", "ok", 0.2);
+        m.reload(ReloadOutcome::Invalid);
+        m.sync("remap", SyncOutcome::Ok, 0.2);
         m.config_ok.set(1);
         let text = m.encode();
         assert!(

@@ -33,6 +33,7 @@ use crate::adapters::{Source, SourceError};
 use crate::config::{self, Config, ProcessEnv};
 use crate::core::yaml::Diagnostic;
 use crate::sandbox::worker::{Killer, Worker};
+use metrics::{ReloadOutcome, SyncOutcome};
 
 pub mod http;
 pub mod metrics;
@@ -476,7 +477,7 @@ impl<A: Adapters> Daemon<A> {
             Ok(f) => f,
             Err(e) => {
                 error!("a sync task ended abnormally: {e}");
-                metrics.sync("full", "failed", 0.0);
+                metrics.sync("full", SyncOutcome::Failed, 0.0);
                 self.shared.update(|r| {
                     r.last_sync_error = Some(format!("the sync task ended abnormally: {e}"))
                 });
@@ -507,7 +508,11 @@ impl<A: Adapters> Daemon<A> {
             Ok(synced) => {
                 // What the (now) running mappings fail is what a later candidate is held to.
                 self.failing = Some(Arc::new(sync::failing_items(&synced.collected)));
-                let outcome = if synced.is_partial() { "partial" } else { "ok" };
+                let outcome = if synced.is_partial() {
+                    SyncOutcome::Partial
+                } else {
+                    SyncOutcome::Ok
+                };
                 metrics.record(&synced.collected, &synced.plan, synced.report.as_ref());
                 metrics.sync(mode.as_str(), outcome, seconds);
                 let now = SystemTime::now()
@@ -523,11 +528,11 @@ impl<A: Adapters> Daemon<A> {
             Err(_) if rejected => {
                 // The candidate failed, not the running config: no backoff, and the readiness
                 // error is the config's (set by `settle`).
-                metrics.sync(mode.as_str(), "failed", seconds);
+                metrics.sync(mode.as_str(), SyncOutcome::Failed, seconds);
                 self.scheduler.finished(mode, true, Instant::now());
             }
             Err(e) => {
-                metrics.sync(mode.as_str(), "failed", seconds);
+                metrics.sync(mode.as_str(), SyncOutcome::Failed, seconds);
                 self.scheduler.finished(mode, false, Instant::now());
                 let retry = self
                     .scheduler
@@ -551,7 +556,6 @@ impl<A: Adapters> Daemon<A> {
             self.scheduler.request(Mode::Remap);
             return false;
         }
-        let metrics = &self.shared.metrics;
         match result {
             Err(e @ (SyncError::Mapping(_) | SyncError::Regressed(_))) => {
                 self.candidate = None;
@@ -559,9 +563,7 @@ impl<A: Adapters> Daemon<A> {
                     "the new mappings were not applied, the last good config is still running: {e}"
                 );
                 error!("{message}");
-                self.shared.update(|r| r.config_error = Some(message));
-                metrics.reload("invalid");
-                metrics.config_ok.set(0);
+                self.record_reload(ReloadOutcome::Invalid, Some(message));
                 // The running config has not synced since; it does so now, without backoff.
                 self.scheduler.request(Mode::Remap);
                 true
@@ -590,12 +592,27 @@ impl<A: Adapters> Daemon<A> {
             self.cache = None;
             self.update_cache_metrics();
         }
-        self.shared.metrics.reload("ok");
-        if !self.files_rejected {
-            self.shared.update(|r| r.config_error = None);
-            self.shared.metrics.config_ok.set(1);
-        }
+        self.record_reload(ReloadOutcome::Ok, None);
         self.arm();
+    }
+
+    /// Records how a reload ended, once: the metric, and `/readyz`'s config error with
+    /// `tidemark_config_ok`. A success clears the error only when the files on disk are the
+    /// ones running (a broken save made meanwhile keeps its error).
+    fn record_reload(&self, outcome: ReloadOutcome, error: Option<String>) {
+        let metrics = &self.shared.metrics;
+        metrics.reload(outcome);
+        match error {
+            Some(message) => {
+                self.shared.update(|r| r.config_error = Some(message));
+                metrics.config_ok.set(0);
+            }
+            None if !self.files_rejected => {
+                self.shared.update(|r| r.config_error = None);
+                metrics.config_ok.set(1);
+            }
+            None => {}
+        }
     }
 
     fn update_cache_metrics(&self) {
@@ -616,8 +633,6 @@ impl<A: Adapters> Daemon<A> {
     /// Loads the config again. Nothing changes unless every file loads and compiles.
     fn reload(&mut self) {
         let path = self.options.config_path.clone();
-        let shared = Arc::clone(&self.shared);
-        let metrics = &shared.metrics;
         // A pending candidate is replaced only by a config that can be applied. A broken save (or
         // one that needs a restart) landing while the candidate's sync runs keeps it: withdrawing
         // it would make that sync's end re-map with the config from before the good edit.
@@ -641,9 +656,7 @@ impl<A: Adapters> Daemon<A> {
                     "{} error(s) in the new config, the last good config is still running; first: {first}",
                     errors.len()
                 );
-                self.shared.update(|r| r.config_error = Some(summary));
-                metrics.reload("invalid");
-                metrics.config_ok.set(0);
+                self.record_reload(ReloadOutcome::Invalid, Some(summary));
             }
             Ok((loaded, warnings)) => {
                 for w in &warnings {
@@ -656,9 +669,7 @@ impl<A: Adapters> Daemon<A> {
                 }
                 match change {
                     Change::Unchanged => {
-                        self.shared.update(|r| r.config_error = None);
-                        metrics.reload("unchanged");
-                        metrics.config_ok.set(1);
+                        self.record_reload(ReloadOutcome::Unchanged, None);
                     }
                     Change::NeedsRestart { sections } => {
                         let message = format!(
@@ -667,9 +678,7 @@ impl<A: Adapters> Daemon<A> {
                             path.display()
                         );
                         error!("{message}");
-                        self.shared.update(|r| r.config_error = Some(message));
-                        metrics.reload("rejected");
-                        metrics.config_ok.set(0);
+                        self.record_reload(ReloadOutcome::Rejected, Some(message));
                     }
                     Change::Apply {
                         source,

@@ -395,7 +395,7 @@ fn synced(ran: Ran, mode: Mode, started: std::time::Instant) -> Result<Synced, S
             warn!(action = %r.action, key = %r.key, message = %r.message, "write rejected");
         }
         if let Some(stopped) = &report.stopped {
-            return Err(SyncError::Stopped(stopped.clone()));
+            return Err(SyncError::Stopped(stopped.to_string()));
         }
     }
     let s = &ran.plan.summary;

@@ -116,7 +116,7 @@ pub enum PortError {
     #[error("could not build the HTTP client: {0}")]
     Client(String),
     /// [`Progress::stop_requested`](crate::core::writes::Progress::stop_requested) ended the apply.
-    #[error("{}", crate::core::writes::STOPPED_ON_REQUEST)]
+    #[error("{}", crate::core::writes::Stop::OnRequest)]
     StoppedOnRequest,
 }
 

@@ -229,7 +229,7 @@ impl Catalog for PortCatalog {
     async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
         if let Err(e) = self.check_owner(owner) {
             return ApplyReport {
-                stopped: Some(e.to_string()),
+                stopped: Some(crate::core::writes::Stop::Failed(e.to_string())),
                 ..ApplyReport::default()
             };
         }

@@ -13,7 +13,7 @@ use super::client::{Http, PortError, Traffic, encode_segment};
 use super::read::{refused, unexpected};
 use crate::core::model::{Blueprint, EntityKey, WriteOptions};
 use crate::core::writes::{
-    ApplyReport, BlueprintChange, Delete, Progress, Rejected, Upsert, Writes,
+    ApplyReport, BlueprintChange, Delete, Progress, Rejected, Stop, Upsert, WriteAction, Writes,
 };
 
 /// Port rejects bulk upserts of more than 20 entities with 422.
@@ -47,11 +47,11 @@ pub(super) async fn apply(
         Ok(()) => {}
         Err(PortError::StoppedOnRequest) => {
             tracing::info!("the Port apply stopped on request after the writes in flight");
-            report.stopped = Some(PortError::StoppedOnRequest.to_string());
+            report.stopped = Some(Stop::OnRequest);
         }
         Err(e) => {
             tracing::error!(error = %e, "the Port apply stopped");
-            report.stopped = Some(e.to_string());
+            report.stopped = Some(Stop::Failed(e.to_string()));
         }
     }
     report.write_requests = http.counts().writes.saturating_sub(before);
@@ -314,7 +314,7 @@ async fn apply_upserts(
             // No progress: the targets will not appear by retrying.
             for d in deferred {
                 report.rejected.push(Rejected {
-                    action: "upsert".into(),
+                    action: WriteAction::Upsert,
                     key: d.upsert.entity.key(),
                     message: d.message,
                 });
@@ -411,7 +411,7 @@ fn upsert_batches(
             + 1;
         if size > BULK_BODY_MAX_BYTES {
             report.rejected.push(Rejected {
-                action: "upsert".into(),
+                action: WriteAction::Upsert,
                 key: item.1.entity.key(),
                 message: format!(
                     "the entity is {size} bytes, more than Port's 1 MiB request limit"
@@ -546,7 +546,7 @@ async fn send_upserts(
                                 });
                             }
                             Some((_, _, message)) => result.rejected.push(Rejected {
-                                action: "upsert".into(),
+                                action: WriteAction::Upsert,
                                 key: upsert.entity.key(),
                                 message,
                             }),
@@ -577,7 +577,7 @@ async fn send_upserts(
                 };
                 for (_, upsert) in batch {
                     result.rejected.push(Rejected {
-                        action: "upsert".into(),
+                        action: WriteAction::Upsert,
                         key: upsert.entity.key(),
                         message: message.clone(),
                     });
@@ -756,7 +756,7 @@ async fn send_deletes(
                 result.deleted.push(EntityKey::new(blueprint, &id));
             }
             400 | 409 | 422 => result.rejected.push(Rejected {
-                action: "delete".into(),
+                action: WriteAction::Delete,
                 key: EntityKey::new(blueprint, &id),
                 message: reply.message(),
             }),

@@ -166,8 +166,16 @@ pub struct ScopeLine {
     /// The resource model of the listing, for kinds listed once per model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    pub status: String,
+    pub status: ScopeStatus,
     pub error: Option<String>,
+}
+
+/// How a listing the plan names went: the plan lists only the ones that failed (a type missing
+/// from a region is listed as failed only when it withheld a delete).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeStatus {
+    Failed,
 }
 
 /// A warning or mapping error tied to an item.
@@ -731,7 +739,7 @@ fn scope_lines(report: &SourceReport, absent_blocking: &BTreeSet<&Listing>) -> V
                 region: l.region.clone(),
                 kind: l.kind.clone(),
                 model: l.model.clone(),
-                status: "failed".into(),
+                status: ScopeStatus::Failed,
                 error: Some(if l.unavailable {
                     format!(
                         "{e} (the type does not exist in this region, but owned entities it can produce are no longer listed and may have come from here)"
