@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod render;
 pub mod requests;
 pub mod secret;
+pub mod shard;
 pub mod source;
 pub mod watch;
 pub mod yaml;
