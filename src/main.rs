@@ -16,6 +16,7 @@ use tidemark::mapping::{self, LoadOptions, MapOptions, MappingSource, Mappings};
 use tidemark::model::RawItem;
 use tidemark::reconcile::{self, Collected, MassDelete, Plan, PlanOptions};
 use tidemark::render::{self, Style};
+use tidemark::shard::Shard;
 use tidemark::source::snapshot::write_snapshot;
 
 #[derive(Parser, Debug)]
@@ -69,6 +70,17 @@ struct ConfigArg {
 }
 
 #[derive(clap::Args, Debug)]
+struct ShardArg {
+    /// Only the accounts of shard INDEX of COUNT (0/3, 1/3, 2/3); wins over `shard:` in the config.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(clap::Args, Debug)]
 struct GuardArgs {
     /// Lift the deletion guards for every account, or for the listed ones (=ID,ID).
     #[arg(long, value_name = "ACCOUNT,…", num_args = 0..=1, require_equals = true, default_missing_value = "")]
@@ -110,6 +122,8 @@ enum Command {
         show_nulls: bool,
         #[command(flatten)]
         guards: GuardArgs,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Plans, then applies only the changes (or exactly a saved plan).
     Apply {
@@ -120,6 +134,8 @@ enum Command {
         plan: Option<PathBuf>,
         #[command(flatten)]
         guards: GuardArgs,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Parses the config and every mapping, compiles every jq expression, checks the schemas.
     Validate {
@@ -158,6 +174,8 @@ enum Command {
         /// A table for people, or one JSON document with the discovery status and every account.
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Records what the configured source lists, in the snapshot format.
     Snapshot {
@@ -166,6 +184,8 @@ enum Command {
         /// The folder to write: manifest.json and one file per account, region and kind.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Daemon: resyncs every resync.interval, hot-reloads config and mappings, serves health and metrics.
     Watch {
@@ -174,6 +194,8 @@ enum Command {
         /// Address for /healthz, /readyz and /metrics (0.0.0.0:9090 in a pod).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// The entities tidemark owns in the configured catalog, one JSON line each.
     Entities {
@@ -378,8 +400,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             detailed_exitcode,
             show_nulls,
             guards,
+            shard,
         } => {
-            let Some(config) = load_config(&config.config) else {
+            let Some(config) = load_sharded(&config.config, shard.shard) else {
                 return Ok(EXIT_ERROR);
             };
             let source = AnySource::open(&config).await?;
@@ -403,11 +426,13 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             config,
             plan,
             guards,
+            shard,
         } => {
-            let Some(config) = load_config(&config.config) else {
+            let Some(config) = load_sharded(&config.config, shard.shard) else {
                 return Ok(EXIT_ERROR);
             };
             let catalog = AnyCatalog::open(&config)?;
+            wait_for_blueprints(&config, &catalog).await?;
             let plan = match plan {
                 Some(path) => {
                     if guards.allow_mass_delete.is_some() || guards.adopt {
@@ -518,8 +543,12 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             },
             input.as_deref(),
         ),
-        Command::Accounts { config, format } => {
-            let Some(config) = load_config(&config.config) else {
+        Command::Accounts {
+            config,
+            format,
+            shard,
+        } => {
+            let Some(config) = load_sharded(&config.config, shard.shard) else {
                 return Ok(EXIT_ERROR);
             };
             let source = AnySource::open(&config).await?;
@@ -528,8 +557,10 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 say_warning(format!("account discovery {:?}: {e}", discovery.status));
             }
             let text = match format {
-                ListFormat::Table => render::accounts_table(&accounts),
-                ListFormat::Json => render::accounts_json(&discovery, &accounts),
+                ListFormat::Table => render::accounts_table(&accounts, config.shard.as_ref()),
+                ListFormat::Json => {
+                    render::accounts_json(&discovery, &accounts, config.shard.as_ref())
+                }
             };
             io::stdout().lock().write_all(text.as_bytes())?;
             let partial = !discovery.is_complete()
@@ -538,8 +569,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                     .any(|a| !a.assumed || a.regions_error.is_some());
             Ok(if partial { EXIT_PARTIAL } else { EXIT_OK })
         }
-        Command::Snapshot { config, out } => {
-            let Some(config) = load_config(&config.config) else {
+        Command::Snapshot { config, out, shard } => {
+            let Some(config) = load_sharded(&config.config, shard.shard) else {
                 return Ok(EXIT_ERROR);
             };
             let source = AnySource::open(&config).await?;
@@ -591,11 +622,16 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         }
         // Served by `main` before logging and the runtime start.
         Command::MapWorker | Command::Completions { .. } | Command::Man { .. } => Ok(EXIT_OK),
-        Command::Watch { config, listen } => {
+        Command::Watch {
+            config,
+            listen,
+            shard,
+        } => {
             // First, so a signal during the config load, the bind or the catalog open is a clean
             // shutdown too.
             let shutdown = tidemark::watch::signals();
             let mut options = tidemark::watch::WatchOptions::new(config.config);
+            options.shard = shard.shard;
             // Map in a child of this same executable, so a runaway expression cannot stop the
             // daemon; without a path to it, map here.
             match worker_executable() {
@@ -764,6 +800,50 @@ fn print_reference(command: &Command) -> Option<ExitCode> {
             ExitCode::from(EXIT_ERROR)
         }
     })
+}
+
+/// [`load_config`], then the shard this process runs as: `--shard`, else the config's `shard:`
+/// (an `auto` index from the pod name in `HOSTNAME`).
+fn load_sharded(path: &Path, flag: Option<Shard>) -> Option<Config> {
+    let mut config = load_config(path)?;
+    match config.resolve_shard(flag, &ProcessEnv) {
+        Ok(()) => Some(config),
+        Err(e) => {
+            say_error(format!("{}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// How long `apply` on a shard other than 0 waits for shard 0 to create the blueprints: the
+/// replicas of a StatefulSet start together, and shard 0's bootstrap takes seconds.
+const BLUEPRINT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+const BLUEPRINT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Shards other than 0 write no blueprints: they wait until the catalog has every blueprint,
+/// property and relation that the mappings need, or give up (exit 1) after [`BLUEPRINT_WAIT`].
+async fn wait_for_blueprints(config: &Config, catalog: &AnyCatalog) -> anyhow::Result<()> {
+    let Some(shard) = config.shard.filter(|s| !s.bootstraps_blueprints()) else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let mut said = false;
+    while !reconcile::blueprints_ready(config, catalog).await? {
+        if started.elapsed() >= BLUEPRINT_WAIT {
+            return Err(anyhow!(
+                "shard {shard}: the catalog still lacks blueprints after {}s; shard 0 creates them (run it, or apply without --shard once)",
+                BLUEPRINT_WAIT.as_secs()
+            ));
+        }
+        if !said {
+            say_warning(format!(
+                "shard {shard}: waiting for shard 0 to create the blueprints"
+            ));
+            said = true;
+        }
+        tokio::time::sleep(BLUEPRINT_POLL).await;
+    }
+    Ok(())
 }
 
 /// Loads the config, printing every error and warning; `None` means exit 1.

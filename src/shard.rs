@@ -223,10 +223,15 @@ mod tests {
         // Pinned values: if these change, a rolling upgrade would hand accounts between replicas
         // running different versions.
         assert_eq!(owner_of("111111111111", 3), owner_of("111111111111", 3));
-        let pinned: Vec<u32> = ["111111111111", "222222222222", "333333333333", "123456789012"]
-            .iter()
-            .map(|a| owner_of(a, 4))
-            .collect();
+        let pinned: Vec<u32> = [
+            "111111111111",
+            "222222222222",
+            "333333333333",
+            "123456789012",
+        ]
+        .iter()
+        .map(|a| owner_of(a, 4))
+        .collect();
         assert_eq!(pinned, PINNED_OWNERS_OF_FOUR);
         assert_eq!(owner_of("111111111111", 1), 0);
     }

@@ -9,8 +9,9 @@ use crate::catalog::{ApplyReport, Catalog, CatalogError, Progress};
 use crate::config::Config;
 use crate::mapping::{ItemOutcome, Mappings};
 use crate::model::{
-    ACCOUNT_INFO_KIND, Blueprint, Desired, EntityKey, GLOBAL_REGION, Origin, RawItem,
+    ACCOUNT_INFO_KIND, Blueprint, Desired, EntityKey, GLOBAL_REGION, Origin, OwnedEntity, RawItem,
 };
+use crate::shard::Shard;
 use crate::source::{AccountReport, ItemSink, ListRequest, Source, SourceError, SourceReport};
 
 pub mod diff;
@@ -278,7 +279,10 @@ pub async fn plan<C: Catalog>(
         &mut mapping_errors,
     )
     .await?;
-    let owned = catalog.owned(owner, &accounts).await?;
+    let owned = of_shard(
+        config.shard.as_ref(),
+        catalog.owned(owner, &accounts).await?,
+    );
     let owned_keys: BTreeSet<EntityKey> = owned.iter().map(|o| o.entity.key()).collect();
     let desired_keys: BTreeSet<EntityKey> = desired.iter().map(|d| d.entity.key()).collect();
     let new_keys: Vec<EntityKey> = desired_keys.difference(&owned_keys).cloned().collect();
@@ -302,7 +306,7 @@ pub async fn plan<C: Catalog>(
             (k.kind, p)
         })
         .collect();
-    Ok(plan::plan(plan::PlanInput {
+    let mut plan = plan::plan(plan::PlanInput {
         integration: owner,
         adopt_prefixes: &config.integration.adopt,
         adopt_all: options.adopt,
@@ -320,7 +324,37 @@ pub async fn plan<C: Catalog>(
         threshold: config.mappings.deletion_threshold(),
         desired_blueprints: &config.blueprints,
         catalog_blueprints: &catalog_blueprints,
-    }))
+    });
+    plan.shard = config.shard;
+    if !config.shard.is_none_or(|s| s.bootstraps_blueprints()) {
+        // Only shard 0 writes blueprints; the others wait for them (`blueprints_ready`).
+        plan.blueprints.clear();
+    }
+    Ok(plan)
+}
+
+/// The owned entities a shard answers for: those of its own accounts, gone or not (an account's
+/// shard is a function of its id, so exactly one shard may prove it gone). An entity whose
+/// account cannot be determined is left to no shard: any of them could be another shard's, and
+/// tidemark deletes nothing without proof (README, "Sharding").
+fn of_shard(shard: Option<&Shard>, owned: Vec<OwnedEntity>) -> Vec<OwnedEntity> {
+    let Some(shard) = shard else {
+        return owned;
+    };
+    owned
+        .into_iter()
+        .filter(|o| o.account.as_deref().is_some_and(|a| shard.owns(a)))
+        .collect()
+}
+
+/// Whether the catalog has every blueprint, property and relation that `apply` would add: what a
+/// shard other than 0 waits for before it writes entities.
+pub async fn blueprints_ready<C: Catalog>(
+    config: &Config,
+    catalog: &C,
+) -> Result<bool, CatalogError> {
+    let catalog_blueprints = catalog.blueprints().await?;
+    Ok(plan::blueprint_plan(&config.blueprints, &catalog_blueprints).is_empty())
 }
 
 /// Runs the searches that search relations ask for and puts what they found in place of the
@@ -363,6 +397,8 @@ pub enum StalePlan {
     Catalog { planned: String, current: String },
     #[error("the config or mappings changed since the plan was made")]
     Config,
+    #[error("the plan was made by shard {planned}, but this is shard {current}")]
+    Shard { planned: String, current: String },
     #[error("the owned entities of account {account} changed since the plan was made")]
     Account { account: String },
     #[error("{key} now exists under another owner; plan again")]
@@ -373,6 +409,10 @@ pub enum StalePlan {
     Format(String),
     #[error(transparent)]
     Read(#[from] CatalogError),
+}
+
+fn shard_name(shard: Option<&Shard>) -> String {
+    shard.map_or_else(|| "none (every account)".to_string(), Shard::to_string)
 }
 
 /// Checks that `plan` still describes the catalog (AWS is not listed again).
@@ -393,10 +433,19 @@ pub async fn check_fresh<C: Catalog>(
     if plan.basis.config_hash != config.hash {
         return Err(StalePlan::Config);
     }
+    if plan.shard != config.shard {
+        return Err(StalePlan::Shard {
+            planned: shard_name(plan.shard.as_ref()),
+            current: shard_name(config.shard.as_ref()),
+        });
+    }
     let accounts: Vec<String> = plan.accounts.iter().map(|a| a.id.clone()).collect();
-    let owned = catalog
-        .owned(&config.integration.identifier, &accounts)
-        .await?;
+    let owned = of_shard(
+        config.shard.as_ref(),
+        catalog
+            .owned(&config.integration.identifier, &accounts)
+            .await?,
+    );
     let now = plan::owned_hashes(&owned);
     let all: BTreeSet<&String> = now.keys().chain(plan.basis.accounts.keys()).collect();
     for account in all {
@@ -423,7 +472,11 @@ pub async fn check_fresh<C: Catalog>(
         });
     }
     let catalog_blueprints = catalog.blueprints().await?;
-    if plan::blueprint_plan(&config.blueprints, &catalog_blueprints) != plan.blueprints {
+    let mut blueprints = plan::blueprint_plan(&config.blueprints, &catalog_blueprints);
+    if !config.shard.is_none_or(|s| s.bootstraps_blueprints()) {
+        blueprints.clear();
+    }
+    if blueprints != plan.blueprints {
         return Err(StalePlan::Blueprints);
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! so an organisation of thousands of accounts stays a few dozen series. Requests to AWS and Port
 //! are labelled by service, operation and outcome, which the adapters draw from fixed sets.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 
@@ -18,6 +19,7 @@ use crate::model::EntityKey;
 use crate::reconcile::plan::{AccountStatus, Action};
 use crate::reconcile::{Collected, Plan};
 use crate::requests::RequestCount;
+use crate::shard::Shard;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabels {
@@ -106,7 +108,22 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("tidemark");
+        Metrics::for_shard(None)
+    }
+
+    /// Every series labelled `shard` and `shard_count` when the daemon runs as one shard of
+    /// several, so that one dashboard sums the replicas and still tells them apart.
+    pub fn for_shard(shard: Option<Shard>) -> Metrics {
+        let labels = shard.into_iter().flat_map(|s| {
+            [
+                (Cow::Borrowed("shard"), Cow::Owned(s.index.to_string())),
+                (
+                    Cow::Borrowed("shard_count"),
+                    Cow::Owned(s.count.to_string()),
+                ),
+            ]
+        });
+        let mut registry = Registry::with_prefix_and_labels("tidemark", labels);
         let m = Metrics {
             registry: Registry::default(),
             syncs: Family::default(),

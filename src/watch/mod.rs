@@ -31,6 +31,7 @@ use crate::app::{AnyCatalog, AnySource};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{self, Config, ProcessEnv};
 use crate::mapping::worker::{Killer, Worker};
+use crate::shard::{Shard, ShardError};
 use crate::source::{Source, SourceError};
 use crate::yaml::Diagnostic;
 
@@ -66,6 +67,8 @@ pub struct WatchOptions {
     /// Without one, items are mapped in this process, where an item that runs past the
     /// evaluation limit ends the process, as in one-shot commands.
     pub map_worker: Option<PathBuf>,
+    /// `--shard`: wins over the config's `shard:`, in the initial config and every reload.
+    pub shard: Option<Shard>,
 }
 
 impl WatchOptions {
@@ -75,6 +78,7 @@ impl WatchOptions {
             debounce: DEFAULT_DEBOUNCE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             map_worker: None,
+            shard: None,
         }
     }
 }
@@ -94,6 +98,8 @@ pub enum WatchError {
     },
     #[error("cannot watch the config files: {0}")]
     Watch(#[from] notify::Error),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
 }
 
 /// The diagnostics one per line; the first (an error) without its label, which the caller
@@ -154,15 +160,11 @@ pub async fn run(
             source,
         })?;
     info!(address = %listen, "serving /healthz, /readyz and /metrics");
-    run_loaded(
-        Configured,
-        loaded,
-        options,
-        listener,
-        Arc::new(Shared::new()),
-        shutdown,
-    )
-    .await
+    if let Some(shard) = loaded.shard {
+        info!(%shard, "syncing only this shard's accounts");
+    }
+    let shared = Arc::new(Shared::for_shard(loaded.shard));
+    run_loaded(Configured, loaded, options, listener, shared, shutdown).await
 }
 
 /// Like [`run`], with the adapters, an already bound listener and the shared state given, so
@@ -179,11 +181,12 @@ pub async fn run_with<A: Adapters>(
 }
 
 fn load_initial(options: &WatchOptions) -> Result<Config, WatchError> {
-    let (config, warnings) =
+    let (mut config, warnings) =
         config::load(&options.config_path, &ProcessEnv).map_err(WatchError::Config)?;
     for w in &warnings {
         warn!("{w}");
     }
+    config.resolve_shard(options.shard, &ProcessEnv)?;
     Ok(config)
 }
 
@@ -563,7 +566,7 @@ impl<A: Adapters> Daemon<A> {
                 self.scheduler.request(Mode::Remap);
                 true
             }
-            Err(SyncError::Source(_)) => false,
+            Err(SyncError::Source(_) | SyncError::WaitingForBlueprints) => false,
             Ok(_) | Err(SyncError::Catalog(_) | SyncError::Stopped(_)) => {
                 if let Some(accepted) = self.candidate.take() {
                     info!("the new mappings mapped every item; they are now the running config");
@@ -642,10 +645,13 @@ impl<A: Adapters> Daemon<A> {
                 metrics.reload("invalid");
                 metrics.config_ok.set(0);
             }
-            Ok((loaded, warnings)) => {
+            Ok((mut loaded, warnings)) => {
                 for w in &warnings {
                     warn!("{w}");
                 }
+                // The shard stays what the daemon started as; a changed `shard:` needs a
+                // restart, which `classify` reports.
+                loaded.shard = self.config.shard;
                 let change = reload::classify(&self.config, &loaded);
                 if !matches!(change, Change::NeedsRestart { .. }) {
                     self.files_rejected = false;

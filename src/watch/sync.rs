@@ -107,6 +107,10 @@ pub enum SyncError {
     /// A candidate's mappings fail items that the running mappings map: nothing was planned.
     #[error("{0}")]
     Regressed(String),
+    /// This shard is not shard 0 and the catalog still lacks blueprints that shard 0 creates:
+    /// nothing was listed; the retry waits for them.
+    #[error("waiting for shard 0 to create the blueprints")]
+    WaitingForBlueprints,
 }
 
 impl From<CollectError> for SyncError {
@@ -321,6 +325,19 @@ pub async fn sync<S: Source, C: Catalog>(
         cache,
     };
     let started = std::time::Instant::now();
+    if !config.shard.is_none_or(|s| s.bootstraps_blueprints()) {
+        match reconcile::blueprints_ready(config, catalog).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return done(
+                    mode,
+                    Err(SyncError::WaitingForBlueprints),
+                    CacheUpdate::Keep,
+                );
+            }
+            Err(e) => return done(mode, Err(e.into()), CacheUpdate::Keep),
+        }
+    }
     let (mode, gathered, update) = gather(mode, config, worker, source, cache).await;
     let mut collected = match gathered {
         Ok(collected) => collected,
