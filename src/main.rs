@@ -432,7 +432,6 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 return Ok(EXIT_ERROR);
             };
             let catalog = AnyCatalog::open(&config)?;
-            wait_for_blueprints(&config, &catalog).await?;
             let plan = match plan {
                 Some(path) => {
                     if guards.allow_mass_delete.is_some() || guards.adopt {
@@ -444,6 +443,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                         .with_context(|| format!("reading {}", path.display()))?;
                     let plan: Plan = serde_json::from_str(&text)
                         .with_context(|| format!("{} is not a tidemark plan", path.display()))?;
+                    wait_for_blueprints(&config, &catalog).await?;
                     reconcile::check_fresh(&config, &catalog, &plan)
                         .await
                         .with_context(|| {
@@ -454,6 +454,9 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 None => {
                     let source = AnySource::open(&config).await?;
                     let collected = collect(&config, &source, false).await?;
+                    // After the listing, so that it overlaps shard 0's own listing, after
+                    // which shard 0 creates the blueprints.
+                    wait_for_blueprints(&config, &catalog).await?;
                     reconcile::plan(&config, &collected, &catalog, &guards.options()).await?
                 }
             };

@@ -108,7 +108,7 @@ pub enum SyncError {
     #[error("{0}")]
     Regressed(String),
     /// This shard is not shard 0 and the catalog still lacks blueprints that shard 0 creates:
-    /// nothing was listed; the retry waits for them.
+    /// nothing was planned; the retry waits for them.
     #[error("waiting for shard 0 to create the blueprints")]
     WaitingForBlueprints,
 }
@@ -325,19 +325,6 @@ pub async fn sync<S: Source, C: Catalog>(
         cache,
     };
     let started = std::time::Instant::now();
-    if !config.shard.is_none_or(|s| s.bootstraps_blueprints()) {
-        match reconcile::blueprints_ready(config, catalog).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return done(
-                    mode,
-                    Err(SyncError::WaitingForBlueprints),
-                    CacheUpdate::Keep,
-                );
-            }
-            Err(e) => return done(mode, Err(e.into()), CacheUpdate::Keep),
-        }
-    }
     let (mode, gathered, update) = gather(mode, config, worker, source, cache).await;
     let mut collected = match gathered {
         Ok(collected) => collected,
@@ -349,6 +336,15 @@ pub async fn sync<S: Source, C: Catalog>(
         return done(mode, Err(SyncError::Regressed(why)), update);
     }
     let mapped = started.elapsed();
+    // Checked after the listing, which then overlaps shard 0's (shard 0 creates the blueprints
+    // when it applies); what was listed is kept for the retry like any listing.
+    if !config.shard.is_none_or(|s| s.bootstraps_blueprints()) {
+        match reconcile::blueprints_ready(config, catalog).await {
+            Ok(true) => {}
+            Ok(false) => return done(mode, Err(SyncError::WaitingForBlueprints), update),
+            Err(e) => return done(mode, Err(e.into()), update),
+        }
+    }
     let plan = match reconcile::plan(config, &collected, catalog, &PlanOptions::default()).await {
         Ok(plan) => plan,
         Err(e) => return done(mode, Err(e.into()), update),
