@@ -520,4 +520,20 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_sharded_daemon_labels_every_series_with_its_shard() {
+        let m = Metrics::for_shard(Some(Shard { index: 2, count: 4 }));
+        m.reload("ok");
+        m.config_ok.set(1);
+        let text = m.encode();
+        for line in text.lines().filter(|l| l.starts_with("tidemark_")) {
+            assert!(
+                line.contains(r#"shard="2""#) && line.contains(r#"shard_count="4""#),
+                "{line}"
+            );
+        }
+        assert!(text.contains("tidemark_config_ok"), "{text}");
+        assert!(!Metrics::new().encode().contains("shard="));
+    }
 }
