@@ -60,7 +60,8 @@ fn members() -> Vec<String> {
 
 /// The stand-ins and a workspace; the binary runs against them.
 struct Org {
-    runtime: tokio::runtime::Runtime,
+    /// Runs the stand-ins' servers; kept for as long as they serve.
+    _runtime: tokio::runtime::Runtime,
     sts: StsStandIn,
     cc: CloudControl,
     dir: tempfile::TempDir,
@@ -109,7 +110,7 @@ impl Org {
         std::fs::write(dir.path().join("mappings/blueprints.json"), BLUEPRINTS)
             .expect("blueprints");
         Org {
-            runtime,
+            _runtime: runtime,
             sts,
             cc,
             dir,
@@ -533,3 +534,6 @@ fn the_shard_comes_from_the_pod_name_and_a_bad_one_is_an_error() {
         assert_eq!(code(&out), 1, "--shard {bad}: {}", show(&out));
     }
 }
+
+#[path = "shard/simulation.rs"]
+mod simulation;
