@@ -25,6 +25,7 @@ fn options() -> PortOptions {
             max_delay: Duration::from_secs(2),
         },
         adopt_prefixes: Vec::new(),
+        shard: None,
     }
 }
 

@@ -224,7 +224,7 @@ impl Org {
         let (index, count) = shard.split_once('/').expect("INDEX/COUNT");
         assert_eq!(
             doc["shard"],
-            json!({"index": index.parse::<u32>().unwrap(), "count": count.parse::<u32>().unwrap()})
+            json!({"index": index.parse::<u32>().expect("index"), "count": count.parse::<u32>().expect("count")})
         );
         doc["accounts"]
             .as_array()
