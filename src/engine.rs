@@ -12,10 +12,11 @@ use crate::adapters::{ItemSink, Source, SourceError};
 use crate::config::Config;
 use crate::core::mapping::{ItemOutcome, Mappings};
 use crate::core::model::{
-    ACCOUNT_INFO_KIND, Blueprint, Desired, EntityKey, GLOBAL_REGION, Origin, RawItem,
+    ACCOUNT_INFO_KIND, Blueprint, Desired, EntityKey, GLOBAL_REGION, Origin, OwnedEntity, RawItem,
 };
 use crate::core::reconcile::{Issue, MassDelete, Plan, plan, search};
 use crate::core::report::{AccountReport, ListRequest, SourceReport};
+use crate::core::shard::Shard;
 use crate::sandbox::worker::{Batch, Worker};
 
 /// What listing and mapping produced.
@@ -276,7 +277,10 @@ pub async fn plan<C: Catalog>(
         &mut mapping_errors,
     )
     .await?;
-    let owned = catalog.owned(owner, &accounts).await?;
+    let owned = of_shard(
+        config.shard.as_ref(),
+        catalog.owned(owner, &accounts).await?,
+    );
     let owned_keys: BTreeSet<EntityKey> = owned.iter().map(|o| o.entity.key()).collect();
     let desired_keys: BTreeSet<EntityKey> = desired.iter().map(|d| d.entity.key()).collect();
     let new_keys: Vec<EntityKey> = desired_keys.difference(&owned_keys).cloned().collect();
@@ -300,7 +304,7 @@ pub async fn plan<C: Catalog>(
             (k.kind, p)
         })
         .collect();
-    Ok(plan::plan(plan::PlanInput {
+    let mut plan = plan::plan(plan::PlanInput {
         integration: owner,
         adopt_prefixes: &config.integration.adopt,
         adopt_all: options.adopt,
@@ -318,7 +322,37 @@ pub async fn plan<C: Catalog>(
         threshold: config.mappings.deletion_threshold(),
         desired_blueprints: &config.blueprints,
         catalog_blueprints: &catalog_blueprints,
-    }))
+    });
+    plan.shard = config.shard;
+    if !config.shard.is_none_or(|s| s.bootstraps_blueprints()) {
+        // Only shard 0 writes blueprints; the others wait for them (`blueprints_ready`).
+        plan.blueprints.clear();
+    }
+    Ok(plan)
+}
+
+/// The owned entities a shard answers for: those of its own accounts, gone or not (an account's
+/// shard is a function of its id, so exactly one shard may prove it gone). An entity whose
+/// account cannot be determined is left to no shard: any of them could be another shard's, and
+/// tidemark deletes nothing without proof (README, "Sharding").
+fn of_shard(shard: Option<&Shard>, owned: Vec<OwnedEntity>) -> Vec<OwnedEntity> {
+    let Some(shard) = shard else {
+        return owned;
+    };
+    owned
+        .into_iter()
+        .filter(|o| o.account.as_deref().is_some_and(|a| shard.owns(a)))
+        .collect()
+}
+
+/// Whether the catalog has every blueprint, property and relation that `apply` would add: what a
+/// shard other than 0 waits for before it writes entities.
+pub async fn blueprints_ready<C: Catalog>(
+    config: &Config,
+    catalog: &C,
+) -> Result<bool, CatalogError> {
+    let catalog_blueprints = catalog.blueprints().await?;
+    Ok(plan::blueprint_plan(&config.blueprints, &catalog_blueprints).is_empty())
 }
 
 /// Runs the searches that search relations ask for and puts what they found in place of the
@@ -361,6 +395,8 @@ pub enum StalePlan {
     Catalog { planned: String, current: String },
     #[error("the config or mappings changed since the plan was made")]
     Config,
+    #[error("the plan was made by shard {planned}, but this is shard {current}")]
+    Shard { planned: String, current: String },
     #[error("the owned entities of account {account} changed since the plan was made")]
     Account { account: String },
     #[error("{key} now exists under another owner; plan again")]
@@ -371,6 +407,10 @@ pub enum StalePlan {
     Format(String),
     #[error(transparent)]
     Read(#[from] CatalogError),
+}
+
+fn shard_name(shard: Option<&Shard>) -> String {
+    shard.map_or_else(|| "none (every account)".to_string(), Shard::to_string)
 }
 
 /// Checks that `plan` still describes the catalog (AWS is not listed again).
@@ -391,10 +431,19 @@ pub async fn check_fresh<C: Catalog>(
     if plan.basis.config_hash != config.hash {
         return Err(StalePlan::Config);
     }
+    if plan.shard != config.shard {
+        return Err(StalePlan::Shard {
+            planned: shard_name(plan.shard.as_ref()),
+            current: shard_name(config.shard.as_ref()),
+        });
+    }
     let accounts: Vec<String> = plan.accounts.iter().map(|a| a.id.clone()).collect();
-    let owned = catalog
-        .owned(&config.integration.identifier, &accounts)
-        .await?;
+    let owned = of_shard(
+        config.shard.as_ref(),
+        catalog
+            .owned(&config.integration.identifier, &accounts)
+            .await?,
+    );
     let now = plan::owned_hashes(&owned);
     let all: BTreeSet<&String> = now.keys().chain(plan.basis.accounts.keys()).collect();
     for account in all {
@@ -421,7 +470,11 @@ pub async fn check_fresh<C: Catalog>(
         });
     }
     let catalog_blueprints = catalog.blueprints().await?;
-    if plan::blueprint_plan(&config.blueprints, &catalog_blueprints) != plan.blueprints {
+    let mut blueprints = plan::blueprint_plan(&config.blueprints, &catalog_blueprints);
+    if !config.shard.is_none_or(|s| s.bootstraps_blueprints()) {
+        blueprints.clear();
+    }
+    if blueprints != plan.blueprints {
         return Err(StalePlan::Blueprints);
     }
     Ok(())
@@ -513,6 +566,9 @@ pub trait Steps: Send {
         Ok(())
     }
 
+    /// Called once when this shard starts waiting for shard 0 to create the blueprints.
+    fn waiting_for_blueprints(&mut self, _shard: &Shard) {}
+
     /// Called with the plan; `Some(progress)` applies its changes with that progress.
     fn planned(&mut self, _plan: &Plan) -> Option<&dyn Progress> {
         None
@@ -531,7 +587,13 @@ pub struct Pass<'a, S, C> {
     pub mapper: Mapper<'a>,
     pub catalog: &'a C,
     pub options: PlanOptions,
+    /// On a shard other than 0, how long to wait after mapping for shard 0 to create the
+    /// blueprints before planning (`None`: plan without them, as `plan` does).
+    pub await_blueprints: Option<std::time::Duration>,
 }
+
+/// How often a shard asks whether the blueprints exist yet.
+const BLUEPRINT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a pass did: what it mapped, the plan, and the apply's report when it applied.
 pub struct Ran {
@@ -553,6 +615,45 @@ pub enum PassError {
     Refused(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// This shard is not shard 0 and the catalog still lacks blueprints that shard 0 creates.
+    #[error(
+        "shard {shard}: the catalog still lacks blueprints after {}s; shard 0 creates them (run it, or apply without --shard once)",
+        waited.as_secs()
+    )]
+    NoBlueprints {
+        shard: Shard,
+        waited: std::time::Duration,
+    },
+}
+
+/// Waits, on a shard other than 0, until the catalog has every blueprint, property and relation
+/// the mappings need, for at most `patience` (zero: asks once). Checked after the listing, which
+/// then overlaps shard 0's own (shard 0 creates the blueprints when it applies).
+pub async fn await_blueprints<C: Catalog>(
+    config: &Config,
+    catalog: &C,
+    patience: std::time::Duration,
+    steps: &mut dyn Steps,
+) -> Result<(), PassError> {
+    let Some(shard) = config.shard.filter(|s| !s.bootstraps_blueprints()) else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let mut said = false;
+    while !blueprints_ready(config, catalog).await? {
+        if started.elapsed() >= patience {
+            return Err(PassError::NoBlueprints {
+                shard,
+                waited: patience,
+            });
+        }
+        if !said {
+            steps.waiting_for_blueprints(&shard);
+            said = true;
+        }
+        tokio::time::sleep(BLUEPRINT_POLL).await;
+    }
+    Ok(())
 }
 
 /// Runs one pass. `plan`, `apply` and the watch's sync all run through here; `map` uses its
@@ -568,6 +669,7 @@ pub async fn run<S: Source, C: Catalog>(
         mut mapper,
         catalog,
         options,
+        await_blueprints: patience,
     } = pass;
     let mut in_process = InProcess(&config.mappings);
     let mut in_worker;
@@ -594,6 +696,9 @@ pub async fn run<S: Source, C: Catalog>(
     };
     steps.mapped(&mut collected).map_err(PassError::Refused)?;
     let mapped_in = started.elapsed();
+    if let Some(patience) = patience {
+        await_blueprints(config, catalog, patience, steps).await?;
+    }
     let plan = plan(config, &collected, catalog, &options).await?;
     let planned_in = started.elapsed();
     let applied = match steps.planned(&plan) {

@@ -17,6 +17,7 @@ use tidemark::core::mapping::{self, LoadOptions, MapOptions, MappingSource, Mapp
 use tidemark::core::model::RawItem;
 use tidemark::core::reconcile::{MassDelete, Plan};
 use tidemark::core::report::accounts_complete;
+use tidemark::core::shard::Shard;
 use tidemark::core::writes::Progress;
 use tidemark::engine::{
     self, Collected, InWorker, Items, Mapper, Pass, PlanOnly, PlanOptions, Ran, Steps,
@@ -76,6 +77,17 @@ struct ConfigArg {
 }
 
 #[derive(clap::Args, Debug)]
+struct ShardArg {
+    /// Only the accounts of shard INDEX of COUNT (0/3, 1/3, 2/3); wins over `shard:` in the config.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|e| e.to_string())
+}
+
+#[derive(clap::Args, Debug)]
 struct GuardArgs {
     /// Lift the deletion guards for every account, or for the listed ones (=ID,ID).
     #[arg(long, value_name = "ACCOUNT,…", num_args = 0..=1, require_equals = true, default_missing_value = "")]
@@ -117,6 +129,8 @@ enum Command {
         show_nulls: bool,
         #[command(flatten)]
         guards: GuardArgs,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Plans, then applies only the changes (or exactly a saved plan).
     Apply {
@@ -127,6 +141,8 @@ enum Command {
         plan: Option<PathBuf>,
         #[command(flatten)]
         guards: GuardArgs,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Parses the config and every mapping, compiles every jq expression, checks the schemas.
     Validate {
@@ -165,6 +181,8 @@ enum Command {
         /// A table for people, or one JSON document with the discovery status and every account.
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Records what the configured source lists, in the snapshot format.
     Snapshot {
@@ -173,6 +191,8 @@ enum Command {
         /// The folder to write: manifest.json and one file per account, region and kind.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Daemon: resyncs every resync.interval, hot-reloads config and mappings, serves health and metrics.
     Watch {
@@ -181,6 +201,8 @@ enum Command {
         /// Address for /healthz, /readyz and /metrics (0.0.0.0:9090 in a pod).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// The entities tidemark owns in the configured catalog, one JSON line each.
     Entities {
@@ -294,6 +316,7 @@ async fn pass(
     catalog: &AnyCatalog,
     options: PlanOptions,
     steps: &mut dyn Steps,
+    await_blueprints: Option<std::time::Duration>,
 ) -> anyhow::Result<Ran> {
     let progress = BarProgress::listing();
     let mut worker = one_shot_worker(&config.mappings)?;
@@ -312,6 +335,7 @@ async fn pass(
         mapper,
         catalog,
         options,
+        await_blueprints,
     };
     Ok(engine::run(pass, steps).await?)
 }
@@ -331,7 +355,17 @@ impl ApplySteps {
     }
 }
 
+/// How long `apply` on a shard other than 0 waits for shard 0 to create the blueprints: the
+/// replicas of a StatefulSet start together, and shard 0's bootstrap takes seconds.
+const BLUEPRINT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Steps for ApplySteps {
+    fn waiting_for_blueprints(&mut self, shard: &Shard) {
+        say_warning(format!(
+            "shard {shard}: waiting for shard 0 to create the blueprints"
+        ));
+    }
+
     fn planned(&mut self, plan: &Plan) -> Option<&dyn Progress> {
         if let Err(e) = print_plan(plan, PlanFormat::Text, false) {
             self.print_error = Some(e);
@@ -452,12 +486,17 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             detailed_exitcode,
             show_nulls,
             guards,
-        } => plan_command(config, format, out, detailed_exitcode, show_nulls, guards).await,
+            shard,
+        } => {
+            let flags = (format, out, detailed_exitcode, show_nulls);
+            plan_command(config, flags, guards, shard).await
+        }
         Command::Apply {
             config,
             plan,
             guards,
-        } => apply_command(config, plan, guards).await,
+            shard,
+        } => apply_command(config, plan, guards, shard).await,
         Command::Validate {
             config,
             print,
@@ -478,11 +517,19 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             },
             input.as_deref(),
         ),
-        Command::Accounts { config, format } => accounts_command(config, format).await,
-        Command::Snapshot { config, out } => snapshot_command(config, out).await,
+        Command::Accounts {
+            config,
+            format,
+            shard,
+        } => accounts_command(config, format, shard).await,
+        Command::Snapshot { config, out, shard } => snapshot_command(config, out, shard).await,
         // Served by `main` before logging and the runtime start.
         Command::MapWorker | Command::Completions { .. } | Command::Man { .. } => Ok(EXIT_OK),
-        Command::Watch { config, listen } => watch_command(config, listen).await,
+        Command::Watch {
+            config,
+            listen,
+            shard,
+        } => watch_command(config, listen, shard).await,
         Command::Entities {
             config,
             blueprint,
@@ -492,8 +539,12 @@ async fn run(command: Command) -> anyhow::Result<u8> {
 }
 
 /// `accounts`: Lists the discovered accounts and how reaching each went.
-async fn accounts_command(config: ConfigArg, format: ListFormat) -> anyhow::Result<u8> {
-    let Some(config) = load_config(&config.config) else {
+async fn accounts_command(
+    config: ConfigArg,
+    format: ListFormat,
+    shard: ShardArg,
+) -> anyhow::Result<u8> {
+    let Some(config) = load_sharded(&config.config, shard.shard) else {
         return Ok(EXIT_ERROR);
     };
     let source = AnySource::open(&config).await?;
@@ -502,8 +553,8 @@ async fn accounts_command(config: ConfigArg, format: ListFormat) -> anyhow::Resu
         say_warning(format!("account discovery {:?}: {e}", discovery.status));
     }
     let text = match format {
-        ListFormat::Table => render::accounts_table(&accounts),
-        ListFormat::Json => render::accounts_json(&discovery, &accounts),
+        ListFormat::Table => render::accounts_table(&accounts, config.shard.as_ref()),
+        ListFormat::Json => render::accounts_json(&discovery, &accounts, config.shard.as_ref()),
     };
     io::stdout().lock().write_all(text.as_bytes())?;
     let partial = !accounts_complete(&discovery, &accounts);
@@ -511,8 +562,8 @@ async fn accounts_command(config: ConfigArg, format: ListFormat) -> anyhow::Resu
 }
 
 /// `snapshot`: Records the listed items as a snapshot source.
-async fn snapshot_command(config: ConfigArg, out: PathBuf) -> anyhow::Result<u8> {
-    let Some(config) = load_config(&config.config) else {
+async fn snapshot_command(config: ConfigArg, out: PathBuf, shard: ShardArg) -> anyhow::Result<u8> {
+    let Some(config) = load_sharded(&config.config, shard.shard) else {
         return Ok(EXIT_ERROR);
     };
     let source = AnySource::open(&config).await?;
@@ -559,12 +610,17 @@ async fn snapshot_command(config: ConfigArg, out: PathBuf) -> anyhow::Result<u8>
 }
 
 /// `watch`: Runs the daemon until a shutdown signal.
-async fn watch_command(config: ConfigArg, listen: std::net::SocketAddr) -> anyhow::Result<u8> {
+async fn watch_command(
+    config: ConfigArg,
+    listen: std::net::SocketAddr,
+    shard: ShardArg,
+) -> anyhow::Result<u8> {
     // First, so a signal during the config load, the bind or the catalog open is a clean
     // shutdown too.
     let shutdown = tidemark::watch::signals(exit_at_once);
     let mut options = tidemark::watch::WatchOptions::new(config.config);
     options.env = process_env();
+    options.shard = shard.shard;
     // Map in a child of this same executable, so a runaway expression cannot stop the
     // daemon; without a path to it, map here.
     match worker_executable() {
@@ -581,18 +637,24 @@ async fn watch_command(config: ConfigArg, listen: std::net::SocketAddr) -> anyho
 /// `plan`: Lists, maps and plans; prints the plan (and writes it with `--out`).
 async fn plan_command(
     config: ConfigArg,
-    format: PlanFormat,
-    out: Option<PathBuf>,
-    detailed_exitcode: bool,
-    show_nulls: bool,
+    (format, out, detailed_exitcode, show_nulls): (PlanFormat, Option<PathBuf>, bool, bool),
     guards: GuardArgs,
+    shard: ShardArg,
 ) -> anyhow::Result<u8> {
-    let Some(config) = load_config(&config.config) else {
+    let Some(config) = load_sharded(&config.config, shard.shard) else {
         return Ok(EXIT_ERROR);
     };
     let source = AnySource::open(&config).await?;
     let catalog = AnyCatalog::open(&config)?;
-    let ran = pass(&config, &source, &catalog, guards.options(), &mut PlanOnly).await?;
+    let ran = pass(
+        &config,
+        &source,
+        &catalog,
+        guards.options(),
+        &mut PlanOnly,
+        None,
+    )
+    .await?;
     let plan = ran.plan;
     print_plan(&plan, format, show_nulls)?;
     if let Some(path) = out {
@@ -613,8 +675,9 @@ async fn apply_command(
     config: ConfigArg,
     plan: Option<PathBuf>,
     guards: GuardArgs,
+    shard: ShardArg,
 ) -> anyhow::Result<u8> {
-    let Some(config) = load_config(&config.config) else {
+    let Some(config) = load_sharded(&config.config, shard.shard) else {
         return Ok(EXIT_ERROR);
     };
     let catalog = AnyCatalog::open(&config)?;
@@ -629,10 +692,11 @@ async fn apply_command(
                 .with_context(|| format!("reading {}", path.display()))?;
             let plan: Plan = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a tidemark plan", path.display()))?;
+            let mut steps = ApplySteps::default();
+            engine::await_blueprints(&config, &catalog, BLUEPRINT_WAIT, &mut steps).await?;
             engine::check_fresh(&config, &catalog, &plan)
                 .await
                 .with_context(|| format!("refusing to apply the stale plan {}", path.display()))?;
-            let mut steps = ApplySteps::default();
             let progress = steps.planned(&plan);
             let report = match progress {
                 Some(progress) if plan.has_changes() => Some(
@@ -646,7 +710,15 @@ async fn apply_command(
         None => {
             let source = AnySource::open(&config).await?;
             let mut steps = ApplySteps::default();
-            let ran = pass(&config, &source, &catalog, guards.options(), &mut steps).await?;
+            let ran = pass(
+                &config,
+                &source,
+                &catalog,
+                guards.options(),
+                &mut steps,
+                Some(BLUEPRINT_WAIT),
+            )
+            .await?;
             steps.printed()?;
             (ran.plan, ran.applied)
         }
@@ -889,6 +961,19 @@ fn exit_at_once() -> ! {
 fn process_env() -> ProcessEnv {
     ProcessEnv {
         observer: Some(watchdog::observer(end_runaway)),
+    }
+}
+
+/// [`load_config`], then the shard this process runs as: `--shard`, else the config's `shard:`
+/// (an `auto` index from the pod name in `HOSTNAME`).
+fn load_sharded(path: &Path, flag: Option<Shard>) -> Option<Config> {
+    let mut config = load_config(path)?;
+    match config.resolve_shard(flag, &ProcessEnv::default()) {
+        Ok(()) => Some(config),
+        Err(e) => {
+            say_error(format!("{}: {e}", path.display()));
+            None
+        }
     }
 }
 

@@ -26,6 +26,7 @@ fn options() -> PortOptions {
             max_delay: Duration::from_secs(2),
         },
         adopt_prefixes: Vec::new(),
+        shard: None,
     }
 }
 

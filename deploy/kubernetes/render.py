@@ -6,8 +6,10 @@ It implements only the kustomize features these kustomizations use, and refuses 
 so that it cannot silently render something kustomize would render differently:
   resources (files and folders with a kustomization.yaml), namespace, images (newName, newTag,
   digest), configMapGenerator (files, literals; behavior create / replace / merge) with
-  generatorOptions.disableNameSuffixHash: true, and patches given inline or by path as JSON 6902
-  operations (add, replace, remove, test) with a target of kind and name.
+  generatorOptions.disableNameSuffixHash: true, patches given inline or by path as JSON 6902
+  operations (add, replace, remove, test) with a target of kind and name, and replacements of one
+  scalar (source kind, name, fieldPath) into fields selected by kind and name, whose paths may
+  pick list items by `[name=value]`; a string field receives the value as a string.
 .ci/lint-deploy compares its output with `kubectl kustomize` wherever kubectl is installed.
 
 Usage: deploy/kubernetes/render.py DIR > rendered.yaml      (needs PyYAML, in .venv)
@@ -20,7 +22,7 @@ import sys
 import yaml
 
 KNOWN = {"apiVersion", "kind", "resources", "namespace", "images", "configMapGenerator",
-         "generatorOptions", "patches"}
+         "generatorOptions", "patches", "replacements"}
 # Kinds kustomize's `namespace:` leaves alone.
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                   "PersistentVolume", "StorageClass", "PriorityClass"}
@@ -97,6 +99,9 @@ def render(folder):
             for op in ops:
                 apply_op(doc, op, path)
 
+    for replacement in k.get("replacements") or []:
+        replace(docs, replacement, path)
+
     for image in k.get("images") or []:
         for doc in docs:
             for container in containers(doc):
@@ -117,6 +122,60 @@ def render(folder):
             if doc.get("kind") not in CLUSTER_SCOPED:
                 doc.setdefault("metadata", {})["namespace"] = k["namespace"]
     return docs
+
+
+def field_path(text):
+    """kustomize's dotted field path: `a.b.[name=x].c` → ["a", "b", ("name", "x"), "c"]."""
+    parts = []
+    for part in text.split("."):
+        if part.startswith("[") and part.endswith("]") and "=" in part:
+            k, _, v = part[1:-1].partition("=")
+            parts.append((k, v))
+        else:
+            parts.append(part)
+    return parts
+
+
+def walk(node, parts, where):
+    """The parent of the field `parts` names, and the field's key or index."""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(part, tuple):
+            if not isinstance(node, list):
+                raise RenderError(f"{where}: [{part[0]}={part[1]}] on something that is not a list")
+            found = [j for j, item in enumerate(node) if isinstance(item, dict) and item.get(part[0]) == part[1]]
+            if len(found) != 1:
+                raise RenderError(f"{where}: [{part[0]}={part[1]}] matches {len(found)} items")
+            if last:
+                return node, found[0]
+            node = node[found[0]]
+        else:
+            if not isinstance(node, dict) or part not in node:
+                raise RenderError(f"{where}: no field {part!r}")
+            if last:
+                return node, part
+            node = node[part]
+    raise RenderError(f"{where}: empty field path")
+
+
+def replace(docs, replacement, where):
+    unknown = set(replacement) - {"source", "targets"}
+    source = replacement.get("source") or {}
+    if unknown or set(source) - {"kind", "name", "fieldPath"}:
+        raise RenderError(f"{where}: replacements support only source {{kind, name, fieldPath}} and targets")
+    matches = [d for d in docs if key(d) == (source.get("kind"), source.get("name"))]
+    if len(matches) != 1:
+        raise RenderError(f"{where}: replacement source {source} matches {len(matches)} objects")
+    parent, field = walk(matches[0], field_path(source["fieldPath"]), where)
+    value = parent[field]
+    for target in replacement.get("targets") or []:
+        select = target.get("select") or {}
+        if set(target) - {"select", "fieldPaths"} or set(select) - {"kind", "name"}:
+            raise RenderError(f"{where}: replacement targets support only select {{kind, name}} and fieldPaths")
+        for doc in [d for d in docs if key(d) == (select.get("kind"), select.get("name"))]:
+            for text in target.get("fieldPaths") or []:
+                parent, field = walk(doc, field_path(text), where)
+                parent[field] = str(value) if isinstance(parent[field], str) else copy.deepcopy(value)
 
 
 def split_image(image):

@@ -86,7 +86,11 @@ def main():
     c = Checks()
 
     sa = one(docs, "ServiceAccount")
-    deployment = one(docs, "Deployment")
+    workloads = [d for d in docs if d.get("kind") in ("Deployment", "StatefulSet")]
+    if len(workloads) != 1:
+        raise SystemExit(f"error: expected one Deployment or StatefulSet, found {len(workloads)}")
+    deployment = workloads[0]
+    sharded = deployment["kind"] == "StatefulSet"
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
     container = spec["containers"][0]
@@ -167,10 +171,24 @@ def main():
     annotations = pod["metadata"].get("annotations") or {}
     c.expect(annotations.get("prometheus.io/port") == str(metrics), "prometheus.io/port is not the metrics port")
     labels = pod["metadata"].get("labels") or {}
-    c.expect(deployment["spec"].get("replicas") == 1, "more than one replica: two writers of one integration")
-    c.expect((deployment["spec"].get("strategy") or {}).get("type") == "Recreate", "a rolling update runs two writers at once")
-
-    service = one(docs, "Service")
+    if sharded:
+        # Each replica one shard: the count it is told is the StatefulSet's, its index its ordinal.
+        replicas = deployment["spec"].get("replicas")
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        shard = (config or {}).get("shard") or {}
+        c.expect(shard.get("index") == "auto", f"shard.index {shard.get('index')!r} is not auto (from the pod name)")
+        c.expect(shard.get("count") == "${TIDEMARK_SHARD_COUNT}", f"shard.count {shard.get('count')!r} is not ${{TIDEMARK_SHARD_COUNT}}")
+        c.expect(env.get("TIDEMARK_SHARD_COUNT") == str(replicas),
+                 f"TIDEMARK_SHARD_COUNT {env.get('TIDEMARK_SHARD_COUNT')!r} is not the replicas {replicas}")
+        c.expect(deployment["spec"].get("podManagementPolicy") == "Parallel", "shards start one by one (podManagementPolicy is not Parallel)")
+        governing = one(docs, "Service", deployment["spec"].get("serviceName"))
+        c.expect(governing["spec"].get("clusterIP") == "None", "the StatefulSet's serviceName is not a headless Service")
+        c.expect(subset(governing["spec"]["selector"], labels), "the headless Service does not select the pods")
+        service = one(docs, "Service", "tidemark-metrics")
+    else:
+        c.expect(deployment["spec"].get("replicas") == 1, "more than one replica: two writers of one integration")
+        c.expect((deployment["spec"].get("strategy") or {}).get("type") == "Recreate", "a rolling update runs two writers at once")
+        service = one(docs, "Service")
     c.expect(subset(service["spec"]["selector"], labels), "the Service does not select the pod")
     sport = next((p for p in service["spec"]["ports"] if p["name"] == "metrics"), None)
     c.expect(sport is not None and sport.get("targetPort") in ("metrics", metrics), "the Service has no metrics port aimed at the container's")

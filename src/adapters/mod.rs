@@ -37,11 +37,11 @@ impl AnySource {
     pub async fn open(config: &Config) -> Result<AnySource, SourceError> {
         match &config.source {
             SourceConfig::Snapshot { path, regions } => Ok(AnySource::Snapshot(
-                SnapshotSource::new(path, regions.clone()),
+                SnapshotSource::new(path, regions.clone()).with_shard(config.shard),
             )),
-            SourceConfig::Aws(aws) => {
-                Ok(AnySource::Aws(Box::new(AwsSource::new(aws.clone()).await?)))
-            }
+            SourceConfig::Aws(aws) => Ok(AnySource::Aws(Box::new(
+                AwsSource::new(aws.clone()).await?.with_shard(config.shard),
+            ))),
         }
     }
 
@@ -102,6 +102,7 @@ impl AnyCatalog {
                 &config.integration.identifier,
                 PortOptions {
                     adopt_prefixes: config.integration.adopt.clone(),
+                    shard: config.shard,
                     ..PortOptions::default()
                 },
             )?)),

@@ -22,6 +22,7 @@ use crate::core::report::{
     SourceReport, is_account_id, is_region_name, is_too_deep, misspelt_region, not_a_region_name,
     not_an_account_id,
 };
+use crate::core::shard::{self, Shard};
 
 pub const FORMAT_VERSION: &str = "1";
 const MANIFEST: &str = "manifest.json";
@@ -125,6 +126,8 @@ pub fn scope_file(dir: &Path, account: &str, region: &str, kind: &str) -> Result
 pub struct SnapshotSource {
     dir: PathBuf,
     regions: Regions,
+    /// Only this shard's accounts are replayed.
+    shard: Option<Shard>,
 }
 
 impl SnapshotSource {
@@ -132,7 +135,14 @@ impl SnapshotSource {
         SnapshotSource {
             dir: dir.into(),
             regions,
+            shard: None,
         }
+    }
+
+    /// The source replaying only the accounts that `shard` owns (none: every account).
+    pub fn with_shard(mut self, shard: Option<Shard>) -> SnapshotSource {
+        self.shard = shard;
+        self
     }
 
     fn error(&self, message: impl Into<String>) -> SourceError {
@@ -250,6 +260,9 @@ impl Source for SnapshotSource {
         let mut accounts = Vec::new();
         let mut listings = Vec::new();
         for account in &manifest.accounts {
+            if !shard::owns(self.shard.as_ref(), &account.id) {
+                continue;
+            }
             let regions: Vec<String> = match &self.regions {
                 Regions::List(list) => list.clone(),
                 Regions::Enabled => manifest

@@ -20,6 +20,7 @@ use crate::core::mapping::{LoadOptions, MappingSource, Mappings, Observer, Produ
 use crate::core::model::{Blueprint, hex};
 use crate::core::report::Regions;
 use crate::core::secret::Secret;
+use crate::core::shard::{MAX_SHARDS, Shard, ShardError, ShardIndex, ShardSetting};
 use crate::core::yaml::{self, Diagnostic, Node, Pos, Value};
 
 pub mod builtin;
@@ -41,6 +42,10 @@ pub struct Config {
     pub redactor: Redactor,
     pub resync_interval: Duration,
     pub watch_cache_limit_mib: u64,
+    /// `shard:` as written (an `auto` index is resolved at run time, see [`Config::resolve_shard`]).
+    pub shard_setting: Option<ShardSetting>,
+    /// The accounts this process owns: `--shard`, else `shard:`; none = every account.
+    pub shard: Option<Shard>,
     /// Files and folders a daemon watches for changes.
     pub watched_paths: Vec<PathBuf>,
     /// Hash of the config file and every mapping and blueprint file.
@@ -64,6 +69,17 @@ impl Config {
             }
         }
         out.into_iter().collect()
+    }
+
+    /// Decides the shard this process runs as: `flag` (`--shard`) wins over `shard:` in the
+    /// config, whose `auto` index comes from the pod name in `HOSTNAME`.
+    pub fn resolve_shard(&mut self, flag: Option<Shard>, env: &dyn Env) -> Result<(), ShardError> {
+        self.shard = match (flag, &self.shard_setting) {
+            (Some(flag), _) => Some(flag),
+            (None, Some(setting)) => Some(setting.resolve(env.var("HOSTNAME").as_deref())?),
+            (None, None) => None,
+        };
+        Ok(())
     }
 
     /// Whether `blueprint` is defined in a `blueprints.json`, so that `apply` creates it.
@@ -277,6 +293,7 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
             "mappings",
             "resync",
             "watch",
+            "shard",
         ],
         "",
     );
@@ -287,6 +304,7 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
     let mapping_entries = cx.mapping_entries(root.get("mappings"));
     let resync_interval = cx.resync(root.get("resync"));
     let watch_cache_limit_mib = cx.watch(root.get("watch"));
+    let shard_setting = cx.shard(root.get("shard"));
 
     let mut hidden_env: Vec<String> = SECRET_ENV_VARS.iter().map(|s| s.to_string()).collect();
     hidden_env.extend(cx.secret_vars.iter().cloned());
@@ -354,6 +372,10 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
                     redactor,
                     resync_interval,
                     watch_cache_limit_mib,
+                    shard: shard_setting
+                        .as_ref()
+                        .and_then(|s| s.resolve(env.var("HOSTNAME").as_deref()).ok()),
+                    shard_setting,
                     watched_paths,
                     hash,
                     section_hashes,
@@ -1262,6 +1284,40 @@ impl Cx<'_> {
                 default
             }
         }
+    }
+
+    /// `shard: {index: N|auto, count: M}`.
+    fn shard(&mut self, node: Option<&Node>) -> Option<ShardSetting> {
+        let node = node.filter(|n| !n.is_null())?;
+        let entries = self.section(Some(node), "shard", &["index", "count"])?;
+        let get = |key: &str| entries.iter().find(|(k, _)| k.as_str() == Some(key));
+        let Some((_, count)) = get("count") else {
+            self.error(node.pos, "shard needs count (the number of replicas)");
+            return None;
+        };
+        let count = self.bounded(count, "shard.count", 1.0..=f64::from(MAX_SHARDS), true)? as u32;
+        let index = match get("index") {
+            None => {
+                self.error(node.pos, "shard needs index (a number, or auto)");
+                return None;
+            }
+            Some((_, v)) if v.as_str() == Some("auto") => ShardIndex::Auto,
+            Some((_, v)) => {
+                let pos = v.pos;
+                let index = self.bounded(v, "shard.index", 0.0..=f64::from(MAX_SHARDS), true)?;
+                if index >= f64::from(count) {
+                    self.error(
+                        pos,
+                        format!(
+                            "shard.index {index} is not below shard.count {count} (indexes start at 0)"
+                        ),
+                    );
+                    return None;
+                }
+                ShardIndex::Fixed(index as u32)
+            }
+        };
+        Some(ShardSetting { index, count })
     }
 
     fn watch(&mut self, node: Option<&Node>) -> u64 {

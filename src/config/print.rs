@@ -71,6 +71,13 @@ pub fn effective(config: &Config) -> Json {
         "mappings": mappings,
         "resync": {"interval": humantime::format_duration(config.resync_interval).to_string()},
         "watch": {"cacheLimitMiB": config.watch_cache_limit_mib},
+        "shard": config.shard_setting.map(|s| json!({
+            "index": match s.index {
+                crate::core::shard::ShardIndex::Fixed(i) => json!(i),
+                crate::core::shard::ShardIndex::Auto => json!("auto"),
+            },
+            "count": s.count,
+        })),
     })
 }
 

@@ -495,3 +495,49 @@ fn file_names_in_messages_leave_out_dot_dot_pairs() {
         "/etc/tidemark/..data/m.yaml"
     );
 }
+
+#[test]
+fn the_shard_comes_from_the_config_or_the_pod_name_and_the_flag_wins() {
+    let (config, _) =
+        load_str(&format!("{MINIMAL}shard: {{index: 1, count: 3}}\n"), &[]).expect("valid");
+    assert_eq!(config.shard, Some(Shard { index: 1, count: 3 }));
+
+    // The StatefulSet variant: the index from HOSTNAME, the count from a variable.
+    let text = format!("{MINIMAL}shard:\n  index: auto\n  count: ${{SHARDS}}\n");
+    let (mut config, _) =
+        load_str(&text, &[("SHARDS", "4"), ("HOSTNAME", "tidemark-2")]).expect("valid");
+    assert_eq!(config.shard, Some(Shard { index: 2, count: 4 }));
+    let pod = env(&[("HOSTNAME", "tidemark-3")]);
+    config.resolve_shard(None, &pod).expect("resolves");
+    assert_eq!(config.shard, Some(Shard { index: 3, count: 4 }));
+    config
+        .resolve_shard(Some(Shard { index: 0, count: 2 }), &pod)
+        .expect("the flag");
+    assert_eq!(config.shard, Some(Shard { index: 0, count: 2 }));
+    let no_pod = env(&[]);
+    assert!(config.resolve_shard(None, &no_pod).is_err());
+
+    let (config, _) = load_str(MINIMAL, &[]).expect("valid");
+    assert_eq!(config.shard, None);
+}
+
+#[test]
+fn a_shard_index_past_the_count_or_a_missing_count_is_an_error() {
+    for (shard, expected) in [
+        (
+            "{index: 3, count: 3}",
+            "shard.index 3 is not below shard.count 3",
+        ),
+        ("{index: 0}", "shard needs count"),
+        ("{count: 2}", "shard needs index"),
+        (
+            "{index: 0, count: 0}",
+            "shard.count must be a whole number from 1",
+        ),
+        ("{index: 0, count: 2, size: 1}", "size"),
+    ] {
+        let errors = load_str(&format!("{MINIMAL}shard: {shard}\n"), &[]).expect_err(shard);
+        let text = messages(&errors);
+        assert!(text.contains(expected), "{shard}: {text}");
+    }
+}

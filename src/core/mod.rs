@@ -10,6 +10,7 @@ pub mod reconcile;
 pub mod regions;
 pub mod report;
 pub mod secret;
+pub mod shard;
 pub mod validate;
 pub mod writes;
 pub mod yaml;

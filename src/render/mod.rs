@@ -639,9 +639,23 @@ pub fn json(plan: &Plan) -> String {
 /// What `apply` wrote.
 /// `tidemark accounts`: one row per account, its role, whether it was assumed (and why not, with
 /// the fix to try, on the line below) and its regions.
-pub fn accounts_table(accounts: &[crate::core::report::AccountReport]) -> String {
-    let mut out = format!(
-        "{:<14} {:<24} {:<9} {:<50} REGIONS\n",
+pub fn accounts_table(
+    accounts: &[crate::core::report::AccountReport],
+    shard: Option<&crate::core::shard::Shard>,
+) -> String {
+    let mut out = String::new();
+    if let Some(shard) = shard {
+        // A sharded listing shows only this shard's accounts; say so, or a reader counts them
+        // as the whole organisation.
+        let _ = writeln!(
+            out,
+            "shard {shard}: {} accounts (the other shards own the rest)",
+            accounts.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<14} {:<24} {:<9} {:<50} REGIONS",
         "ACCOUNT", "NAME", "ASSUMED", "ROLE"
     );
     for a in accounts {
@@ -665,12 +679,30 @@ pub fn accounts_table(accounts: &[crate::core::report::AccountReport]) -> String
     out
 }
 
-/// `tidemark accounts --format json`: one document with how discovery went and every account.
+/// `tidemark accounts --format json`: one document with how discovery went and every account;
+/// sharded, only the shard's accounts, with `"shard": {"index", "count"}` on the document and
+/// on each account.
 pub fn accounts_json(
     discovery: &crate::core::report::Discovery,
     accounts: &[crate::core::report::AccountReport],
+    shard: Option<&crate::core::shard::Shard>,
 ) -> String {
-    let doc = serde_json::json!({"discovery": discovery, "accounts": accounts});
+    let doc = match shard {
+        None => serde_json::json!({"discovery": discovery, "accounts": accounts}),
+        Some(shard) => {
+            let accounts: Vec<serde_json::Value> = accounts
+                .iter()
+                .map(|a| {
+                    let mut v = serde_json::to_value(a).unwrap_or_default();
+                    if let Some(fields) = v.as_object_mut() {
+                        fields.insert("shard".into(), serde_json::json!(shard));
+                    }
+                    v
+                })
+                .collect();
+            serde_json::json!({"discovery": discovery, "shard": shard, "accounts": accounts})
+        }
+    };
     format!(
         "{}\n",
         serde_json::to_string_pretty(&doc).unwrap_or_default()

@@ -29,6 +29,7 @@ fn sample() -> Plan {
     Plan {
         format_version: "1".into(),
         integration: "aws-prod".into(),
+        shard: None,
         summary: Summary {
             create: 1,
             update: 1,

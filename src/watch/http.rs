@@ -46,8 +46,13 @@ struct Counted {
 
 impl Shared {
     pub fn new() -> Shared {
+        Shared::for_shard(None)
+    }
+
+    /// The state of a daemon running as `shard`: its metrics carry the shard's labels.
+    pub fn for_shard(shard: Option<crate::core::shard::Shard>) -> Shared {
         Shared {
-            metrics: Metrics::new(),
+            metrics: Metrics::for_shard(shard),
             readiness: Mutex::new(Readiness::default()),
             requests: Mutex::new(Counted::default()),
         }

@@ -3,6 +3,7 @@
 //! so an organisation of thousands of accounts stays a few dozen series. Requests to AWS and Port
 //! are labelled by service, operation and outcome, which the adapters draw from fixed sets.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 
@@ -17,6 +18,7 @@ use crate::adapters::requests::RequestCount;
 use crate::core::model::EntityKey;
 use crate::core::reconcile::Plan;
 use crate::core::reconcile::plan::{AccountStatus, Action};
+use crate::core::shard::Shard;
 use crate::core::writes::ApplyReport;
 use crate::engine::Collected;
 
@@ -149,7 +151,22 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("tidemark");
+        Metrics::for_shard(None)
+    }
+
+    /// Every series labelled `shard` and `shard_count` when the daemon runs as one shard of
+    /// several, so that one dashboard sums the replicas and still tells them apart.
+    pub fn for_shard(shard: Option<Shard>) -> Metrics {
+        let labels = shard.into_iter().flat_map(|s| {
+            [
+                (Cow::Borrowed("shard"), Cow::Owned(s.index.to_string())),
+                (
+                    Cow::Borrowed("shard_count"),
+                    Cow::Owned(s.count.to_string()),
+                ),
+            ]
+        });
+        let mut registry = Registry::with_prefix_and_labels("tidemark", labels);
         let m = Metrics {
             registry: Registry::default(),
             syncs: Family::default(),
@@ -546,5 +563,21 @@ mod tests {
             !text.contains(r#"operation="auth",outcome="throttled""#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_sharded_daemon_labels_every_series_with_its_shard() {
+        let m = Metrics::for_shard(Some(Shard { index: 2, count: 4 }));
+        m.reload(ReloadOutcome::Ok);
+        m.config_ok.set(1);
+        let text = m.encode();
+        for line in text.lines().filter(|l| l.starts_with("tidemark_")) {
+            assert!(
+                line.contains(r#"shard="2""#) && line.contains(r#"shard_count="4""#),
+                "{line}"
+            );
+        }
+        assert!(text.contains("tidemark_config_ok"), "{text}");
+        assert!(!Metrics::new().encode().contains("shard="));
     }
 }

@@ -31,6 +31,7 @@ use crate::adapters::{AnyCatalog, AnySource};
 use crate::adapters::{Catalog, CatalogError};
 use crate::adapters::{Source, SourceError};
 use crate::config::{self, Config, ProcessEnv};
+use crate::core::shard::{Shard, ShardError};
 use crate::core::yaml::Diagnostic;
 use crate::sandbox::worker::{Killer, Worker};
 use metrics::{ReloadOutcome, SyncOutcome};
@@ -69,6 +70,8 @@ pub struct WatchOptions {
     pub map_worker: Option<PathBuf>,
     /// What configs are loaded with: the process environment and the mapping observer.
     pub env: ProcessEnv,
+    /// `--shard`: wins over the config's `shard:`, in the initial config and every reload.
+    pub shard: Option<Shard>,
 }
 
 impl WatchOptions {
@@ -79,6 +82,7 @@ impl WatchOptions {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             map_worker: None,
             env: ProcessEnv::default(),
+            shard: None,
         }
     }
 }
@@ -98,6 +102,8 @@ pub enum WatchError {
     },
     #[error("cannot watch the config files: {0}")]
     Watch(#[from] notify::Error),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
 }
 
 /// The diagnostics one per line; the first (an error) without its label, which the caller
@@ -158,15 +164,11 @@ pub async fn run(
             source,
         })?;
     info!(address = %listen, "serving /healthz, /readyz and /metrics");
-    run_loaded(
-        Configured,
-        loaded,
-        options,
-        listener,
-        Arc::new(Shared::new()),
-        shutdown,
-    )
-    .await
+    if let Some(shard) = loaded.shard {
+        info!(%shard, "syncing only this shard's accounts");
+    }
+    let shared = Arc::new(Shared::for_shard(loaded.shard));
+    run_loaded(Configured, loaded, options, listener, shared, shutdown).await
 }
 
 /// Like [`run`], with the adapters, an already bound listener and the shared state given, so
@@ -183,11 +185,12 @@ pub async fn run_with<A: Adapters>(
 }
 
 fn load_initial(options: &WatchOptions) -> Result<Config, WatchError> {
-    let (config, warnings) =
+    let (mut config, warnings) =
         config::load(&options.config_path, &options.env).map_err(WatchError::Config)?;
     for w in &warnings {
         warn!("{w}");
     }
+    config.resolve_shard(options.shard, &options.env)?;
     Ok(config)
 }
 
@@ -568,7 +571,7 @@ impl<A: Adapters> Daemon<A> {
                 self.scheduler.request(Mode::Remap);
                 true
             }
-            Err(SyncError::Source(_)) => false,
+            Err(SyncError::Source(_) | SyncError::WaitingForBlueprints) => false,
             Ok(_) | Err(SyncError::Catalog(_) | SyncError::Stopped(_)) => {
                 if let Some(accepted) = self.candidate.take() {
                     info!("the new mappings mapped every item; they are now the running config");
@@ -658,10 +661,13 @@ impl<A: Adapters> Daemon<A> {
                 );
                 self.record_reload(ReloadOutcome::Invalid, Some(summary));
             }
-            Ok((loaded, warnings)) => {
+            Ok((mut loaded, warnings)) => {
                 for w in &warnings {
                     warn!("{w}");
                 }
+                // The shard stays what the daemon started as; a changed `shard:` needs a
+                // restart, which `classify` reports.
+                loaded.shard = self.config.shard;
                 let change = reload::classify(&self.config, &loaded);
                 if !matches!(change, Change::NeedsRestart { .. }) {
                     self.files_rejected = false;

@@ -16,7 +16,7 @@ use crate::config::Config;
 pub enum Change {
     /// Same files, same contents: nothing to do.
     Unchanged,
-    /// `integration` or `catalog` changed: only a restart may change the owner or the catalog.
+    /// `integration`, `catalog` or `shard` changed: only a restart may change the owner or the catalog.
     NeedsRestart { sections: Vec<&'static str> },
     /// Everything else may change while running.
     Apply {
@@ -39,6 +39,11 @@ pub fn classify(running: &Config, loaded: &Config) -> Change {
     }
     if old.catalog != new.catalog {
         sections.push("catalog");
+    }
+    // A replica that changed its share while running would hand accounts over without the
+    // others changing theirs: shards change only by restarting every replica (see README).
+    if running.shard_setting != loaded.shard_setting {
+        sections.push("shard");
     }
     if !sections.is_empty() {
         return Change::NeedsRestart { sections };

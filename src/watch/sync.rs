@@ -110,6 +110,10 @@ pub enum SyncError {
     /// A candidate's mappings fail items that the running mappings map: nothing was planned.
     #[error("{0}")]
     Regressed(String),
+    /// This shard is not shard 0 and the catalog still lacks blueprints that shard 0 creates:
+    /// nothing was planned; the retry waits for them.
+    #[error("waiting for shard 0 to create the blueprints")]
+    WaitingForBlueprints,
 }
 
 impl From<PassError> for SyncError {
@@ -118,6 +122,7 @@ impl From<PassError> for SyncError {
             PassError::Collect(e) => e.into(),
             PassError::Refused(why) => SyncError::Regressed(why),
             PassError::Catalog(e) => SyncError::Catalog(e),
+            PassError::NoBlueprints { .. } => SyncError::WaitingForBlueprints,
         }
     }
 }
@@ -374,6 +379,8 @@ pub async fn sync<S: Source, C: Catalog>(
         mapper,
         catalog,
         options: PlanOptions::default(),
+        // Asked once: the retry waits for them, and the daemon keeps serving meanwhile.
+        await_blueprints: Some(std::time::Duration::ZERO),
     };
     let started = std::time::Instant::now();
     let ran = engine::run(pass, &mut steps).await;

@@ -299,6 +299,8 @@ struct Data {
     calls: Vec<CcCall>,
     rejected_expired: usize,
     latency: Duration,
+    /// Items per `ListResources` page; 0 means [`PAGE_SIZE`].
+    page_size: usize,
     organizations_error: String,
     /// The one ACTIVE account Organizations serves, when it serves any.
     organizations_accounts: Vec<String>,
@@ -469,6 +471,16 @@ impl CloudControl {
 
     pub fn set_latency(&self, latency: Duration) {
         self.data().latency = latency;
+    }
+
+    /// Items per `ListResources` page from now on (AWS's own vary by type; simulations use 25).
+    pub fn set_page_size(&self, items: usize) {
+        self.data().page_size = items;
+    }
+
+    /// How many calls were served so far (cheaper than [`calls`](Self::calls) for big runs).
+    pub fn call_count(&self) -> usize {
+        self.data().calls.len()
     }
 
     pub fn calls(&self) -> Vec<CcCall> {
@@ -760,6 +772,10 @@ async fn cloud_control(
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0)
             };
+            let page_size = match state.data.lock().expect("lock").page_size {
+                0 => PAGE_SIZE,
+                n => n,
+            };
             let empty = |next: String| json!({"TypeName": kind, "ResourceDescriptions": [], "NextToken": next});
             let mut start = numbered("page-");
             match state.paging(&account, &region, &kind) {
@@ -777,7 +793,7 @@ async fn cloud_control(
                     let next = (numbered("cycle-") + 1) % tokens.max(1);
                     let page: Vec<Json> = items
                         .iter()
-                        .take(PAGE_SIZE)
+                        .take(page_size)
                         .map(|(id, props, _)| json!({"Identifier": id, "Properties": props}))
                         .collect();
                     return ok(json!({"TypeName": kind, "ResourceDescriptions": page,
@@ -793,12 +809,12 @@ async fn cloud_control(
             let page: Vec<Json> = items[..end]
                 .iter()
                 .skip(start)
-                .take(PAGE_SIZE)
+                .take(page_size)
                 .map(|(id, props, _)| json!({"Identifier": id, "Properties": props}))
                 .collect();
             let mut out = json!({"TypeName": kind, "ResourceDescriptions": page});
-            if start + PAGE_SIZE < end {
-                out["NextToken"] = json!(format!("page-{}", start + PAGE_SIZE));
+            if start + page_size < end {
+                out["NextToken"] = json!(format!("page-{}", start + page_size));
             }
             ok(out)
         }

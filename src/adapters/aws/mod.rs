@@ -36,6 +36,7 @@ use crate::core::report::{
 use crate::core::secret::Secret;
 
 use crate::core::regions;
+use crate::core::shard::{self, Shard};
 pub use credentials::AssumeFailure;
 use credentials::{AssumeMethod, RoleCredentials, STS, SharedRole, session_name};
 use discovery::{OrgsFailure, Target, parse_role_arn};
@@ -230,6 +231,8 @@ struct Inner {
     requests: Arc<RequestCounter>,
     /// Where each S3 bucket was last read, so later runs read it there first.
     bucket_regions: Arc<BucketRegions>,
+    /// Only this shard's accounts are assumed and listed; the others are not gone, just not ours.
+    shard: Option<Shard>,
 }
 
 /// Everything one account yields besides its items.
@@ -313,8 +316,19 @@ impl AwsSource {
                 accounts: Mutex::new(HashMap::new()),
                 requests,
                 bucket_regions: Arc::new(BucketRegions::default()),
+                shard: None,
             }),
         })
+    }
+
+    /// The source assuming and listing only the accounts that `shard` owns (none: every
+    /// account). Discovery still reads the whole organisation: it is one cheap paged call, and
+    /// only a complete discovery lets a shard prove one of its own accounts gone.
+    pub fn with_shard(mut self, shard: Option<Shard>) -> AwsSource {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.shard = shard;
+        }
+        self
     }
 
     /// What `tidemark accounts` shows: discovery, then per account whether its role could be
@@ -451,7 +465,7 @@ impl Inner {
         let (discovery, targets) = self.discover_unfiltered().await;
         let targets = targets
             .into_iter()
-            .filter(|t| !exclude.contains(&t.id))
+            .filter(|t| !exclude.contains(&t.id) && shard::owns(self.shard.as_ref(), &t.id))
             .collect();
         (discovery, targets)
     }

@@ -27,6 +27,7 @@
 //! one search per 100 planned creates (two when some exist). [`PortCatalog::requests`] counts
 //! them.
 
+use crate::core::shard::Shard;
 use std::sync::Arc;
 
 use crate::core::writes::{ApplyReport, Progress, Writes};
@@ -66,6 +67,9 @@ pub struct PortOptions {
     /// `integration.adopt`: `$datasource` prefixes tried when Port does not say who owns an
     /// entity, so that adoption works without `$datasource` in search answers.
     pub adopt_prefixes: Vec<String>,
+    /// The shard this process runs as: only its accounts are probed when proving which account
+    /// an entity that no discovered account claims came from.
+    pub shard: Option<Shard>,
 }
 
 impl Default for PortOptions {
@@ -74,6 +78,7 @@ impl Default for PortOptions {
             concurrency: 8,
             retry: RetryPolicy::default(),
             adopt_prefixes: Vec::new(),
+            shard: None,
         }
     }
 }
@@ -84,6 +89,7 @@ pub struct PortCatalog {
     base_url: String,
     integration: String,
     adopt_prefixes: Vec<String>,
+    shard: Option<Shard>,
 }
 
 impl std::fmt::Debug for PortCatalog {
@@ -119,6 +125,7 @@ impl PortCatalog {
             base_url,
             integration: integration.to_string(),
             adopt_prefixes: options.adopt_prefixes,
+            shard: options.shard,
         })
     }
 
@@ -177,7 +184,7 @@ impl Catalog for PortCatalog {
         accounts: &[String],
     ) -> Result<Vec<OwnedEntity>, CatalogError> {
         self.check_owner(owner)?;
-        read::owned(&self.http, &self.integration, accounts)
+        read::owned(&self.http, &self.integration, accounts, self.shard.as_ref())
             .await
             .map_err(port_error)
     }

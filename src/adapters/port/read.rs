@@ -1,6 +1,7 @@
 //! Reading Port: blueprints, the entities this integration owns (attributed per account), and
 //! entities of other owners at or pointing to our keys.
 
+use crate::core::shard::Shard;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -66,10 +67,12 @@ pub(super) async fn list_blueprints(http: &Http) -> Result<Vec<Blueprint>, PortE
 /// happen to mention many 12-digit numbers.
 const MAX_GONE_ACCOUNT_PROBES: usize = 100;
 
-/// Twelve-digit AWS account ids mentioned by `entities` that are not among `known`.
+/// Twelve-digit AWS account ids mentioned by `entities` that are not among `known` and that
+/// `shard` owns.
 fn gone_account_candidates<'a>(
     entities: impl Iterator<Item = &'a Entity>,
     known: &[String],
+    shard: Option<&Shard>,
 ) -> Vec<String> {
     let mut out: BTreeSet<String> = BTreeSet::new();
     let mut scan = |text: &str| {
@@ -96,7 +99,7 @@ fn gone_account_candidates<'a>(
         }
     }
     out.into_iter()
-        .filter(|a| !known.contains(a))
+        .filter(|a| !known.contains(a) && crate::core::shard::owns(shard, a))
         .take(MAX_GONE_ACCOUNT_PROBES)
         .collect()
 }
@@ -113,6 +116,7 @@ pub(super) async fn owned(
     http: &Arc<Http>,
     integration: &str,
     accounts: &[String],
+    shard: Option<&Shard>,
 ) -> Result<Vec<OwnedEntity>, PortError> {
     let blueprints = list_blueprints(http).await?;
 
@@ -146,12 +150,15 @@ pub(super) async fn owned(
     // ownership listing per candidate account id, the candidates being the account ids that the
     // unclaimed entities' identifiers and relations mention (ARNs and `account` relations carry
     // them). Without this, a gone account's entities could only be deleted as "unknown".
+    // A shard probes only the ids it owns: the others' entities are not its to prove gone, and
+    // would otherwise use up the probes on every read.
     let candidates = gone_account_candidates(
         found
             .iter()
             .filter(|f| !account_of.contains_key(&f.entity.key()))
             .map(|f| &f.entity),
         accounts,
+        shard,
     );
     let listings = candidates.into_iter().map(|account| {
         let http = Arc::clone(http);
@@ -840,7 +847,7 @@ mod tests {
         let mut mine = super::Entity::new("x", "arn:aws:s3:::222222222222-logs");
         mine.relations = None;
         assert_eq!(
-            super::gone_account_candidates([&e, &mine].into_iter(), &known),
+            super::gone_account_candidates([&e, &mine].into_iter(), &known, None),
             vec!["444444444444".to_string()]
         );
     }

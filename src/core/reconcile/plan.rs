@@ -2,6 +2,7 @@
 //! deletes, with every delete that lacks proof withheld (docs/contract.md, "Ownership" to
 //! "Order"). Pure: values in, a [`Plan`] out.
 
+use crate::core::shard::Shard;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -203,6 +204,10 @@ pub struct Basis {
 pub struct Plan {
     pub format_version: String,
     pub integration: String,
+    /// The shard that made the plan (`--shard`, `shard:`); absent when one process owns every
+    /// account. A sharded plan says nothing about the other shards' accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     pub summary: Summary,
     pub blueprints: Vec<BlueprintPlan>,
     pub changes: Vec<Change>,
@@ -403,6 +408,7 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
     Plan {
         format_version: FORMAT_VERSION.into(),
         integration: input.integration.into(),
+        shard: None,
         summary,
         blueprints,
         changes,
