@@ -347,29 +347,24 @@ pub fn plan(mut input: PlanInput<'_>) -> Plan {
     let mut absent_blocking: BTreeSet<&Listing> = BTreeSet::new();
     let (mut deletes, mut kept) = delete_blockers(&input, &desired_by_key, &mut absent_blocking);
     hold_foreign_dependents(&input.foreign_references, &mut deletes, &mut kept);
-    // Entities that kept entities relate to stay while referenced: before the guards, so that
-    // they count only real deletes, and again after, for what the guards kept.
+    // Entities that kept entities relate to stay while referenced: checked before the guards,
+    // so that they count only real deletes, and again after, for what the guards kept.
     let owned_keys: Vec<EntityKey> = input.owned.iter().map(|o| o.entity.key()).collect();
     let owned_by_id = by_identifier(owned_keys.iter());
-    keep_referenced(
-        &mut deletes,
-        &mut kept,
-        &desired_by_key,
-        &input.owned,
-        &relation_targets,
-        &owned_by_id,
-        &mut warnings,
-    );
-    guard_mass_deletes(&input, &mut deletes, &mut kept, &mut warnings);
-    keep_referenced(
-        &mut deletes,
-        &mut kept,
-        &desired_by_key,
-        &input.owned,
-        &relation_targets,
-        &owned_by_id,
-        &mut warnings,
-    );
+    for guarded in [false, true] {
+        if guarded {
+            guard_mass_deletes(&input, &mut deletes, &mut kept, &mut warnings);
+        }
+        keep_referenced(
+            &mut deletes,
+            &mut kept,
+            &desired_by_key,
+            &input.owned,
+            &relation_targets,
+            &owned_by_id,
+            &mut warnings,
+        );
+    }
 
     for (o, reason) in &kept {
         if let Some((reason, detail)) = reason {
