@@ -69,6 +69,7 @@ contract! {
     foreign_references_list_other_owners_entities_that_relate_to_ours,
     a_stop_requested_before_the_first_write_writes_nothing,
     a_stop_requested_after_a_write_keeps_what_was_confirmed_and_sends_nothing_after_it,
+    an_apply_with_nothing_to_write_does_not_report_a_stop,
 }
 
 fn key(blueprint: &str, id: &str) -> EntityKey {
@@ -849,4 +850,13 @@ async fn a_stop_requested_after_a_write_keeps_what_was_confirmed_and_sends_nothi
             key("bucket", "b1")
         ]
     );
+}
+
+async fn an_apply_with_nothing_to_write_does_not_report_a_stop<F: CatalogFixture>(f: &F) {
+    // A stop ends an apply before its last write; with no writes there is nothing to end early.
+    let report = f
+        .catalog()
+        .apply(OWNER, &Writes::default(), &Counting::new(0))
+        .await;
+    assert_eq!(report, ApplyReport::default());
 }
