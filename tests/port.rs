@@ -72,22 +72,6 @@ fn ours(catalog: &PortCatalog, account: &str) -> String {
     catalog.user_agent(account)
 }
 
-/// The catalog's state as comparable values: key, body and owner of every entity.
-fn state(standin: &PortStandIn) -> Vec<(String, String, Json, String)> {
-    standin
-        .entities()
-        .into_iter()
-        .map(|e| {
-            (
-                e.blueprint,
-                e.identifier,
-                Json::Object(e.body),
-                e.datasource,
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_first_apply_writes_in_as_few_bulk_requests_as_the_limits_allow() {
     let standin = standin_with_blueprints().await;
@@ -699,7 +683,7 @@ async fn faults_on_every_third_write_and_a_429_burst_end_in_the_same_state_as_a_
     assert_eq!(faulty_report.stopped, None);
     assert_eq!(faulty_report.rejected, vec![]);
 
-    assert_eq!(state(&faulty), state(&clean));
+    assert_eq!(faulty.state(), clean.state());
     assert_eq!(faulty_report.upserted.len(), clean_report.upserted.len());
     assert_eq!(faulty_report.deleted.len(), 30);
     assert!(faulty.log().iter().any(|l| l.status == 503));
