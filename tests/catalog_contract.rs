@@ -14,7 +14,7 @@ use support::catalogs::{
 };
 use tidemark::adapters::Catalog;
 use tidemark::core::model::EntityKey;
-use tidemark::core::writes::{ApplyReport, NoProgress, Stop, WriteAction, Writes};
+use tidemark::core::writes::{ApplyReport, NoProgress, Stop, Upsert, WriteAction, Writes};
 
 const A: &str = "111111111111";
 const B: &str = "222222222222";
@@ -72,6 +72,11 @@ contract! {
     an_apply_with_nothing_to_write_does_not_report_a_stop,
 }
 
+/// Upserts one entity as [`OWNER`].
+async fn write<F: CatalogFixture>(f: &F, upsert: Upsert) -> ApplyReport {
+    upserts(f.catalog(), vec![upsert]).await
+}
+
 fn key(blueprint: &str, id: &str) -> EntityKey {
     EntityKey::new(blueprint, id)
 }
@@ -98,7 +103,7 @@ fn ours(account: &str) -> Holder {
 }
 
 /// An account entity of `id`, written for that account.
-fn account_entity(id: &str) -> tidemark::core::writes::Upsert {
+fn account_entity(id: &str) -> Upsert {
     upsert(
         entity(
             "awsAccount",
@@ -112,7 +117,7 @@ fn account_entity(id: &str) -> tidemark::core::writes::Upsert {
 }
 
 /// A bucket of `account` that relates to the account entity.
-fn bucket_of(id: &str, account: &str) -> tidemark::core::writes::Upsert {
+fn bucket_of(id: &str, account: &str) -> Upsert {
     upsert(
         entity(
             "bucket",
@@ -227,11 +232,8 @@ async fn an_upsert_of_the_same_entity_again_leaves_it_as_it_was<F: CatalogFixtur
 }
 
 async fn an_apply_with_nothing_to_write_changes_nothing<F: CatalogFixture>(f: &F) {
-    upserts(
-        f.catalog(),
-        vec![upsert(entity("bucket", "b1", json!({})), A, true, true)],
-    )
-    .await;
+    let sent = entity("bucket", "b1", json!({}));
+    write(f, upsert(sent, A, true, true)).await;
     let before = f.stored();
     let report = f
         .catalog()
@@ -304,20 +306,12 @@ async fn merge_keeps_the_fields_a_write_does_not_send_and_merges_properties_key_
     f: &F,
 ) {
     write_full_bucket(f).await;
-    let report = upserts(
-        f.catalog(),
-        vec![upsert(
-            entity(
-                "bucket",
-                "b1",
-                json!({"properties": {"size": 7, "tier": "hot"}}),
-            ),
-            A,
-            true,
-            false,
-        )],
-    )
-    .await;
+    let sent = entity(
+        "bucket",
+        "b1",
+        json!({"properties": {"size": 7, "tier": "hot"}}),
+    );
+    let report = write(f, upsert(sent, A, true, false)).await;
     assert_eq!(report.rejected, vec![]);
     let stored = f.find("bucket", "b1").expect("b1 stored");
     assert_eq!(
@@ -330,16 +324,8 @@ async fn merge_keeps_the_fields_a_write_does_not_send_and_merges_properties_key_
 
 async fn replace_keeps_only_the_fields_a_write_sends<F: CatalogFixture>(f: &F) {
     write_full_bucket(f).await;
-    let report = upserts(
-        f.catalog(),
-        vec![upsert(
-            entity("bucket", "b1", json!({"properties": {"size": 7}})),
-            A,
-            false,
-            false,
-        )],
-    )
-    .await;
+    let sent = entity("bucket", "b1", json!({"properties": {"size": 7}}));
+    let report = write(f, upsert(sent, A, false, false)).await;
     assert_eq!(report.rejected, vec![]);
     let stored = f.find("bucket", "b1").expect("b1 stored");
     assert_eq!(
@@ -461,20 +447,12 @@ async fn missing_relation_targets_become_placeholders_owned_and_attributed_to_th
 >(
     f: &F,
 ) {
-    let report = upserts(
-        f.catalog(),
-        vec![upsert(
-            entity(
-                "bucket",
-                "b1",
-                json!({"relations": {"account": B, "replicas": ["r1"]}}),
-            ),
-            B,
-            true,
-            true,
-        )],
-    )
-    .await;
+    let sent = entity(
+        "bucket",
+        "b1",
+        json!({"relations": {"account": B, "replicas": ["r1"]}}),
+    );
+    let report = write(f, upsert(sent, B, true, true)).await;
     assert_eq!(report.rejected, vec![]);
     assert_eq!(report.upserted, vec![key("bucket", "b1")]);
 
@@ -514,16 +492,8 @@ async fn missing_relation_targets_become_placeholders_owned_and_attributed_to_th
 }
 
 async fn a_placeholder_written_for_real_later_is_updated_in_place<F: CatalogFixture>(f: &F) {
-    upserts(
-        f.catalog(),
-        vec![upsert(
-            entity("bucket", "b1", json!({"relations": {"account": B}})),
-            B,
-            true,
-            true,
-        )],
-    )
-    .await;
+    let sent = entity("bucket", "b1", json!({"relations": {"account": B}}));
+    write(f, upsert(sent, B, true, true)).await;
     assert_eq!(f.find("awsAccount", B).map(|s| s.placeholder), Some(true));
 
     let report = upserts(f.catalog(), vec![account_entity(B)]).await;
@@ -708,16 +678,8 @@ async fn an_upsert_at_a_foreign_key_takes_the_entity_over_and_merges_into_it<F: 
             json!({"title": "theirs", "properties": {"region": "eu-west-1"}}),
         ),
     );
-    let report = upserts(
-        f.catalog(),
-        vec![upsert(
-            entity("bucket", "shared", json!({"properties": {"size": 1}})),
-            A,
-            true,
-            true,
-        )],
-    )
-    .await;
+    let sent = entity("bucket", "shared", json!({"properties": {"size": 1}}));
+    let report = write(f, upsert(sent, A, true, true)).await;
     assert_eq!(report.rejected, vec![]);
     assert_eq!(
         f.stored(),
@@ -784,20 +746,12 @@ async fn foreign_references_list_other_owners_entities_that_relate_to_ours<F: Ca
 
 /// Writes `old`, then returns writes that upsert two accounts and a bucket and delete `old`.
 async fn writes_after_old<F: CatalogFixture>(f: &F) -> Writes {
-    let report = upserts(
-        f.catalog(),
-        vec![upsert(
-            entity(
-                "bucket",
-                "old",
-                json!({"properties": {"region": "us-east-1"}}),
-            ),
-            A,
-            true,
-            false,
-        )],
-    )
-    .await;
+    let sent = entity(
+        "bucket",
+        "old",
+        json!({"properties": {"region": "us-east-1"}}),
+    );
+    let report = write(f, upsert(sent, A, true, false)).await;
     assert_eq!(report.rejected, vec![]);
     Writes {
         upserts: vec![account_entity(A), account_entity(B), bucket_of("b1", A)],
