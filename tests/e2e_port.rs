@@ -449,19 +449,7 @@ impl Fleet {
             .iter()
             .filter_map(|id| self.port.blueprint(id))
             .collect();
-        let mut entities: Vec<(String, String, Json, String)> = self
-            .port
-            .entities()
-            .into_iter()
-            .map(|e| {
-                (
-                    e.blueprint,
-                    e.identifier,
-                    Json::Object(e.body),
-                    e.datasource,
-                )
-            })
-            .collect();
+        let mut entities = self.port.state();
         entities.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         (blueprints, entities)
     }

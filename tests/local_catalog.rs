@@ -1,136 +1,25 @@
 //! The local SQLite catalog against real files in temporary folders.
 
+mod support;
+
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use tempfile::TempDir;
+use support::catalogs::{
+    Counting, LocalFixture, OWNER, bucket_blueprint, create, delete, deletes, entity, upsert,
+    upserts,
+};
 use tidemark::adapters::Catalog;
 use tidemark::adapters::local::LocalCatalog;
-use tidemark::core::model::{Blueprint, Entity, EntityKey, ForeignReference, WriteOptions};
+use tidemark::core::model::{Blueprint, EntityKey, ForeignReference};
 use tidemark::core::writes::{
-    ApplyReport, BlueprintChange, Delete, NoProgress, Progress, Upsert, WriteAction, Writes,
+    ApplyReport, BlueprintChange, NoProgress, Upsert, WriteAction, Writes,
 };
 
-const OWNER: &str = "aws-prod";
 const OTHER: &str = "someone-else";
-
-struct Fixture {
-    _dir: TempDir,
-    path: PathBuf,
-    catalog: LocalCatalog,
-}
-
-fn account_blueprint() -> Blueprint {
-    Blueprint(json!({
-        "identifier": "awsAccount", "title": "AWS account",
-        "schema": {"properties": {"name": {"type": "string"}}, "required": []},
-        "relations": {}
-    }))
-}
-
-fn bucket_blueprint() -> Blueprint {
-    Blueprint(json!({
-        "identifier": "bucket", "title": "Bucket",
-        "schema": {"properties": {
-            "region": {"type": "string"},
-            "size": {"type": "number"},
-            "tier": {"type": "string", "enum": ["hot", "cold"]},
-            "tags": {"type": "object"}
-        }},
-        "relations": {
-            "account": {"target": "awsAccount", "many": false, "required": false},
-            "replicas": {"target": "bucket", "many": true, "required": false}
-        }
-    }))
-}
-
-fn create(bp: Blueprint) -> BlueprintChange {
-    BlueprintChange::Create {
-        identifier: bp.identifier().to_string(),
-        definition: bp,
-    }
-}
-
-/// A catalog in a fresh folder (the file's parent folders do not exist yet) with the account
-/// and bucket blueprints.
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("nested/folder/catalog.db");
-    let catalog = LocalCatalog::open(&path).expect("open");
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                blueprints: vec![create(account_blueprint()), create(bucket_blueprint())],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
-    assert_eq!(report.rejected, vec![]);
-    assert_eq!(report.stopped, None);
-    Fixture {
-        _dir: dir,
-        path,
-        catalog,
-    }
-}
-
-fn entity(blueprint: &str, id: &str, fields: Json) -> Entity {
-    let mut value = fields;
-    value["blueprint"] = json!(blueprint);
-    value["identifier"] = json!(id);
-    serde_json::from_value(value).expect("entity json")
-}
-
-fn upsert(entity: Entity, account: &str, merge: bool, create_missing: bool) -> Upsert {
-    Upsert {
-        entity,
-        account: account.to_string(),
-        kind: "AWS::S3::Bucket".to_string(),
-        write: WriteOptions {
-            merge,
-            create_missing_related: create_missing,
-        },
-    }
-}
-
-fn delete(blueprint: &str, id: &str) -> Delete {
-    Delete {
-        key: EntityKey::new(blueprint, id),
-        account: None,
-    }
-}
-
-async fn upserts(catalog: &LocalCatalog, upserts: Vec<Upsert>) -> ApplyReport {
-    catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts,
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await
-}
-
-async fn deletes(catalog: &LocalCatalog, deletes: Vec<Delete>) -> ApplyReport {
-    catalog
-        .apply(
-            OWNER,
-            &Writes {
-                deletes,
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await
-}
 
 fn stored(
     catalog: &LocalCatalog,
@@ -151,7 +40,7 @@ fn rejected_keys(report: &ApplyReport) -> Vec<String> {
 
 #[tokio::test]
 async fn owned_entities_come_back_with_every_field_present() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let report = upserts(
         &f.catalog,
         vec![upsert(
@@ -188,7 +77,7 @@ async fn owned_entities_come_back_with_every_field_present() {
 
 #[tokio::test]
 async fn merge_keeps_unsent_fields_while_replace_keeps_only_what_was_sent() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let full = entity(
         "bucket",
         "b1",
@@ -234,7 +123,7 @@ async fn merge_keeps_unsent_fields_while_replace_keeps_only_what_was_sent() {
 
 #[tokio::test]
 async fn invalid_entities_are_rejected_like_port_and_the_rest_is_written() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let report = upserts(
         &f.catalog,
         vec![
@@ -342,7 +231,7 @@ async fn invalid_entities_are_rejected_like_port_and_the_rest_is_written() {
 
 #[tokio::test]
 async fn missing_relation_targets_become_placeholders_owned_and_attributed_to_the_referrer() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let report = upserts(
         &f.catalog,
         vec![upsert(
@@ -406,7 +295,7 @@ async fn missing_relation_targets_become_placeholders_owned_and_attributed_to_th
 
 #[tokio::test]
 async fn a_missing_relation_target_without_create_missing_is_rejected_as_not_found() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let report = upserts(
         &f.catalog,
         vec![upsert(
@@ -430,7 +319,7 @@ async fn a_missing_relation_target_without_create_missing_is_rejected_as_not_fou
 
 #[tokio::test]
 async fn a_target_written_later_in_the_same_apply_is_found_by_the_retry() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let report = upserts(
         &f.catalog,
         vec![
@@ -530,7 +419,7 @@ async fn a_relation_to_a_missing_blueprint_is_rejected() {
 
 #[tokio::test]
 async fn a_blueprint_update_only_adds_what_is_missing() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let mut add_properties = serde_json::Map::new();
     // An existing property with another definition must stay as it is.
     add_properties.insert("region".into(), json!({"type": "number"}));
@@ -584,7 +473,7 @@ async fn a_blueprint_update_only_adds_what_is_missing() {
 
 #[tokio::test]
 async fn foreign_finds_other_owners_entities_among_thousands_of_keys() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     f.catalog
         .insert_foreign(OTHER, &entity("bucket", "theirs-1", json!({"title": "T"})))
         .expect("seed");
@@ -622,7 +511,7 @@ async fn foreign_finds_other_owners_entities_among_thousands_of_keys() {
 
 #[tokio::test]
 async fn foreign_references_list_other_owners_entities_that_relate_to_ours() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     upserts(
         &f.catalog,
         vec![
@@ -685,7 +574,7 @@ async fn foreign_references_list_other_owners_entities_that_relate_to_ours() {
 
 #[tokio::test]
 async fn a_delete_with_dependents_is_refused_but_dependents_first_succeeds() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     upserts(
         &f.catalog,
         vec![
@@ -706,7 +595,7 @@ async fn a_delete_with_dependents_is_refused_but_dependents_first_succeeds() {
     )
     .await;
 
-    let report = deletes(&f.catalog, vec![delete("awsAccount", "1")]).await;
+    let report = deletes(&f.catalog, vec![delete("awsAccount", "1", None)]).await;
     assert_eq!(report.deleted, vec![]);
     assert_eq!(rejected_keys(&report), ["awsAccount/1"]);
     let message = &report.rejected[0].message;
@@ -719,10 +608,10 @@ async fn a_delete_with_dependents_is_refused_but_dependents_first_succeeds() {
     let report = deletes(
         &f.catalog,
         vec![
-            delete("bucket", "b1"),
-            delete("bucket", "b2"),
-            delete("awsAccount", "1"),
-            delete("bucket", "never-existed"),
+            delete("bucket", "b1", None),
+            delete("bucket", "b2", None),
+            delete("awsAccount", "1", None),
+            delete("bucket", "never-existed", None),
         ],
     )
     .await;
@@ -740,18 +629,18 @@ async fn a_delete_with_dependents_is_refused_but_dependents_first_succeeds() {
 
 #[tokio::test]
 async fn a_delete_of_another_owners_entity_is_refused() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     f.catalog
         .insert_foreign(OTHER, &entity("bucket", "theirs", json!({})))
         .expect("seed");
-    let report = deletes(&f.catalog, vec![delete("bucket", "theirs")]).await;
+    let report = deletes(&f.catalog, vec![delete("bucket", "theirs", None)]).await;
     assert_eq!(rejected_keys(&report), ["bucket/theirs"]);
     assert_eq!(stored(&f.catalog, "bucket", "theirs").owner, OTHER);
 }
 
 #[tokio::test]
 async fn a_key_is_unique_across_owners_and_an_upsert_adopts_the_entity() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     f.catalog
         .insert_foreign(
             OTHER,
@@ -797,7 +686,7 @@ async fn a_key_is_unique_across_owners_and_an_upsert_adopts_the_entity() {
 
 #[tokio::test]
 async fn a_second_apply_waits_for_the_lock_then_fails_naming_the_file_and_pid() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let catalog = f.catalog.with_lock_timeout(Duration::from_millis(300));
     // Another process holding the lock: a separate open file description with its own flock.
     let mut holder = OpenOptions::new()
@@ -831,7 +720,7 @@ async fn a_second_apply_waits_for_the_lock_then_fails_naming_the_file_and_pid() 
 
 #[tokio::test]
 async fn a_waiting_apply_proceeds_once_the_lock_is_released() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let catalog = f.catalog.with_lock_timeout(Duration::from_secs(20));
     let holder = OpenOptions::new()
         .write(true)
@@ -854,36 +743,6 @@ async fn a_waiting_apply_proceeds_once_the_lock_is_released() {
     assert_eq!(report.upserted, vec![EntityKey::new("bucket", "b1")]);
 }
 
-struct Counting {
-    total: AtomicU64,
-    done: AtomicU64,
-    /// Asks the apply to stop once this many writes are done.
-    stop_after: u64,
-}
-
-impl Counting {
-    fn new(stop_after: u64) -> Counting {
-        Counting {
-            total: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            stop_after,
-        }
-    }
-}
-
-impl Progress for Counting {
-    fn start(&self, total: u64) {
-        self.total.store(total, Ordering::SeqCst);
-    }
-    fn advance(&self, n: u64) {
-        self.done.fetch_add(n, Ordering::SeqCst);
-    }
-    fn finish(&self) {}
-    fn stop_requested(&self) -> bool {
-        self.done.load(Ordering::SeqCst) >= self.stop_after
-    }
-}
-
 fn buckets(n: usize) -> Vec<Upsert> {
     (0..n)
         .map(|i| {
@@ -903,7 +762,7 @@ fn buckets(n: usize) -> Vec<Upsert> {
 
 #[tokio::test]
 async fn a_stop_request_ends_the_apply_after_the_batch_in_flight_and_a_rerun_completes_it() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let old = upserts(&f.catalog, buckets(1200)).await;
     assert_eq!(old.upserted.len(), 1200);
     let writes = Writes {
@@ -915,7 +774,7 @@ async fn a_stop_request_ends_the_apply_after_the_batch_in_flight_and_a_rerun_com
                 u
             })
             .collect(),
-        deletes: vec![delete("bucket", "b0")],
+        deletes: vec![delete("bucket", "b0", None)],
     };
     // Asked to stop once the first batch (500 writes) is in.
     let stopping = Counting::new(1);
@@ -947,7 +806,7 @@ async fn a_stop_request_ends_the_apply_after_the_batch_in_flight_and_a_rerun_com
 
 #[tokio::test]
 async fn many_writes_survive_a_reopen_and_a_rerun_converges_without_duplicates() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let writes = Writes {
         blueprints: vec![],
         upserts: buckets(1500),
@@ -984,7 +843,7 @@ async fn many_writes_survive_a_reopen_and_a_rerun_converges_without_duplicates()
 
 #[tokio::test]
 async fn the_file_is_plain_sqlite_with_entity_json_as_text() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     upserts(
         &f.catalog,
         vec![upsert(
@@ -1040,7 +899,7 @@ fn a_file_from_a_newer_tidemark_is_refused() {
 
 #[tokio::test]
 async fn entities_filter_by_owner_and_blueprint() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     upserts(
         &f.catalog,
         vec![
@@ -1081,7 +940,7 @@ async fn entities_filter_by_owner_and_blueprint() {
 
 #[tokio::test]
 async fn the_same_entity_in_another_key_order_is_stored_identically_and_is_no_change() {
-    let f = fixture().await;
+    let f = LocalFixture::start().await;
     let written = entity(
         "bucket",
         "b1",

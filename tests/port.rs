@@ -6,32 +6,19 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use support::catalogs::{self, Counting, OWNER, delete, port_options};
 use support::port_standin::{Faults, Hostile, PortStandIn};
 use tidemark::adapters::Catalog;
 use tidemark::adapters::port::{PortCatalog, PortOptions, RetryPolicy};
-use tidemark::core::model::{Blueprint, Entity, EntityKey, WriteOptions};
+use tidemark::core::model::{Blueprint, Entity, EntityKey};
 use tidemark::core::secret::Secret;
 use tidemark::core::writes::{BlueprintChange, Delete, NoProgress, Upsert, Writes};
 
-const OWNER: &str = "aws-prod";
 const BUCKET: &str = "awsS3Bucket";
 const ACCOUNT: &str = "awsAccount";
 
-fn options() -> PortOptions {
-    PortOptions {
-        concurrency: 4,
-        retry: RetryPolicy {
-            max_retries: 8,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_secs(2),
-        },
-        adopt_prefixes: Vec::new(),
-        shard: None,
-    }
-}
-
 fn catalog(standin: &PortStandIn) -> PortCatalog {
-    PortCatalog::with_options(standin.config(), OWNER, options()).expect("catalog")
+    PortCatalog::with_options(standin.config(), OWNER, port_options()).expect("catalog")
 }
 
 fn bucket_blueprint() -> Json {
@@ -62,12 +49,7 @@ fn entity(blueprint: &str, id: &str, props: Json, rels: Json) -> Entity {
 }
 
 fn upsert(entity: Entity, account: &str) -> Upsert {
-    Upsert {
-        entity,
-        account: account.into(),
-        kind: "AWS::S3::Bucket".into(),
-        write: WriteOptions::default(),
-    }
+    catalogs::upsert(entity, account, true, true)
 }
 
 fn bucket(id: &str, account: &str) -> Upsert {
@@ -86,31 +68,8 @@ fn account_entity(id: &str) -> Upsert {
     upsert(entity(ACCOUNT, id, json!({"name": id}), json!({})), id)
 }
 
-fn delete(blueprint: &str, id: &str, account: Option<&str>) -> Delete {
-    Delete {
-        key: EntityKey::new(blueprint, id),
-        account: account.map(str::to_string),
-    }
-}
-
 fn ours(catalog: &PortCatalog, account: &str) -> String {
     catalog.user_agent(account)
-}
-
-/// The catalog's state as comparable values: key, body and owner of every entity.
-fn state(standin: &PortStandIn) -> Vec<(String, String, Json, String)> {
-    standin
-        .entities()
-        .into_iter()
-        .map(|e| {
-            (
-                e.blueprint,
-                e.identifier,
-                Json::Object(e.body),
-                e.datasource,
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -283,7 +242,7 @@ async fn wrong_credentials_fail_with_a_message_that_never_shows_the_secret() {
     let standin = standin_with_blueprints().await;
     let mut config = standin.config();
     config.client_secret = Secret::new("wrong-secret-value");
-    let catalog = PortCatalog::with_options(config, OWNER, options()).expect("catalog");
+    let catalog = PortCatalog::with_options(config, OWNER, port_options()).expect("catalog");
     let err = catalog.blueprints().await.expect_err("refused").to_string();
     assert!(err.contains("401"), "{err}");
     assert!(
@@ -300,7 +259,7 @@ async fn port_answers_that_repeat_the_request_never_bring_the_credentials_or_tok
     let mut config = standin.config();
     let client_id = config.client_id.expose().to_string();
     config.client_secret = Secret::new("wrong-secret-value");
-    let refused = PortCatalog::with_options(config, OWNER, options()).expect("catalog");
+    let refused = PortCatalog::with_options(config, OWNER, port_options()).expect("catalog");
     let err = refused.blueprints().await.expect_err("refused").to_string();
     assert!(
         err.contains("request: Authorization"),
@@ -315,16 +274,7 @@ async fn port_answers_that_repeat_the_request_never_bring_the_credentials_or_tok
     let catalog = catalog(&standin);
     let mut stray = bucket("b1", "111");
     stray.entity.blueprint = "no-such-blueprint".into();
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts: vec![stray],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::upserts(&catalog, vec![stray]).await;
     let shown = format!("{:?} {:?}", report.rejected, report.stopped);
     assert!(
         shown.contains("request: Authorization"),
@@ -340,16 +290,7 @@ async fn a_partial_bulk_answer_reports_each_refused_entity_with_ports_message() 
     let mut upserts: Vec<Upsert> = (0..25).map(|i| bucket(&format!("b{i}"), "111")).collect();
     upserts[7].entity.properties = json!({"size": "large"}).as_object().cloned();
     upserts.insert(0, account_entity("111"));
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts,
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::upserts(&catalog, upserts).await;
     assert_eq!(report.stopped, None);
     assert_eq!(report.upserted.len(), 25);
     assert_eq!(report.rejected.len(), 1);
@@ -383,16 +324,7 @@ async fn merge_keeps_fields_the_mapping_does_not_define_and_replace_drops_them()
     );
     replaced.entity.relations = None;
     replaced.write.merge = false;
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts: vec![merged, replaced],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::upserts(&catalog, vec![merged, replaced]).await;
     assert_eq!(report.upserted.len(), 2, "{report:?}");
     let b = standin.entity(BUCKET, "b").expect("b");
     assert_eq!(
@@ -434,16 +366,7 @@ async fn entities_whose_relation_targets_do_not_exist_yet_are_retried_after_them
         strict(bucket("orphan", "999")),
         strict(account_entity("111")),
     ];
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts,
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::upserts(&catalog, upserts).await;
     assert_eq!(report.stopped, None);
     let mut upserted: Vec<String> = report
         .upserted
@@ -466,16 +389,7 @@ async fn entities_whose_relation_targets_do_not_exist_yet_are_retried_after_them
 async fn missing_relation_targets_are_created_empty_and_owned_by_the_referring_account() {
     let standin = standin_with_blueprints().await;
     let catalog = catalog(&standin);
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts: vec![bucket("b1", "444")],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::upserts(&catalog, vec![bucket("b1", "444")]).await;
     assert_eq!(report.upserted.len(), 1);
     let owned = catalog
         .owned(OWNER, &["444".to_string()])
@@ -497,7 +411,7 @@ async fn foreign_entities_report_their_owner_or_the_adoption_prefix_that_matches
     standin.seed_entity(BUCKET, b("ocean"), "port-ocean/aws-v3/1.2.3/aws/exporter");
     standin.seed_entity(BUCKET, b("manual"), "Mozilla/5.0 (X11)");
     standin.seed_entity(BUCKET, b("mine"), "tidemark/0.1.0/aws-prod/111");
-    let mut opts = options();
+    let mut opts = port_options();
     opts.adopt_prefixes = vec!["port-ocean/aws-v3/".into()];
     let catalog = PortCatalog::with_options(standin.config(), OWNER, opts).expect("catalog");
     let keys: Vec<EntityKey> = ["ocean", "manual", "mine", "absent"]
@@ -593,16 +507,7 @@ async fn deletes_go_out_in_bulk_never_cascade_and_a_foreign_dependent_blocks_onl
     deletes.push(delete(ACCOUNT, "222", None));
     deletes.push(delete(ACCOUNT, "already-gone", None));
 
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                deletes,
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::deletes(&catalog, deletes).await;
 
     assert_eq!(report.stopped, None);
     assert_eq!(report.deleted.len(), 152, "{:?}", report.rejected);
@@ -649,29 +554,12 @@ async fn identifiers_with_slashes_and_colons_are_one_path_segment() {
         "tidemark/0.1.0/aws-prod/111",
     );
     let catalog = catalog(&standin);
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                deletes: vec![delete(BUCKET, id, Some("111"))],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::deletes(&catalog, vec![delete(BUCKET, id, Some("111"))]).await;
     assert_eq!(report.deleted, vec![EntityKey::new(BUCKET, id)]);
     assert!(standin.entity(BUCKET, id).is_none());
     // An identifier the bulk answer does not confirm (already gone) goes the single-entity route.
-    let single = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                deletes: vec![delete(BUCKET, "arn:aws:s3:::gone/x", None)],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let single =
+        catalogs::deletes(&catalog, vec![delete(BUCKET, "arn:aws:s3:::gone/x", None)]).await;
     assert_eq!(
         single.deleted,
         vec![EntityKey::new(BUCKET, "arn:aws:s3:::gone/x")]
@@ -795,7 +683,7 @@ async fn faults_on_every_third_write_and_a_429_burst_end_in_the_same_state_as_a_
     assert_eq!(faulty_report.stopped, None);
     assert_eq!(faulty_report.rejected, vec![]);
 
-    assert_eq!(state(&faulty), state(&clean));
+    assert_eq!(faulty.state(), clean.state());
     assert_eq!(faulty_report.upserted.len(), clean_report.upserted.len());
     assert_eq!(faulty_report.deleted.len(), 30);
     assert!(faulty.log().iter().any(|l| l.status == 503));
@@ -819,16 +707,7 @@ async fn a_connection_dropped_after_a_committed_write_does_not_duplicate_it() {
         bucket("b1", "111"),
         bucket("b2", "111"),
     ];
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts,
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::upserts(&catalog, upserts).await;
     assert_eq!(report.stopped, None);
     assert_eq!(report.upserted.len(), 3);
     assert_eq!(standin.entities().len(), 3);
@@ -892,16 +771,7 @@ async fn html_truncated_and_not_ok_answers_to_a_write_stop_the_apply_before_any_
     for hostile in [Hostile::Html, Hostile::Truncated, Hostile::NotOk] {
         let standin = standin_with_blueprints().await;
         let catalog = catalog(&standin);
-        let first = catalog
-            .apply(
-                OWNER,
-                &Writes {
-                    upserts: vec![account_entity("111")],
-                    ..Writes::default()
-                },
-                &NoProgress,
-            )
-            .await;
+        let first = catalogs::upserts(&catalog, vec![account_entity("111")]).await;
         assert_eq!(first.upserted.len(), 1);
         standin.faults(|f| f.hostile_bulk = Some(hostile));
         let report = catalog
@@ -1086,9 +956,9 @@ async fn absurd_token_lifetimes_and_wait_headers_neither_panic_nor_stall_the_cli
     let quick = PortOptions {
         retry: RetryPolicy {
             max_delay: Duration::from_millis(50),
-            ..options().retry
+            ..port_options().retry
         },
-        ..options()
+        ..port_options()
     };
     let faults = |change: &dyn Fn(&mut Faults)| {
         let mut faults = Faults::default();
@@ -1182,7 +1052,7 @@ async fn a_503_is_retried_soon_with_the_default_policy_not_when_the_rate_window_
         OWNER,
         PortOptions {
             retry: RetryPolicy::default(),
-            ..options()
+            ..port_options()
         },
     )
     .expect("catalog");
@@ -1212,16 +1082,7 @@ async fn a_request_port_finds_too_large_is_split_until_it_fits_and_a_lone_giant_
     let mut giant = bucket("giant", "111");
     giant.entity.properties = json!({"note": "x".repeat(8 * 1024)}).as_object().cloned();
     upserts.push(giant);
-    let report = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts,
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let report = catalogs::upserts(&catalog, upserts).await;
     assert_eq!(report.stopped, None);
     assert_eq!(report.upserted.len(), 21);
     assert_eq!(report.rejected.len(), 1);
@@ -1235,34 +1096,11 @@ async fn a_request_port_finds_too_large_is_split_until_it_fits_and_a_lone_giant_
     assert_eq!(standin.entities().len(), 21);
 }
 
-/// Asks the apply to stop once anything has been written.
-struct StopAfterFirstWrite(std::sync::atomic::AtomicBool);
-
-impl tidemark::core::writes::Progress for StopAfterFirstWrite {
-    fn start(&self, _: u64) {}
-    fn advance(&self, _: u64) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    fn finish(&self) {}
-    fn stop_requested(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 #[tokio::test]
 async fn a_stop_request_lets_the_blueprint_in_flight_finish_and_sends_nothing_after_it() {
     let standin = standin_with_blueprints().await;
     let catalog = catalog(&standin);
-    let first = catalog
-        .apply(
-            OWNER,
-            &Writes {
-                upserts: vec![bucket("old", "111111111111")],
-                ..Writes::default()
-            },
-            &NoProgress,
-        )
-        .await;
+    let first = catalogs::upserts(&catalog, vec![bucket("old", "111111111111")]).await;
     assert_eq!(first.stopped, None);
     let writes = Writes {
         upserts: vec![
@@ -1273,7 +1111,7 @@ async fn a_stop_request_lets_the_blueprint_in_flight_finish_and_sends_nothing_af
         deletes: vec![delete(BUCKET, "old", Some("111111111111"))],
         ..Writes::default()
     };
-    let stopping = StopAfterFirstWrite(std::sync::atomic::AtomicBool::new(false));
+    let stopping = Counting::new(1);
     let report = catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
         report.stopped,
@@ -1309,7 +1147,7 @@ async fn a_stop_request_within_one_blueprint_lets_the_requests_in_flight_finish_
             .collect(),
         ..Writes::default()
     };
-    let stopping = StopAfterFirstWrite(std::sync::atomic::AtomicBool::new(false));
+    let stopping = Counting::new(1);
     let report = catalog.apply(OWNER, &writes, &stopping).await;
     assert_eq!(
         report.stopped,

@@ -2,6 +2,7 @@
 //! binary uses only some of them.
 #![allow(dead_code)]
 
+pub mod catalogs;
 pub mod cli;
 pub mod cloudcontrol;
 pub mod fixtures;

@@ -65,6 +65,11 @@ async fn apply_blueprints(
     report: &mut ApplyReport,
     progress: &dyn Progress,
 ) -> Result<(), PortError> {
+    // A stop ends an apply before its last write; with nothing to write here, the next step
+    // checks for it before its first write, and an apply with no writes at all has none to end.
+    if changes.is_empty() {
+        return Ok(());
+    }
     unless_stopped(progress)?;
     let creates: Vec<(&String, &Blueprint)> = changes
         .iter()

@@ -423,6 +423,22 @@ impl PortStandIn {
     pub fn entities(&self) -> Vec<StoredEntity> {
         self.lock().entities.values().cloned().collect()
     }
+
+    /// Every entity as comparable values, ordered by key: blueprint, identifier, body and
+    /// `$datasource` (its owner).
+    pub fn state(&self) -> Vec<(String, String, Json, String)> {
+        self.entities()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.blueprint,
+                    e.identifier,
+                    Json::Object(e.body),
+                    e.datasource,
+                )
+            })
+            .collect()
+    }
 }
 
 /// A blueprint as Port answers it: what was sent plus who made it and when.
