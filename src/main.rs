@@ -18,6 +18,11 @@ use tidemark::reconcile::{self, Collected, MassDelete, Plan, PlanOptions};
 use tidemark::render::{self, Style};
 use tidemark::source::snapshot::write_snapshot;
 
+/// Mapping allocates many small, short-lived jq values; mimalloc serves them far faster than
+/// glibc's malloc (BENCHMARKS.md, mapping).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tidemark",
@@ -836,7 +841,7 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
     let mut worker = one_shot_worker(&mappings)?;
     let mut map_items = |items: &[RawItem]| match worker.as_mut() {
         Some(worker) => worker.map_items(items).map_err(|e| e.to_string()),
-        None => Ok(items.iter().map(|item| mappings.map_item(item)).collect()),
+        None => Ok(mappings.map_items(items)),
     };
     let summary = mapping::run_map(
         &mut map_items,

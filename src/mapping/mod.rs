@@ -7,6 +7,7 @@ mod eval;
 mod expr;
 mod file;
 mod jq;
+mod parallel;
 mod redact;
 mod run;
 #[cfg(test)]
@@ -23,6 +24,7 @@ use crate::model::{
 use crate::yaml::Diagnostic;
 use file::{Entry, FileSpec};
 
+pub use parallel::threads as mapping_threads;
 pub use redact::Redactor;
 pub use run::{MapItems, run_map};
 
