@@ -337,10 +337,7 @@ fn node<'s>(term: &Term<&'s str>, vars: &mut Vec<&'s str>) -> Option<Node> {
 }
 
 fn var(name: &str, vars: &[&str]) -> Option<Node> {
-    vars.iter()
-        .rev()
-        .position(|v| *v == name)
-        .map(Node::Var)
+    vars.iter().rev().position(|v| *v == name).map(Node::Var)
 }
 
 /// Variables in scope, innermost first.
@@ -469,19 +466,15 @@ fn run<'a>(n: &Node, vars: &Vars<'_, 'a>, input: V<'a>, out: &mut Sink<'_, 'a>) 
             })
         }
         Node::Math(op, l, r) => {
-            let (Some(lv), Some(rv)) = (
-                single(l, vars, input.clone())?,
-                single(r, vars, input)?,
-            ) else {
+            let (Some(lv), Some(rv)) = (single(l, vars, input.clone())?, single(r, vars, input)?)
+            else {
                 return Ok(());
             };
             out(Cow::Owned(math(*op, lv, rv)?))
         }
         Node::Cmp(op, l, r) => {
-            let (Some(lv), Some(rv)) = (
-                single(l, vars, input.clone())?,
-                single(r, vars, input)?,
-            ) else {
+            let (Some(lv), Some(rv)) = (single(l, vars, input.clone())?, single(r, vars, input)?)
+            else {
                 return Ok(());
             };
             let result = match op {
@@ -577,12 +570,16 @@ fn path<'a>(v: V<'a>, steps: &[(Step, bool)], out: &mut Sink<'_, 'a>) -> Res {
     let wrong = |optional: bool| if optional { Ok(()) } else { fallback() };
     match step {
         Step::Key(key) => match v {
-            Cow::Borrowed(Json::Object(m)) => {
-                path(m.get(key).map_or(Cow::Owned(Json::Null), Cow::Borrowed), rest, out)
-            }
-            Cow::Owned(Json::Object(mut m)) => {
-                path(Cow::Owned(m.swap_remove(key).unwrap_or(Json::Null)), rest, out)
-            }
+            Cow::Borrowed(Json::Object(m)) => path(
+                m.get(key).map_or(Cow::Owned(Json::Null), Cow::Borrowed),
+                rest,
+                out,
+            ),
+            Cow::Owned(Json::Object(mut m)) => path(
+                Cow::Owned(m.swap_remove(key).unwrap_or(Json::Null)),
+                rest,
+                out,
+            ),
             Cow::Borrowed(Json::Null) | Cow::Owned(Json::Null) => {
                 path(Cow::Owned(Json::Null), rest, out)
             }
@@ -857,7 +854,9 @@ fn regex_cache(pattern: &str) -> Result<std::sync::Arc<Regex>, Stop> {
     use std::sync::{Arc, Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(re) = cache.get(pattern) {
         return Ok(re.clone());
     }
@@ -877,7 +876,13 @@ fn regex_cache(pattern: &str) -> Result<std::sync::Arc<Regex>, Stop> {
     Ok(re)
 }
 
-fn call<'a>(b: Builtin, args: &[Node], vars: &Vars<'_, 'a>, input: V<'a>, out: &mut Sink<'_, 'a>) -> Res {
+fn call<'a>(
+    b: Builtin,
+    args: &[Node],
+    vars: &Vars<'_, 'a>,
+    input: V<'a>,
+    out: &mut Sink<'_, 'a>,
+) -> Res {
     use Builtin::*;
     let arg = |i: usize| args.get(i).ok_or(Stop::Fallback);
     let owned = |v: Json| Cow::Owned(v);
@@ -1045,7 +1050,9 @@ fn call<'a>(b: Builtin, args: &[Node], vars: &Vars<'_, 'a>, input: V<'a>, out: &
             if failed {
                 return fallback();
             }
-            out(owned(Json::Array(keyed.into_iter().map(|(_, x)| x.clone()).collect())))
+            out(owned(Json::Array(
+                keyed.into_iter().map(|(_, x)| x.clone()).collect(),
+            )))
         }
         Paths => {
             let mut prefix = Vec::new();
@@ -1059,7 +1066,11 @@ fn call<'a>(b: Builtin, args: &[Node], vars: &Vars<'_, 'a>, input: V<'a>, out: &
             }
         }
         Select => run(arg(0)?, vars, input.clone(), &mut |c| {
-            if truthy(&c) { out(input.clone()) } else { Ok(()) }
+            if truthy(&c) {
+                out(input.clone())
+            } else {
+                Ok(())
+            }
         }),
         Map => {
             let f = arg(0)?;
@@ -1132,6 +1143,8 @@ fn call<'a>(b: Builtin, args: &[Node], vars: &Vars<'_, 'a>, input: V<'a>, out: &
             out(owned(Json::Bool(has)))
         }),
         Split => string_arg(arg(0)?, vars, &input, &mut |sep| match &*input {
+            // jq splits "" into no parts at all.
+            Json::String(s) if s.is_empty() => out(owned(Json::Array(Vec::new()))),
             Json::String(s) if !sep.is_empty() => out(owned(Json::Array(
                 s.split(sep).map(|p| Json::String(p.to_string())).collect(),
             ))),
@@ -1188,17 +1201,22 @@ fn call<'a>(b: Builtin, args: &[Node], vars: &Vars<'_, 'a>, input: V<'a>, out: &
             }
             _ => fallback(),
         }),
-        Index => run(arg(0)?, vars, input.clone(), &mut |x| match (&*input, &*x) {
-            (Json::Array(a), Json::Array(_) | Json::Object(_)) => {
-                let _ = a;
-                fallback()
-            }
-            (Json::Array(a), needle) => {
-                let at = a.iter().position(|e| jq_eq(e, needle));
-                out(owned(at.map_or(Json::Null, Json::from)))
-            }
-            _ => fallback(),
-        }),
+        Index => run(
+            arg(0)?,
+            vars,
+            input.clone(),
+            &mut |x| match (&*input, &*x) {
+                (Json::Array(a), Json::Array(_) | Json::Object(_)) => {
+                    let _ = a;
+                    fallback()
+                }
+                (Json::Array(a), needle) => {
+                    let at = a.iter().position(|e| jq_eq(e, needle));
+                    out(owned(at.map_or(Json::Null, Json::from)))
+                }
+                _ => fallback(),
+            },
+        ),
     }
 }
 

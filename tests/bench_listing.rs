@@ -1,0 +1,153 @@
+//! The listing benchmark through the binary (bench/aws/binary.sh, figures in BENCHMARKS.md):
+//! `tidemark plan` against the STS and Cloud Control stand-ins with every call taking 200 ms,
+//! N accounts × 3 regions × 5 kinds × 3 pages, against the ideal of
+//! ceil(N / concurrency.accounts) × (1 AssumeRole + 3 pages) × 200 ms. Prints the wall times and
+//! the CPU the stand-ins used; asserts only that every item was planned. Ignored: run by the
+//! script, one at a time.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::cli::BIN;
+use support::cloudcontrol::{CloudControl, Keys};
+use support::sts::StsStandIn;
+
+const BASE_KEY: &str = "AKIATIDEMARKBENCH001";
+const LATENCY: Duration = Duration::from_millis(200);
+const REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "us-west-2"];
+const KINDS: [&str; 5] = [
+    "AWS::SQS::Queue",
+    "AWS::SNS::Topic",
+    "AWS::Lambda::Function",
+    "AWS::EC2::Instance",
+    "AWS::ECS::Cluster",
+];
+
+/// CPU seconds (user + system) this process, which serves the stand-ins, has used.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn bench(accounts: usize, concurrency: usize, runs: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sts = runtime.block_on(StsStandIn::start());
+    sts.register_base_key(BASE_KEY);
+    let cc = runtime.block_on(CloudControl::start(Keys::StandIn(sts.keys())));
+    let ids: Vec<String> = (0..accounts)
+        .map(|i| format!("{:012}", 300_000_000_000u64 + i as u64))
+        .collect();
+    for a in &ids {
+        for r in REGIONS {
+            for k in KINDS {
+                for i in 0..9 {
+                    cc.add(a, r, k, &format!("{k}-{i}"), json!({"Index": i}));
+                }
+            }
+        }
+    }
+    sts.set_latency(LATENCY);
+    cc.set_latency(LATENCY);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roles: Vec<String> = ids
+        .iter()
+        .map(|a| format!("arn:aws:iam::{a}:role/PortOceanReadRole"))
+        .collect();
+    let mut mapping = String::from("resources:\n");
+    for k in KINDS {
+        mapping.push_str(&format!(
+            "  - kind: {k}\n    selector:\n      query: 'true'\n    port:\n      entity:\n        mappings:\n          identifier: .__AccountId + \"/\" + .__Region + \"/\" + .Identifier\n          title: .Identifier\n          blueprint: '\"thing\"'\n          properties:\n            index: .Properties.Index\n"
+        ));
+    }
+    std::fs::create_dir_all(dir.path().join("mappings")).expect("mkdir");
+    std::fs::write(dir.path().join("mappings/bench.yaml"), mapping).expect("mapping");
+    std::fs::write(
+        dir.path().join("mappings/blueprints.json"),
+        r#"[{"identifier": "thing", "title": "Thing", "schema": {"properties": {"index": {"type": "number"}}}, "relations": {}}]"#,
+    )
+    .expect("blueprints");
+    std::fs::write(
+        dir.path().join("tidemark.yaml"),
+        format!(
+            "integration: {{identifier: bench}}\nsource:\n  type: aws\n  accounts:\n    accountRoleArns: {}\n  regions: {}\n  concurrency: {{accounts: {concurrency}, requestsPerSecond: 1000}}\ncatalog: {{type: local}}\nmappings: [mappings/bench.yaml]\n",
+            serde_json::to_string(&roles).expect("json"),
+            serde_json::to_string(&REGIONS).expect("json"),
+        ),
+    )
+    .expect("config");
+    let ideal = accounts.div_ceil(concurrency) as f64 * 4.0 * LATENCY.as_secs_f64();
+    let mut times = Vec::new();
+    let mut standin_cpu = Vec::new();
+    for _ in 0..runs {
+        let cpu = own_cpu();
+        let start = Instant::now();
+        let out = Command::new(BIN)
+            .args(["plan", "-c", "tidemark.yaml", "-o", "json"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", BASE_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_STS", &sts.url)
+            .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &cc.url)
+            .env("AWS_ENDPOINT_URL_ACCOUNT", &cc.url)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run tidemark");
+        let wall = start.elapsed().as_secs_f64();
+        standin_cpu.push((own_cpu() - cpu) / wall);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let creates = stdout.matches("\"create\"").count();
+        assert!(
+            out.status.success() || out.status.code() == Some(2),
+            "plan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            creates > 0 || stdout.contains(&format!("{}", accounts * 3 * 5 * 9)),
+            "nothing planned: {stdout:.400}"
+        );
+        times.push(wall);
+    }
+    times.sort_by(f64::total_cmp);
+    standin_cpu.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "BENCH accounts={accounts} concurrency.accounts={concurrency}: median {median:.3} s (min {:.3}, max {:.3}, {runs} runs), ideal {ideal:.3} s, {:.2}x ideal; stand-ins used {:.0}% of a core",
+        times[0],
+        times[times.len() - 1],
+        median / ideal,
+        standin_cpu[standin_cpu.len() / 2] * 100.0
+    );
+}
+
+#[test]
+#[ignore = "benchmark: run by bench/aws/binary.sh"]
+fn bench_listing_through_the_binary_20_accounts() {
+    bench(20, 5, 5);
+}
+
+#[test]
+#[ignore = "benchmark: run by bench/aws/binary.sh"]
+fn bench_listing_through_the_binary_200_accounts() {
+    bench(200, 50, 3);
+}
