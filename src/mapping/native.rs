@@ -450,7 +450,7 @@ fn run<'a>(n: &Node, vars: &Vars<'_, 'a>, input: V<'a>, out: &mut Sink<'_, 'a>) 
             if left.is_empty() {
                 run(r, vars, input, out)
             } else {
-                left.into_iter().try_for_each(|v| out(v))
+                left.into_iter().try_for_each(&mut *out)
             }
         }
         Node::And(l, r) | Node::Or(l, r) => {
