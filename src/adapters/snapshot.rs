@@ -236,6 +236,56 @@ impl SnapshotSource {
     }
 }
 
+impl SnapshotSource {
+    /// One recorded account as this run sees it: its regions (recorded, or the configured
+    /// list), and a failure where its id or regions are not AWS names or it has no region.
+    fn account_report(&self, manifest: &Manifest, account: &ManifestAccount) -> AccountReport {
+        let regions: Vec<String> = match &self.regions {
+            Regions::List(list) => list.clone(),
+            Regions::Enabled => manifest
+                .scopes
+                .iter()
+                .filter(|s| {
+                    s.account == account.id && s.region != crate::core::model::GLOBAL_REGION
+                })
+                .map(|s| s.region.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        // A manifest is files anyone may have written: an id or region that is not one
+        // fails the account as it would live, before it names a file.
+        let (assumed, error) = if is_account_id(&account.id) {
+            (account.assumed, account.error.clone())
+        } else {
+            (false, Some(not_an_account_id(&account.id)))
+        };
+        // As live, where an empty ListRegions answer is an error: an account with no region
+        // has nothing listed, which must not read as "all of its resources are gone".
+        let regions_error = account
+            .regions_error
+            .clone()
+            .or_else(|| misspelt_region(&regions))
+            .or_else(|| {
+                regions
+                    .is_empty()
+                    .then(|| "the snapshot records no region for this account".to_string())
+            });
+        AccountReport {
+            id: account.id.clone(),
+            name: account.name.clone(),
+            email: account.email.clone(),
+            status: account.status.clone(),
+            arn: account.arn.clone(),
+            role_arn: None,
+            assumed,
+            error,
+            regions,
+            regions_error,
+        }
+    }
+}
+
 impl Source for SnapshotSource {
     async fn list(
         &self,
@@ -263,50 +313,10 @@ impl Source for SnapshotSource {
             if !shard::owns(self.shard.as_ref(), &account.id) {
                 continue;
             }
-            let regions: Vec<String> = match &self.regions {
-                Regions::List(list) => list.clone(),
-                Regions::Enabled => manifest
-                    .scopes
-                    .iter()
-                    .filter(|s| {
-                        s.account == account.id && s.region != crate::core::model::GLOBAL_REGION
-                    })
-                    .map(|s| s.region.clone())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect(),
-            };
-            // A manifest is files anyone may have written: an id or region that is not one
-            // fails the account as it would live, before it names a file.
-            let (assumed, error) = if is_account_id(&account.id) {
-                (account.assumed, account.error.clone())
-            } else {
-                (false, Some(not_an_account_id(&account.id)))
-            };
-            // As live, where an empty ListRegions answer is an error: an account with no region
-            // has nothing listed, which must not read as "all of its resources are gone".
-            let regions_error = account
-                .regions_error
-                .clone()
-                .or_else(|| misspelt_region(&regions))
-                .or_else(|| {
-                    regions
-                        .is_empty()
-                        .then(|| "the snapshot records no region for this account".to_string())
-                });
-            let failed = !assumed || regions_error.is_some();
-            accounts.push(AccountReport {
-                id: account.id.clone(),
-                name: account.name.clone(),
-                email: account.email.clone(),
-                status: account.status.clone(),
-                arn: account.arn.clone(),
-                role_arn: None,
-                assumed,
-                error,
-                regions: regions.clone(),
-                regions_error,
-            });
+            let report = self.account_report(&manifest, account);
+            let failed = !report.assumed || report.regions_error.is_some();
+            let regions = report.regions.clone();
+            accounts.push(report);
             if failed {
                 continue;
             }

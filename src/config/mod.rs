@@ -317,24 +317,7 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
             None
         }
     };
-    let options = LoadOptions {
-        env: env.vars(),
-        hidden_env,
-        observer: env.observer(),
-    };
-    let mappings = match Mappings::load(&mapping_files, &options) {
-        Ok((mappings, warnings)) => {
-            cx.warnings.extend(warnings);
-            Some(mappings)
-        }
-        Err(diagnostics) => {
-            let (errors, warnings): (Vec<_>, Vec<_>) =
-                diagnostics.into_iter().partition(Diagnostic::is_error);
-            cx.errors.extend(errors);
-            cx.warnings.extend(warnings);
-            None
-        }
-    };
+    let mappings = cx.mappings(&mapping_files, hidden_env);
 
     let Cx {
         errors, warnings, ..
@@ -348,16 +331,7 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
         errors.is_empty(),
     ) {
         (Some(integration), Some(source), Some(catalog), Some(mappings), Some(redactor), true) => {
-            let section_hashes = SectionHashes {
-                integration: hash_node(root.get("integration")),
-                source: hash_node(root.get("source")),
-                catalog: hash_node(root.get("catalog")),
-                mappings: hash_files(&mapping_files, &blueprint_files),
-            };
-            let mut hasher = Sha256::new();
-            hasher.update(text.as_bytes());
-            hasher.update(section_hashes.mappings.as_bytes());
-            let hash = hex(&hasher.finalize());
+            let (hash, section_hashes) = hashes(text, &root, &mapping_files, &blueprint_files);
             let mut watched_paths = vec![path.to_path_buf()];
             watched_paths.extend(watched);
             Ok((
@@ -393,6 +367,26 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
             Err(errors)
         }
     }
+}
+
+/// The whole config's hash (its text and every mapping and blueprint file) and each section's,
+/// which tell a reload what changed.
+fn hashes(
+    text: &str,
+    root: &Node,
+    mapping_files: &[MappingSource],
+    blueprint_files: &[(String, String)],
+) -> (String, SectionHashes) {
+    let section_hashes = SectionHashes {
+        integration: hash_node(root.get("integration")),
+        source: hash_node(root.get("source")),
+        catalog: hash_node(root.get("catalog")),
+        mappings: hash_files(mapping_files, blueprint_files),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(text.as_bytes());
+    hasher.update(section_hashes.mappings.as_bytes());
+    (hex(&hasher.finalize()), section_hashes)
 }
 
 /// How messages name a file: the path with `.` and `dir/..` pairs taken out
@@ -794,6 +788,29 @@ impl Cx<'_> {
         (source, redact)
     }
 
+    /// Compiles every mapping file with the environment and observer the process gives; their
+    /// errors and warnings join the config's.
+    fn mappings(&mut self, files: &[MappingSource], hidden_env: Vec<String>) -> Option<Mappings> {
+        let options = LoadOptions {
+            env: self.env.vars(),
+            hidden_env,
+            observer: self.env.observer(),
+        };
+        match Mappings::load(files, &options) {
+            Ok((mappings, warnings)) => {
+                self.warnings.extend(warnings);
+                Some(mappings)
+            }
+            Err(diagnostics) => {
+                let (errors, warnings): (Vec<_>, Vec<_>) =
+                    diagnostics.into_iter().partition(Diagnostic::is_error);
+                self.errors.extend(errors);
+                self.warnings.extend(warnings);
+                None
+            }
+        }
+    }
+
     fn aws(
         &mut self,
         accounts: Option<&Node>,
@@ -819,6 +836,38 @@ impl Cx<'_> {
                 .find(|(key, _)| key.as_str() == Some(k))
                 .map(|(_, v)| v)
         };
+        let (account_role_arn, account_role_arns) = self.role_arns(accounts, &get)?;
+        let external_id = self.secret(
+            entries,
+            "externalId",
+            &["OCEAN__INTEGRATION__CONFIG__EXTERNAL_ID"],
+        );
+        let member_auth = self.member_auth(get("memberAuth"));
+        let organizational_units =
+            self.organizational_units(get("organizationalUnits"), account_role_arn.is_some());
+        let exclude = self.string_list(get("exclude"), "exclude");
+        let (concurrency_accounts, requests_per_second) = self.concurrency(concurrency);
+        Some(SourceConfig::Aws(AwsConfig {
+            account_role_arn,
+            account_role_arns,
+            external_id,
+            member_auth,
+            organizational_units,
+            exclude,
+            regions,
+            concurrency_accounts,
+            requests_per_second,
+        }))
+    }
+
+    /// `accountRoleArn` (Organizations mode) or `accountRoleArns` (an explicit list), from the
+    /// file or else Ocean's variables, each checked to be a role ARN; `None` when both are set.
+    #[allow(clippy::type_complexity)]
+    fn role_arns<'n>(
+        &mut self,
+        accounts: Option<&Node>,
+        get: &dyn Fn(&str) -> Option<&'n Node>,
+    ) -> Option<(Option<String>, Option<Vec<String>>)> {
         let mut account_role_arn =
             get("accountRoleArn").and_then(|n| self.string(n, "accountRoleArn"));
         let mut account_role_arns =
@@ -877,12 +926,11 @@ impl Cx<'_> {
                 );
             }
         }
-        let external_id = self.secret(
-            entries,
-            "externalId",
-            &["OCEAN__INTEGRATION__CONFIG__EXTERNAL_ID"],
-        );
-        let member_auth = match get("memberAuth") {
+        Some((account_role_arn, account_role_arns))
+    }
+
+    fn member_auth(&mut self, node: Option<&Node>) -> MemberAuth {
+        match node {
             None => MemberAuth::Auto,
             Some(n) => match self.string(n, "memberAuth").as_deref() {
                 Some("auto") => MemberAuth::Auto,
@@ -899,29 +947,36 @@ impl Cx<'_> {
                     MemberAuth::Auto
                 }
             },
-        };
-        let organizational_units =
-            self.string_list(get("organizationalUnits"), "organizationalUnits");
+        }
+    }
+
+    /// `organizationalUnits`: OU or root ids, only in Organizations mode.
+    fn organizational_units(&mut self, node: Option<&Node>, organizations: bool) -> Vec<String> {
+        let organizational_units = self.string_list(node, "organizationalUnits");
         for ou in &organizational_units {
             if !(ou.starts_with("ou-") || ou.starts_with("r-")) {
-                let pos = get("organizationalUnits").map_or(Pos::default(), |n| n.pos);
+                let pos = node.map_or(Pos::default(), |n| n.pos);
                 self.error(
                     pos,
                     format!("organizationalUnits: {ou:?} is not an OU (ou-…) or root (r-…) id"),
                 );
             }
         }
-        if !organizational_units.is_empty() && account_role_arn.is_none() {
-            let pos = get("organizationalUnits").map_or(Pos::default(), |n| n.pos);
+        if !organizational_units.is_empty() && !organizations {
+            let pos = node.map_or(Pos::default(), |n| n.pos);
             self.error(
                 pos,
                 "organizationalUnits needs accountRoleArn (Organizations mode)",
             );
         }
-        let exclude = self.string_list(get("exclude"), "exclude");
+        organizational_units
+    }
+
+    /// `source.concurrency`: accounts at once and requests per second per account.
+    fn concurrency(&mut self, node: Option<&Node>) -> (usize, f64) {
         let (mut concurrency_accounts, mut requests_per_second) = (5, 10.0);
         if let Some(entries) = self.section(
-            concurrency,
+            node,
             "source.concurrency",
             &["accounts", "requestsPerSecond"],
         ) {
@@ -948,17 +1003,7 @@ impl Cx<'_> {
                 }
             }
         }
-        Some(SourceConfig::Aws(AwsConfig {
-            account_role_arn,
-            account_role_arns,
-            external_id,
-            member_auth,
-            organizational_units,
-            exclude,
-            regions,
-            concurrency_accounts,
-            requests_per_second,
-        }))
+        (concurrency_accounts, requests_per_second)
     }
 
     fn catalog(&mut self, node: Option<&Node>, root: Pos) -> Option<CatalogConfig> {

@@ -211,6 +211,14 @@ fn headline(change: &Change) -> String {
 pub fn text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", style.paint("1", &summary_line(plan)));
+    text_blueprints(&mut out, plan, style);
+    text_changes(&mut out, plan, style);
+    text_problems(&mut out, plan, style);
+    out
+}
+
+/// The blueprint changes, one line each.
+fn text_blueprints(out: &mut String, plan: &Plan, style: Style) {
     if !plan.blueprints.is_empty() {
         let _ = writeln!(out, "\nBlueprints:");
         for b in &plan.blueprints {
@@ -250,6 +258,10 @@ pub fn text(plan: &Plan, style: Style) -> String {
             let _ = writeln!(out, "{}", style.paint(color_of(b.action), &line));
         }
     }
+}
+
+/// Every entity change with its field diff.
+fn text_changes(out: &mut String, plan: &Plan, style: Style) {
     for change in &plan.changes {
         let _ = writeln!(
             out,
@@ -265,6 +277,11 @@ pub fn text(plan: &Plan, style: Style) -> String {
             let _ = writeln!(out, "{text}");
         }
     }
+}
+
+/// What the plan could not do or prove: withheld deletes, discovery, accounts, failed scopes,
+/// mapping errors and warnings.
+fn text_problems(out: &mut String, plan: &Plan, style: Style) {
     if !plan.withheld.is_empty() {
         let _ = writeln!(
             out,
@@ -342,7 +359,6 @@ pub fn text(plan: &Plan, style: Style) -> String {
             let _ = writeln!(out, "  {}", issue_line(w));
         }
     }
-    out
 }
 
 /// Withheld changes with the same (account, reason), printed once with a count: a denied

@@ -192,112 +192,122 @@ impl Metrics {
             port_requests: Family::default(),
             port_retries: Family::default(),
         };
+        m.register_sync_metrics(&mut registry);
+        m.register_daemon_metrics(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// What the last sync listed, mapped, planned and found incomplete.
+    fn register_sync_metrics(&self, registry: &mut Registry) {
         registry.register(
             "syncs",
             "Syncs by mode (full, remap) and outcome (ok, partial, failed)",
-            m.syncs.clone(),
+            self.syncs.clone(),
         );
         registry.register(
             "sync_duration_seconds",
             "Duration of syncs",
-            m.sync_duration.clone(),
+            self.sync_duration.clone(),
         );
         registry.register(
             "last_successful_sync_timestamp_seconds",
             "Unix time when the last sync ended ok or partial",
-            m.last_success.clone(),
+            self.last_success.clone(),
         );
         registry.register(
             "resources_listed",
             "Raw items in the last sync, per kind",
-            m.listed.clone(),
+            self.listed.clone(),
         );
         registry.register(
             "source_listings",
             "Full listings from the source (a re-map lists nothing)",
-            m.source_listings.clone(),
+            self.source_listings.clone(),
         );
         registry.register(
             "entities",
             "Entity writes the catalog confirmed, per kind and action (created, updated, deleted)",
-            m.entities.clone(),
+            self.entities.clone(),
         );
         registry.register(
             "entities_withheld",
             "Changes withheld by the last sync, per kind",
-            m.withheld.clone(),
+            self.withheld.clone(),
         );
         registry.register(
             "accounts",
             "Accounts in the last sync, by status (scopes_failed: assumed, but some listing failed)",
-            m.accounts.clone(),
+            self.accounts.clone(),
         );
         registry.register(
             "scopes_failed",
             "Failed (account, region, kind) listings in the last sync",
-            m.scopes_failed.clone(),
+            self.scopes_failed.clone(),
         );
         registry.register(
             "mapping_errors",
             "Items skipped by a mapping error in the last sync",
-            m.mapping_errors.clone(),
+            self.mapping_errors.clone(),
         );
         registry.register(
             "discovery_complete",
             "1 when the last account discovery was complete",
-            m.discovery_complete.clone(),
+            self.discovery_complete.clone(),
         );
+    }
+
+    /// Catalog writes, reloads, the re-map cache and the requests sent to AWS and Port.
+    fn register_daemon_metrics(&self, registry: &mut Registry) {
         registry.register(
             "catalog_write_requests",
             "Write requests sent to the catalog",
-            m.write_requests.clone(),
+            self.write_requests.clone(),
         );
         registry.register(
             "catalog_writes_rejected",
             "Writes the catalog refused",
-            m.writes_rejected.clone(),
+            self.writes_rejected.clone(),
         );
         registry.register(
             "config_reloads",
             "Config reloads by outcome (ok, unchanged, invalid, rejected)",
-            m.reloads.clone(),
+            self.reloads.clone(),
         );
         registry.register(
             "config_ok",
             "1 when the last config load was valid and applied",
-            m.config_ok.clone(),
+            self.config_ok.clone(),
         );
         registry.register(
             "cache_bytes",
             "Approximate size of the raw items kept for re-mapping",
-            m.cache_bytes.clone(),
+            self.cache_bytes.clone(),
         );
         registry.register(
             "cache_items",
             "Raw items kept for re-mapping",
-            m.cache_items.clone(),
+            self.cache_items.clone(),
         );
         registry.register(
             "aws_requests",
             "Requests sent to AWS, retries included, by service, operation and outcome (ok, throttled, failed)",
-            m.aws_requests.clone(),
+            self.aws_requests.clone(),
         );
         registry.register(
             "aws_retries",
             "Requests to AWS sent again after throttling or a transient failure, by service and operation",
-            m.aws_retries.clone(),
+            self.aws_retries.clone(),
         );
         registry.register(
             "port_requests",
             "Requests sent to Port, retries included, by operation (read, write, auth) and outcome (ok, throttled, failed)",
-            m.port_requests.clone(),
+            self.port_requests.clone(),
         );
         registry.register(
             "port_retries",
             "Requests to Port sent again after throttling or a transient failure, by operation",
-            m.port_retries.clone(),
+            self.port_retries.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     /// The Prometheus/OpenMetrics text exposition.

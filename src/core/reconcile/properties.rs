@@ -274,55 +274,10 @@ struct Scenario {
 }
 
 fn scenario(c: Choices) -> Scenario {
-    let discovery = match c.discovery {
-        0 => Discovery::ok(),
-        1 => Discovery {
-            status: DiscoveryStatus::Fallback,
-            error: Some("Organizations: AccessDenied".into()),
-        },
-        _ => Discovery {
-            status: DiscoveryStatus::Failed,
-            error: Some("Organizations: throttled".into()),
-        },
-    };
     let mapped: Vec<usize> = (0..KINDS.len())
         .filter(|k| c.kinds[*k] != KindMapping::Absent)
         .collect();
-    let mut accounts = Vec::new();
-    let mut listings = Vec::new();
-    for (i, (present, state)) in c.accounts.iter().enumerate() {
-        if !present {
-            continue;
-        }
-        let id = ACCOUNTS[i];
-        let mut report = AccountReport {
-            id: id.into(),
-            name: Some(format!("name-{i}")),
-            assumed: *state != AccountState::Unassumable,
-            ..AccountReport::default()
-        };
-        match state {
-            AccountState::Ok => {
-                report.regions = REGIONS.iter().map(|r| r.to_string()).collect();
-                for (r, region) in REGIONS.iter().enumerate() {
-                    for k in &mapped {
-                        let failed = c.failed_listings.contains(&(i, r, *k));
-                        listings.push(Listing {
-                            account: id.into(),
-                            region: region.to_string(),
-                            kind: KINDS[*k].into(),
-                            model: None,
-                            error: failed.then(|| format!("AccessDenied: {id} {r} {k}")),
-                            unavailable: false,
-                        });
-                    }
-                }
-            }
-            AccountState::Unassumable => report.error = Some("AccessDenied: no trust".into()),
-            AccountState::RegionsFailed => report.regions_error = Some("AccessDenied".into()),
-        }
-        accounts.push(report);
-    }
+    let report = source_report(&c, &mapped);
     let producible: BTreeMap<String, Producible> = mapped
         .iter()
         .map(|k| {
@@ -333,65 +288,8 @@ fn scenario(c: Choices) -> Scenario {
             (KINDS[*k].to_string(), p)
         })
         .collect();
-    let discovered: Vec<&AccountReport> = accounts.iter().collect();
-
-    // Desired entities come only from discovered accounts and mapped kinds, with the blueprint
-    // their kind's mapping can produce.
-    let mut desired = Vec::new();
-    if !mapped.is_empty() && !discovered.is_empty() {
-        for (raw, a, k, r, item, merge) in &c.desired {
-            let account = discovered[a % discovered.len()];
-            let k = mapped[k % mapped.len()];
-            let blueprint = match c.kinds[k] {
-                KindMapping::Computed => BLUEPRINTS[raw.blueprint],
-                _ => BLUEPRINTS[k],
-            };
-            desired.push(Desired {
-                entity: entity(raw, blueprint),
-                origin: Origin {
-                    account: account.id.clone(),
-                    kind: KINDS[k].into(),
-                    region: REGIONS[*r].into(),
-                    item: format!("item-{item}"),
-                },
-                write: WriteOptions {
-                    merge: *merge,
-                    create_missing_related: true,
-                },
-            });
-        }
-    }
-
-    // A catalog holds one entity per key.
-    let mut seen = HashSet::new();
-    let mut owned = Vec::new();
-    for (raw, a, k, placeholder) in &c.owned {
-        let e = entity(raw, BLUEPRINTS[raw.blueprint]);
-        if !seen.insert(e.key()) {
-            continue;
-        }
-        owned.push(OwnedEntity {
-            entity: e,
-            account: match a {
-                a if *a < ACCOUNTS.len() => Some(ACCOUNTS[*a].to_string()),
-                a if *a == ACCOUNTS.len() => Some(GONE.to_string()),
-                _ => None,
-            },
-            kind: k.map(|k| KINDS[k].to_string()),
-            placeholder: *placeholder,
-        });
-    }
-    let mut foreign = Vec::new();
-    for (raw, owner) in &c.foreign {
-        let e = entity(raw, BLUEPRINTS[raw.blueprint]);
-        if !seen.insert(e.key()) {
-            continue;
-        }
-        foreign.push(ForeignEntity {
-            entity: e,
-            owner: OWNERS[*owner].into(),
-        });
-    }
+    let desired = desired(&c, &mapped, &report.accounts);
+    let (owned, foreign) = catalog_entities(&c);
     let foreign_references = if owned.is_empty() {
         Vec::new()
     } else {
@@ -428,11 +326,7 @@ fn scenario(c: Choices) -> Scenario {
         .cloned()
         .collect();
     Scenario {
-        report: SourceReport {
-            discovery,
-            accounts,
-            listings,
-        },
+        report,
         producible,
         desired,
         owned,
@@ -450,6 +344,128 @@ fn scenario(c: Choices) -> Scenario {
         desired_blueprints,
         catalog_blueprints,
     }
+}
+
+/// What the source saw: discovery, each present account in its state, and one listing per
+/// region and mapped kind of every healthy account.
+fn source_report(c: &Choices, mapped: &[usize]) -> SourceReport {
+    let discovery = match c.discovery {
+        0 => Discovery::ok(),
+        1 => Discovery {
+            status: DiscoveryStatus::Fallback,
+            error: Some("Organizations: AccessDenied".into()),
+        },
+        _ => Discovery {
+            status: DiscoveryStatus::Failed,
+            error: Some("Organizations: throttled".into()),
+        },
+    };
+    let mut accounts = Vec::new();
+    let mut listings = Vec::new();
+    for (i, (present, state)) in c.accounts.iter().enumerate() {
+        if !present {
+            continue;
+        }
+        let id = ACCOUNTS[i];
+        let mut report = AccountReport {
+            id: id.into(),
+            name: Some(format!("name-{i}")),
+            assumed: *state != AccountState::Unassumable,
+            ..AccountReport::default()
+        };
+        match state {
+            AccountState::Ok => {
+                report.regions = REGIONS.iter().map(|r| r.to_string()).collect();
+                for (r, region) in REGIONS.iter().enumerate() {
+                    for k in mapped {
+                        let failed = c.failed_listings.contains(&(i, r, *k));
+                        listings.push(Listing {
+                            account: id.into(),
+                            region: region.to_string(),
+                            kind: KINDS[*k].into(),
+                            model: None,
+                            error: failed.then(|| format!("AccessDenied: {id} {r} {k}")),
+                            unavailable: false,
+                        });
+                    }
+                }
+            }
+            AccountState::Unassumable => report.error = Some("AccessDenied: no trust".into()),
+            AccountState::RegionsFailed => report.regions_error = Some("AccessDenied".into()),
+        }
+        accounts.push(report);
+    }
+    SourceReport {
+        discovery,
+        accounts,
+        listings,
+    }
+}
+
+/// Desired entities come only from discovered accounts and mapped kinds, with the blueprint
+/// their kind's mapping can produce.
+fn desired(c: &Choices, mapped: &[usize], discovered: &[AccountReport]) -> Vec<Desired> {
+    if mapped.is_empty() || discovered.is_empty() {
+        return Vec::new();
+    }
+    c.desired
+        .iter()
+        .map(|(raw, a, k, r, item, merge)| {
+            let account = &discovered[a % discovered.len()];
+            let k = mapped[k % mapped.len()];
+            let blueprint = match c.kinds[k] {
+                KindMapping::Computed => BLUEPRINTS[raw.blueprint],
+                _ => BLUEPRINTS[k],
+            };
+            Desired {
+                entity: entity(raw, blueprint),
+                origin: Origin {
+                    account: account.id.clone(),
+                    kind: KINDS[k].into(),
+                    region: REGIONS[*r].into(),
+                    item: format!("item-{item}"),
+                },
+                write: WriteOptions {
+                    merge: *merge,
+                    create_missing_related: true,
+                },
+            }
+        })
+        .collect()
+}
+
+/// The catalog's owned and foreign entities; a catalog holds one entity per key.
+fn catalog_entities(c: &Choices) -> (Vec<OwnedEntity>, Vec<ForeignEntity>) {
+    let mut seen = HashSet::new();
+    let mut owned = Vec::new();
+    for (raw, a, k, placeholder) in &c.owned {
+        let e = entity(raw, BLUEPRINTS[raw.blueprint]);
+        if !seen.insert(e.key()) {
+            continue;
+        }
+        owned.push(OwnedEntity {
+            entity: e,
+            account: match a {
+                a if *a < ACCOUNTS.len() => Some(ACCOUNTS[*a].to_string()),
+                a if *a == ACCOUNTS.len() => Some(GONE.to_string()),
+                _ => None,
+            },
+            kind: k.map(|k| KINDS[k].to_string()),
+            placeholder: *placeholder,
+        });
+    }
+    let mut foreign = Vec::new();
+    for (raw, owner) in &c.foreign {
+        let e = entity(raw, BLUEPRINTS[raw.blueprint]);
+        if !seen.insert(e.key()) {
+            continue;
+        }
+        foreign.push(ForeignEntity {
+            entity: e,
+            owner: OWNERS[*owner].into(),
+        });
+    }
+    (owned, foreign)
 }
 
 fn run(s: &Scenario) -> Plan {
@@ -622,6 +638,16 @@ fn check(s: &Scenario, p: &Plan) -> Result<(), TestCaseError> {
         .map(|w| (EntityKey::new(&w.blueprint, &w.identifier), w))
         .collect();
 
+    check_keys(p, &f, deleted.clone())?;
+    check_upserts(s, p, &f)?;
+    check_deletes(s, p, &f, deleted.clone(), withheld_deletes.clone())?;
+    check_guards(s, &f, deleted.clone(), withheld_deletes.clone())?;
+    check_order(p, &f, deleted.clone())?;
+    Ok(())
+}
+
+/// Each key is planned at most once, and every delete is of an owned, undesired entity whose absence is proven.
+fn check_keys(p: &Plan, f: &Facts<'_>, deleted: BTreeSet<EntityKey>) -> Result<(), TestCaseError> {
     // Each key appears at most once among changes and withheld.
     let mut all_keys = BTreeSet::new();
     for key in p.changes.iter().map(Change::key).chain(
@@ -645,7 +671,11 @@ fn check(s: &Scenario, p: &Plan) -> Result<(), TestCaseError> {
             o.account
         );
     }
+    Ok(())
+}
 
+/// Creates, updates and duplicates: only at desired keys, the right winner, every desired key accounted for.
+fn check_upserts(s: &Scenario, p: &Plan, f: &Facts<'_>) -> Result<(), TestCaseError> {
     // Creates and updates: only at desired keys; updates of owned or adoptable foreign entities;
     // creates where nothing exists; never over a foreign entity that may not be adopted.
     for c in p.changes.iter().filter(|c| c.action != Action::Delete) {
@@ -715,7 +745,17 @@ fn check(s: &Scenario, p: &Plan) -> Result<(), TestCaseError> {
         let foreign = f.foreign.get(&key);
         prop_assert!(foreign.is_some_and(|x| !f.is_adoptable(&x.owner)));
     }
+    Ok(())
+}
 
+/// Every owned entity nothing desires is deleted, withheld for a stated reason, or kept because something staying relates to it.
+fn check_deletes(
+    s: &Scenario,
+    p: &Plan,
+    f: &Facts<'_>,
+    deleted: BTreeSet<EntityKey>,
+    withheld_deletes: BTreeMap<EntityKey, &Withheld>,
+) -> Result<(), TestCaseError> {
     // Every owned entity nothing desires is deleted, withheld for a stated reason, or kept
     // because something that stays relates to it.
     // What stays after the apply, with the relations the apply leaves it (deletes run last).
@@ -750,10 +790,19 @@ fn check(s: &Scenario, p: &Plan) -> Result<(), TestCaseError> {
             "{key} deleted while a kept entity relates to it"
         );
         if let Some(w) = withheld {
-            check_reason(&f, o, w)?;
+            check_reason(f, o, w)?;
         }
     }
+    Ok(())
+}
 
+/// The mass-delete guards, per account.
+fn check_guards(
+    s: &Scenario,
+    f: &Facts<'_>,
+    deleted: BTreeSet<EntityKey>,
+    withheld_deletes: BTreeMap<EntityKey, &Withheld>,
+) -> Result<(), TestCaseError> {
     // Guards, per account: what is deleted stays within the threshold and never empties an
     // account, unless allowed; a guard withholds all of the account's deletes.
     let mut owned_per: HashMap<&str, usize> = HashMap::new();
@@ -809,7 +858,11 @@ fn check(s: &Scenario, p: &Plan) -> Result<(), TestCaseError> {
             prop_assert!(all || m as f64 / *owned as f64 > s.threshold);
         }
     }
+    Ok(())
+}
 
+/// Upserts before deletes, and dependents deleted first.
+fn check_order(p: &Plan, f: &Facts<'_>, deleted: BTreeSet<EntityKey>) -> Result<(), TestCaseError> {
     // Order: upserts before deletes; among deletes, an entity goes before what it relates to
     // (unless they relate to each other in a cycle).
     let first_delete = p
