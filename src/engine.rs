@@ -113,9 +113,9 @@ impl ItemMapper for InProcess<'_> {
         into.record(origin_of(item), self.0.map_item(item));
     }
 
-    /// On every core ([`Mappings::map_items`]).
+    /// On every core ([`crate::parallel::map_items`]).
     fn map_batch(&mut self, items: &[RawItem], into: &mut Collected) {
-        for (item, outcome) in items.iter().zip(self.0.map_items(items)) {
+        for (item, outcome) in items.iter().zip(crate::parallel::map_items(self.0, items)) {
             into.record(origin_of(item), outcome);
         }
     }
@@ -742,6 +742,6 @@ pub fn map_items(
 ) -> Result<Vec<ItemOutcome>, String> {
     match mapper {
         Mapper::Sandbox(worker) => worker.map_items(items).map_err(|e| e.to_string()),
-        Mapper::InProcess => Ok(mappings.map_items(items)),
+        Mapper::InProcess => Ok(crate::parallel::map_items(mappings, items)),
     }
 }

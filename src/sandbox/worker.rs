@@ -165,7 +165,7 @@ pub fn serve(input: impl Read, output: impl Write, base: LoadOptions) -> Result<
         if batch.is_empty() {
             break;
         }
-        for outcome in mappings.map_items(&batch) {
+        for outcome in crate::parallel::map_items(&mappings, &batch) {
             serde_json::to_writer(&mut output, &outcome)
                 .map_err(|e| format!("writing outcomes: {e}"))?;
             // Each answer goes out at once: a stack overflow aborts this process and would

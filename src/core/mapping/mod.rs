@@ -8,7 +8,6 @@ mod expr;
 mod file;
 mod jq;
 mod native;
-mod parallel;
 mod redact;
 mod run;
 #[cfg(test)]
@@ -24,7 +23,6 @@ use crate::core::model::{
 use crate::core::yaml::Diagnostic;
 use file::{Entry, FileSpec};
 
-pub use parallel::threads as mapping_threads;
 pub use redact::Redactor;
 pub use run::{MapItems, run_map};
 
