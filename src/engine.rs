@@ -96,6 +96,12 @@ pub struct MappingStopped(pub String);
 /// a worker process ([`InWorker`](crate::engine::InWorker)), which may answer only when [`finish`](ItemMapper::finish)ed.
 pub trait ItemMapper: Send {
     fn map(&mut self, item: &RawItem, into: &mut Collected);
+    /// Maps a batch (a page of a listing, the cached items); outcomes are recorded in order.
+    fn map_batch(&mut self, items: &[RawItem], into: &mut Collected) {
+        for item in items {
+            self.map(item, into);
+        }
+    }
     fn finish(&mut self, into: &mut Collected) -> Result<(), MappingStopped>;
 }
 
@@ -105,6 +111,13 @@ pub struct InProcess<'m>(pub &'m Mappings);
 impl ItemMapper for InProcess<'_> {
     fn map(&mut self, item: &RawItem, into: &mut Collected) {
         into.record(origin_of(item), self.0.map_item(item));
+    }
+
+    /// On every core ([`crate::parallel::map_items`]).
+    fn map_batch(&mut self, items: &[RawItem], into: &mut Collected) {
+        for (item, outcome) in items.iter().zip(crate::parallel::map_items(self.0, items)) {
+            into.record(origin_of(item), outcome);
+        }
     }
 
     fn finish(&mut self, _into: &mut Collected) -> Result<(), MappingStopped> {
@@ -194,9 +207,12 @@ pub async fn collect_with<S: Source>(
     let report = {
         let mut sink = |items: Vec<RawItem>| {
             progress.advance(items.len() as u64);
-            for mut item in items {
-                config.redactor.redact(&mut item);
-                mapper.map(&item, &mut collected);
+            let mut items = items;
+            for item in &mut items {
+                config.redactor.redact(item);
+            }
+            mapper.map_batch(&items, &mut collected);
+            for item in items {
                 collected.keep_raw(item, limit);
             }
         };
@@ -227,9 +243,7 @@ pub fn remap(
     raw: &[RawItem],
 ) -> Result<Collected, MappingStopped> {
     let mut collected = Collected::default();
-    for item in raw {
-        mapper.map(item, &mut collected);
-    }
+    mapper.map_batch(raw, &mut collected);
     if mappings.kinds().iter().any(|k| k.kind == ACCOUNT_INFO_KIND) {
         for item in account_items(&report.accounts) {
             mapper.map(&item, &mut collected);
@@ -728,6 +742,6 @@ pub fn map_items(
 ) -> Result<Vec<ItemOutcome>, String> {
     match mapper {
         Mapper::Sandbox(worker) => worker.map_items(items).map_err(|e| e.to_string()),
-        Mapper::InProcess => Ok(items.iter().map(|item| mappings.map_item(item)).collect()),
+        Mapper::InProcess => Ok(crate::parallel::map_items(mappings, items)),
     }
 }

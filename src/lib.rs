@@ -11,6 +11,7 @@
 //! * [`engine`] runs one pass (list → map → read the catalog → plan → apply) for every command.
 //! * [`adapters`] talk to the world: sources ([`adapters::Source`]) and catalogs
 //!   ([`adapters::Catalog`]).
+//! * [`parallel`] maps a batch on every core.
 //! * [`sandbox`] maps in a child process and ends runaway expressions.
 //! * [`config`] turns `tidemark.yaml` into a validated [`config::Config`] with every mapping
 //!   compiled.
@@ -22,6 +23,7 @@ pub mod adapters;
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod parallel;
 pub mod render;
 pub mod sandbox;
 pub mod watch;

@@ -26,6 +26,11 @@ use tidemark::render::{self, Style};
 use tidemark::sandbox::watchdog;
 use tidemark::sandbox::worker::Worker;
 
+/// Mapping allocates many small, short-lived jq values; mimalloc serves them far faster than
+/// glibc's malloc (BENCHMARKS.md, mapping).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tidemark",

@@ -108,6 +108,9 @@ pub enum WorkerError {
     Stopped(String),
 }
 
+/// Most items the child maps at once (those already sent when it reads).
+const BATCH_ITEMS: usize = 256;
+
 /// The child's side: compiles the header's mappings, then maps every item line until end of
 /// input. `base` gives the environment and the observer (the watchdog, which ends the child on a
 /// runaway item, with the item and expression on standard error); the header adds what to hide.
@@ -133,25 +136,45 @@ pub fn serve(input: impl Read, output: impl Write, base: LoadOptions) -> Result<
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         lines.join("\n")
     })?;
+    // A function that calls itself without end overflows the stack, and the parent names the
+    // item by counting answers: such mappings map one item at a time. The others map the items
+    // already sent in batches on every core, answers still in item order.
+    let batch_limit = if mappings.defines_functions() {
+        1
+    } else {
+        BATCH_ITEMS
+    };
+    let mut batch: Vec<RawItem> = Vec::new();
     loop {
-        line.clear();
-        let read = input
-            .read_line(&mut line)
-            .map_err(|e| format!("reading items: {e}"))?;
-        if read == 0 {
+        batch.clear();
+        loop {
+            line.clear();
+            let read = input
+                .read_line(&mut line)
+                .map_err(|e| format!("reading items: {e}"))?;
+            if read == 0 {
+                break;
+            }
+            let item: RawItem =
+                serde_json::from_str(&line).map_err(|e| format!("an item is not valid: {e}"))?;
+            batch.push(item);
+            if batch.len() >= batch_limit || input.buffer().is_empty() {
+                break;
+            }
+        }
+        if batch.is_empty() {
             break;
         }
-        let item: RawItem =
-            serde_json::from_str(&line).map_err(|e| format!("an item is not valid: {e}"))?;
-        let outcome = mappings.map_item(&item);
-        serde_json::to_writer(&mut output, &outcome)
-            .map_err(|e| format!("writing outcomes: {e}"))?;
-        // Each answer goes out before the next item starts: a stack overflow aborts this
-        // process and would lose buffered answers, and the parent counts them to name the item.
-        output
-            .write_all(b"\n")
-            .and_then(|()| output.flush())
-            .map_err(|e| format!("writing outcomes: {e}"))?;
+        for outcome in crate::parallel::map_items(&mappings, &batch) {
+            serde_json::to_writer(&mut output, &outcome)
+                .map_err(|e| format!("writing outcomes: {e}"))?;
+            // Each answer goes out at once: a stack overflow aborts this process and would
+            // lose buffered answers, and the parent counts them to name the item.
+            output
+                .write_all(b"\n")
+                .and_then(|()| output.flush())
+                .map_err(|e| format!("writing outcomes: {e}"))?;
+        }
     }
     output.flush().map_err(|e| format!("writing outcomes: {e}"))
 }

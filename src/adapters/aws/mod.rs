@@ -71,11 +71,22 @@ pub struct AwsConfig {
     pub requests_per_second: f64,
 }
 
-/// Pages in flight between the listings and the mapping: enough to keep every listing busy while
-/// the mapping catches up, small enough that memory stays bounded however many accounts there are.
-const PAGES_IN_FLIGHT: usize = 64;
+/// Pages received and not yet mapped, at least: the bound on what listing holds in memory.
+const MIN_PAGES_WAITING: usize = 64;
 /// (region, kind) listings of one account in flight at once; the token bucket paces their requests.
 const SCOPES_IN_FLIGHT_PER_ACCOUNT: usize = 32;
+
+/// How many pages may wait, received and not yet mapped, before listings pause: one for every
+/// listing the config lets run at once (accounts × scopes per account), so that no listing waits
+/// on the bound while mapping keeps up (a fixed 64 held 5 accounts' 75 listings back), and never
+/// more, so memory stays bounded by the config, not by the number of accounts.
+fn pages_waiting(config: &AwsConfig) -> usize {
+    config
+        .concurrency_accounts
+        .clamp(1, 1000)
+        .saturating_mul(SCOPES_IN_FLIGHT_PER_ACCOUNT)
+        .max(MIN_PAGES_WAITING)
+}
 
 /// Failures that stop a run before any account is reached (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -918,7 +929,7 @@ fn observe_parents(
     models: Arc<Mutex<DerivedModels>>,
     out: mpsc::Sender<Vec<RawItem>>,
 ) -> (mpsc::Sender<Vec<RawItem>>, tokio::task::JoinHandle<()>) {
-    let (tap, mut pages) = mpsc::channel::<Vec<RawItem>>(PAGES_IN_FLIGHT);
+    let (tap, mut pages) = mpsc::channel::<Vec<RawItem>>(out.max_capacity());
     let observing = tokio::spawn(async move {
         while let Some(page) = pages.recv().await {
             if let Ok(mut models) = models.lock() {
@@ -1013,7 +1024,7 @@ impl Source for AwsSource {
         request: &ListRequest,
         sink: &mut dyn ItemSink,
     ) -> Result<SourceReport, SourceError> {
-        let (tx, mut rx) = mpsc::channel(PAGES_IN_FLIGHT);
+        let (tx, mut rx) = mpsc::channel(pages_waiting(&self.inner.config));
         let run = tokio::spawn(Arc::clone(&self.inner).run(request.clone(), tx));
         while let Some(items) = rx.recv().await {
             sink.items(items);

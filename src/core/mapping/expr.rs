@@ -67,6 +67,8 @@ pub(crate) struct Expr {
     pub text: String,
     pub form: Form,
     program: Program,
+    /// The same expression for the native evaluator, when it is in its subset.
+    native: Option<super::native::Native>,
     uses_env: bool,
     /// Names this expression to the evaluation's observer: its position in
     /// [`Mappings`](super::Mappings)' expression texts plus one; 0 for expressions no user wrote.
@@ -210,6 +212,7 @@ impl Expr {
         Ok(Expr {
             uses_env: jq::mentions_env(&text),
             id: 0,
+            native: jq::native(&text),
             text,
             form,
             program,
@@ -259,6 +262,13 @@ impl Expr {
                 }
             }
             Form::Jq => {}
+        }
+        if let Some(native) = &self.native {
+            match native.first(cache.json(input)) {
+                super::native::First::Value(v) => return Eval::Value(v),
+                super::native::First::Empty => return Eval::Empty,
+                super::native::First::Fallback => {}
+            }
         }
         let val = cache.get(input);
         env.evaluating(self.id);
@@ -320,14 +330,23 @@ fn entries_object(list: Json, or_empty: bool, style: EntriesStyle) -> Option<Jso
     Some(Json::Object(out))
 }
 
-/// The jaq values of the current input and of the environment, each built at most once.
+/// The jaq values of the current input and of the environment, and the input as JSON for the
+/// native evaluator, each built at most once.
 #[derive(Default)]
 pub(crate) struct ValCache {
     input: Option<jaq_json::Val>,
     env: Option<jaq_json::Val>,
+    json: Option<Json>,
 }
 
 impl ValCache {
+    fn json<'a>(&'a mut self, input: &'a Input) -> &'a Json {
+        match input {
+            Input::Json(json) => json,
+            Input::Item(item) => self.json.get_or_insert_with(|| item.to_mapping_input()),
+        }
+    }
+
     fn get(&mut self, input: &Input) -> jaq_json::Val {
         self.input.get_or_insert_with(|| input.to_val()).clone()
     }

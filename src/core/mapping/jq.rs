@@ -109,6 +109,12 @@ pub(crate) fn compile(code: &str) -> Result<Program, Vec<CompileError>> {
     }
 }
 
+/// The expression compiled for the native evaluator, when all of it is in its subset.
+pub(crate) fn native(code: &str) -> Option<super::native::Native> {
+    let term = load::parse(code, |p| p.term())?;
+    super::native::compile(&term)
+}
+
 /// Loads `main` with `defs` as its library and compiles it; errors point into `code`.
 fn build(defs: Vec<prelude::Def>, main: &str, code: &str) -> Result<Program, Vec<CompileError>> {
     // Our natives come first: the compiler takes the first native with a matching name.
@@ -352,7 +358,7 @@ pub(crate) fn write_jq_json(out: &mut String, val: &Val) {
     }
 }
 
-fn write_jq_string(out: &mut String, s: &str) {
+pub(crate) fn write_jq_string(out: &mut String, s: &str) {
     use std::fmt::Write as _;
     out.push('"');
     for c in s.chars() {

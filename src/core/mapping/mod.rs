@@ -7,6 +7,7 @@ mod eval;
 mod expr;
 mod file;
 mod jq;
+mod native;
 mod redact;
 mod run;
 #[cfg(test)]
