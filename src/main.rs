@@ -1063,6 +1063,7 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
     let summary = mapping::run_map(
         &mut map_items,
         &|kind| mappings.maps_kind(kind),
+        &tidemark::parallel::EveryCore,
         &options,
         &mut reader,
         &mut out,

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::core::mapping::{ItemOutcome, Mappings};
+use crate::core::mapping::{ItemOutcome, Mappings, Spread};
 use crate::core::model::RawItem;
 
 /// The main thread's stack on Linux; rayon's default (2 MiB) would overflow sooner.
@@ -41,5 +41,24 @@ pub fn map_items(mappings: &Mappings, items: &[RawItem]) -> Vec<ItemOutcome> {
             }),
         // Without a pool (its threads could not start) mapping still works, on this thread.
         _ => items.iter().map(|item| mappings.map_item(item)).collect(),
+    }
+}
+
+/// Spreads `tidemark map`'s reading and writing of items over every core.
+pub struct EveryCore;
+
+impl Spread for EveryCore {
+    fn each(&self, count: usize, job: &(dyn Fn(usize) + Sync)) {
+        match pool() {
+            Some(pool) if pool.current_num_threads() > 1 && count > MIN_ITEMS_PER_TASK => {
+                pool.install(|| {
+                    (0..count)
+                        .into_par_iter()
+                        .with_min_len(MIN_ITEMS_PER_TASK)
+                        .for_each(job);
+                });
+            }
+            _ => (0..count).for_each(job),
+        }
     }
 }

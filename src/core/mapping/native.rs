@@ -1383,17 +1383,19 @@ mod tests {
     #[test]
     fn native_answers_agree_with_jq_1_7_1_or_give_up() {
         let cases: Json =
-            serde_json::from_str(include_str!("../../../tests/fixtures/jq/cases.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/fixtures/jq/cases.json"))
+                .expect("cases.json is JSON");
         let expected: Json =
-            serde_json::from_str(include_str!("../../../tests/fixtures/jq/expected.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/fixtures/jq/expected.json"))
+                .expect("expected.json is JSON");
         let (mut compiled, mut answered) = (0, 0);
         for (case, want) in cases
             .as_array()
-            .unwrap()
+            .expect("cases is an array")
             .iter()
-            .zip(expected.as_array().unwrap())
+            .zip(expected.as_array().expect("expected is an array"))
         {
-            let filter = case["filter"].as_str().unwrap();
+            let filter = case["filter"].as_str().expect("a filter");
             let Some(native) = jq::native(filter) else {
                 continue;
             };
@@ -1438,7 +1440,7 @@ mod tests {
     fn a_constant_regex_is_compiled_once_and_a_computed_one_left_to_jaq() {
         assert!(jq::native(r#"test("^prod-[0-9]+$")"#).is_some());
         assert!(jq::native(r#"test(.pattern)"#).is_none());
-        let native = jq::native(r#"test("^prod-[0-9]+$")"#).unwrap();
+        let native = jq::native(r#"test("^prod-[0-9]+$")"#).expect("in the subset");
         assert!(matches!(
             native.first(&Json::from("prod-42")),
             First::Value(Json::Bool(true))

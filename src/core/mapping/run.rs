@@ -2,7 +2,9 @@
 //! diagnostics writer. Items may be raw Cloud Control descriptions or items as mappings see them.
 
 use std::io::{BufRead, Write};
+use std::sync::{Mutex, OnceLock};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
 use super::redact::Redactor;
@@ -83,18 +85,70 @@ fn to_raw_item(value: Json, options: &MapOptions) -> Result<RawItem, String> {
 
 /// Items mapped at a time: outcomes are written per chunk, so output streams while memory stays
 /// bounded, and a worker child gets batches large enough to keep its pipe busy.
-const CHUNK: usize = 512;
+const CHUNK: usize = 2048;
 
 /// Maps a chunk of items, one outcome per item in order; an error stops the run.
 pub type MapItems<'a> = dyn FnMut(&[RawItem]) -> Result<Vec<ItemOutcome>, String> + 'a;
+
+/// Runs independent jobs, on this thread or on several: `job(i)` once for every `i` below
+/// `count`, in any order. The core holds no threads; the caller decides how to spread.
+pub trait Spread: Sync {
+    fn each(&self, count: usize, job: &(dyn Fn(usize) + Sync));
+}
+
+/// One job after the other, on this thread.
+pub struct InOrder;
+
+impl Spread for InOrder {
+    fn each(&self, count: usize, job: &(dyn Fn(usize) + Sync)) {
+        (0..count).for_each(job);
+    }
+}
+
+/// `f` on every item through `spread`; the results are in the items' order.
+fn spread_map<T: Sync, U: Send + Sync>(
+    spread: &dyn Spread,
+    items: &[T],
+    f: impl Fn(&T) -> U + Sync,
+) -> Vec<U> {
+    let slots: Vec<OnceLock<U>> = items.iter().map(|_| OnceLock::new()).collect();
+    spread.each(items.len(), &|i| {
+        let _ = slots[i].set(f(&items[i]));
+    });
+    slots
+        .into_iter()
+        .map(|slot| slot.into_inner().expect("Spread::each runs every job"))
+        .collect()
+}
+
+/// As [`spread_map`], but `f` takes each item whole, so that it is also dropped where it was
+/// used rather than all on this thread.
+fn spread_into<T: Send, U: Send + Sync>(
+    spread: &dyn Spread,
+    items: Vec<T>,
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    spread_map(spread, &items, |slot| {
+        let item = slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("Spread::each runs each job once");
+        f(item)
+    })
+}
 
 /// Runs `tidemark map`: items in (a JSON object, array, or JSON lines; raw Cloud Control
 /// descriptions or items as mappings see them), one entity per output line, skipped items and
 /// warnings to `diagnostics`. `map_items` maps them, here or in a worker child; `maps_kind`
 /// says which kinds the mapping has entries for, so that items nothing maps are reported.
+/// Reading each item and writing its entities are spread with `spread`; only finding where
+/// items begin and end, and writing in order, happen on this thread.
 pub fn run_map(
     map_items: &mut MapItems<'_>,
     maps_kind: &dyn Fn(&str) -> bool,
+    spread: &dyn Spread,
     options: &MapOptions,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
@@ -104,122 +158,291 @@ pub fn run_map(
     input
         .read_to_string(&mut text)
         .map_err(|e| input_error(format!("reading input: {e}")))?;
-    let redactor = Redactor::new("", &[]).map_err(|_| input_error("default redactions"))?;
-    let mut summary = MapSummary::default();
-    let mut chunk: Vec<RawItem> = Vec::with_capacity(CHUNK);
-    let mut writer = Output {
+    let mut run = Run {
+        map_items,
+        maps_kind,
+        spread,
+        options,
+        redactor: Redactor::new("", &[]).map_err(|_| input_error("default redactions"))?,
+        summary: MapSummary::default(),
         out,
         diagnostics,
-        line: Vec::with_capacity(512),
     };
-    let mut add = |value: Json,
-                   chunk: &mut Vec<RawItem>,
-                   summary: &mut MapSummary,
-                   writer: &mut Output<'_>| {
-        summary.items += 1;
-        match to_raw_item(value, options) {
-            Ok(item) if !maps_kind(&item.kind) => {
-                summary.skipped += 1;
-                *summary.unmapped.entry(item.kind).or_default() += 1;
-            }
-            Ok(mut item) => {
-                redactor.redact(&mut item);
-                chunk.push(item);
-            }
-            Err(message) => {
-                summary.skipped += 1;
-                writeln!(
-                    writer.diagnostics,
-                    "warning: item {} skipped: {message}",
-                    summary.items
-                )
-                .map_err(write_error)?;
-            }
-        }
-        if chunk.len() == CHUNK {
-            writer.flush_chunk(map_items, chunk, summary)?;
-        }
-        Ok::<(), MapInputError>(())
+    let not_json = |e: serde_json::Error| {
+        input_error(format!(
+            "input is not JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
     };
-    let stream = serde_json::Deserializer::from_str(&text).into_iter::<Json>();
-    for value in stream {
-        let value = value.map_err(|e| {
-            input_error(format!(
-                "input is not JSON at line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        match value {
-            Json::Array(items) => {
-                for item in items {
-                    add(item, &mut chunk, &mut summary, &mut writer)?;
-                }
-            }
-            other => add(other, &mut chunk, &mut summary, &mut writer)?,
+    // Only the bounds of each value are found here; reading it happens in `Run::chunk`.
+    let mut pending: Vec<&RawValue> = Vec::with_capacity(CHUNK);
+    for value in serde_json::Deserializer::from_str(&text).into_iter::<&RawValue>() {
+        let value = value.map_err(not_json)?;
+        if value.get().trim_start().starts_with('[') {
+            let items: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(not_json)?;
+            pending.extend(items);
+        } else {
+            pending.push(value);
+        }
+        while pending.len() >= CHUNK {
+            let rest = pending.split_off(CHUNK);
+            run.chunk(&pending)?;
+            pending = rest;
         }
     }
-    writer.flush_chunk(map_items, &mut chunk, &mut summary)?;
-    writer.out.flush().map_err(write_error)?;
-    for (kind, count) in &summary.unmapped {
-        let items = if *count == 1 { "item" } else { "items" };
-        writeln!(
-            writer.diagnostics,
-            "warning: {count} {items} of kind {kind} skipped: no entry of the mapping maps this kind (pass --kind to map them as another)"
-        )
-        .map_err(write_error)?;
-    }
-    Ok(summary)
+    run.chunk(&pending)?;
+    run.finish()
 }
 
 fn write_error(e: std::io::Error) -> MapInputError {
     input_error(format!("writing output: {e}"))
 }
 
-/// Where `tidemark map` writes.
-struct Output<'w> {
-    out: &'w mut dyn Write,
-    diagnostics: &'w mut dyn Write,
-    line: Vec<u8>,
+/// One mapped item as it is written: its entities' lines, its warnings and errors, each naming
+/// the item, and their counts.
+struct Written {
+    lines: Vec<u8>,
+    diagnostics: Vec<u8>,
+    entities: usize,
+    warnings: usize,
+    failed: bool,
 }
 
-impl Output<'_> {
-    /// Maps the chunk's items and writes their entities and diagnostics; empties the chunk.
-    fn flush_chunk(
-        &mut self,
-        map_items: &mut MapItems<'_>,
-        chunk: &mut Vec<RawItem>,
-        summary: &mut MapSummary,
-    ) -> Result<(), MapInputError> {
-        if chunk.is_empty() {
-            return Ok(());
+impl Written {
+    fn new(item: &RawItem, outcome: &ItemOutcome) -> std::io::Result<Written> {
+        let mut lines = Vec::new();
+        for mapped in &outcome.entities {
+            serde_json::to_writer(&mut lines, &mapped.entity)?;
+            lines.push(b'\n');
         }
-        let outcomes = map_items(chunk).map_err(input_error)?;
-        for (item, outcome) in chunk.drain(..).zip(outcomes) {
+        let mut diagnostics = Vec::new();
+        if !outcome.warnings.is_empty() || !outcome.errors.is_empty() {
             let place = format!(
                 "{} {} (account {:?}, region {:?})",
                 item.kind, item.identifier, item.account, item.region
             );
             for w in &outcome.warnings {
-                summary.warnings += 1;
-                writeln!(self.diagnostics, "warning: {place}: {w}").map_err(write_error)?;
-            }
-            if !outcome.errors.is_empty() {
-                summary.skipped += 1;
-                summary.mapping_errors += 1;
+                writeln!(diagnostics, "warning: {place}: {w}")?;
             }
             for e in &outcome.errors {
-                writeln!(self.diagnostics, "error: {place}: {e}").map_err(write_error)?;
-            }
-            for mapped in &outcome.entities {
-                summary.entities += 1;
-                self.line.clear();
-                serde_json::to_writer(&mut self.line, &mapped.entity)
-                    .map_err(|e| input_error(format!("writing output: {e}")))?;
-                self.line.push(b'\n');
-                self.out.write_all(&self.line).map_err(write_error)?;
+                writeln!(diagnostics, "error: {place}: {e}")?;
             }
         }
+        Ok(Written {
+            lines,
+            diagnostics,
+            entities: outcome.entities.len(),
+            warnings: outcome.warnings.len(),
+            failed: !outcome.errors.is_empty(),
+        })
+    }
+}
+
+/// One `tidemark map` run: what it maps with, what it has counted, where it writes.
+struct Run<'r, 'w> {
+    map_items: &'r mut MapItems<'w>,
+    maps_kind: &'r dyn Fn(&str) -> bool,
+    spread: &'r dyn Spread,
+    options: &'r MapOptions,
+    redactor: Redactor,
+    summary: MapSummary,
+    out: &'r mut dyn Write,
+    diagnostics: &'r mut dyn Write,
+}
+
+impl Run<'_, '_> {
+    /// Reads a chunk's items, maps them and writes their entities and diagnostics, in order.
+    fn chunk(&mut self, values: &[&RawValue]) -> Result<(), MapInputError> {
+        let (options, redactor) = (self.options, &self.redactor);
+        let read = spread_map(self.spread, values, |value| {
+            let value: Json = serde_json::from_str(value.get()).map_err(|e| e.to_string())?;
+            let mut item = to_raw_item(value, options)?;
+            redactor.redact(&mut item);
+            Ok::<RawItem, String>(item)
+        });
+        let mut items = Vec::with_capacity(read.len());
+        // Unreadable items, each with the number of readable ones before it, so that every
+        // diagnostic is written in the input's order.
+        let mut unreadable = Vec::new();
+        for item in read {
+            self.summary.items += 1;
+            match item {
+                Ok(item) if !(self.maps_kind)(&item.kind) => {
+                    self.summary.skipped += 1;
+                    *self.summary.unmapped.entry(item.kind).or_default() += 1;
+                }
+                Ok(item) => items.push(item),
+                Err(message) => {
+                    self.summary.skipped += 1;
+                    let warning =
+                        format!("warning: item {} skipped: {message}", self.summary.items);
+                    unreadable.push((items.len(), warning));
+                }
+            }
+        }
+        let outcomes = if items.is_empty() {
+            Vec::new()
+        } else {
+            (self.map_items)(&items).map_err(input_error)?
+        };
+        let written = spread_into(
+            self.spread,
+            items.into_iter().zip(outcomes).collect(),
+            |(item, outcome)| Written::new(&item, &outcome),
+        );
+        let mut unreadable = unreadable.into_iter().peekable();
+        for (at, written) in written.into_iter().enumerate() {
+            while let Some((_, warning)) = unreadable.next_if(|(before, _)| *before == at) {
+                writeln!(self.diagnostics, "{warning}").map_err(write_error)?;
+            }
+            let written = written.map_err(write_error)?;
+            self.summary.entities += written.entities;
+            self.summary.warnings += written.warnings;
+            if written.failed {
+                self.summary.skipped += 1;
+                self.summary.mapping_errors += 1;
+            }
+            self.diagnostics
+                .write_all(&written.diagnostics)
+                .map_err(write_error)?;
+            self.out.write_all(&written.lines).map_err(write_error)?;
+        }
+        for (_, warning) in unreadable {
+            writeln!(self.diagnostics, "{warning}").map_err(write_error)?;
+        }
         Ok(())
+    }
+
+    /// Flushes the output and reports the kinds nothing mapped.
+    fn finish(self) -> Result<MapSummary, MapInputError> {
+        self.out.flush().map_err(write_error)?;
+        for (kind, count) in &self.summary.unmapped {
+            let items = if *count == 1 { "item" } else { "items" };
+            writeln!(
+                self.diagnostics,
+                "warning: {count} {items} of kind {kind} skipped: no entry of the mapping maps this kind (pass --kind to map them as another)"
+            )
+            .map_err(write_error)?;
+        }
+        Ok(self.summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::mapping::MappedEntity;
+    use crate::core::model::{Entity, WriteOptions};
+
+    /// Runs the jobs last to first, as a pool may.
+    struct Backwards;
+
+    impl Spread for Backwards {
+        fn each(&self, count: usize, job: &(dyn Fn(usize) + Sync)) {
+            (0..count).rev().for_each(job);
+        }
+    }
+
+    /// One entity per item named after it; an item named `bad-…` has a mapping error, one named
+    /// `warn-…` a warning.
+    fn outcome(item: &RawItem) -> ItemOutcome {
+        let id = &item.identifier;
+        if id.starts_with("bad-") {
+            return ItemOutcome {
+                errors: vec!["identifier is not a string".into()],
+                ..ItemOutcome::default()
+            };
+        }
+        let entity = Entity {
+            identifier: id.clone(),
+            blueprint: "thing".into(),
+            title: None,
+            icon: None,
+            team: None,
+            properties: None,
+            relations: None,
+        };
+        ItemOutcome {
+            entities: vec![MappedEntity {
+                entity,
+                write: WriteOptions {
+                    merge: false,
+                    create_missing_related: false,
+                },
+            }],
+            warnings: if id.starts_with("warn-") {
+                vec!["title gave no output".into()]
+            } else {
+                Vec::new()
+            },
+            errors: Vec::new(),
+        }
+    }
+
+    fn run(spread: &dyn Spread, input: &str) -> (String, String, MapSummary) {
+        let mut map_items =
+            |items: &[RawItem]| Ok::<_, String>(items.iter().map(outcome).collect());
+        let (mut out, mut diagnostics) = (Vec::new(), Vec::new());
+        let options = MapOptions {
+            region: Some("eu-west-1".into()),
+            ..MapOptions::default()
+        };
+        let summary = run_map(
+            &mut map_items,
+            &|kind| kind == "AWS::S3::Bucket",
+            spread,
+            &options,
+            &mut input.as_bytes(),
+            &mut out,
+            &mut diagnostics,
+        )
+        .expect("the input is JSON");
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+        (text(out), text(diagnostics), summary)
+    }
+
+    #[test]
+    fn output_and_diagnostics_keep_the_input_order_whatever_order_the_jobs_run_in() {
+        let item = |id: &str| format!(r#"{{"TypeName":"AWS::S3::Bucket","Identifier":"{id}"}}"#);
+        let mut lines: Vec<String> = (0..3000).map(|i| item(&format!("b{i}"))).collect();
+        lines[7] = item("warn-7");
+        lines[8] = item("bad-8");
+        lines[9] = r#"{"TypeName":"AWS::SQS::Queue","Identifier":"q"}"#.into();
+        lines[10] = "[1]".into();
+        lines[2500] = item("warn-2500");
+        let input = lines.join("\n");
+
+        let in_order = run(&InOrder, &input);
+        assert_eq!(in_order, run(&Backwards, &input));
+        let (out, diagnostics, summary) = in_order;
+        let ids: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).expect("an entity")["identifier"].to_string())
+            .collect();
+        assert_eq!(ids.len(), 2997);
+        assert_eq!(
+            ids[..8].join(","),
+            r#""b0","b1","b2","b3","b4","b5","b6","warn-7""#
+        );
+        assert_eq!(ids[8], r#""b11""#);
+        let diagnostics: Vec<&str> = diagnostics.lines().collect();
+        assert_eq!(diagnostics.len(), 5, "{diagnostics:?}");
+        assert!(
+            diagnostics[0].starts_with(
+                "warning: AWS::S3::Bucket warn-7 (account \"\", region \"eu-west-1\")"
+            )
+        );
+        assert!(diagnostics[1].starts_with("error: AWS::S3::Bucket bad-8"));
+        assert!(diagnostics[2].starts_with(
+            "warning: item 11 skipped: an item must be a JSON object, found a number"
+        ));
+        assert!(diagnostics[3].starts_with("warning: AWS::S3::Bucket warn-2500"));
+        assert!(diagnostics[4].contains("1 item of kind AWS::SQS::Queue skipped"));
+        assert_eq!(
+            (summary.items, summary.entities, summary.skipped),
+            (3000, 2997, 3)
+        );
+        assert_eq!((summary.warnings, summary.mapping_errors), (2, 1));
     }
 }
