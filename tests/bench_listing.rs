@@ -44,9 +44,11 @@ fn own_cpu() -> f64 {
 fn bench(accounts: usize, concurrency: usize, runs: usize) {
     let (median, ideal, _, _) = measure(accounts, concurrency, runs, LATENCY);
     println!(
-        "BENCH accounts={accounts} concurrency.accounts={concurrency}: median {:.3} s ({runs} runs), ideal {ideal:.3} s, {:.2}x ideal; stand-ins used {:.0}% of a core",
+        "BENCH accounts={accounts} concurrency.accounts={concurrency}: median {:.3} s ({runs} runs), ideal {ideal:.3} s, {:.2}x ideal; tidemark cpu {:.2} s, peak rss {:.0} MiB; stand-ins used {:.0}% of a core",
         median.wall,
         median.wall / ideal,
+        median.cpu,
+        median.rss_mib,
         median.standin_cpu * 100.0
     );
 }
