@@ -185,10 +185,14 @@ pub fn run_map(
         } else {
             pending.push(value);
         }
-        while pending.len() >= CHUNK {
-            let rest = pending.split_off(CHUNK);
-            run.chunk(&pending)?;
-            pending = rest;
+        if pending.len() >= CHUNK {
+            // Whole chunks now, the rest with what follows: a single array of a million items
+            // is read in one pass, not copied down once per chunk.
+            let whole = pending.len() / CHUNK * CHUNK;
+            for chunk in pending[..whole].chunks(CHUNK) {
+                run.chunk(chunk)?;
+            }
+            pending.drain(..whole);
         }
     }
     run.chunk(&pending)?;
@@ -444,5 +448,25 @@ mod tests {
             (3000, 2997, 3)
         );
         assert_eq!((summary.warnings, summary.mapping_errors), (2, 1));
+    }
+
+    #[test]
+    fn one_array_of_many_chunks_maps_every_item_once_in_order() {
+        let items: Vec<String> = (0..5000)
+            .map(|i| format!(r#"{{"TypeName":"AWS::S3::Bucket","Identifier":"b{i}"}}"#))
+            .collect();
+        let input = format!("[{}]\n{}", items.join(","), items[0]);
+        let (out, diagnostics, summary) = run(&Backwards, &input);
+        let ids: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).expect("an entity")["identifier"].to_string())
+            .collect();
+        let want: Vec<String> = (0..5000)
+            .map(|i| format!(r#""b{i}""#))
+            .chain([r#""b0""#.to_string()])
+            .collect();
+        assert_eq!(ids, want);
+        assert_eq!(diagnostics, "");
+        assert_eq!((summary.items, summary.entities), (5001, 5001));
     }
 }
