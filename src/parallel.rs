@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::core::mapping::{ItemOutcome, Mappings, Spread};
+use crate::core::mapping::{ItemOutcome, Mappings, Spread, spread_map};
 use crate::core::model::RawItem;
 
 /// The main thread's stack on Linux; rayon's default (2 MiB) would overflow sooner.
@@ -30,21 +30,11 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
 
 /// Maps `items` with `mappings` on every core; the outcomes are in the items' order.
 pub fn map_items(mappings: &Mappings, items: &[RawItem]) -> Vec<ItemOutcome> {
-    match pool() {
-        Some(pool) if pool.current_num_threads() > 1 && items.len() > MIN_ITEMS_PER_TASK => pool
-            .install(|| {
-                items
-                    .par_iter()
-                    .with_min_len(MIN_ITEMS_PER_TASK)
-                    .map(|item| mappings.map_item(item))
-                    .collect()
-            }),
-        // Without a pool (its threads could not start) mapping still works, on this thread.
-        _ => items.iter().map(|item| mappings.map_item(item)).collect(),
-    }
+    spread_map(&EveryCore, items, |item| mappings.map_item(item))
 }
 
-/// Spreads `tidemark map`'s reading and writing of items over every core.
+/// Spreads independent jobs over every core: mapping items, and `tidemark map`'s reading and
+/// writing of them. Without a pool (its threads could not start) the jobs run on this thread.
 pub struct EveryCore;
 
 impl Spread for EveryCore {

@@ -24,7 +24,7 @@ use crate::core::yaml::Diagnostic;
 use file::{Entry, FileSpec};
 
 pub use redact::Redactor;
-pub use run::{InOrder, MapItems, Spread, run_map};
+pub use run::{InOrder, MapItems, Spread, run_map, spread_map};
 
 /// One mapping file's text and the name errors use for it.
 #[derive(Clone, Debug)]

@@ -106,7 +106,7 @@ impl Spread for InOrder {
 }
 
 /// `f` on every item through `spread`; the results are in the items' order.
-fn spread_map<T: Sync, U: Send + Sync>(
+pub fn spread_map<T: Sync, U: Send + Sync>(
     spread: &dyn Spread,
     items: &[T],
     f: impl Fn(&T) -> U + Sync,
