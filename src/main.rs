@@ -438,28 +438,41 @@ fn say_warning(message: impl std::fmt::Display) {
     );
 }
 
-/// `map`'s diagnostics (`warning: …` and `error: …` lines) on their way to stderr, turned into
-/// log events under `--log-format json`.
+/// `map`'s diagnostics (`warning: …` and `error: …` lines) on their way to stderr: written a
+/// chunk at a time (at each flush) as text, or as log events under `--log-format json`.
 struct Diagnostics {
     line: Vec<u8>,
+    /// Complete text lines not yet on stderr.
+    text: Vec<u8>,
 }
 
 impl Write for Diagnostics {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use tidemark::core::yaml::Severity;
         self.line.extend_from_slice(buf);
-        while let Some(end) = self.line.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.line.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line[..end]).into_owned();
-            match (line.strip_prefix("error: "), line.strip_prefix("warning: ")) {
-                (Some(m), _) => say_error(m),
-                (_, Some(m)) => say_warning(m),
-                _ => say_warning(&line),
+        let mut start = 0;
+        while let Some(len) = self.line[start..].iter().position(|b| *b == b'\n') {
+            let line = String::from_utf8_lossy(&self.line[start..start + len]);
+            start += len + 1;
+            let (severity, message) =
+                match (line.strip_prefix("error: "), line.strip_prefix("warning: ")) {
+                    (Some(m), _) => (Severity::Error, m),
+                    (_, Some(m)) => (Severity::Warning, m),
+                    _ => (Severity::Warning, &*line),
+                };
+            if matches!(LOG_FORMAT.get(), Some(LogFormat::Json)) {
+                say(severity, message);
+            } else {
+                writeln!(self.text, "{severity}: {message}")?;
             }
         }
+        self.line.drain(..start);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        io::stderr().write_all(&self.text)?;
+        self.text.clear();
         Ok(())
     }
 }
@@ -1044,9 +1057,11 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
     for w in &warnings {
         say_warning(w);
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut diagnostics = Diagnostics { line: Vec::new() };
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout());
+    let mut diagnostics = Diagnostics {
+        line: Vec::new(),
+        text: Vec::new(),
+    };
     let mut reader: Box<dyn io::BufRead> = match input {
         None | Some("-") => Box::new(io::stdin().lock()),
         Some(file) => {

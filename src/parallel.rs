@@ -1,6 +1,6 @@
 //! Mapping on every core. The core maps one item at a time and holds no threads; items map
-//! independently, so here a batch is split across a pool of threads and the outcomes come back in item order: the output does not depend on the number
-//! of cores. The pool's threads get the main thread's stack size, so an expression that nests
+//! independently, so here a batch is split across a pool of threads and the outcomes come back
+//! in item order: the output does not depend on the number of cores. The pool's threads get the main thread's stack size, so an expression that nests
 //! deeply behaves the same as when it mapped on the main thread.
 
 use std::sync::OnceLock;
@@ -49,6 +49,20 @@ impl Spread for EveryCore {
                 });
             }
             _ => (0..count).for_each(job),
+        }
+    }
+
+    /// `a` on a thread of the pool, `b` on the other threads and on that one once `a` is done:
+    /// the pool's threads stay the only ones busy, whatever `a` and `b` spread themselves.
+    fn both(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+        match pool() {
+            Some(pool) if pool.current_num_threads() > 1 => {
+                pool.install(|| rayon::join(a, b));
+            }
+            _ => {
+                a();
+                b();
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `tidemark map`: JSON items in, one entity per output line, skipped items and warnings to the
 //! diagnostics writer. Items may be raw Cloud Control descriptions or items as mappings see them.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::sync::{Mutex, OnceLock};
 
@@ -87,13 +88,21 @@ fn to_raw_item(value: Json, options: &MapOptions) -> Result<RawItem, String> {
 /// bounded, and a worker child gets batches large enough to keep its pipe busy.
 const CHUNK: usize = 2048;
 
-/// Maps a chunk of items, one outcome per item in order; an error stops the run.
-pub type MapItems<'a> = dyn FnMut(&[RawItem]) -> Result<Vec<ItemOutcome>, String> + 'a;
+/// Maps a chunk of items, one outcome per item in order; an error stops the run. It may be
+/// called from another thread than the one that started the run.
+pub type MapItems<'a> = dyn FnMut(&[RawItem]) -> Result<Vec<ItemOutcome>, String> + Send + 'a;
 
-/// Runs independent jobs, on this thread or on several: `job(i)` once for every `i` below
-/// `count`, in any order. The core holds no threads; the caller decides how to spread.
+/// Runs independent jobs, on this thread or on several. The core holds no threads; the caller
+/// decides how to spread.
 pub trait Spread: Sync {
+    /// `job(i)` once for every `i` below `count`, in any order.
     fn each(&self, count: usize, job: &(dyn Fn(usize) + Sync));
+
+    /// `a` and `b` once each, one after the other or at the same time.
+    fn both(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+        a();
+        b();
+    }
 }
 
 /// One job after the other, on this thread.
@@ -143,60 +152,124 @@ fn spread_into<T: Send, U: Send + Sync>(
 /// descriptions or items as mappings see them), one entity per output line, skipped items and
 /// warnings to `diagnostics`. `map_items` maps them, here or in a worker child; `maps_kind`
 /// says which kinds the mapping has entries for, so that items nothing maps are reported.
-/// Reading each item and writing its entities are spread with `spread`; only finding where
-/// items begin and end, and writing in order, happen on this thread.
+///
+/// The run is a pipeline of chunks through `spread`: while one chunk's items are read, mapped
+/// and formatted (each of those spread over the items), the chunk before it is written and
+/// the one after it is found in the input. Only finding where values begin and end, and
+/// writing in order, are serial, and they overlap with the rest.
 pub fn run_map(
     map_items: &mut MapItems<'_>,
-    maps_kind: &dyn Fn(&str) -> bool,
+    maps_kind: &(dyn Fn(&str) -> bool + Sync),
     spread: &dyn Spread,
     options: &MapOptions,
     input: &mut dyn BufRead,
-    out: &mut dyn Write,
-    diagnostics: &mut dyn Write,
+    out: &mut (dyn Write + Send),
+    diagnostics: &mut (dyn Write + Send),
 ) -> Result<MapSummary, MapInputError> {
     let mut text = String::new();
     input
         .read_to_string(&mut text)
         .map_err(|e| input_error(format!("reading input: {e}")))?;
-    let mut run = Run {
+    let mut prepare = Prepare {
         map_items,
         maps_kind,
         spread,
         options,
         redactor: Redactor::new("", &[]).map_err(|_| input_error("default redactions"))?,
+    };
+    let mut write = Output {
         summary: MapSummary::default(),
         out,
         diagnostics,
     };
-    let not_json = |e: serde_json::Error| {
-        input_error(format!(
-            "input is not JSON at line {}, column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    };
-    // Only the bounds of each value are found here; reading it happens in `Run::chunk`.
-    let mut pending: Vec<&RawValue> = Vec::with_capacity(CHUNK);
-    for value in serde_json::Deserializer::from_str(&text).into_iter::<&RawValue>() {
-        let value = value.map_err(not_json)?;
-        if value.get().trim_start().starts_with('[') {
-            let items: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(not_json)?;
-            pending.extend(items);
-        } else {
-            pending.push(value);
-        }
-        if pending.len() >= CHUNK {
-            // Whole chunks now, the rest with what follows: a single array of a million items
-            // is read in one pass, not copied down once per chunk.
-            let whole = pending.len() / CHUNK * CHUNK;
-            for chunk in pending[..whole].chunks(CHUNK) {
-                run.chunk(chunk)?;
+    let mut chunks = Chunks::new(&text);
+    let mut next = chunks.next();
+    let mut ready: Option<Prepared> = None;
+    loop {
+        let current = match next {
+            Ok(current) => current,
+            Err(e) => {
+                // What was read before the error is written, as a serial run would have.
+                if let Some(ready) = ready.take() {
+                    write.chunk(ready)?;
+                }
+                return Err(e);
             }
-            pending.drain(..whole);
+        };
+        if current.is_none() && ready.is_none() {
+            break;
+        }
+        let (mut written, mut prepared) = (Ok(()), None);
+        next = Ok(None);
+        spread.both(
+            &mut || {
+                if let Some(ready) = ready.take() {
+                    written = write.chunk(ready);
+                }
+                if current.is_some() {
+                    next = chunks.next();
+                }
+            },
+            &mut || {
+                prepared = current
+                    .as_ref()
+                    .map(|(first, values)| prepare.chunk(*first, values))
+            },
+        );
+        written?;
+        ready = prepared.transpose()?;
+    }
+    write.finish()
+}
+
+/// The input's values a chunk at a time, each chunk with the index of its first item. Only the
+/// bounds of each value are found here; reading it happens in [`Prepare::chunk`].
+struct Chunks<'t> {
+    stream: serde_json::StreamDeserializer<'t, serde_json::de::StrRead<'t>, &'t RawValue>,
+    pending: VecDeque<&'t RawValue>,
+    taken: usize,
+}
+
+impl<'t> Chunks<'t> {
+    fn new(text: &'t str) -> Chunks<'t> {
+        Chunks {
+            stream: serde_json::Deserializer::from_str(text).into_iter(),
+            pending: VecDeque::with_capacity(CHUNK),
+            taken: 0,
         }
     }
-    run.chunk(&pending)?;
-    run.finish()
+
+    /// The next [`CHUNK`] values, fewer only at the end of the input; `None` after the last.
+    #[allow(clippy::type_complexity)]
+    fn next(&mut self) -> Result<Option<(usize, Vec<&'t RawValue>)>, MapInputError> {
+        let not_json = |e: serde_json::Error| {
+            input_error(format!(
+                "input is not JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ))
+        };
+        while self.pending.len() < CHUNK {
+            let Some(value) = self.stream.next() else {
+                break;
+            };
+            let value = value.map_err(not_json)?;
+            if value.get().trim_start().starts_with('[') {
+                let items: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(not_json)?;
+                self.pending.extend(items);
+            } else {
+                self.pending.push_back(value);
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let take = self.pending.len().min(CHUNK);
+        let values: Vec<&RawValue> = self.pending.drain(..take).collect();
+        let first = self.taken;
+        self.taken += take;
+        Ok(Some((first, values)))
+    }
 }
 
 fn write_error(e: std::io::Error) -> MapInputError {
@@ -243,21 +316,32 @@ impl Written {
     }
 }
 
-/// One `tidemark map` run: what it maps with, what it has counted, where it writes.
-struct Run<'r, 'w> {
+/// A chunk read, mapped and formatted, waiting to be written.
+struct Prepared {
+    /// Values in the chunk.
+    values: usize,
+    /// Each mapped item, in order.
+    written: Vec<std::io::Result<Written>>,
+    /// Unreadable items, each with the number of mapped ones before it, so that every
+    /// diagnostic is written in the input's order.
+    unreadable: Vec<(usize, String)>,
+    /// The kind of each item that no entry maps.
+    unmapped: Vec<String>,
+}
+
+/// What `tidemark map` reads and maps with.
+struct Prepare<'r, 'w> {
     map_items: &'r mut MapItems<'w>,
-    maps_kind: &'r dyn Fn(&str) -> bool,
+    maps_kind: &'r (dyn Fn(&str) -> bool + Sync),
     spread: &'r dyn Spread,
     options: &'r MapOptions,
     redactor: Redactor,
-    summary: MapSummary,
-    out: &'r mut dyn Write,
-    diagnostics: &'r mut dyn Write,
 }
 
-impl Run<'_, '_> {
-    /// Reads a chunk's items, maps them and writes their entities and diagnostics, in order.
-    fn chunk(&mut self, values: &[&RawValue]) -> Result<(), MapInputError> {
+impl Prepare<'_, '_> {
+    /// Reads a chunk's items, maps them and formats their entities and diagnostics; `first`
+    /// is the index of the chunk's first value in the input.
+    fn chunk(&mut self, first: usize, values: &[&RawValue]) -> Result<Prepared, MapInputError> {
         let (options, redactor) = (self.options, &self.redactor);
         let read = spread_map(self.spread, values, |value| {
             let value: Json = serde_json::from_str(value.get()).map_err(|e| e.to_string())?;
@@ -266,21 +350,13 @@ impl Run<'_, '_> {
             Ok::<RawItem, String>(item)
         });
         let mut items = Vec::with_capacity(read.len());
-        // Unreadable items, each with the number of readable ones before it, so that every
-        // diagnostic is written in the input's order.
-        let mut unreadable = Vec::new();
-        for item in read {
-            self.summary.items += 1;
+        let (mut unreadable, mut unmapped) = (Vec::new(), Vec::new());
+        for (at, item) in read.into_iter().enumerate() {
             match item {
-                Ok(item) if !(self.maps_kind)(&item.kind) => {
-                    self.summary.skipped += 1;
-                    *self.summary.unmapped.entry(item.kind).or_default() += 1;
-                }
+                Ok(item) if !(self.maps_kind)(&item.kind) => unmapped.push(item.kind),
                 Ok(item) => items.push(item),
                 Err(message) => {
-                    self.summary.skipped += 1;
-                    let warning =
-                        format!("warning: item {} skipped: {message}", self.summary.items);
+                    let warning = format!("warning: item {} skipped: {message}", first + at + 1);
                     unreadable.push((items.len(), warning));
                 }
             }
@@ -295,8 +371,32 @@ impl Run<'_, '_> {
             items.into_iter().zip(outcomes).collect(),
             |(item, outcome)| Written::new(&item, &outcome),
         );
-        let mut unreadable = unreadable.into_iter().peekable();
-        for (at, written) in written.into_iter().enumerate() {
+        Ok(Prepared {
+            values: values.len(),
+            written,
+            unreadable,
+            unmapped,
+        })
+    }
+}
+
+/// Where `tidemark map` writes, and what it has counted.
+struct Output<'r> {
+    summary: MapSummary,
+    out: &'r mut (dyn Write + Send),
+    diagnostics: &'r mut (dyn Write + Send),
+}
+
+impl Output<'_> {
+    /// Writes a prepared chunk's entities and diagnostics, in order, and counts them.
+    fn chunk(&mut self, prepared: Prepared) -> Result<(), MapInputError> {
+        self.summary.items += prepared.values;
+        self.summary.skipped += prepared.unreadable.len() + prepared.unmapped.len();
+        for kind in prepared.unmapped {
+            *self.summary.unmapped.entry(kind).or_default() += 1;
+        }
+        let mut unreadable = prepared.unreadable.into_iter().peekable();
+        for (at, written) in prepared.written.into_iter().enumerate() {
             while let Some((_, warning)) = unreadable.next_if(|(before, _)| *before == at) {
                 writeln!(self.diagnostics, "{warning}").map_err(write_error)?;
             }
@@ -315,7 +415,7 @@ impl Run<'_, '_> {
         for (_, warning) in unreadable {
             writeln!(self.diagnostics, "{warning}").map_err(write_error)?;
         }
-        Ok(())
+        self.diagnostics.flush().map_err(write_error)
     }
 
     /// Flushes the output and reports the kinds nothing mapped.
@@ -329,6 +429,7 @@ impl Run<'_, '_> {
             )
             .map_err(write_error)?;
         }
+        self.diagnostics.flush().map_err(write_error)?;
         Ok(self.summary)
     }
 }
@@ -345,6 +446,11 @@ mod tests {
     impl Spread for Backwards {
         fn each(&self, count: usize, job: &(dyn Fn(usize) + Sync)) {
             (0..count).rev().for_each(job);
+        }
+
+        fn both(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+            b();
+            a();
         }
     }
 
@@ -384,6 +490,33 @@ mod tests {
         }
     }
 
+    /// Maps `input` with [`outcome`]; a chunk with an item named `fail-…` fails as a whole, as
+    /// a worker child that died would. Gives the output, and the summary or the error.
+    fn try_run(spread: &dyn Spread, input: &str) -> (String, Result<MapSummary, String>) {
+        let mut map_items = |items: &[RawItem]| {
+            if items.iter().any(|i| i.identifier.starts_with("fail-")) {
+                return Err("the worker died".to_string());
+            }
+            Ok(items.iter().map(outcome).collect())
+        };
+        let mut out = Vec::new();
+        let options = MapOptions {
+            region: Some("eu-west-1".into()),
+            ..MapOptions::default()
+        };
+        let summary = run_map(
+            &mut map_items,
+            &|kind| kind == "AWS::S3::Bucket",
+            spread,
+            &options,
+            &mut input.as_bytes(),
+            &mut out,
+            &mut Vec::new(),
+        );
+        let out = String::from_utf8(out).expect("UTF-8");
+        (out, summary.map_err(|e| e.message))
+    }
+
     fn run(spread: &dyn Spread, input: &str) -> (String, String, MapSummary) {
         let mut map_items =
             |items: &[RawItem]| Ok::<_, String>(items.iter().map(outcome).collect());
@@ -404,6 +537,35 @@ mod tests {
         .expect("the input is JSON");
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
         (text(out), text(diagnostics), summary)
+    }
+
+    fn buckets(ids: impl Iterator<Item = String>) -> Vec<String> {
+        ids.map(|id| format!(r#"{{"TypeName":"AWS::S3::Bucket","Identifier":"{id}"}}"#))
+            .collect()
+    }
+
+    #[test]
+    fn a_failure_later_in_the_input_keeps_the_whole_chunks_before_it() {
+        // Two whole chunks, then a third that breaks: by bad JSON, or by a failed mapping.
+        let mut lines = buckets((0..2 * CHUNK + 5).map(|i| format!("b{i}")));
+        let broken_json = format!("{}\n{{\"TypeName\":", lines.join("\n"));
+        lines[2 * CHUNK + 1] = buckets(["fail-1".to_string()].into_iter()).remove(0);
+        let failed_mapping = lines.join("\n");
+        for spread in [&InOrder as &dyn Spread, &Backwards] {
+            let (out, result) = try_run(spread, &broken_json);
+            assert_eq!(out.lines().count(), 2 * CHUNK);
+            let error = result.expect_err("the input ends inside an object");
+            assert!(
+                error.starts_with(&format!("input is not JSON at line {}", 2 * CHUNK + 6)),
+                "{error}"
+            );
+            let (out, result) = try_run(spread, &failed_mapping);
+            assert_eq!(out.lines().count(), 2 * CHUNK);
+            assert_eq!(
+                result.expect_err("the third chunk fails"),
+                "the worker died"
+            );
+        }
     }
 
     #[test]
