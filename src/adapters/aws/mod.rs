@@ -278,6 +278,10 @@ impl AwsSource {
                 return Err(AwsError::BadRoleArn { value: arn.clone() }.into());
             }
         }
+        let base = BaseAws {
+            sdk_config: sharing_one_http_client(base.sdk_config),
+            ..base
+        };
         let endpoints = base.endpoints.clone();
         let unsigned_sts = sts_client(&base.sdk_config, &endpoints, None);
         let requests = Arc::new(RequestCounter::new());
@@ -357,6 +361,30 @@ impl AwsSource {
             .await?;
         Ok((discovery, outcomes))
     }
+}
+
+/// `sdk` with one HTTP client for all the clients built from it, unless it names its own. Left
+/// to itself, every SDK client creates its own HTTP client, and with it its own TLS setup
+/// (reading and parsing the system's root certificates) and its own connections: twice per
+/// account. One client is what the SDK's default would be (rustls with aws-lc, the proxy from
+/// the environment), shared.
+fn sharing_one_http_client(sdk: SdkConfig) -> SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
+    if sdk.http_client().is_some() {
+        return sdk;
+    }
+    let client = Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    });
+    sdk.into_builder().http_client(client).build()
 }
 
 fn sts_client(
