@@ -1,7 +1,7 @@
 //! The `tidemark` binary: flags → command → exit code. All behaviour lives in the library; this
 //! file parses flags, prints, and decides exit codes in one place.
 
-use std::io::{self, BufReader, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -1062,12 +1062,9 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
         line: Vec::new(),
         text: Vec::new(),
     };
-    let mut reader: Box<dyn io::BufRead> = match input {
-        None | Some("-") => Box::new(io::stdin().lock()),
-        Some(file) => {
-            let f = std::fs::File::open(file).with_context(|| format!("reading {file}"))?;
-            Box::new(BufReader::with_capacity(1 << 16, f))
-        }
+    let text = match input {
+        None | Some("-") => io::read_to_string(io::stdin()).context("reading input")?,
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
     };
     let mut worker = one_shot_worker(&mappings)?;
     let mut mapper = match worker.as_mut() {
@@ -1080,7 +1077,7 @@ fn run_map(path: &Path, options: MapOptions, input: Option<&str>) -> anyhow::Res
         &|kind| mappings.maps_kind(kind),
         &tidemark::parallel::EveryCore,
         &options,
-        &mut reader,
+        &text,
         &mut out,
         &mut diagnostics,
     )?;

@@ -2,7 +2,7 @@
 //! diagnostics writer. Items may be raw Cloud Control descriptions or items as mappings see them.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
 use serde_json::value::RawValue;
@@ -148,7 +148,7 @@ fn spread_into<T: Send, U: Send + Sync>(
     })
 }
 
-/// Runs `tidemark map`: items in (a JSON object, array, or JSON lines; raw Cloud Control
+/// Runs `tidemark map` on the input `text`: items in (a JSON object, array, or JSON lines; raw Cloud Control
 /// descriptions or items as mappings see them), one entity per output line, skipped items and
 /// warnings to `diagnostics`. `map_items` maps them, here or in a worker child; `maps_kind`
 /// says which kinds the mapping has entries for, so that items nothing maps are reported.
@@ -162,14 +162,10 @@ pub fn run_map(
     maps_kind: &(dyn Fn(&str) -> bool + Sync),
     spread: &dyn Spread,
     options: &MapOptions,
-    input: &mut dyn BufRead,
+    text: &str,
     out: &mut (dyn Write + Send),
     diagnostics: &mut (dyn Write + Send),
 ) -> Result<MapSummary, MapInputError> {
-    let mut text = String::new();
-    input
-        .read_to_string(&mut text)
-        .map_err(|e| input_error(format!("reading input: {e}")))?;
     let mut prepare = Prepare {
         map_items,
         maps_kind,
@@ -182,7 +178,7 @@ pub fn run_map(
         out,
         diagnostics,
     };
-    let mut chunks = Chunks::new(&text);
+    let mut chunks = Chunks::new(text);
     let mut next = chunks.next();
     let mut ready: Option<Prepared> = None;
     loop {
@@ -509,7 +505,7 @@ mod tests {
             &|kind| kind == "AWS::S3::Bucket",
             spread,
             &options,
-            &mut input.as_bytes(),
+            input,
             &mut out,
             &mut Vec::new(),
         );
@@ -530,7 +526,7 @@ mod tests {
             &|kind| kind == "AWS::S3::Bucket",
             spread,
             &options,
-            &mut input.as_bytes(),
+            input,
             &mut out,
             &mut diagnostics,
         )
