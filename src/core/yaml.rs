@@ -3,7 +3,8 @@
 //! Config and mapping errors must name the file, line and column of the offending value, and
 //! duplicate keys must be errors rather than a silent "last one wins". serde-based YAML
 //! deserialisers lose positions once a value is converted, so we build our own small tree from
-//! the maintained `saphyr-parser` event stream and convert it by hand in `config` and `mapping`.
+//! the maintained `saphyr-parser` event stream and read it by hand with [`Reader`], which the
+//! config and the mapping files share.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -238,70 +239,6 @@ const MAX_NODES: usize = 200_000;
 
 /// Parses the first document of `text`. An empty file gives a `Null` node at 1:1. A second
 /// document is an error, since a config or mapping file describes one thing.
-/// A key of a map that its place does not know.
-pub struct UnknownKey {
-    pub pos: Pos,
-    pub name: String,
-    /// `unknown key <section>.<name> (did you mean <section>.<close>?); known keys here: …`
-    pub message: String,
-}
-
-/// The keys of `entries` that are not among `known`, each with a message naming it in
-/// `section` (a dotted path; empty at the top), a "did you mean" when a known key is close, and
-/// the keys that are known there. The config and mapping files word unknown keys alike.
-pub fn unknown_keys(entries: &[(Node, Node)], known: &[&str], section: &str) -> Vec<UnknownKey> {
-    let prefix = if section.is_empty() {
-        String::new()
-    } else {
-        format!("{section}.")
-    };
-    entries
-        .iter()
-        .filter_map(|(key, _)| {
-            let name = key.scalar_text().unwrap_or_default();
-            if known.contains(&name.as_str()) {
-                return None;
-            }
-            let hint = closest(&name, known)
-                .map(|k| format!(" (did you mean {prefix}{k}?)"))
-                .unwrap_or_default();
-            let message = format!(
-                "unknown key {prefix}{name}{hint}; known keys here: {}",
-                known.join(", ")
-            );
-            Some(UnknownKey {
-                pos: key.pos,
-                name,
-                message,
-            })
-        })
-        .collect()
-}
-
-/// The known key closest to a misspelt one, for "did you mean".
-fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
@@ -625,14 +562,28 @@ impl Reader {
         } else {
             format!("{section}.")
         };
-        for unknown in unknown_keys(node.as_map().unwrap_or_default(), known, section) {
-            match tolerated.iter().find(|(key, _)| *key == unknown.name) {
-                Some((key, what)) => self.warning(
-                    unknown.pos,
-                    format!("{prefix}{key} is {what}; tidemark does not use it (ignored)"),
-                ),
-                None => self.error(unknown.pos, unknown.message),
+        for (key, _) in node.as_map().unwrap_or_default() {
+            let name = key.scalar_text().unwrap_or_default();
+            if known.contains(&name.as_str()) {
+                continue;
             }
+            if let Some((_, what)) = tolerated.iter().find(|(k, _)| *k == name) {
+                self.warning(
+                    key.pos,
+                    format!("{prefix}{name} is {what}; tidemark does not use it (ignored)"),
+                );
+                continue;
+            }
+            let hint = closest(&name, known)
+                .map(|k| format!(" (did you mean {prefix}{k}?)"))
+                .unwrap_or_default();
+            self.error(
+                key.pos,
+                format!(
+                    "unknown key {prefix}{name}{hint}; known keys here: {}",
+                    known.join(", ")
+                ),
+            );
         }
     }
 
@@ -782,6 +733,30 @@ impl Reader {
         }
         Some(n)
     }
+}
+
+/// The known key closest to a misspelt one, for "did you mean".
+fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 #[cfg(test)]
