@@ -21,7 +21,7 @@ use crate::core::model::{Blueprint, hex};
 use crate::core::report::Regions;
 use crate::core::secret::Secret;
 use crate::core::shard::{MAX_SHARDS, Shard, ShardError, ShardIndex, ShardSetting};
-use crate::core::yaml::{self, Diagnostic, Node, Pos, Value};
+use crate::core::yaml::{self, Diagnostic, Node, Pos, Reader, Value};
 
 pub mod builtin;
 pub mod print;
@@ -254,11 +254,9 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
     let file = path.display().to_string();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut cx = Cx {
-        file: file.clone(),
+        read: Reader::new(&file),
         base,
         env,
-        errors: Vec::new(),
-        warnings: Vec::new(),
         secret_vars: Vec::new(),
         substituted: BTreeMap::new(),
     };
@@ -270,7 +268,7 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
         Err(e) => return Err(vec![Diagnostic::new(&file, e.pos(), e.message)]),
     };
     let root_pos = root.pos;
-    let Some(entries) = root.as_map() else {
+    if root.as_map().is_none() {
         let found = if root.is_null() {
             "an empty file"
         } else {
@@ -283,9 +281,9 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
                 "a tidemark config must be a map with integration, source and catalog; found {found}"
             ),
         )]);
-    };
-    cx.known_keys(
-        entries,
+    }
+    cx.read.keys(
+        &root,
         &[
             "integration",
             "source",
@@ -296,6 +294,7 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
             "shard",
         ],
         "",
+        &[],
     );
 
     let integration = cx.integration(root.get("integration"), root_pos);
@@ -313,15 +312,15 @@ pub fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Loaded, Vec<D
     let redactor = match Redactor::new(&file, &redact) {
         Ok(r) => Some(r),
         Err(errors) => {
-            cx.errors.extend(errors);
+            cx.read.errors.extend(errors);
             None
         }
     };
     let mappings = cx.mappings(&mapping_files, hidden_env);
 
-    let Cx {
+    let Reader {
         errors, warnings, ..
-    } = cx;
+    } = cx.read;
     match (
         integration,
         source,
@@ -444,11 +443,9 @@ struct MappingEntry {
 
 /// The loading context: where errors go and how paths and variables resolve.
 struct Cx<'a> {
-    file: String,
+    read: Reader,
     base: PathBuf,
     env: &'a dyn Env,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
     /// Variables referenced by secret fields, hidden from jq's `env`.
     secret_vars: Vec<String>,
     /// The variables each substituted scalar used, by its position.
@@ -456,10 +453,6 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.errors.push(Diagnostic::new(&self.file, pos, message));
-    }
-
     /// `${VAR}` in every string scalar; `$${` stays a literal `${`.
     fn substitute(&mut self, node: &mut Node) {
         match &mut node.value {
@@ -467,7 +460,7 @@ impl Cx<'_> {
                 let mut used = Vec::new();
                 match substitute_tracking(text, self.env, &mut used) {
                     Ok(new) => *text = new,
-                    Err(message) => self.error(node.pos, message),
+                    Err(message) => self.read.error(node.pos, message),
                 }
                 self.substituted.insert(node.pos, used);
             }
@@ -475,113 +468,6 @@ impl Cx<'_> {
             Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| self.substitute(v)),
             _ => {}
         }
-    }
-
-    fn known_keys(&mut self, entries: &[(Node, Node)], known: &[&str], section: &str) {
-        for unknown in yaml::unknown_keys(entries, known, section) {
-            self.error(unknown.pos, unknown.message);
-        }
-    }
-
-    /// A map section, or an error naming what it should be.
-    fn section<'n>(
-        &mut self,
-        node: Option<&'n Node>,
-        name: &str,
-        known: &[&str],
-    ) -> Option<&'n [(Node, Node)]> {
-        let node = node?;
-        if node.is_null() {
-            return Some(&[]);
-        }
-        match node.as_map() {
-            Some(entries) => {
-                self.known_keys(entries, known, name);
-                Some(entries)
-            }
-            None => {
-                self.error(
-                    node.pos,
-                    format!("{name} must be a map, found {}", node.type_name()),
-                );
-                None
-            }
-        }
-    }
-
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.value {
-            Value::Str { text, .. } => Some(text.clone()),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text(),
-            _ => {
-                self.error(
-                    node.pos,
-                    format!("{what} must be a string, found {}", node.type_name()),
-                );
-                None
-            }
-        }
-    }
-
-    fn string_list(&mut self, node: Option<&Node>, what: &str) -> Vec<String> {
-        let Some(node) = node else { return Vec::new() };
-        if node.is_null() {
-            return Vec::new();
-        }
-        match node.as_seq() {
-            Some(items) => items.iter().filter_map(|n| self.string(n, what)).collect(),
-            None => {
-                self.error(
-                    node.pos,
-                    format!(
-                        "{what} must be a list of strings, found {}",
-                        node.type_name()
-                    ),
-                );
-                Vec::new()
-            }
-        }
-    }
-
-    fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
-        let parsed = match &node.value {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            Value::Str { text, .. } => text.trim().parse::<f64>().ok(),
-            _ => None,
-        };
-        if parsed.is_none() {
-            self.error(
-                node.pos,
-                format!("{what} must be a number, found {}", node.type_name()),
-            );
-        }
-        parsed
-    }
-
-    /// A number within `range`, whole when `whole`; the bounds keep absurd values (`1e300`) from
-    /// reaching timers and semaphores that cannot hold them.
-    fn bounded(
-        &mut self,
-        node: &Node,
-        what: &str,
-        range: std::ops::RangeInclusive<f64>,
-        whole: bool,
-    ) -> Option<f64> {
-        let n = self.number(node, what)?;
-        if !range.contains(&n) || (whole && n.fract() != 0.0) {
-            let kind = if whole { "a whole number" } else { "a number" };
-            self.error(
-                node.pos,
-                format!(
-                    "{what} must be {kind} from {} to {}, found {n}",
-                    range.start(),
-                    range.end()
-                ),
-            );
-            return None;
-        }
-        Some(n)
     }
 
     fn path(&self, text: &str) -> PathBuf {
@@ -602,7 +488,8 @@ impl Cx<'_> {
             .find(|(k, _)| k.as_str() == Some(file_key.as_str()));
         match (direct, from_file) {
             (Some((k, _)), Some(_)) => {
-                self.error(k.pos, format!("set either {key} or {file_key}, not both"));
+                self.read
+                    .error(k.pos, format!("set either {key} or {file_key}, not both"));
                 None
             }
             (Some((_, v)), None) => {
@@ -614,7 +501,7 @@ impl Cx<'_> {
                     // YAML would change a number's digits (`0123` is 123), so only the quoted
                     // text is trusted, and the message must not show the value.
                     _ => {
-                        self.error(
+                        self.read.error(
                             v.pos,
                             format!("{key} must be a quoted string, found {}", v.type_name()),
                         );
@@ -623,11 +510,12 @@ impl Cx<'_> {
                 }
             }
             (None, Some((_, v))) => {
-                let path = self.string(v, &file_key)?;
+                let path = self.read.text(v, &file_key)?;
                 match std::fs::read_to_string(self.path(&path)) {
                     Ok(text) => Some(Secret::new(text.trim_end_matches(['\n', '\r']))),
                     Err(e) => {
-                        self.error(v.pos, format!("{file_key}: cannot read {path}: {e}"));
+                        self.read
+                            .error(v.pos, format!("{file_key}: cannot read {path}: {e}"));
                         None
                     }
                 }
@@ -642,7 +530,9 @@ impl Cx<'_> {
 
     fn integration(&mut self, node: Option<&Node>, root: Pos) -> Option<Integration> {
         let entries = match node {
-            Some(n) => self.section(Some(n), "integration", &["identifier", "adopt"])?,
+            Some(n) => self
+                .read
+                .section(Some(n), "integration", &["identifier", "adopt"])?,
             None => &[],
         };
         let id_node = entries
@@ -651,17 +541,17 @@ impl Cx<'_> {
             .map(|(_, v)| v);
         let pos = id_node.map_or(node.map_or(root, |n| n.pos), |n| n.pos);
         let identifier = match id_node {
-            Some(n) => self.string(n, "integration.identifier")?,
+            Some(n) => self.read.text(n, "integration.identifier")?,
             None => match self.env.var("OCEAN__INTEGRATION__IDENTIFIER") {
                 Some(v) => v,
                 None => {
-                    self.error(pos, "integration.identifier is required (or set OCEAN__INTEGRATION__IDENTIFIER)");
+                    self.read.error(pos, "integration.identifier is required (or set OCEAN__INTEGRATION__IDENTIFIER)");
                     return None;
                 }
             },
         };
         if !is_valid_integration_id(&identifier) {
-            self.error(
+            self.read.error(
                 pos,
                 format!(
                     "integration.identifier {identifier:?} must match [a-z0-9][a-z0-9-]{{0,62}}"
@@ -669,7 +559,9 @@ impl Cx<'_> {
             );
             return None;
         }
-        let adopt = self.string_list(node.and_then(|n| n.get("adopt")), "integration.adopt");
+        let adopt = self
+            .read
+            .texts(node.and_then(|n| n.get("adopt")), "integration.adopt");
         Some(Integration { identifier, adopt })
     }
 
@@ -679,7 +571,8 @@ impl Cx<'_> {
         root: Pos,
     ) -> (Option<SourceConfig>, Vec<(String, Pos)>) {
         let Some(node) = node else {
-            self.error(root, "source is required (source.type: aws | snapshot)");
+            self.read
+                .error(root, "source is required (source.type: aws | snapshot)");
             return (None, Vec::new());
         };
         let known = [
@@ -690,7 +583,7 @@ impl Cx<'_> {
             "redact",
             "path",
         ];
-        let Some(entries) = self.section(Some(node), "source", &known) else {
+        let Some(entries) = self.read.section(Some(node), "source", &known) else {
             return (None, Vec::new());
         };
         let get = |k: &str| {
@@ -703,49 +596,22 @@ impl Cx<'_> {
             Some(n) if !n.is_null() => match n.as_seq() {
                 Some(items) => items
                     .iter()
-                    .filter_map(|i| self.string(i, "source.redact").map(|s| (s, i.pos)))
+                    .filter_map(|i| self.read.text(i, "source.redact").map(|s| (s, i.pos)))
                     .collect(),
                 None => {
-                    self.error(n.pos, "source.redact must be a list of jq paths");
+                    self.read
+                        .error(n.pos, "source.redact must be a list of jq paths");
                     Vec::new()
                 }
             },
             _ => Vec::new(),
         };
-        let regions = match get("regions") {
-            None => Regions::Enabled,
-            Some(n) => match &n.value {
-                Value::Null => Regions::Enabled,
-                Value::Str { text, .. } if text == "enabled" => Regions::Enabled,
-                Value::Seq(_) => {
-                    let list = self.string_list(Some(n), "source.regions");
-                    if list.is_empty() {
-                        self.error(
-                            n.pos,
-                            "source.regions must not be an empty list (use `enabled`)",
-                        );
-                    }
-                    for (item, region) in n.as_seq().unwrap_or_default().iter().zip(&list) {
-                        if !crate::core::report::is_region_name(region) {
-                            let why = crate::core::report::not_a_region_name(region);
-                            self.error(item.pos, format!("source.regions: {why}"));
-                        }
-                    }
-                    Regions::List(list)
-                }
-                _ => {
-                    self.error(
-                        n.pos,
-                        "source.regions must be `enabled` or a list of regions",
-                    );
-                    Regions::Enabled
-                }
-            },
-        };
+        let regions = self.regions(get("regions"));
         let kind = match get("type") {
-            Some(n) => self.string(n, "source.type"),
+            Some(n) => self.read.text(n, "source.type"),
             None => {
-                self.error(node.pos, "source.type is required: aws | snapshot");
+                self.read
+                    .error(node.pos, "source.type is required: aws | snapshot");
                 None
             }
         };
@@ -753,31 +619,35 @@ impl Cx<'_> {
             Some("snapshot") => {
                 for key in ["accounts", "concurrency"] {
                     if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
-                        self.error(k.pos, format!("source.{key} applies to `type: aws` only"));
+                        self.read
+                            .error(k.pos, format!("source.{key} applies to `type: aws` only"));
                     }
                 }
                 match get("path") {
                     Some(p) => self
-                        .string(p, "source.path")
+                        .read
+                        .text(p, "source.path")
                         .map(|p| SourceConfig::Snapshot {
                             path: self.path(&p),
                             regions,
                         }),
                     None => {
-                        self.error(node.pos, "source.path is required for `type: snapshot`");
+                        self.read
+                            .error(node.pos, "source.path is required for `type: snapshot`");
                         None
                     }
                 }
             }
             Some("aws") => {
                 if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some("path")) {
-                    self.error(k.pos, "source.path applies to `type: snapshot` only");
+                    self.read
+                        .error(k.pos, "source.path applies to `type: snapshot` only");
                 }
                 self.aws(get("accounts"), get("concurrency"), regions)
             }
             Some(other) => {
                 let pos = get("type").map_or(node.pos, |n| n.pos);
-                self.error(
+                self.read.error(
                     pos,
                     format!("source.type must be aws or snapshot, found {other:?}"),
                 );
@@ -786,6 +656,40 @@ impl Cx<'_> {
             None => None,
         };
         (source, redact)
+    }
+
+    /// `source.regions`: `enabled` (the default) or a list of region names.
+    fn regions(&mut self, node: Option<&Node>) -> Regions {
+        let Some(n) = node else {
+            return Regions::Enabled;
+        };
+        match &n.value {
+            Value::Null => Regions::Enabled,
+            Value::Str { text, .. } if text == "enabled" => Regions::Enabled,
+            Value::Seq(_) => {
+                let list = self.read.texts(Some(n), "source.regions");
+                if list.is_empty() {
+                    self.read.error(
+                        n.pos,
+                        "source.regions must not be an empty list (use `enabled`)",
+                    );
+                }
+                for (item, region) in n.as_seq().unwrap_or_default().iter().zip(&list) {
+                    if !crate::core::report::is_region_name(region) {
+                        let why = crate::core::report::not_a_region_name(region);
+                        self.read.error(item.pos, format!("source.regions: {why}"));
+                    }
+                }
+                Regions::List(list)
+            }
+            _ => {
+                self.read.error(
+                    n.pos,
+                    "source.regions must be `enabled` or a list of regions",
+                );
+                Regions::Enabled
+            }
+        }
     }
 
     /// Compiles every mapping file with the environment and observer the process gives; their
@@ -798,14 +702,14 @@ impl Cx<'_> {
         };
         match Mappings::load(files, &options) {
             Ok((mappings, warnings)) => {
-                self.warnings.extend(warnings);
+                self.read.warnings.extend(warnings);
                 Some(mappings)
             }
             Err(diagnostics) => {
                 let (errors, warnings): (Vec<_>, Vec<_>) =
                     diagnostics.into_iter().partition(Diagnostic::is_error);
-                self.errors.extend(errors);
-                self.warnings.extend(warnings);
+                self.read.errors.extend(errors);
+                self.read.warnings.extend(warnings);
                 None
             }
         }
@@ -827,7 +731,7 @@ impl Cx<'_> {
             "exclude",
         ];
         let entries = match accounts {
-            Some(n) => self.section(Some(n), "source.accounts", &known)?,
+            Some(n) => self.read.section(Some(n), "source.accounts", &known)?,
             None => &[],
         };
         let get = |k: &str| {
@@ -845,7 +749,7 @@ impl Cx<'_> {
         let member_auth = self.member_auth(get("memberAuth"));
         let organizational_units =
             self.organizational_units(get("organizationalUnits"), account_role_arn.is_some());
-        let exclude = self.string_list(get("exclude"), "exclude");
+        let exclude = self.read.texts(get("exclude"), "exclude");
         let (concurrency_accounts, requests_per_second) = self.concurrency(concurrency);
         Some(SourceConfig::Aws(AwsConfig {
             account_role_arn,
@@ -869,12 +773,12 @@ impl Cx<'_> {
         get: &dyn Fn(&str) -> Option<&'n Node>,
     ) -> Option<(Option<String>, Option<Vec<String>>)> {
         let mut account_role_arn =
-            get("accountRoleArn").and_then(|n| self.string(n, "accountRoleArn"));
+            get("accountRoleArn").and_then(|n| self.read.text(n, "accountRoleArn"));
         let mut account_role_arns =
-            get("accountRoleArns").map(|n| self.string_list(Some(n), "accountRoleArns"));
+            get("accountRoleArns").map(|n| self.read.texts(Some(n), "accountRoleArns"));
         if account_role_arn.is_some() && account_role_arns.is_some() {
             let pos = get("accountRoleArns").map_or(Pos::default(), |n| n.pos);
-            self.error(pos, "set accountRoleArn (Organizations mode) or accountRoleArns (explicit list), not both");
+            self.read.error(pos, "set accountRoleArn (Organizations mode) or accountRoleArns (explicit list), not both");
             return None;
         }
         if account_role_arn.is_none() && account_role_arns.is_none() {
@@ -889,14 +793,14 @@ impl Cx<'_> {
                 match serde_json::from_str::<Vec<String>>(&raw) {
                     Ok(list) if !list.is_empty() => account_role_arns = Some(list),
                     Ok(_) => {}
-                    Err(e) => self.error(
+                    Err(e) => self.read.error(
                         accounts.map_or(Pos::default(), |n| n.pos),
                         format!("OCEAN__INTEGRATION__CONFIG__ACCOUNT_ROLE_ARNS must be a JSON array of role ARNs: {e}"),
                     ),
                 }
             }
             if account_role_arn.is_some() && account_role_arns.is_some() {
-                self.error(
+                self.read.error(
                     accounts.map_or(Pos::default(), |n| n.pos),
                     "both OCEAN__INTEGRATION__CONFIG__ACCOUNT_ROLE_ARN and ..._ARNS are set; set one",
                 );
@@ -920,7 +824,7 @@ impl Cx<'_> {
             .collect::<Vec<_>>()
         {
             if !is_role_arn(&arn) {
-                self.error(
+                self.read.error(
                     pos,
                     format!("{arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/Name)"),
                 );
@@ -932,12 +836,12 @@ impl Cx<'_> {
     fn member_auth(&mut self, node: Option<&Node>) -> MemberAuth {
         match node {
             None => MemberAuth::Auto,
-            Some(n) => match self.string(n, "memberAuth").as_deref() {
+            Some(n) => match self.read.text(n, "memberAuth").as_deref() {
                 Some("auto") => MemberAuth::Auto,
                 Some("assumeRole") => MemberAuth::AssumeRole,
                 Some("webIdentity") => MemberAuth::WebIdentity,
                 other => {
-                    self.error(
+                    self.read.error(
                         n.pos,
                         format!(
                             "memberAuth must be auto, assumeRole or webIdentity, found {:?}",
@@ -952,11 +856,11 @@ impl Cx<'_> {
 
     /// `organizationalUnits`: OU or root ids, only in Organizations mode.
     fn organizational_units(&mut self, node: Option<&Node>, organizations: bool) -> Vec<String> {
-        let organizational_units = self.string_list(node, "organizationalUnits");
+        let organizational_units = self.read.texts(node, "organizationalUnits");
         for ou in &organizational_units {
             if !(ou.starts_with("ou-") || ou.starts_with("r-")) {
                 let pos = node.map_or(Pos::default(), |n| n.pos);
-                self.error(
+                self.read.error(
                     pos,
                     format!("organizationalUnits: {ou:?} is not an OU (ou-…) or root (r-…) id"),
                 );
@@ -964,7 +868,7 @@ impl Cx<'_> {
         }
         if !organizational_units.is_empty() && !organizations {
             let pos = node.map_or(Pos::default(), |n| n.pos);
-            self.error(
+            self.read.error(
                 pos,
                 "organizationalUnits needs accountRoleArn (Organizations mode)",
             );
@@ -975,7 +879,7 @@ impl Cx<'_> {
     /// `source.concurrency`: accounts at once and requests per second per account.
     fn concurrency(&mut self, node: Option<&Node>) -> (usize, f64) {
         let (mut concurrency_accounts, mut requests_per_second) = (5, 10.0);
-        if let Some(entries) = self.section(
+        if let Some(entries) = self.read.section(
             node,
             "source.concurrency",
             &["accounts", "requestsPerSecond"],
@@ -984,13 +888,14 @@ impl Cx<'_> {
                 match k.as_str() {
                     Some("accounts") => {
                         if let Some(n) =
-                            self.bounded(v, "concurrency.accounts", 1.0..=MAX_ACCOUNTS, true)
+                            self.read
+                                .bounded(v, "concurrency.accounts", 1.0..=MAX_ACCOUNTS, true)
                         {
                             concurrency_accounts = n as usize;
                         }
                     }
                     Some("requestsPerSecond") => {
-                        if let Some(n) = self.bounded(
+                        if let Some(n) = self.read.bounded(
                             v,
                             "concurrency.requestsPerSecond",
                             MIN_RPS..=MAX_RPS,
@@ -1008,7 +913,8 @@ impl Cx<'_> {
 
     fn catalog(&mut self, node: Option<&Node>, root: Pos) -> Option<CatalogConfig> {
         let Some(node) = node else {
-            self.error(root, "catalog is required (catalog.type: local | port)");
+            self.read
+                .error(root, "catalog is required (catalog.type: local | port)");
             return None;
         };
         let known = [
@@ -1020,7 +926,7 @@ impl Cx<'_> {
             "clientSecret",
             "clientSecretFile",
         ];
-        let entries = self.section(Some(node), "catalog", &known)?;
+        let entries = self.read.section(Some(node), "catalog", &known)?;
         let get = |k: &str| {
             entries
                 .iter()
@@ -1028,9 +934,10 @@ impl Cx<'_> {
                 .map(|(_, v)| v)
         };
         let kind = match get("type") {
-            Some(n) => self.string(n, "catalog.type")?,
+            Some(n) => self.read.text(n, "catalog.type")?,
             None => {
-                self.error(node.pos, "catalog.type is required: local | port");
+                self.read
+                    .error(node.pos, "catalog.type is required: local | port");
                 return None;
             }
         };
@@ -1044,21 +951,23 @@ impl Cx<'_> {
                     "clientSecretFile",
                 ] {
                     if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
-                        self.error(k.pos, format!("catalog.{key} applies to `type: port` only"));
+                        self.read
+                            .error(k.pos, format!("catalog.{key} applies to `type: port` only"));
                     }
                 }
                 let path = match get("path") {
-                    Some(n) => self.string(n, "catalog.path").map(|p| self.path(&p))?,
+                    Some(n) => self.read.text(n, "catalog.path").map(|p| self.path(&p))?,
                     None => self.path(".tidemark/catalog.db"),
                 };
                 Some(CatalogConfig::Local { path })
             }
             "port" => {
                 if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some("path")) {
-                    self.error(k.pos, "catalog.path applies to `type: local` only");
+                    self.read
+                        .error(k.pos, "catalog.path applies to `type: local` only");
                 }
                 let base_url = match get("baseUrl") {
-                    Some(n) => self.string(n, "catalog.baseUrl")?,
+                    Some(n) => self.read.text(n, "catalog.baseUrl")?,
                     None => self
                         .env
                         .var("PORT_BASE_URL")
@@ -1068,10 +977,8 @@ impl Cx<'_> {
                 let pos = get("baseUrl").map_or(node.pos, |n| n.pos);
                 match check_base_url(&base_url) {
                     Ok(None) => {}
-                    Ok(Some(warning)) => self
-                        .warnings
-                        .push(Diagnostic::warning(&self.file, pos, warning)),
-                    Err(message) => self.error(pos, message),
+                    Ok(Some(warning)) => self.read.warning(pos, warning),
+                    Err(message) => self.read.error(pos, message),
                 }
                 let client_id = self.secret(
                     entries,
@@ -1084,13 +991,13 @@ impl Cx<'_> {
                     &["PORT_CLIENT_SECRET", "OCEAN__PORT__CLIENT_SECRET"],
                 );
                 if client_id.is_none() {
-                    self.error(
+                    self.read.error(
                         node.pos,
                         "catalog.clientId is required for Port (or set PORT_CLIENT_ID)",
                     );
                 }
                 if client_secret.is_none() {
-                    self.error(
+                    self.read.error(
                         node.pos,
                         "catalog.clientSecret is required for Port (or clientSecretFile, or set PORT_CLIENT_SECRET)",
                     );
@@ -1103,7 +1010,7 @@ impl Cx<'_> {
             }
             other => {
                 let pos = get("type").map_or(node.pos, |n| n.pos);
-                self.error(
+                self.read.error(
                     pos,
                     format!("catalog.type must be local or port, found {other:?}"),
                 );
@@ -1120,7 +1027,7 @@ impl Cx<'_> {
             }];
         };
         let Some(items) = node.as_seq() else {
-            self.error(
+            self.read.error(
                 node.pos,
                 format!(
                     "mappings must be a list of files, folders or builtin:aws, found {}",
@@ -1130,12 +1037,13 @@ impl Cx<'_> {
             return Vec::new();
         };
         if items.is_empty() {
-            self.error(node.pos, "mappings must not be empty");
+            self.read.error(node.pos, "mappings must not be empty");
         }
         items
             .iter()
             .filter_map(|n| {
-                self.string(n, "mappings entry")
+                self.read
+                    .text(n, "mappings entry")
                     .map(|text| MappingEntry { text, pos: n.pos })
             })
             .collect()
@@ -1159,7 +1067,7 @@ impl Cx<'_> {
                 match std::fs::read_to_string(&path) {
                     Ok(text) => blueprints.push((name, text)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => this.errors.push(Diagnostic::new(
+                    Err(e) => this.read.errors.push(Diagnostic::new(
                         &name,
                         Pos { line: 1, col: 1 },
                         format!("cannot read: {e}"),
@@ -1179,7 +1087,7 @@ impl Cx<'_> {
                 continue;
             }
             if let Some(other) = entry.text.strip_prefix("builtin:") {
-                self.error(
+                self.read.error(
                     entry.pos,
                     format!("unknown builtin mapping builtin:{other}; the only one is builtin:aws"),
                 );
@@ -1194,7 +1102,7 @@ impl Cx<'_> {
                         .filter(|p| is_mapping_file_name(p) && !p.is_dir())
                         .collect(),
                     Err(e) => {
-                        self.error(
+                        self.read.error(
                             entry.pos,
                             format!("cannot read the mapping folder {}: {e}", path.display()),
                         );
@@ -1203,14 +1111,13 @@ impl Cx<'_> {
                 };
                 names.sort();
                 if names.is_empty() {
-                    self.warnings.push(Diagnostic::warning(
-                        &self.file,
+                    self.read.warning(
                         entry.pos,
                         format!(
                             "the mapping folder {} has no .yaml or .yml files",
                             path.display()
                         ),
-                    ));
+                    );
                 }
                 for p in names {
                     self.read_mapping(&p, entry.pos, &mut files);
@@ -1234,7 +1141,7 @@ impl Cx<'_> {
                 name: display_name(path),
                 text,
             }),
-            Err(e) => self.error(
+            Err(e) => self.read.error(
                 pos,
                 format!("cannot read the mapping file {}: {e}", path.display()),
             ),
@@ -1249,7 +1156,7 @@ impl Cx<'_> {
             let parsed: Json = match serde_json::from_str(text) {
                 Ok(v) => v,
                 Err(e) => {
-                    self.errors.push(Diagnostic::new(
+                    self.read.errors.push(Diagnostic::new(
                         name,
                         Pos {
                             line: e.line(),
@@ -1261,7 +1168,7 @@ impl Cx<'_> {
                 }
             };
             let Some(items) = parsed.as_array() else {
-                self.errors.push(Diagnostic::new(
+                self.read.errors.push(Diagnostic::new(
                     name,
                     Pos { line: 1, col: 1 },
                     "blueprints.json must be a JSON array of blueprint definitions",
@@ -1276,7 +1183,7 @@ impl Cx<'_> {
                     col: 1,
                 };
                 if id.is_empty() || !crate::core::validate::is_valid_blueprint_identifier(&id) {
-                    self.errors.push(Diagnostic::new(
+                    self.read.errors.push(Diagnostic::new(
                         name,
                         at,
                         format!("blueprint #{i} has no valid identifier"),
@@ -1284,18 +1191,20 @@ impl Cx<'_> {
                     continue;
                 }
                 if item.get("title").and_then(Json::as_str).is_none() {
-                    self.errors.push(Diagnostic::new(
+                    self.read.errors.push(Diagnostic::new(
                         name,
                         at,
                         format!("blueprint {id:?} needs a title"),
                     ));
                 }
                 match out.iter().find(|(b, _)| b.identifier() == id) {
-                    Some((existing, from)) if existing != &bp => self.errors.push(Diagnostic::new(
-                        name,
-                        at,
-                        format!("blueprint {id:?} is defined differently in {from}"),
-                    )),
+                    Some((existing, from)) if existing != &bp => {
+                        self.read.errors.push(Diagnostic::new(
+                            name,
+                            at,
+                            format!("blueprint {id:?} is defined differently in {from}"),
+                        ))
+                    }
                     Some(_) => {}
                     None => out.push((bp, name.clone())),
                 }
@@ -1306,23 +1215,24 @@ impl Cx<'_> {
 
     fn resync(&mut self, node: Option<&Node>) -> Duration {
         let default = Duration::from_secs(3600);
-        let Some(entries) = self.section(node, "resync", &["interval"]) else {
+        let Some(entries) = self.read.section(node, "resync", &["interval"]) else {
             return default;
         };
         let Some((_, v)) = entries.iter().find(|(k, _)| k.as_str() == Some("interval")) else {
             return default;
         };
-        let Some(text) = self.string(v, "resync.interval") else {
+        let Some(text) = self.read.text(v, "resync.interval") else {
             return default;
         };
         match humantime::parse_duration(&text) {
             Ok(d) if d >= Duration::from_secs(1) => d,
             Ok(_) => {
-                self.error(v.pos, "resync.interval must be at least 1s");
+                self.read
+                    .error(v.pos, "resync.interval must be at least 1s");
                 default
             }
             Err(e) => {
-                self.error(
+                self.read.error(
                     v.pos,
                     format!("resync.interval {text:?} is not a duration like 30s, 15m or 1h: {e}"),
                 );
@@ -1334,24 +1244,33 @@ impl Cx<'_> {
     /// `shard: {index: N|auto, count: M}`.
     fn shard(&mut self, node: Option<&Node>) -> Option<ShardSetting> {
         let node = node.filter(|n| !n.is_null())?;
-        let entries = self.section(Some(node), "shard", &["index", "count"])?;
+        let entries = self
+            .read
+            .section(Some(node), "shard", &["index", "count"])?;
         let get = |key: &str| entries.iter().find(|(k, _)| k.as_str() == Some(key));
         let Some((_, count)) = get("count") else {
-            self.error(node.pos, "shard needs count (the number of replicas)");
+            self.read
+                .error(node.pos, "shard needs count (the number of replicas)");
             return None;
         };
-        let count = self.bounded(count, "shard.count", 1.0..=f64::from(MAX_SHARDS), true)? as u32;
+        let count = self
+            .read
+            .bounded(count, "shard.count", 1.0..=f64::from(MAX_SHARDS), true)?
+            as u32;
         let index = match get("index") {
             None => {
-                self.error(node.pos, "shard needs index (a number, or auto)");
+                self.read
+                    .error(node.pos, "shard needs index (a number, or auto)");
                 return None;
             }
             Some((_, v)) if v.as_str() == Some("auto") => ShardIndex::Auto,
             Some((_, v)) => {
                 let pos = v.pos;
-                let index = self.bounded(v, "shard.index", 0.0..=f64::from(MAX_SHARDS), true)?;
+                let index =
+                    self.read
+                        .bounded(v, "shard.index", 0.0..=f64::from(MAX_SHARDS), true)?;
                 if index >= f64::from(count) {
-                    self.error(
+                    self.read.error(
                         pos,
                         format!(
                             "shard.index {index} is not below shard.count {count} (indexes start at 0)"
@@ -1367,7 +1286,7 @@ impl Cx<'_> {
 
     fn watch(&mut self, node: Option<&Node>) -> u64 {
         let default = 512;
-        let Some(entries) = self.section(node, "watch", &["cacheLimitMiB"]) else {
+        let Some(entries) = self.read.section(node, "watch", &["cacheLimitMiB"]) else {
             return default;
         };
         let Some((_, v)) = entries
@@ -1376,7 +1295,8 @@ impl Cx<'_> {
         else {
             return default;
         };
-        self.bounded(v, "watch.cacheLimitMiB", 0.0..=MAX_CACHE_MIB, true)
+        self.read
+            .bounded(v, "watch.cacheLimitMiB", 0.0..=MAX_CACHE_MIB, true)
             .map_or(default, |n| n as u64)
     }
 }

@@ -3,7 +3,8 @@
 //! Config and mapping errors must name the file, line and column of the offending value, and
 //! duplicate keys must be errors rather than a silent "last one wins". serde-based YAML
 //! deserialisers lose positions once a value is converted, so we build our own small tree from
-//! the maintained `saphyr-parser` event stream and convert it by hand in `config` and `mapping`.
+//! the maintained `saphyr-parser` event stream and read it by hand with [`Reader`], which the
+//! config and the mapping files share.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -238,70 +239,6 @@ const MAX_NODES: usize = 200_000;
 
 /// Parses the first document of `text`. An empty file gives a `Null` node at 1:1. A second
 /// document is an error, since a config or mapping file describes one thing.
-/// A key of a map that its place does not know.
-pub struct UnknownKey {
-    pub pos: Pos,
-    pub name: String,
-    /// `unknown key <section>.<name> (did you mean <section>.<close>?); known keys here: …`
-    pub message: String,
-}
-
-/// The keys of `entries` that are not among `known`, each with a message naming it in
-/// `section` (a dotted path; empty at the top), a "did you mean" when a known key is close, and
-/// the keys that are known there. The config and mapping files word unknown keys alike.
-pub fn unknown_keys(entries: &[(Node, Node)], known: &[&str], section: &str) -> Vec<UnknownKey> {
-    let prefix = if section.is_empty() {
-        String::new()
-    } else {
-        format!("{section}.")
-    };
-    entries
-        .iter()
-        .filter_map(|(key, _)| {
-            let name = key.scalar_text().unwrap_or_default();
-            if known.contains(&name.as_str()) {
-                return None;
-            }
-            let hint = closest(&name, known)
-                .map(|k| format!(" (did you mean {prefix}{k}?)"))
-                .unwrap_or_default();
-            let message = format!(
-                "unknown key {prefix}{name}{hint}; known keys here: {}",
-                known.join(", ")
-            );
-            Some(UnknownKey {
-                pos: key.pos,
-                name,
-                message,
-            })
-        })
-        .collect()
-}
-
-/// The known key closest to a misspelt one, for "did you mean".
-fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
@@ -583,6 +520,245 @@ fn looks_like_float(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
 }
 
+/// A key that a place does not use but tolerates, with what it is elsewhere: `(key, what)`.
+/// Mapping files tolerate the keys Ocean's AWS integrations define, so that their mappings load.
+pub type Tolerated<'a> = (&'a str, &'a str);
+
+/// Reads typed values from the tree of one file and collects every problem on the way, so a user
+/// fixes a file in one pass. The config and the mapping files both read through it, so a value
+/// of the wrong type, or a key that its place does not know, reads the same in either.
+#[derive(Debug, Default)]
+pub struct Reader {
+    /// The file as messages name it.
+    pub file: String,
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Reader {
+    pub fn new(file: impl Into<String>) -> Reader {
+        Reader {
+            file: file.into(),
+            ..Reader::default()
+        }
+    }
+
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(Diagnostic::new(&self.file, pos, message));
+    }
+
+    pub fn warning(&mut self, pos: Pos, message: impl Into<String>) {
+        self.warnings
+            .push(Diagnostic::warning(&self.file, pos, message));
+    }
+
+    /// The one policy for the keys of a map `node` (nothing when it is not a map): a key its
+    /// place does not know is an error at the key, naming it in `section` (a dotted path; empty
+    /// at the top), with a "did you mean" when a known key is close and the keys known there; a
+    /// key the place tolerates is a warning that says what it is and that it is ignored.
+    pub fn keys(&mut self, node: &Node, known: &[&str], section: &str, tolerated: &[Tolerated]) {
+        let prefix = if section.is_empty() {
+            String::new()
+        } else {
+            format!("{section}.")
+        };
+        for (key, _) in node.as_map().unwrap_or_default() {
+            let name = key.scalar_text().unwrap_or_default();
+            if known.contains(&name.as_str()) {
+                continue;
+            }
+            if let Some((_, what)) = tolerated.iter().find(|(k, _)| *k == name) {
+                self.warning(
+                    key.pos,
+                    format!("{prefix}{name} is {what}; tidemark does not use it (ignored)"),
+                );
+                continue;
+            }
+            let hint = closest(&name, known)
+                .map(|k| format!(" (did you mean {prefix}{k}?)"))
+                .unwrap_or_default();
+            self.error(
+                key.pos,
+                format!(
+                    "unknown key {prefix}{name}{hint}; known keys here: {}",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// `node` when it is a map, or an error naming what it should be.
+    pub fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n Node> {
+        if node.as_map().is_some() {
+            Some(node)
+        } else {
+            self.error(
+                node.pos,
+                format!("{what} must be a map, found {}", node.type_name()),
+            );
+            None
+        }
+    }
+
+    /// An optional map section named `name` whose keys must be among `known`: nothing when it is
+    /// absent, no entries when it is null, and an error when it is not a map.
+    pub fn section<'n>(
+        &mut self,
+        node: Option<&'n Node>,
+        name: &str,
+        known: &[&str],
+    ) -> Option<&'n [(Node, Node)]> {
+        let node = node?;
+        if node.is_null() {
+            return Some(&[]);
+        }
+        let node = self.map(node, name)?;
+        self.keys(node, known, name, &[]);
+        node.as_map()
+    }
+
+    /// `true` or `false`; `default` when absent or null, and (after an error) when it is neither.
+    pub fn bool(&mut self, node: Option<&Node>, what: &str, default: bool) -> bool {
+        match node.map(|n| (n, &n.value)) {
+            None | Some((_, Value::Null)) => default,
+            Some((_, Value::Bool(b))) => *b,
+            Some((n, _)) => {
+                self.error(
+                    n.pos,
+                    format!("{what} must be true or false, found {}", n.type_name()),
+                );
+                default
+            }
+        }
+    }
+
+    /// A string scalar; a number or a boolean is an error.
+    pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str { text, .. } => Some(text.clone()),
+            _ => {
+                self.error(
+                    node.pos,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A scalar as its text: a string, or a number or boolean as written (`12` → "12"). Null, a
+    /// list or a map is an error.
+    pub fn text(&mut self, node: &Node, what: &str) -> Option<String> {
+        match node.value {
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text(),
+            _ => self.string(node, what),
+        }
+    }
+
+    /// A list of strings ([`Reader::string`]), each entry named "each entry of `what`"; absent
+    /// or null is an empty list.
+    pub fn strings(&mut self, node: Option<&Node>, what: &str) -> Vec<String> {
+        let each = format!("each entry of {what}");
+        self.list_of_strings(node, what, |r, item| r.string(item, &each))
+    }
+
+    /// A list of scalars as text ([`Reader::text`]), each entry named `what` as the list is;
+    /// absent or null is an empty list.
+    pub fn texts(&mut self, node: Option<&Node>, what: &str) -> Vec<String> {
+        self.list_of_strings(node, what, |r, item| r.text(item, what))
+    }
+
+    fn list_of_strings(
+        &mut self,
+        node: Option<&Node>,
+        what: &str,
+        mut item: impl FnMut(&mut Self, &Node) -> Option<String>,
+    ) -> Vec<String> {
+        let Some(node) = node.filter(|n| !n.is_null()) else {
+            return Vec::new();
+        };
+        match node.as_seq() {
+            Some(items) => items.iter().filter_map(|n| item(self, n)).collect(),
+            None => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "{what} must be a list of strings, found {}",
+                        node.type_name()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// A number, or a string that reads as one (`"2.5"`).
+    pub fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let parsed = match &node.value {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str { text, .. } => text.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(
+                node.pos,
+                format!("{what} must be a number, found {}", node.type_name()),
+            );
+        }
+        parsed
+    }
+
+    /// A number within `range`, whole when `whole`; the bounds keep absurd values (`1e300`) from
+    /// reaching timers and semaphores that cannot hold them.
+    pub fn bounded(
+        &mut self,
+        node: &Node,
+        what: &str,
+        range: std::ops::RangeInclusive<f64>,
+        whole: bool,
+    ) -> Option<f64> {
+        let n = self.number(node, what)?;
+        if !range.contains(&n) || (whole && n.fract() != 0.0) {
+            let kind = if whole { "a whole number" } else { "a number" };
+            self.error(
+                node.pos,
+                format!(
+                    "{what} must be {kind} from {} to {}, found {n}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            return None;
+        }
+        Some(n)
+    }
+}
+
+/// The known key closest to a misspelt one, for "did you mean".
+fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,6 +864,173 @@ mod tests {
         assert_eq!(
             root.get("b").map(Node::to_json),
             Some(serde_json::json!({"k": 1}))
+        );
+    }
+
+    fn read(text: &str) -> (Reader, Node) {
+        (Reader::new("f.yaml"), parse(text).expect("valid yaml"))
+    }
+
+    fn said(list: &[Diagnostic]) -> Vec<String> {
+        list.iter().map(Diagnostic::to_string).collect()
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_at_the_key_with_a_did_you_mean_and_the_known_keys() {
+        let (mut r, root) = read("port:\n  entity: {}\n  entiy: 1\n  other: 2\n");
+        let port = root.get("port").expect("port");
+        r.keys(port, &["entity", "itemsToParse"], "resources[0].port", &[]);
+        assert_eq!(
+            said(&r.errors),
+            [
+                "f.yaml:3:3: unknown key resources[0].port.entiy (did you mean resources[0].port.entity?); known keys here: entity, itemsToParse",
+                "f.yaml:4:3: unknown key resources[0].port.other; known keys here: entity, itemsToParse",
+            ]
+        );
+        assert!(r.warnings.is_empty());
+        assert_eq!(r.errors[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn unknown_keys_at_the_top_are_named_without_a_section() {
+        let (mut r, root) = read("resynk: 1\n");
+        r.keys(&root, &["resync"], "", &[]);
+        assert_eq!(
+            said(&r.errors),
+            ["f.yaml:1:1: unknown key resynk (did you mean resync?); known keys here: resync"]
+        );
+    }
+
+    #[test]
+    fn a_tolerated_key_is_a_warning_that_says_what_it_is() {
+        let (mut r, root) = read("query: x\nincludeActions: [A]\nextra: 1\n");
+        let tolerated = [("includeActions", "Ocean's list of extra calls")];
+        r.keys(&root, &["query"], "sel", &tolerated);
+        assert_eq!(
+            said(&r.warnings),
+            [
+                "f.yaml:2:1: sel.includeActions is Ocean's list of extra calls; tidemark does not use it (ignored)"
+            ]
+        );
+        assert_eq!(r.warnings[0].severity, Severity::Warning);
+        assert_eq!(
+            said(&r.errors),
+            ["f.yaml:3:1: unknown key sel.extra; known keys here: query"]
+        );
+        let (mut top, root) = read("includeActions: [A]\n");
+        top.keys(&root, &[], "", &tolerated);
+        assert!(
+            top.warnings[0]
+                .message
+                .starts_with("includeActions is Ocean's")
+        );
+    }
+
+    #[test]
+    fn keys_of_a_node_that_is_not_a_map_are_not_checked() {
+        let (mut r, root) = read("[a, b]\n");
+        r.keys(&root, &[], "", &[]);
+        assert!(r.errors.is_empty() && r.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_map_is_required_where_one_is_expected() {
+        let (mut r, root) = read("a: {k: 1}\nb: [1]\n");
+        assert!(r.map(root.get("a").expect("a"), "a").is_some());
+        assert!(r.map(root.get("b").expect("b"), "b").is_none());
+        assert_eq!(
+            said(&r.errors),
+            ["f.yaml:2:4: b must be a map, found a list"]
+        );
+    }
+
+    #[test]
+    fn a_section_may_be_absent_or_null_and_has_its_keys_checked() {
+        let (mut r, root) = read("n:\nm: {interval: 1h, intervl: 2}\nl: [1]\n");
+        assert!(r.section(None, "x", &[]).is_none());
+        assert_eq!(r.section(root.get("n"), "n", &[]).map(<[_]>::len), Some(0));
+        assert_eq!(
+            r.section(root.get("m"), "m", &["interval"]).map(<[_]>::len),
+            Some(2)
+        );
+        assert!(r.section(root.get("l"), "l", &[]).is_none());
+        assert_eq!(
+            said(&r.errors),
+            [
+                "f.yaml:2:19: unknown key m.intervl (did you mean m.interval?); known keys here: interval",
+                "f.yaml:3:4: l must be a map, found a list",
+            ]
+        );
+    }
+
+    #[test]
+    fn booleans_fall_back_to_their_default() {
+        let (mut r, root) = read("t: true\nn:\ns: 'yes'\n");
+        assert!(r.bool(root.get("t"), "t", false));
+        assert!(!r.bool(root.get("n"), "n", false));
+        assert!(r.bool(root.get("absent"), "absent", true));
+        assert!(r.bool(root.get("s"), "s", true));
+        assert_eq!(
+            said(&r.errors),
+            ["f.yaml:3:4: s must be true or false, found a string"]
+        );
+    }
+
+    #[test]
+    fn a_string_must_be_one_and_a_text_may_be_any_scalar() {
+        let (mut r, root) = read("s: x\ni: 12\nb: true\nn: ~\nl: [1]\n");
+        let at = |k: &str| root.get(k).expect("key");
+        assert_eq!(r.string(at("s"), "s").as_deref(), Some("x"));
+        assert_eq!(r.string(at("i"), "i"), None);
+        assert_eq!(r.text(at("i"), "i").as_deref(), Some("12"));
+        assert_eq!(r.text(at("b"), "b").as_deref(), Some("true"));
+        assert_eq!(r.text(at("n"), "n"), None);
+        assert_eq!(r.text(at("l"), "l"), None);
+        assert_eq!(
+            said(&r.errors),
+            [
+                "f.yaml:2:4: i must be a string, found a number",
+                "f.yaml:4:4: n must be a string, found null",
+                "f.yaml:5:4: l must be a string, found a list",
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_of_strings_name_their_entries_by_how_they_read_them() {
+        let (mut r, root) = read("a: [x, 1, {k: v}]\nn:\nm: {k: v}\n");
+        assert_eq!(r.strings(root.get("a"), "allow"), ["x"]);
+        assert_eq!(r.texts(root.get("a"), "exclude"), ["x", "1"]);
+        assert!(r.strings(root.get("n"), "n").is_empty());
+        assert!(r.texts(None, "absent").is_empty());
+        assert!(r.texts(root.get("m"), "m").is_empty());
+        assert_eq!(
+            said(&r.errors),
+            [
+                "f.yaml:1:8: each entry of allow must be a string, found a number",
+                "f.yaml:1:11: each entry of allow must be a string, found a map",
+                "f.yaml:1:11: exclude must be a string, found a map",
+                "f.yaml:3:4: m must be a list of strings, found a map",
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_may_be_quoted_and_are_held_to_their_bounds() {
+        let (mut r, root) = read("q: '2.5'\nw: x\nf: 1.5\nbig: 20000\nok: 3\n");
+        let at = |k: &str| root.get(k).expect("key");
+        assert_eq!(r.number(at("q"), "q"), Some(2.5));
+        assert_eq!(r.number(at("w"), "w"), None);
+        assert_eq!(r.bounded(at("f"), "f", 0.0..=10.0, true), None);
+        assert_eq!(r.bounded(at("big"), "big", 0.02..=10_000.0, false), None);
+        assert_eq!(r.bounded(at("ok"), "ok", 1.0..=1000.0, true), Some(3.0));
+        assert_eq!(
+            said(&r.errors),
+            [
+                "f.yaml:2:4: w must be a number, found a string",
+                "f.yaml:3:4: f must be a whole number from 0 to 10, found 1.5",
+                "f.yaml:4:6: big must be a number from 0.02 to 10000, found 20000",
+            ]
         );
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::FileFlags;
 use super::expr::Expr;
 use crate::core::model::{RegionPolicy, WriteOptions, model_key};
-use crate::core::yaml::{self, Diagnostic, Node, Pos, Value};
+use crate::core::yaml::{self, Diagnostic, Node, Pos, Reader, Tolerated, Value};
 
 /// One compiled expression, and where it is written (`file:line:col`), so that a failure on
 /// an item names the expression to fix.
@@ -103,102 +103,14 @@ pub(crate) struct FileSpec {
     pub entries: Vec<Entry>,
 }
 
+/// The mapping reader: the shared [`Reader`] and the expressions compiled so far.
 struct Ctx<'a> {
-    file: &'a str,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+    read: Reader,
     /// The text of every expression compiled so far, by [`Expr::id`] − 1.
     expressions: &'a mut Vec<String>,
 }
 
 impl Ctx<'_> {
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.errors.push(Diagnostic::new(self.file, pos, message));
-    }
-
-    /// Errors for the keys of `node` that `place` does not know; warnings for those Ocean's AWS
-    /// integrations define there. `section` names the map in messages (`resources[2].selector`).
-    fn check_keys(&mut self, node: &Node, known: &[&str], place: Place, section: &str) {
-        let entries = node.as_map().unwrap_or_default();
-        for unknown in yaml::unknown_keys(entries, known, section) {
-            match OCEAN_ONLY_KEYS
-                .iter()
-                .find(|(p, key, _)| *p == place && *key == unknown.name)
-            {
-                Some((_, key, what)) => self.warnings.push(Diagnostic::warning(
-                    self.file,
-                    unknown.pos,
-                    format!("{section}.{key} is {what}; tidemark does not use it (ignored)"),
-                )),
-                None => self
-                    .errors
-                    .push(Diagnostic::new(self.file, unknown.pos, unknown.message)),
-            }
-        }
-    }
-
-    /// A map node, or an error naming what was expected.
-    fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n Node> {
-        if node.as_map().is_some() {
-            Some(node)
-        } else {
-            self.error(
-                node.pos,
-                format!("{what} must be a map, found {}", node.type_name()),
-            );
-            None
-        }
-    }
-
-    fn bool(&mut self, node: Option<&Node>, what: &str, default: bool) -> bool {
-        match node.map(|n| (n, &n.value)) {
-            None | Some((_, Value::Null)) => default,
-            Some((_, Value::Bool(b))) => *b,
-            Some((n, _)) => {
-                self.error(
-                    n.pos,
-                    format!("{what} must be true or false, found {}", n.type_name()),
-                );
-                default
-            }
-        }
-    }
-
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.value {
-            Value::Str { text, .. } => Some(text.clone()),
-            _ => {
-                self.error(
-                    node.pos,
-                    format!("{what} must be a string, found {}", node.type_name()),
-                );
-                None
-            }
-        }
-    }
-
-    fn strings(&mut self, node: Option<&Node>, what: &str) -> Vec<String> {
-        let Some(node) = node.filter(|n| !n.is_null()) else {
-            return Vec::new();
-        };
-        match node.as_seq() {
-            Some(items) => items
-                .iter()
-                .filter_map(|n| self.string(n, &format!("each entry of {what}")))
-                .collect(),
-            None => {
-                self.error(
-                    node.pos,
-                    format!(
-                        "{what} must be a list of strings, found {}",
-                        node.type_name()
-                    ),
-                );
-                Vec::new()
-            }
-        }
-    }
-
     /// Compiles a scalar as a jq expression; non-string scalars are their jq literal.
     fn expr(&mut self, node: &Node, what: &str) -> Option<Field> {
         let text = match &node.value {
@@ -206,7 +118,7 @@ impl Ctx<'_> {
             Value::Bool(_) | Value::Int(_) | Value::Float(_) => node.scalar_text()?,
             Value::Null => "null".to_string(),
             _ => {
-                self.error(
+                self.read.error(
                     node.pos,
                     format!(
                         "{what} must be a jq expression (a string), found {}",
@@ -223,12 +135,12 @@ impl Ctx<'_> {
                     expr.id = self.expressions.len();
                     expr
                 },
-                at: format!("{}:{}:{}", self.file, node.pos.line, node.pos.col),
+                at: format!("{}:{}:{}", self.read.file, node.pos.line, node.pos.col),
             }),
             Err(errs) => {
                 for e in errs {
                     let pos = offset_pos(node, e.offset);
-                    self.error(
+                    self.read.error(
                         pos,
                         format!(
                             "jq error in {what} `{}` at character {}: {}",
@@ -266,18 +178,12 @@ impl Ctx<'_> {
     /// A search relation's query: `combinator` and `rules`, each rule `property`, `operator` and
     /// `value` (or a nested query), every value a jq expression, as in Ocean.
     fn search(&mut self, node: &Node, what: &str) -> Option<SearchTemplate> {
-        let node = self.map(node, what)?;
-        for unknown in yaml::unknown_keys(
-            node.as_map().unwrap_or_default(),
-            &["combinator", "rules"],
-            what,
-        ) {
-            self.error(unknown.pos, unknown.message);
-        }
+        let node = self.read.map(node, what)?;
+        self.read.keys(node, &["combinator", "rules"], what, &[]);
         let combinator = match node.get("combinator") {
             Some(c) => self.expr(c, &format!("{what}.combinator")),
             None => {
-                self.error(
+                self.read.error(
                     node.pos,
                     format!("{what}: a search relation needs `combinator` (jq, e.g. '\"and\"')"),
                 );
@@ -286,7 +192,7 @@ impl Ctx<'_> {
         };
         let rules_node = node.get("rules");
         let Some(items) = rules_node.and_then(Node::as_seq) else {
-            self.error(
+            self.read.error(
                 rules_node.map_or(node.pos, |n| n.pos),
                 format!("{what}: a search relation needs `rules`, a list"),
             );
@@ -295,7 +201,7 @@ impl Ctx<'_> {
         let mut rules = Vec::new();
         for (i, rule) in items.iter().enumerate() {
             let at = format!("{what}.rules[{i}]");
-            let Some(rule) = self.map(rule, &at) else {
+            let Some(rule) = self.read.map(rule, &at) else {
                 continue;
             };
             if rule.get("combinator").is_some() {
@@ -304,17 +210,12 @@ impl Ctx<'_> {
                 }
                 continue;
             }
-            for unknown in yaml::unknown_keys(
-                rule.as_map().unwrap_or_default(),
-                &["property", "operator", "value"],
-                &at,
-            ) {
-                self.error(unknown.pos, unknown.message);
-            }
+            self.read
+                .keys(rule, &["property", "operator", "value"], &at, &[]);
             let part = |cx: &mut Self, key: &str| match rule.get(key) {
                 Some(n) => cx.expr(n, &format!("{at}.{key}")),
                 None => {
-                    cx.error(
+                    cx.read.error(
                         rule.pos,
                         format!("{at}: a rule needs `{key}` (a jq expression)"),
                     );
@@ -345,7 +246,7 @@ impl Ctx<'_> {
         if node.is_null() {
             return Some(Vec::new());
         }
-        let node = self.map(node, what)?;
+        let node = self.read.map(node, what)?;
         let mut out = Vec::new();
         for (k, v) in node.as_map().unwrap_or_default() {
             let key = k.scalar_text().unwrap_or_default();
@@ -412,40 +313,23 @@ const MAPPING_KEYS: &[&str] = &[
     "relations",
 ];
 
-/// The maps of a mapping file whose keys are checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Place {
-    Top,
-    Resource,
-    Selector,
-    RegionPolicy,
-    Port,
-    Entity,
-    Mappings,
-    ModelsFrom,
-}
-
-/// Keys that Ocean's AWS integrations define and tidemark does not use, with what they are for in
-/// Ocean: a mapping written for Ocean loads with a warning for each, not an error. README lists
-/// them.
-const OCEAN_ONLY_KEYS: &[(Place, &str, &str)] = &[
+/// Keys of a selector that Ocean's AWS integrations define and tidemark does not use, with what
+/// they are for in Ocean: a mapping written for Ocean loads with a warning for each, not an
+/// error. README lists them.
+const OCEAN_ONLY_SELECTOR_KEYS: &[Tolerated] = &[
     (
-        Place::Selector,
         "exportEnvVariables",
         "Ocean's list of environment variables exported to the integration",
     ),
     (
-        Place::Selector,
         "listGroupResources",
         "Ocean's switch to list AWS::ResourceGroups::Group members with the Resource Groups API",
     ),
     (
-        Place::Selector,
         "includeActions",
         "Ocean aws-v3's list of extra AWS API calls per kind",
     ),
     (
-        Place::Selector,
         "maxConcurrentAccounts",
         "Ocean aws-v3's per-kind account concurrency (tidemark's is source.concurrency.accounts)",
     ),
@@ -472,34 +356,32 @@ pub(crate) fn load_file(
         Err(e) => return Err((vec![Diagnostic::new(name, e.pos(), e.message)], Vec::new())),
     };
     let mut cx = Ctx {
-        file: name,
-        errors: Vec::new(),
-        warnings: Vec::new(),
+        read: Reader::new(name),
         expressions,
     };
     let spec = file_spec(&mut cx, name, &root);
     // An entry of Ocean's `cloudResource` form is compiled once per kind: say each problem once.
-    for list in [&mut cx.errors, &mut cx.warnings] {
+    for list in [&mut cx.read.errors, &mut cx.read.warnings] {
         let mut seen = std::collections::HashSet::new();
         list.retain(|d| seen.insert((d.pos.line, d.pos.col, d.message.clone())));
     }
     match spec {
-        Some(spec) if cx.errors.is_empty() => Ok((spec, cx.warnings)),
-        _ => Err((cx.errors, cx.warnings)),
+        Some(spec) if cx.read.errors.is_empty() => Ok((spec, cx.read.warnings)),
+        _ => Err((cx.read.errors, cx.read.warnings)),
     }
 }
 
 fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
     match &root.value {
         Value::Null => {
-            cx.error(
+            cx.read.error(
                 root.pos,
                 "the mapping file is empty: expected a map with `resources`",
             );
             return None;
         }
         Value::Seq(_) => {
-            cx.error(
+            cx.read.error(
                 root.pos,
                 "a mapping file must be a map with `resources`, found a list (indent the list under `resources:`)",
             );
@@ -507,7 +389,7 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
         }
         Value::Map(_) => {}
         _ => {
-            cx.error(
+            cx.read.error(
                 root.pos,
                 format!(
                     "a mapping file must be a map with `resources`, found {}",
@@ -517,7 +399,7 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
             return None;
         }
     }
-    cx.check_keys(root, TOP_KEYS, Place::Top, "");
+    cx.read.keys(root, TOP_KEYS, "", &[]);
     let threshold = match root.get("entityDeletionThreshold") {
         None => DEFAULT_THRESHOLD,
         Some(n) => match n.value {
@@ -525,7 +407,7 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
             Value::Float(f) if (0.0..=1.0).contains(&f) => f,
             Value::Null => DEFAULT_THRESHOLD,
             _ => {
-                cx.error(
+                cx.read.error(
                     n.pos,
                     "entityDeletionThreshold must be a number between 0 and 1",
                 );
@@ -534,17 +416,19 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
         },
     };
     let flags = FileFlags {
-        delete_dependent_entities: cx.bool(
+        delete_dependent_entities: cx.read.bool(
             root.get("deleteDependentEntities"),
             "deleteDependentEntities",
             true,
         ),
-        create_missing_related_entities: cx.bool(
+        create_missing_related_entities: cx.read.bool(
             root.get("createMissingRelatedEntities"),
             "createMissingRelatedEntities",
             true,
         ),
-        enable_merge_entity: cx.bool(root.get("enableMergeEntity"), "enableMergeEntity", true),
+        enable_merge_entity: cx
+            .read
+            .bool(root.get("enableMergeEntity"), "enableMergeEntity", true),
         entity_deletion_threshold: threshold,
     };
     let write = WriteOptions {
@@ -553,7 +437,9 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
     };
     let mut entries = Vec::new();
     match root.get("resources") {
-        None => cx.error(root.pos, "the mapping file has no `resources` list"),
+        None => cx
+            .read
+            .error(root.pos, "the mapping file has no `resources` list"),
         Some(n) if n.is_null() => {}
         Some(n) => match n.as_seq() {
             Some(items) => {
@@ -566,7 +452,7 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
                     }
                 }
             }
-            None => cx.error(
+            None => cx.read.error(
                 n.pos,
                 format!("resources must be a list, found {}", n.type_name()),
             ),
@@ -583,13 +469,13 @@ fn file_spec(cx: &mut Ctx, name: &str, root: &Node) -> Option<FileSpec> {
 /// form each of `selector.resourceKinds` (mapped as one entry per kind, with a warning that shows
 /// the current form). `None` stands for an entry whose kind is missing or invalid (reported).
 fn entry_kinds(cx: &mut Ctx, node: &Node, section: &str) -> Vec<Option<String>> {
-    let Some(node) = cx.map(node, "each entry of resources") else {
+    let Some(node) = cx.read.map(node, "each entry of resources") else {
         return Vec::new();
     };
     let kind = match node.get("kind") {
-        Some(k) => cx.string(k, "kind"),
+        Some(k) => cx.read.string(k, "kind"),
         None => {
-            cx.error(node.pos, "a resources entry needs a `kind`");
+            cx.read.error(node.pos, "a resources entry needs a `kind`");
             None
         }
     };
@@ -597,16 +483,15 @@ fn entry_kinds(cx: &mut Ctx, node: &Node, section: &str) -> Vec<Option<String>> 
         return vec![kind];
     }
     let listed = node.get("selector").and_then(|s| s.get("resourceKinds"));
-    let kinds = cx.strings(listed, "selector.resourceKinds");
+    let kinds = cx.read.strings(listed, "selector.resourceKinds");
     if kinds.is_empty() {
-        cx.error(
+        cx.read.error(
             node.pos,
             format!("{section}: kind: cloudResource needs selector.resourceKinds, the kinds it maps (Ocean's older form; the current form is one entry per kind)"),
         );
         return Vec::new();
     }
-    cx.warnings.push(Diagnostic::warning(
-        cx.file,
+    cx.read.warning(
         node.pos,
         format!(
             "{section}: kind: cloudResource with selector.resourceKinds is Ocean's older form; it is mapped as {} entries with the same selector and port, one per kind ({}); write them as `- kind: {}` and so on",
@@ -614,7 +499,7 @@ fn entry_kinds(cx: &mut Ctx, node: &Node, section: &str) -> Vec<Option<String>> 
             kinds.join(", "),
             kinds[0]
         ),
-    ));
+    );
     kinds.into_iter().map(Some).collect()
 }
 
@@ -625,10 +510,10 @@ fn entry(
     kind: Option<String>,
     section: &str,
 ) -> Option<Entry> {
-    let node = cx.map(node, "each entry of resources")?;
+    let node = cx.read.map(node, "each entry of resources")?;
     let cloud_resource =
         node.get("kind").and_then(Node::scalar_text).as_deref() == Some(CLOUD_RESOURCE);
-    cx.check_keys(node, RESOURCE_KEYS, Place::Resource, section);
+    cx.read.keys(node, RESOURCE_KEYS, section, &[]);
 
     let mut query = None;
     let mut region_policy = RegionPolicy::default();
@@ -638,37 +523,43 @@ fn entry(
     match node.get("selector").filter(|n| !n.is_null()) {
         None => {}
         Some(sel) => {
-            if let Some(sel) = cx.map(sel, "selector") {
+            if let Some(sel) = cx.read.map(sel, "selector") {
                 let known: &[&str] = if cloud_resource {
                     SELECTOR_KEYS_CLOUD_RESOURCE
                 } else {
                     SELECTOR_KEYS
                 };
-                cx.check_keys(sel, known, Place::Selector, &format!("{section}.selector"));
+                cx.read.keys(
+                    sel,
+                    known,
+                    &format!("{section}.selector"),
+                    OCEAN_ONLY_SELECTOR_KEYS,
+                );
                 query = sel.get("query").map(|q| cx.expr(q, "selector.query"));
                 if let Some(rp) = sel.get("regionPolicy").filter(|n| !n.is_null())
-                    && let Some(rp) = cx.map(rp, "selector.regionPolicy")
+                    && let Some(rp) = cx.read.map(rp, "selector.regionPolicy")
                 {
-                    cx.check_keys(
+                    cx.read.keys(
                         rp,
                         REGION_POLICY_KEYS,
-                        Place::RegionPolicy,
                         &format!("{section}.selector.regionPolicy"),
+                        &[],
                     );
                     region_policy = RegionPolicy {
-                        allow: cx.strings(rp.get("allow"), "regionPolicy.allow"),
-                        deny: cx.strings(rp.get("deny"), "regionPolicy.deny"),
+                        allow: cx.read.strings(rp.get("allow"), "regionPolicy.allow"),
+                        deny: cx.read.strings(rp.get("deny"), "regionPolicy.deny"),
                     };
                 }
                 use_get_resource_api =
-                    cx.bool(sel.get("useGetResourceAPI"), "useGetResourceAPI", false);
+                    cx.read
+                        .bool(sel.get("useGetResourceAPI"), "useGetResourceAPI", false);
                 resource_model = sel
                     .get("resourceModel")
                     .filter(|n| !n.is_null())
                     .map(Node::to_json);
                 if let Some(from) = sel.get("resourceModelsFrom").filter(|n| !n.is_null()) {
                     if resource_model.is_some() {
-                        cx.error(
+                        cx.read.error(
                             from.pos,
                             "a selector cannot have both resourceModel and resourceModelsFrom: the first lists with one model, the second with one per parent item",
                         );
@@ -683,44 +574,11 @@ fn entry(
         // Ocean's default selector maps every item.
         None => Some(Field {
             expr: Expr::compile("true").ok()?,
-            at: format!("{}:{}:{}", cx.file, node.pos.line, node.pos.col),
+            at: format!("{}:{}:{}", cx.read.file, node.pos.line, node.pos.col),
         }),
     };
 
-    let mut items_to_parse = None;
-    let mut entities = Vec::new();
-    match node.get("port") {
-        None => cx.error(node.pos, "a resources entry needs `port.entity.mappings`"),
-        Some(port) => {
-            if let Some(port) = cx.map(port, "port") {
-                cx.check_keys(port, PORT_KEYS, Place::Port, &format!("{section}.port"));
-                items_to_parse = port
-                    .get("itemsToParse")
-                    .filter(|n| !n.is_null())
-                    .and_then(|n| self_items(cx, port, n));
-                match port.get("entity") {
-                    None => cx.error(port.pos, "`port` needs `entity.mappings`"),
-                    Some(e) => {
-                        if let Some(e) = cx.map(e, "port.entity") {
-                            cx.check_keys(
-                                e,
-                                ENTITY_KEYS,
-                                Place::Entity,
-                                &format!("{section}.port.entity"),
-                            );
-                            match e.get("mappings") {
-                                None => cx.error(e.pos, "`port.entity` needs `mappings`"),
-                                Some(m) => {
-                                    let section = format!("{section}.port.entity.mappings");
-                                    entities = mappings(cx, m, &section);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let (items_to_parse, entities) = port(cx, node, section);
     Some(Entry {
         kind: kind?,
         pos: node.pos,
@@ -737,20 +595,59 @@ fn entry(
     })
 }
 
+/// `port` of a resources entry: how an item splits (`itemsToParse`) and the entities it maps to.
+fn port(cx: &mut Ctx, node: &Node, section: &str) -> (Option<ItemsToParse>, Vec<EntityTemplate>) {
+    let Some(port) = node.get("port") else {
+        cx.read
+            .error(node.pos, "a resources entry needs `port.entity.mappings`");
+        return (None, Vec::new());
+    };
+    let Some(port) = cx.read.map(port, "port") else {
+        return (None, Vec::new());
+    };
+    cx.read
+        .keys(port, PORT_KEYS, &format!("{section}.port"), &[]);
+    let items_to_parse = port
+        .get("itemsToParse")
+        .filter(|n| !n.is_null())
+        .and_then(|n| self_items(cx, port, n));
+    let entities = match port.get("entity") {
+        None => {
+            cx.read.error(port.pos, "`port` needs `entity.mappings`");
+            Vec::new()
+        }
+        Some(e) => match cx.read.map(e, "port.entity") {
+            None => Vec::new(),
+            Some(e) => {
+                cx.read
+                    .keys(e, ENTITY_KEYS, &format!("{section}.port.entity"), &[]);
+                match e.get("mappings") {
+                    None => {
+                        cx.read.error(e.pos, "`port.entity` needs `mappings`");
+                        Vec::new()
+                    }
+                    Some(m) => mappings(cx, m, &format!("{section}.port.entity.mappings")),
+                }
+            }
+        },
+    };
+    (items_to_parse, entities)
+}
+
 /// `resourceModelsFrom: {kind, model}`: the parent kind and the jq expression that makes a
 /// resource model of each of its items.
 fn models_from_entry(cx: &mut Ctx, node: &Node, section: &str) -> Option<ModelsFromEntry> {
-    let node = cx.map(node, "selector.resourceModelsFrom")?;
-    cx.check_keys(
+    let node = cx.read.map(node, "selector.resourceModelsFrom")?;
+    cx.read.keys(
         node,
         MODELS_FROM_KEYS,
-        Place::ModelsFrom,
         &format!("{section}.selector.resourceModelsFrom"),
+        &[],
     );
     let kind = match node.get("kind") {
-        Some(k) => cx.string(k, "resourceModelsFrom.kind"),
+        Some(k) => cx.read.string(k, "resourceModelsFrom.kind"),
         None => {
-            cx.error(
+            cx.read.error(
                 node.pos,
                 "resourceModelsFrom needs a `kind`: the parent type whose items give the models",
             );
@@ -760,7 +657,7 @@ fn models_from_entry(cx: &mut Ctx, node: &Node, section: &str) -> Option<ModelsF
     let model = match node.get("model") {
         Some(m) => cx.expr(m, "resourceModelsFrom.model"),
         None => {
-            cx.error(
+            cx.read.error(
                 node.pos,
                 "resourceModelsFrom needs a `model`: a jq expression that makes a resource model of each parent item, e.g. '{\"ClusterName\": .Identifier}'",
             );
@@ -776,10 +673,10 @@ fn models_from_entry(cx: &mut Ctx, node: &Node, section: &str) -> Option<ModelsF
 fn self_items(cx: &mut Ctx, port: &Node, node: &Node) -> Option<ItemsToParse> {
     let expr = cx.expr(node, "itemsToParse")?;
     let name = match port.get("itemsToParseName").filter(|n| !n.is_null()) {
-        Some(n) => cx.string(n, "itemsToParseName")?,
+        Some(n) => cx.read.string(n, "itemsToParseName")?,
         None => "item".to_string(),
     };
-    let transform = cx.bool(
+    let transform = cx.read.bool(
         port.get("itemsToParseTopLevelTransform"),
         "itemsToParseTopLevelTransform",
         true,
@@ -835,7 +732,7 @@ fn mappings(cx: &mut Ctx, node: &Node, section: &str) -> Vec<EntityTemplate> {
             .collect(),
         Value::Map(_) => entity(cx, node, section).into_iter().collect(),
         _ => {
-            cx.error(
+            cx.read.error(
                 node.pos,
                 format!(
                     "mappings must be a map (or a list of maps), found {}",
@@ -848,17 +745,18 @@ fn mappings(cx: &mut Ctx, node: &Node, section: &str) -> Vec<EntityTemplate> {
 }
 
 fn entity(cx: &mut Ctx, node: &Node, section: &str) -> Option<EntityTemplate> {
-    let node = cx.map(node, "each mapping")?;
-    cx.check_keys(node, MAPPING_KEYS, Place::Mappings, section);
+    let node = cx.read.map(node, "each mapping")?;
+    cx.read.keys(node, MAPPING_KEYS, section, &[]);
     let required = |cx: &mut Ctx, key: &str| -> Option<Field> {
         match node.get(key) {
             None => {
-                cx.error(node.pos, format!("the mapping has no `{key}`"));
+                cx.read
+                    .error(node.pos, format!("the mapping has no `{key}`"));
                 None
             }
             Some(n) if n.as_map().is_some() && key == "identifier" => {
                 let is_search = n.get("combinator").is_some() || n.get("rules").is_some();
-                cx.error(
+                cx.read.error(
                     n.pos,
                     if is_search {
                         "search-query identifiers ({combinator, rules}) are not supported: tidemark needs to know each entity's identifier; map the identifier with a jq expression".to_string()
