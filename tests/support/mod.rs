@@ -6,6 +6,7 @@ pub mod catalogs;
 pub mod cli;
 pub mod cloudcontrol;
 pub mod fixtures;
+pub mod jq;
 pub mod list_models;
 pub mod moto;
 pub mod port_standin;
