@@ -1019,7 +1019,7 @@ async fn bench_listing_the_default_mappings_for_twenty_accounts() {
             let mut times = Vec::new();
             let mut counts = (0, 0);
             for _ in 0..3 {
-                let mut cfg = config();
+                let mut cfg = source_config();
                 cfg.account_role_arns = Some(accounts.iter().map(|a| role(a)).collect());
                 cfg.concurrency_accounts = 5;
                 cfg.requests_per_second = rps;

@@ -38,7 +38,11 @@ impl Workspace {
 
     /// The path of `tidemark.yaml`, as an argument.
     pub fn config(&self) -> String {
-        self.path("tidemark.yaml").display().to_string()
+        self.config_path().display().to_string()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("tidemark.yaml")
     }
 
     pub fn write(&self, rel: &str, text: &str) {

@@ -2,6 +2,7 @@
 //! binary uses only some of them.
 #![allow(dead_code)]
 
+pub mod aws_stand_ins;
 pub mod catalogs;
 pub mod cli;
 pub mod cloudcontrol;
