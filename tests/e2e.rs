@@ -76,16 +76,9 @@ fn summary(plan: &Json) -> Json {
 }
 
 fn reasons(plan: &Json) -> Vec<(String, String)> {
-    plan["withheld"]
-        .as_array()
-        .expect("withheld")
-        .iter()
-        .map(|w| {
-            (
-                w["identifier"].as_str().unwrap_or_default().to_string(),
-                w["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+    cli::withheld(plan)
+        .into_iter()
+        .map(|(identifier, reason)| (identifier.to_string(), reason.to_string()))
         .collect()
 }
 

@@ -7,7 +7,7 @@ use std::process::Output;
 use serde_json::{Value as Json, json};
 
 use super::support::aws_stand_ins::AwsStandIns;
-use super::support::cli::{BIN, Workspace, code, text};
+use super::support::cli::{BIN, Workspace, code, text, withheld};
 use super::support::cloudcontrol::{CloudControl, CrossRegion, Effect, Fault};
 
 const BASE_KEY: &str = "AKIATIDEMARKFIDELITY";
@@ -346,17 +346,7 @@ fn a_failed_cluster_listing_withholds_the_deletes_of_its_regions_nodegroups() {
         .filter_map(|c| c["identifier"].as_str())
         .collect();
     assert!(deleted.is_empty(), "{deleted:?}");
-    let withheld: Vec<(&str, &str)> = plan["withheld"]
-        .as_array()
-        .expect("withheld")
-        .iter()
-        .map(|w| {
-            (
-                w["identifier"].as_str().unwrap_or_default(),
-                w["reason"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let withheld = withheld(&plan);
     assert!(
         withheld.contains(&("green/green-b", "scope_failed")),
         "{withheld:?}"

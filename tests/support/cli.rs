@@ -153,6 +153,21 @@ pub fn output_within(mut command: Command, limit: Duration) -> Output {
     }
 }
 
+/// (identifier, reason) of every entity `plan` withholds.
+pub fn withheld(plan: &Json) -> Vec<(&str, &str)> {
+    plan["withheld"]
+        .as_array()
+        .expect("withheld")
+        .iter()
+        .map(|w| {
+            (
+                w["identifier"].as_str().unwrap_or_default(),
+                w["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 /// The exit code; -1 for a process ended by a signal.
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
