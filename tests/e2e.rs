@@ -6,8 +6,8 @@ mod cli;
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use cli::{Workspace, code, text};
-use fixtures::{ACCOUNT_RELATION, ACCOUNT_RESOURCE, QueueResource, REGION, RETENTION};
+use cli::{Workspace, assert_exit, code, text};
+use fixtures::{REGION, RETENTION};
 use serde_json::{Value as Json, json};
 
 const PROD: &str = "222222222222";
@@ -18,19 +18,17 @@ fn demo() -> Workspace {
     Workspace::copy_of("examples/demo")
 }
 
-/// Queues in the `queue` blueprint with their region and retention, related to their account.
+/// Accounts, and queues with their region and retention: (mapping, blueprints).
+fn mapping_and_blueprints() -> (String, String) {
+    fixtures::accounts_and_queues(true, &[(REGION, "string"), (RETENTION, "number")])
+}
+
 fn queue_mapping() -> String {
-    let queues = QueueResource {
-        blueprint: "queue",
-        select_all: true,
-        properties: &[REGION, RETENTION],
-        relations: &[ACCOUNT_RELATION],
-    };
-    fixtures::mapping(&[ACCOUNT_RESOURCE, &queues.yaml()])
+    mapping_and_blueprints().0
 }
 
 fn blueprints() -> String {
-    fixtures::account_and_queue_blueprints(&[("region", "string"), ("retention", "number")])
+    mapping_and_blueprints().1
 }
 
 fn queue(account: &str, region: &str, name: &str) -> Json {
@@ -135,13 +133,7 @@ fn the_demo_workspace_starts_without_a_local_catalog() {
 fn the_demo_applies_everything_and_a_second_apply_writes_nothing() {
     let ws = demo();
     let first = ws.apply(&[]);
-    assert_eq!(
-        code(&first),
-        0,
-        "{}\n{}",
-        text(&first.stdout),
-        text(&first.stderr)
-    );
+    assert_exit(&first, 0);
     assert!(
         text(&first.stdout).contains("Applied:"),
         "{}",

@@ -8,9 +8,9 @@ use std::process::{Command, Output};
 
 use serde_json::{Value as Json, json};
 use support::aws_stand_ins::AwsStandIns;
-use support::cli::{BIN, Workspace, code, text};
+use support::cli::{BIN, Workspace, assert_exit, code, text};
 use support::cloudcontrol::{CloudControl, Effect, Fault};
-use support::fixtures::{self, ACCOUNT_RELATION, ACCOUNT_RESOURCE, QueueResource, REGION};
+use support::fixtures::{self, REGION};
 
 const BASE_KEY: &str = "AKIATIDEMARKE2E00001";
 const BASE_SECRET: &str = "e2e-base-secret-value";
@@ -49,20 +49,9 @@ impl World {
                 serde_json::to_string(&arns).expect("json")
             ),
         );
-        let queues = QueueResource {
-            blueprint: "queue",
-            select_all: false,
-            properties: &[REGION],
-            relations: &[ACCOUNT_RELATION],
-        };
-        ws.write(
-            "mappings/queues.yaml",
-            &fixtures::mapping(&[ACCOUNT_RESOURCE, &queues.yaml()]),
-        );
-        ws.write(
-            "mappings/blueprints.json",
-            &fixtures::account_and_queue_blueprints(&[("region", "string")]),
-        );
+        let (mapping, blueprints) = fixtures::accounts_and_queues(false, &[(REGION, "string")]);
+        ws.write("mappings/queues.yaml", &mapping);
+        ws.write("mappings/blueprints.json", &blueprints);
         World { aws, ws }
     }
 
@@ -105,13 +94,7 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
     let world = World::new();
     let first = world.cloud_control(3);
     let out = world.run(&first, &["apply"]);
-    assert_eq!(
-        code(&out),
-        0,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(text(&out.stdout).contains("Applied:"));
     // Every AssumeRole carried the ExternalId, and a readable session name.
     let calls = world.aws.sts.calls();
@@ -209,13 +192,7 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
     assert!(!text(&out.stdout).contains(EXTERNAL_ID) && !text(&out.stderr).contains(EXTERNAL_ID));
 
     let out = world.run(&second, &["apply"]);
-    assert_eq!(
-        code(&out),
-        3,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 3);
     assert!(
         text(&out.stdout).contains("1 deleted"),
         "{}",

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::cli::{Workspace, code, copy_tracked, output_within, text, withheld};
+use support::cli::{Workspace, assert_exit, code, copy_tracked, output_within, text, withheld};
 use support::fixtures::{self, QueueResource, RETENTION};
 use support::port_standin::{Hostile, PortStandIn};
 
@@ -89,13 +89,7 @@ impl Setup {
 fn the_demo_syncs_into_port_and_a_second_apply_sends_no_writes() {
     let s = setup();
     let first = s.run(&["apply"]);
-    assert_eq!(
-        code(&first),
-        0,
-        "{}\n{}",
-        text(&first.stdout),
-        text(&first.stderr)
-    );
+    assert_exit(&first, 0);
     let entities = s.ours();
     assert_eq!(entities.len(), 96, "entities in the stand-in");
     let counters = s.port.counters();
@@ -214,13 +208,7 @@ fn entities_another_writer_seeded_survive_every_apply() {
         .retain(|a| a["account"] != "444444444444");
     s.ws.write_json("snapshot/manifest.json", &manifest);
     let out = s.run(&["apply", "--allow-mass-delete=444444444444"]);
-    assert_eq!(
-        code(&out),
-        0,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let after = s.ours();
     assert!(after.len() < before, "nothing was deleted");
     assert!(after.iter().all(|(_, id, _)| !id.contains("444444444444")));
@@ -273,13 +261,7 @@ fn an_apply_through_503s_429s_and_dropped_connections_ends_like_a_clean_run() {
         f.drop_after_commit = 3;
     });
     let out = s.run_within(&["apply", "--log-level", "debug"], HANG_LIMIT);
-    assert_eq!(
-        code(&out),
-        0,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let log = s.port.log();
     for (status, what) in [(503, "a 503"), (429, "a 429"), (0, "a dropped connection")] {
         assert!(

@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use support::aws_stand_ins::AwsStandIns;
 use support::cli::{BIN, Workspace, code, text};
 use support::cloudcontrol::CloudControl;
-use support::fixtures::{self, ACCOUNT_RELATION, ACCOUNT_RESOURCE, QueueResource, REGION};
+use support::fixtures::{self, REGION};
 use support::port_standin::PortStandIn;
 use tidemark::core::shard::owner_of;
 
@@ -66,23 +66,11 @@ impl Org {
             }
         }
         let ws = Workspace::new();
-        let queues = QueueResource {
-            blueprint: "queue",
-            select_all: false,
-            properties: &[REGION, ("visibility", ".Properties.VisibilityTimeout")],
-            relations: &[ACCOUNT_RELATION],
-        };
-        ws.write(
-            "mappings/queues.yaml",
-            &fixtures::mapping(&[ACCOUNT_RESOURCE, &queues.yaml()]),
-        );
-        ws.write(
-            "mappings/blueprints.json",
-            &fixtures::account_and_queue_blueprints(&[
-                ("region", "string"),
-                ("visibility", "number"),
-            ]),
-        );
+        let visibility = ("visibility", ".Properties.VisibilityTimeout");
+        let (mapping, blueprints) =
+            fixtures::accounts_and_queues(false, &[(REGION, "string"), (visibility, "number")]);
+        ws.write("mappings/queues.yaml", &mapping);
+        ws.write("mappings/blueprints.json", &blueprints);
         Org { aws, ws, members }
     }
 

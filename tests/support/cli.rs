@@ -168,6 +168,18 @@ pub fn withheld(plan: &Json) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Asserts that `out` exited with `expected`, showing its stdout and stderr when it did not.
+#[track_caller]
+pub fn assert_exit(out: &Output, expected: i32) {
+    assert_eq!(
+        code(out),
+        expected,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 /// The exit code; -1 for a process ended by a signal.
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)

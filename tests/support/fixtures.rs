@@ -72,6 +72,30 @@ impl QueueResource<'_> {
     }
 }
 
+/// A mapping of accounts and of queues (into `queue`, with `properties` and a relation to their
+/// account), and the blueprints it maps into: (mapping file, `blueprints.json`). Each property
+/// is its (name, jq expression) and its JSON type.
+pub fn accounts_and_queues(
+    select_all: bool,
+    properties: &[((&str, &str), &str)],
+) -> (String, String) {
+    let mapped: Vec<(&str, &str)> = properties.iter().map(|(mapped, _)| *mapped).collect();
+    let typed: Vec<(&str, &str)> = properties
+        .iter()
+        .map(|((name, _), kind)| (*name, *kind))
+        .collect();
+    let queues = QueueResource {
+        blueprint: "queue",
+        select_all,
+        properties: &mapped,
+        relations: &[ACCOUNT_RELATION],
+    };
+    (
+        mapping(&[ACCOUNT_RESOURCE, &queues.yaml()]),
+        account_and_queue_blueprints(&typed),
+    )
+}
+
 /// `blueprints.json` for an `account` blueprint and a `queue` blueprint with `properties` (name,
 /// JSON type) and a relation `account` to it.
 pub fn account_and_queue_blueprints(properties: &[(&str, &str)]) -> String {
