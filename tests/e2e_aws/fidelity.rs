@@ -9,6 +9,7 @@ use serde_json::{Value as Json, json};
 use super::support::aws_stand_ins::AwsStandIns;
 use super::support::cli::{BIN, Workspace, code, text, withheld};
 use super::support::cloudcontrol::{CloudControl, CrossRegion, Effect, Fault};
+use super::support::fixtures;
 
 const BASE_KEY: &str = "AKIATIDEMARKFIDELITY";
 const MANAGEMENT: &str = "111111111111";
@@ -188,25 +189,8 @@ fn buckets_in_standard_and_opt_in_regions_all_reach_the_catalog_in_their_own_reg
     assert_eq!(org.entities("awsS3Bucket").len(), buckets.len());
 }
 
-const NODEGROUP_MAPPING: &str = r#"
-resources:
-  - kind: AWS::EKS::Nodegroup
-    selector:
-      resourceModel: {ClusterName: blue}
-      regionPolicy: {allow: [us-east-1]}
-    port:
-      entity:
-        mappings:
-          identifier: .Identifier
-          title: .Properties.NodegroupName
-          blueprint: '"nodegroup"'
-          properties:
-            cluster: .Properties.ClusterName
-  - kind: AWS::EKS::Nodegroup
-    selector:
-      resourceModel: {ClusterName: green}
-      regionPolicy: {allow: [eu-west-1]}
-    port:
+/// The `port:` section of a nodegroup: a `nodegroup` entity with its cluster.
+const NODEGROUP_PORT: &str = r#"    port:
       entity:
         mappings:
           identifier: .Identifier
@@ -216,22 +200,24 @@ resources:
             cluster: .Properties.ClusterName
 "#;
 
-const DERIVED_NODEGROUP_MAPPING: &str = r#"
-resources:
-  - kind: AWS::EKS::Nodegroup
-    selector:
-      resourceModelsFrom:
-        kind: AWS::EKS::Cluster
-        model: '{"ClusterName": .Identifier}'
-    port:
-      entity:
-        mappings:
-          identifier: .Identifier
-          title: .Properties.NodegroupName
-          blueprint: '"nodegroup"'
-          properties:
-            cluster: .Properties.ClusterName
-"#;
+/// Nodegroups named by cluster: blue's in us-east-1, green's in eu-west-1.
+fn nodegroup_mapping() -> String {
+    let of = |cluster: &str, region: &str| {
+        format!(
+            "  - kind: AWS::EKS::Nodegroup\n    selector:\n      resourceModel: {{ClusterName: {cluster}}}\n      regionPolicy: {{allow: [{region}]}}\n{NODEGROUP_PORT}"
+        )
+    };
+    format!(
+        "\nresources:\n{}{}",
+        of("blue", "us-east-1"),
+        of("green", "eu-west-1")
+    )
+}
+
+/// Nodegroups listed per cluster the cluster listing found.
+fn derived_nodegroup_mapping() -> String {
+    fixtures::nodegroups_from_clusters(NODEGROUP_PORT)
+}
 
 const NODEGROUP_BLUEPRINTS: &str = r#"[
   {"identifier": "nodegroup", "title": "Nodegroup",
@@ -277,7 +263,8 @@ fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_the
         "[eu-west-1, us-east-1]",
         "[mappings/nodegroups.yaml]",
     );
-    org.ws.write("mappings/nodegroups.yaml", NODEGROUP_MAPPING);
+    org.ws
+        .write("mappings/nodegroups.yaml", &nodegroup_mapping());
     org.ws
         .write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
     add_clusters(&org.aws.cc, &["green-a"]);
@@ -301,7 +288,7 @@ fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_the
 
     // The same nodegroups from the clusters the listing finds, with no model written by hand.
     org.ws
-        .write("mappings/nodegroups.yaml", DERIVED_NODEGROUP_MAPPING);
+        .write("mappings/nodegroups.yaml", &derived_nodegroup_mapping());
     let (exit, plan) = org.plan();
     assert_eq!(exit, 0, "{plan:#}");
     assert_eq!(plan["summary"]["create"], 0, "{plan:#}");
@@ -317,7 +304,7 @@ fn a_failed_cluster_listing_withholds_the_deletes_of_its_regions_nodegroups() {
         "[mappings/nodegroups.yaml]",
     );
     org.ws
-        .write("mappings/nodegroups.yaml", DERIVED_NODEGROUP_MAPPING);
+        .write("mappings/nodegroups.yaml", &derived_nodegroup_mapping());
     org.ws
         .write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
     add_clusters(&org.aws.cc, &["green-a", "green-b"]);

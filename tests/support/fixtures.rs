@@ -121,6 +121,14 @@ fn queue_blueprint(properties: &[(&str, &str)], related_to_account: bool) -> Jso
     json!({"identifier": "queue", "title": "Queue", "schema": {"properties": properties}, "relations": relations})
 }
 
+/// A mapping of `AWS::EKS::Nodegroup`, listed once per cluster the `AWS::EKS::Cluster` listing
+/// found, with `port` as the resource's `port:` section.
+pub fn nodegroups_from_clusters(port: &str) -> String {
+    format!(
+        "\nresources:\n  - kind: AWS::EKS::Nodegroup\n    selector:\n      resourceModelsFrom:\n        kind: AWS::EKS::Cluster\n        model: '{{\"ClusterName\": .Identifier}}'\n{port}"
+    )
+}
+
 /// An SQS queue as a snapshot records it.
 pub fn sqs_queue(account: &str, region: &str, name: &str) -> Json {
     json!({"Identifier": format!("https://sqs.{region}.amazonaws.com/{account}/{name}"),
