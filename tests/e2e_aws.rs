@@ -32,8 +32,9 @@ fn role(account: &str) -> String {
 }
 
 fn queue_props(account: &str, name: &str) -> Json {
-    json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}"),
-           "QueueUrl": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}")})
+    let mut queue = fixtures::sqs_queue(account, "us-east-1", name);
+    queue["Properties"]["QueueUrl"] = queue["Identifier"].clone();
+    queue["Properties"].take()
 }
 
 impl World {
@@ -61,13 +62,7 @@ impl World {
         for account in [PROD, STAGING, DEV] {
             for i in 0..n {
                 let name = format!("q{i}");
-                cc.add(
-                    account,
-                    "us-east-1",
-                    QUEUE,
-                    &format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
-                    queue_props(account, &name),
-                );
+                cc.add_sqs_queue(account, &name, queue_props(account, &name));
             }
         }
         cc

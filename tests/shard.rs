@@ -18,7 +18,6 @@ use tidemark::core::shard::owner_of;
 
 const BASE_KEY: &str = "AKIATIDEMARKSHARD001";
 const MANAGEMENT: &str = "111111111111";
-const QUEUE: &str = "AWS::SQS::Queue";
 const QUEUES_PER_ACCOUNT: usize = 4;
 
 /// Twelve member accounts: enough that each of 3 shards and each of 4 owns some, and that going
@@ -177,14 +176,10 @@ impl Org {
 }
 
 fn add_queue(cc: &CloudControl, account: &str, i: usize, visibility: u64) {
-    let name = format!("q{i}");
-    cc.add(
+    cc.add_sqs_queue(
         account,
-        "us-east-1",
-        QUEUE,
-        &format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
-        json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}"),
-               "VisibilityTimeout": visibility}),
+        &format!("q{i}"),
+        json!({"VisibilityTimeout": visibility}),
     );
 }
 

@@ -721,14 +721,7 @@ async fn aws_and_port_requests_and_their_retries_are_scraped_from_metrics() {
     let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
     cc.set_regions(BASE_ACCOUNT, &["us-east-1"]);
     for i in 0..4 {
-        let name = format!("q{i}");
-        cc.add(
-            BASE_ACCOUNT,
-            "us-east-1",
-            "AWS::SQS::Queue",
-            &format!("https://sqs.us-east-1.amazonaws.com/{BASE_ACCOUNT}/{name}"),
-            json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{BASE_ACCOUNT}:{name}")}),
-        );
+        cc.add_sqs_queue(BASE_ACCOUNT, &format!("q{i}"), json!({}));
     }
     let throttles = 2;
     cc.inject(Fault {
@@ -828,14 +821,7 @@ async fn a_scrape_during_a_long_listing_shows_the_requests_sent_so_far() {
     cc.set_regions(BASE_ACCOUNT, &["us-east-1"]);
     // Four pages of half a second each.
     for i in 0..12 {
-        let name = format!("q{i}");
-        cc.add(
-            BASE_ACCOUNT,
-            "us-east-1",
-            "AWS::SQS::Queue",
-            &format!("https://sqs.us-east-1.amazonaws.com/{BASE_ACCOUNT}/{name}"),
-            json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{BASE_ACCOUNT}:{name}")}),
-        );
+        cc.add_sqs_queue(BASE_ACCOUNT, &format!("q{i}"), json!({}));
     }
     cc.set_latency(Duration::from_millis(500));
     let ws = queue_workspace();
