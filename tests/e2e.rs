@@ -6,7 +6,7 @@ mod cli;
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use cli::{Workspace, assert_exit, code, text};
+use cli::{Workspace, assert_exit, code, plan_account, text};
 use fixtures::{REGION, RETENTION};
 use serde_json::{Value as Json, json};
 
@@ -267,13 +267,7 @@ fn an_unassumable_account_keeps_its_entities_and_exits_3() {
     let withheld = reasons(&plan);
     assert_eq!(withheld.len(), 4, "{withheld:?}");
     assert!(withheld.iter().all(|(_, r)| r == "account_unassumable"));
-    let account = plan["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .find(|a| a["id"] == STAGING)
-        .cloned()
-        .expect("staging");
+    let account = plan_account(&plan, STAGING);
     assert_eq!(account["status"], "unassumable");
     assert_eq!(code(&ws.apply(&[])), 3);
     assert_eq!(ws.entities().len(), 10);

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value as Json, json};
 use support::aws_stand_ins::AwsStandIns;
-use support::cli::{BIN, Workspace, assert_exit, code, text};
+use support::cli::{BIN, Workspace, assert_exit, code, plan_account, text};
 use support::cloudcontrol::{CloudControl, Effect, Fault};
 use support::fixtures::{self, REGION};
 
@@ -171,13 +171,7 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
             .contains("AccessDenied"),
         "{scopes:?}"
     );
-    let staging = plan["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .find(|a| a["id"] == STAGING)
-        .cloned()
-        .expect("staging");
+    let staging = plan_account(&plan, STAGING);
     assert_eq!(staging["status"], "unassumable");
     let advice = staging["error"].as_str().unwrap_or_default();
     assert!(

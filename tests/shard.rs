@@ -166,13 +166,27 @@ impl Org {
             doc["shard"],
             json!({"index": index.parse::<u32>().expect("index"), "count": count.parse::<u32>().expect("count")})
         );
-        doc["accounts"]
-            .as_array()
-            .expect("accounts")
+        account_ids(&doc)
+    }
+
+    /// The members shard `index` of `count` owns.
+    fn owned_by(&self, index: u32, count: u32) -> BTreeSet<String> {
+        self.members
             .iter()
-            .map(|a| a["id"].as_str().expect("id").to_string())
+            .filter(|a| owner_of(a, count) == index)
+            .cloned()
             .collect()
     }
+}
+
+/// The ids of the accounts a plan or an `accounts` listing names, in its order.
+fn account_ids(doc: &Json) -> Vec<String> {
+    doc["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .map(|a| a["id"].as_str().expect("id").to_string())
+        .collect()
 }
 
 fn add_queue(cc: &CloudControl, account: &str, i: usize, visibility: u64) {
@@ -235,18 +249,8 @@ fn three_shards_write_exactly_the_catalog_that_one_process_writes() {
         assert_eq!(plan["shard"], json!({"index": i, "count": 3}));
         assert_eq!(plan["summary"]["delete"], 0, "{plan}");
         assert_eq!(plan["summary"]["withheld"], 0, "{plan}");
-        let listed: BTreeSet<String> = plan["accounts"]
-            .as_array()
-            .expect("accounts")
-            .iter()
-            .map(|a| a["id"].as_str().expect("id").to_string())
-            .collect();
-        let own: BTreeSet<String> = org
-            .members
-            .iter()
-            .filter(|a| owner_of(a, 3) == i)
-            .cloned()
-            .collect();
+        let listed: BTreeSet<String> = account_ids(&plan).into_iter().collect();
+        let own = org.owned_by(i, 3);
         assert_eq!(listed, own, "shard {i}/3 plans exactly its accounts");
         org.apply(&three, &["--shard", &format!("{i}/3")]);
     }
@@ -442,18 +446,8 @@ fn the_shard_comes_from_the_pod_name_and_a_bad_one_is_an_error() {
     assert_eq!(code(&out), 0, "{}", show(&out));
     let doc: Json = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["shard"], json!({"index": 2, "count": 3}));
-    let ids: BTreeSet<String> = doc["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .map(|a| a["id"].as_str().expect("id").to_string())
-        .collect();
-    let own: BTreeSet<String> = org
-        .members
-        .iter()
-        .filter(|a| owner_of(a, 3) == 2)
-        .cloned()
-        .collect();
+    let ids: BTreeSet<String> = account_ids(&doc).into_iter().collect();
+    let own = org.owned_by(2, 3);
     assert_eq!(ids, own);
 
     // Without a pod name, `auto` cannot be resolved; the flag wins over the config.

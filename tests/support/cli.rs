@@ -153,6 +153,17 @@ pub fn output_within(mut command: Command, limit: Duration) -> Output {
     }
 }
 
+/// The entry of account `id` in a plan's `accounts`.
+pub fn plan_account(plan: &Json, id: &str) -> Json {
+    plan["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no account {id} in the plan"))
+}
+
 /// (identifier, reason) of every entity `plan` withholds.
 pub fn withheld(plan: &Json) -> Vec<(&str, &str)> {
     plan["withheld"]
