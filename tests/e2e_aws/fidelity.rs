@@ -256,17 +256,22 @@ fn nodegroup_ids(org: &Org) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_their_clusters() {
+/// Prod, listed in eu-west-1 and us-east-1, with its nodegroups mapped by `mapping`.
+fn nodegroup_org(mapping: &str) -> Org {
     let org = Org::new(
         &[PROD],
         "[eu-west-1, us-east-1]",
         "[mappings/nodegroups.yaml]",
     );
-    org.ws
-        .write("mappings/nodegroups.yaml", &nodegroup_mapping());
+    org.ws.write("mappings/nodegroups.yaml", mapping);
     org.ws
         .write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
+    org
+}
+
+#[test]
+fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_their_clusters() {
+    let org = nodegroup_org(&nodegroup_mapping());
     add_clusters(&org.aws.cc, &["green-a"]);
     let all = vec![
         "blue/blue-a".to_string(),
@@ -298,15 +303,7 @@ fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_the
 
 #[test]
 fn a_failed_cluster_listing_withholds_the_deletes_of_its_regions_nodegroups() {
-    let org = Org::new(
-        &[PROD],
-        "[eu-west-1, us-east-1]",
-        "[mappings/nodegroups.yaml]",
-    );
-    org.ws
-        .write("mappings/nodegroups.yaml", &derived_nodegroup_mapping());
-    org.ws
-        .write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
+    let org = nodegroup_org(&derived_nodegroup_mapping());
     add_clusters(&org.aws.cc, &["green-a", "green-b"]);
     assert_exit(&org.apply(), 0);
     assert_eq!(nodegroup_ids(&org).len(), 4);
