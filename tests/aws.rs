@@ -6,15 +6,13 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
 use serde_json::json;
 use std::collections::BTreeMap;
 
 use tidemark::adapters::Source;
-use tidemark::adapters::aws::{
-    AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints, WebIdentityBase,
-};
+use tidemark::adapters::aws::{AwsConfig, AwsSource, BaseAws, ServiceEndpoints, WebIdentityBase};
 use tidemark::core::mapping::Producible;
 use tidemark::core::model::{
     Desired, Entity, KindSpec, Origin, OwnedEntity, RawItem, RegionPolicy, WriteOptions,
@@ -25,6 +23,7 @@ use tidemark::core::report::{
 };
 use tidemark::core::secret::Secret;
 
+use support::aws_stand_ins::source_config;
 use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
 use support::moto::Moto;
 use support::sts::StsStandIn;
@@ -34,32 +33,7 @@ const MOTO_ACCOUNT: &str = "123456789012";
 const BASE_KEY: &str = "AKIATIDEMARKTEST0001";
 
 async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            BASE_KEY,
-            "base-secret",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await
-}
-
-fn config() -> AwsConfig {
-    AwsConfig {
-        account_role_arn: None,
-        account_role_arns: None,
-        external_id: None,
-        member_auth: MemberAuth::Auto,
-        organizational_units: Vec::new(),
-        exclude: Vec::new(),
-        regions: Regions::Enabled,
-        concurrency_accounts: 5,
-        requests_per_second: 1000.0,
-    }
+    support::aws_stand_ins::sdk_config(endpoint, BASE_KEY).await
 }
 
 fn kind(name: &str) -> KindSpec {
@@ -186,7 +160,7 @@ async fn single_account_mode_lists_the_base_account_in_its_enabled_regions() {
         "i-2",
         json!({"InstanceId": "i-2"}),
     );
-    let source = moto_source(&moto, &cc, config()).await;
+    let source = moto_source(&moto, &cc, source_config()).await;
     let mut ec2 = kind("AWS::EC2::Instance");
     ec2.region_policy.deny = vec!["us-west-2".into()];
     let (report, items) = run(
@@ -270,7 +244,7 @@ async fn organizations_mode_pages_through_every_active_account_except_excluded_o
             json!({"Owner": m}),
         );
     }
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
     cfg.exclude = vec![excluded.clone()];
     let source = moto_source(&moto, &cc, cfg).await;
@@ -392,7 +366,7 @@ async fn organizational_units_are_walked_with_their_children_only() {
     move_to(elsewhere.clone(), root.clone(), other.clone()).await;
 
     let cc = CloudControl::start(Keys::moto(&moto.url)).await;
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
     cfg.organizational_units = vec![prod.clone()];
     cfg.exclude = vec![excluded.clone()];
@@ -426,7 +400,7 @@ async fn organizations_denied_falls_back_to_the_base_account_and_says_so() {
         "q1",
         json!({}),
     );
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
     let base = BaseAws {
         sdk_config: sdk_config(&moto.url).await,
@@ -467,7 +441,7 @@ async fn an_empty_organization_answer_is_a_failed_discovery_not_proof_of_absence
     // moto answers ListAccounts with nothing when there is no organization, where AWS would refuse.
     let moto = Moto::start().await;
     let cc = CloudControl::start(Keys::moto(&moto.url)).await;
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arn = Some(role(MOTO_ACCOUNT));
     let source = moto_source(&moto, &cc, cfg).await;
     let (discovery, accounts) = source.accounts().await.expect("accounts");
@@ -496,7 +470,7 @@ async fn explicit_list_sends_the_external_id_and_reports_a_denied_account_with_a
         "q3",
         json!({}),
     );
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![
         role("222222222222"),
         role("333333333333"),
@@ -587,7 +561,7 @@ async fn a_wrong_external_id_makes_every_account_unassumable() {
     let sts = StsStandIn::start().await;
     let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
     sts.require_external_id("the-right-one");
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![role("222222222222")]);
     cfg.external_id = Some(Secret::new("a-wrong-one"));
     let source = standin_source(&sts, &cc, cfg).await;
@@ -636,7 +610,7 @@ async fn web_identity_reads_the_token_file_on_every_call() {
             ..ServiceEndpoints::default()
         },
     };
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![role("222222222222")]);
     cfg.external_id = Some(Secret::new("ignored-for-web-identity"));
     let source = AwsSource::with_base(cfg, base).await.expect("source");
@@ -763,7 +737,7 @@ async fn failed_throttled_and_unsupported_listings_are_reported_per_scope() {
             message: "no such type".into(),
         },
     });
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![role("222222222222"), role("333333333333")]);
     // One account at a time, so that the second sees what the first learnt.
     cfg.concurrency_accounts = 1;
@@ -869,7 +843,7 @@ async fn a_failed_region_lookup_is_reported_for_the_account() {
         kind: None,
         effect: Effect::DenyRegions,
     });
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![role("222222222222"), role("333333333333")]);
     let source = standin_source(&sts, &cc, cfg).await;
     let (report, _) = run(
@@ -956,7 +930,7 @@ async fn a_sync_that_outlives_its_credentials_still_completes() {
             json!({}),
         );
     }
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![role("222222222222")]);
     let source = standin_source(&sts, &cc, cfg).await;
     let (report, items) = run(
@@ -988,7 +962,7 @@ async fn an_unassumable_organizations_role_fails_discovery_with_advice() {
     let sts = StsStandIn::start().await;
     let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
     sts.deny_role(&role("999999999999"));
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arn = Some(role("999999999999"));
     let source = standin_source(&sts, &cc, cfg).await;
     let (report, items) = run(
@@ -1036,7 +1010,7 @@ async fn a_missing_region_is_a_clear_error() {
         web_identity: None,
         endpoints: ServiceEndpoints::default(),
     };
-    let err = AwsSource::with_base(config(), base)
+    let err = AwsSource::with_base(source_config(), base)
         .await
         .expect_err("no region");
     assert!(err.to_string().contains("AWS_REGION"), "{err}");
@@ -1207,7 +1181,7 @@ fn assert_complete_scope(report: &SourceReport, plan: &Plan, kind: &str) {
 }
 
 async fn hostile_source(sts: &StsStandIn, cc: &CloudControl) -> AwsSource {
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![role(HOSTILE)]);
     cfg.requests_per_second = 1_000_000.0;
     standin_source(sts, cc, cfg).await
@@ -1531,7 +1505,7 @@ async fn bench_listing_twenty_accounts() {
     for rps in [1000.0, 10.0] {
         let mut times = Vec::new();
         for _ in 0..5 {
-            let mut cfg = config();
+            let mut cfg = source_config();
             cfg.account_role_arns = Some(accounts.iter().map(|a| role(a)).collect());
             cfg.concurrency_accounts = 5;
             cfg.requests_per_second = rps;
@@ -1591,7 +1565,7 @@ async fn organizations_source(
     organizational_units: &[&str],
 ) -> AwsSource {
     sts.register_base_key(BASE_KEY);
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arn = Some(role("111111111111"));
     cfg.organizational_units = organizational_units.iter().map(|u| u.to_string()).collect();
     let base = BaseAws {
@@ -1648,7 +1622,7 @@ async fn region_pages_end_on_an_empty_next_token_and_fail_on_a_repeated_one() {
             effect: Effect::RegionsNextToken(token.into()),
         });
     }
-    let mut cfg = config();
+    let mut cfg = source_config();
     cfg.account_role_arns = Some(vec![role(HOSTILE), role(ENDS)]);
     let source = standin_source(&sts, &cc, cfg).await;
     let (_, accounts) = tokio::time::timeout(Duration::from_secs(30), source.accounts())
@@ -1906,7 +1880,7 @@ async fn absurd_concurrency_and_request_rates_neither_panic_nor_stall_the_listin
         let sts = StsStandIn::start().await;
         let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
         add_plain(&cc, "AWS::SQS::Queue", 2);
-        let mut cfg = config();
+        let mut cfg = source_config();
         cfg.account_role_arns = Some(vec![role(HOSTILE)]);
         cfg.concurrency_accounts = accounts;
         cfg.requests_per_second = rate;

@@ -7,13 +7,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::cli::BIN;
-use support::cloudcontrol::{CloudControl, Keys};
-use support::sts::StsStandIn;
+use support::aws_stand_ins::AwsStandIns;
+use support::cli::{BIN, Workspace};
 
 const BASE_KEY: &str = "AKIATIDEMARKBENCH001";
 const LATENCY: Duration = Duration::from_millis(200);
@@ -73,14 +71,8 @@ fn measure(
     runs: usize,
     latency: Duration,
 ) -> (Figures, f64, usize, usize) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let sts = runtime.block_on(StsStandIn::start());
-    sts.register_base_key(BASE_KEY);
-    let cc = runtime.block_on(CloudControl::start(Keys::StandIn(sts.keys())));
+    let aws = AwsStandIns::start(BASE_KEY, "bench-secret");
+    let (sts, cc) = (&aws.sts, &aws.cc);
     let ids: Vec<String> = (0..accounts)
         .map(|i| format!("{:012}", 300_000_000_000u64 + i as u64))
         .collect();
@@ -95,7 +87,7 @@ fn measure(
     }
     sts.set_latency(latency);
     cc.set_latency(latency);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::new();
     let roles: Vec<String> = ids
         .iter()
         .map(|a| format!("arn:aws:iam::{a}:role/PortOceanReadRole"))
@@ -106,47 +98,33 @@ fn measure(
             "  - kind: {k}\n    selector:\n      query: 'true'\n    port:\n      entity:\n        mappings:\n          identifier: .__AccountId + \"/\" + .__Region + \"/\" + .Identifier\n          title: .Identifier\n          blueprint: '\"thing\"'\n          properties:\n            index: .Properties.Index\n"
         ));
     }
-    std::fs::create_dir_all(dir.path().join("mappings")).expect("mkdir");
-    std::fs::write(dir.path().join("mappings/bench.yaml"), mapping).expect("mapping");
-    std::fs::write(
-        dir.path().join("mappings/blueprints.json"),
+    ws.write("mappings/bench.yaml", &mapping);
+    ws.write(
+        "mappings/blueprints.json",
         r#"[{"identifier": "thing", "title": "Thing", "schema": {"properties": {"index": {"type": "number"}}}, "relations": {}}]"#,
-    )
-    .expect("blueprints");
-    std::fs::write(
-        dir.path().join("tidemark.yaml"),
-        format!(
+    );
+    ws.write(
+        "tidemark.yaml",
+        &format!(
             "integration: {{identifier: bench}}\nsource:\n  type: aws\n  accounts:\n    accountRoleArns: {}\n  regions: {}\n  concurrency: {{accounts: {concurrency}, requestsPerSecond: 1000}}\ncatalog: {{type: local}}\nmappings: [mappings/bench.yaml]\n",
             serde_json::to_string(&roles).expect("json"),
             serde_json::to_string(&REGIONS).expect("json"),
         ),
-    )
-    .expect("config");
+    );
     let ideal = accounts.div_ceil(concurrency) as f64 * 4.0 * latency.as_secs_f64();
     let mut runs_done: Vec<Figures> = Vec::new();
-    let timing = dir.path().join("time.txt");
+    let timing = ws.path("time.txt");
     for _ in 0..runs {
         let cpu = own_cpu();
         let start = Instant::now();
-        let out = Command::new("/usr/bin/time")
+        let out = aws
+            .command_in("/usr/bin/time", ws.dir.path(), cc)
             .arg("-f")
             .arg("%U %S %M")
             .arg("-o")
             .arg(&timing)
             .arg(BIN)
             .args(["plan", "-c", "tidemark.yaml", "--format", "json"])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", BASE_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL_STS", &sts.url)
-            .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &cc.url)
-            .env("AWS_ENDPOINT_URL_ACCOUNT", &cc.url)
-            .env("NO_COLOR", "1")
             .output()
             .expect("run tidemark");
         let wall = start.elapsed().as_secs_f64();

@@ -6,26 +6,16 @@
 //! give the same entities, entity for entity, on one core and on several, and warn with every
 //! one of those messages.
 
+#[path = "support/jq.rs"]
+mod jq;
+
 use std::process::Command;
 
+use jq::same;
 use serde_json::Value as Json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 const ACCOUNT: &str = "123456789012";
-
-/// Values are equal as jq values: numbers compare numerically (jq numbers are doubles).
-fn same(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
 
 fn lines(text: &str) -> Vec<Json> {
     text.lines()

@@ -3,8 +3,11 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
-use cli::{Workspace, code, text};
+use cli::{Workspace, assert_exit, code, plan_account, text};
+use fixtures::{REGION, RETENTION};
 use serde_json::{Value as Json, json};
 
 const PROD: &str = "222222222222";
@@ -15,40 +18,21 @@ fn demo() -> Workspace {
     Workspace::copy_of("examples/demo")
 }
 
-const MAPPING: &str = r#"
-resources:
-  - kind: AWS::Account::Info
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Id
-          title: .Properties.Name
-          blueprint: '"account"'
-  - kind: AWS::SQS::Queue
-    selector:
-      query: 'true'
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Arn
-          title: .Properties.QueueName
-          blueprint: '"queue"'
-          properties:
-            region: .__Region
-            retention: .Properties.MessageRetentionPeriod
-          relations:
-            account: .__AccountId
-"#;
+/// Accounts, and queues with their region and retention: (mapping, blueprints).
+fn mapping_and_blueprints() -> (String, String) {
+    fixtures::accounts_and_queues(true, &[(REGION, "string"), (RETENTION, "number")])
+}
 
-const BLUEPRINTS: &str = r#"[
-  {"identifier": "account", "title": "Account", "schema": {"properties": {}}, "relations": {}},
-  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"region": {"type": "string"}, "retention": {"type": "number"}}},
-   "relations": {"account": {"target": "account", "many": false, "required": false}}}
-]"#;
+fn queue_mapping() -> String {
+    mapping_and_blueprints().0
+}
+
+fn blueprints() -> String {
+    mapping_and_blueprints().1
+}
 
 fn queue(account: &str, region: &str, name: &str) -> Json {
-    json!({"Identifier": format!("https://sqs.{region}.amazonaws.com/{account}/{name}"),
-           "Properties": {"QueueName": name, "Arn": format!("arn:aws:sqs:{region}:{account}:{name}"), "MessageRetentionPeriod": 345600}})
+    fixtures::retained(fixtures::sqs_queue(account, region, name), 345600)
 }
 
 /// Two accounts, one region, four queues each, with a small custom mapping.
@@ -56,27 +40,19 @@ fn small() -> Workspace {
     let ws = Workspace::new();
     ws.write(
         "tidemark.yaml",
-        "integration: {identifier: e2e}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",
+        &fixtures::snapshot_config("e2e", "[mappings/queues.yaml]"),
     );
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    ws.write_json(
-        "snap/manifest.json",
-        &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z", "discovery": {"status": "ok", "error": null},
-                "accounts": [{"Id": PROD, "Name": "prod", "assumed": true, "error": null},
-                             {"Id": STAGING, "Name": "staging", "assumed": true, "error": null}],
-                "scopes": [{"account": PROD, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null},
-                           {"account": STAGING, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}]}),
+    ws.write("mappings/queues.yaml", &queue_mapping());
+    ws.write("mappings/blueprints.json", &blueprints());
+    fixtures::write_queue_snapshot(
+        &|rel, text| ws.write(rel, text),
+        &[(PROD, "prod"), (STAGING, "staging")],
+        &|account| {
+            (0..4)
+                .map(|i| queue(account, "us-east-1", &format!("q{i}")))
+                .collect()
+        },
     );
-    for account in [PROD, STAGING] {
-        let queues: Vec<Json> = (0..4)
-            .map(|i| queue(account, "us-east-1", &format!("q{i}")))
-            .collect();
-        ws.write_json(
-            &format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"),
-            &Json::Array(queues),
-        );
-    }
     ws
 }
 
@@ -98,16 +74,9 @@ fn summary(plan: &Json) -> Json {
 }
 
 fn reasons(plan: &Json) -> Vec<(String, String)> {
-    plan["withheld"]
-        .as_array()
-        .expect("withheld")
-        .iter()
-        .map(|w| {
-            (
-                w["identifier"].as_str().unwrap_or_default().to_string(),
-                w["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+    cli::withheld(plan)
+        .into_iter()
+        .map(|(identifier, reason)| (identifier.to_string(), reason.to_string()))
         .collect()
 }
 
@@ -164,13 +133,7 @@ fn the_demo_workspace_starts_without_a_local_catalog() {
 fn the_demo_applies_everything_and_a_second_apply_writes_nothing() {
     let ws = demo();
     let first = ws.apply(&[]);
-    assert_eq!(
-        code(&first),
-        0,
-        "{}\n{}",
-        text(&first.stdout),
-        text(&first.stderr)
-    );
+    assert_exit(&first, 0);
     assert!(
         text(&first.stdout).contains("Applied:"),
         "{}",
@@ -304,13 +267,7 @@ fn an_unassumable_account_keeps_its_entities_and_exits_3() {
     let withheld = reasons(&plan);
     assert_eq!(withheld.len(), 4, "{withheld:?}");
     assert!(withheld.iter().all(|(_, r)| r == "account_unassumable"));
-    let account = plan["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .find(|a| a["id"] == STAGING)
-        .cloned()
-        .expect("staging");
+    let account = plan_account(&plan, STAGING);
     assert_eq!(account["status"], "unassumable");
     assert_eq!(code(&ws.apply(&[])), 3);
     assert_eq!(ws.entities().len(), 10);
@@ -408,7 +365,7 @@ fn validate_reports_every_broken_file_with_positions_and_nothing_runs() {
     );
     ws.write(
         "mappings/queues.yaml",
-        &MAPPING.replace(
+        &queue_mapping().replace(
             ".Properties.QueueName",
             ".Properties.QueueName | ascii_downcase(",
         ),
@@ -468,7 +425,7 @@ fn a_create_over_another_owners_entity_is_withheld_unless_adopted() {
     theirs.title = Some(json!("theirs"));
     catalog
         .insert_blueprint(&tidemark::core::model::Blueprint(
-            serde_json::from_str::<Json>(BLUEPRINTS).expect("json")[1].clone(),
+            serde_json::from_str::<Json>(&blueprints()).expect("json")[1].clone(),
         ))
         .expect("bp");
     catalog
@@ -746,9 +703,6 @@ fn missing_aws_credentials_are_one_line_with_the_fix_and_the_region_comes_from_t
     );
 }
 
-#[path = "support/fixtures.rs"]
-mod fixtures;
-
 #[test]
 fn search_relations_are_resolved_against_the_local_catalog_and_a_stable_answer_costs_no_write() {
     let ws = Workspace::new();
@@ -794,7 +748,7 @@ fn validate_refuses_a_constant_blueprint_that_exists_nowhere_naming_the_expressi
     let ws = small();
     ws.write(
         "mappings/queues.yaml",
-        &MAPPING.replace("blueprint: '\"queue\"'", "blueprint: '\"qeueu\"'"),
+        &queue_mapping().replace("blueprint: '\"queue\"'", "blueprint: '\"qeueu\"'"),
     );
     let config = ws.config();
     let out = ws.run(&["validate", "-c", &config]);
@@ -826,7 +780,7 @@ fn unknown_mapping_keys_are_errors_with_a_did_you_mean_through_the_binary() {
     let ws = small();
     ws.write(
         "mappings/queues.yaml",
-        &MAPPING.replace("    selector:\n", "    selctor:\n"),
+        &queue_mapping().replace("    selector:\n", "    selctor:\n"),
     );
     let config = ws.config();
     let out = ws.run(&["validate", "-c", &config]);

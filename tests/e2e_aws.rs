@@ -7,9 +7,10 @@ mod support;
 use std::process::{Command, Output};
 
 use serde_json::{Value as Json, json};
-use support::cli::{BIN, code, text};
-use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
-use support::sts::StsStandIn;
+use support::aws_stand_ins::AwsStandIns;
+use support::cli::{BIN, Workspace, assert_exit, code, plan_account, text};
+use support::cloudcontrol::{CloudControl, Effect, Fault};
+use support::fixtures::{self, REGION};
 
 const BASE_KEY: &str = "AKIATIDEMARKE2E00001";
 const BASE_SECRET: &str = "e2e-base-secret-value";
@@ -19,38 +20,11 @@ const STAGING: &str = "333333333333";
 const DEV: &str = "444444444444";
 const QUEUE: &str = "AWS::SQS::Queue";
 
-const MAPPING: &str = r#"
-resources:
-  - kind: AWS::Account::Info
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Id
-          title: .Properties.Name
-          blueprint: '"account"'
-  - kind: AWS::SQS::Queue
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Arn
-          title: .Properties.QueueName
-          blueprint: '"queue"'
-          properties:
-            region: .__Region
-          relations:
-            account: .__AccountId
-"#;
-
-const BLUEPRINTS: &str = r#"[
-  {"identifier": "account", "title": "Account", "schema": {"properties": {}}, "relations": {}},
-  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"region": {"type": "string"}}},
-   "relations": {"account": {"target": "account", "many": false, "required": false}}}
-]"#;
-
+/// The stand-ins and a workspace whose config names three accounts by role; the binary runs
+/// against them.
 struct World {
-    runtime: tokio::runtime::Runtime,
-    sts: StsStandIn,
-    dir: tempfile::TempDir,
+    aws: AwsStandIns,
+    ws: Workspace,
 }
 
 fn role(account: &str) -> String {
@@ -58,59 +32,44 @@ fn role(account: &str) -> String {
 }
 
 fn queue_props(account: &str, name: &str) -> Json {
-    json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}"),
-           "QueueUrl": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}")})
+    let mut queue = fixtures::sqs_queue(account, "us-east-1", name);
+    queue["Properties"]["QueueUrl"] = queue["Identifier"].clone();
+    queue["Properties"].take()
 }
 
 impl World {
     fn new() -> World {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let sts = runtime.block_on(StsStandIn::start());
-        sts.register_base_key(BASE_KEY);
-        sts.require_external_id(EXTERNAL_ID);
-        let dir = tempfile::tempdir().expect("tempdir");
+        let aws = AwsStandIns::start(BASE_KEY, BASE_SECRET);
+        aws.sts.require_external_id(EXTERNAL_ID);
+        let ws = Workspace::new();
         let arns: Vec<String> = [PROD, STAGING, DEV].iter().map(|a| role(a)).collect();
-        std::fs::write(
-            dir.path().join("tidemark.yaml"),
-            format!(
+        ws.write(
+            "tidemark.yaml",
+            &format!(
                 "integration: {{identifier: e2e-aws}}\nsource:\n  type: aws\n  accounts:\n    accountRoleArns: {}\n    externalId: ${{TEST_EXTERNAL_ID}}\n  regions: [us-east-1]\n  concurrency: {{accounts: 2, requestsPerSecond: 100}}\ncatalog: {{type: local}}\nmappings: [mappings/queues.yaml]\n",
                 serde_json::to_string(&arns).expect("json")
             ),
-        )
-        .expect("config");
-        std::fs::create_dir_all(dir.path().join("mappings")).expect("mkdir");
-        std::fs::write(dir.path().join("mappings/queues.yaml"), MAPPING).expect("mapping");
-        std::fs::write(dir.path().join("mappings/blueprints.json"), BLUEPRINTS)
-            .expect("blueprints");
-        World { runtime, sts, dir }
+        );
+        let (mapping, blueprints) = fixtures::accounts_and_queues(false, &[(REGION, "string")]);
+        ws.write("mappings/queues.yaml", &mapping);
+        ws.write("mappings/blueprints.json", &blueprints);
+        World { aws, ws }
     }
 
     /// A Cloud Control stand-in holding `n` queues per account.
     fn cloud_control(&self, n: usize) -> CloudControl {
-        let cc = self
-            .runtime
-            .block_on(CloudControl::start(Keys::StandIn(self.sts.keys())));
+        let cc = self.aws.cloud_control();
         for account in [PROD, STAGING, DEV] {
             for i in 0..n {
                 let name = format!("q{i}");
-                cc.add(
-                    account,
-                    "us-east-1",
-                    QUEUE,
-                    &format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
-                    queue_props(account, &name),
-                );
+                cc.add_sqs_queue(account, &name, queue_props(account, &name));
             }
         }
         cc
     }
 
     fn run(&self, cc: &CloudControl, args: &[&str]) -> Output {
-        let config = self.dir.path().join("tidemark.yaml").display().to_string();
+        let config = self.ws.config();
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["-c", &config]);
         self.command(cc, &all).output().expect("run tidemark")
@@ -119,22 +78,8 @@ impl World {
     /// `tidemark args…` with nothing from this process's environment but `PATH`: base keys, the
     /// ExternalId and the endpoints of the stand-ins.
     fn command(&self, cc: &CloudControl, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", BASE_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", BASE_SECRET)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
-            .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &cc.url)
-            .env("AWS_ENDPOINT_URL_ACCOUNT", &cc.url)
-            .env("TEST_EXTERNAL_ID", EXTERNAL_ID)
-            .env("NO_COLOR", "1");
+        let mut command = self.aws.command_in(BIN, self.ws.dir.path(), cc);
+        command.args(args).env("TEST_EXTERNAL_ID", EXTERNAL_ID);
         command
     }
 }
@@ -144,16 +89,10 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
     let world = World::new();
     let first = world.cloud_control(3);
     let out = world.run(&first, &["apply"]);
-    assert_eq!(
-        code(&out),
-        0,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(text(&out.stdout).contains("Applied:"));
     // Every AssumeRole carried the ExternalId, and a readable session name.
-    let calls = world.sts.calls();
+    let calls = world.aws.sts.calls();
     let assumes: Vec<_> = calls.iter().filter(|c| c.action == "AssumeRole").collect();
     assert_eq!(assumes.len(), 3, "{calls:?}");
     assert!(
@@ -170,7 +109,7 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
     // Every account lost its last queue. Staging's role is now denied, dev's listing is denied,
     // and prod's listing is throttled twice but recovers.
     let second = world.cloud_control(2);
-    world.sts.deny_role(&role(STAGING));
+    world.aws.sts.deny_role(&role(STAGING));
     second.inject(Fault {
         account: Some(DEV.into()),
         region: Some("us-east-1".into()),
@@ -232,13 +171,7 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
             .contains("AccessDenied"),
         "{scopes:?}"
     );
-    let staging = plan["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .find(|a| a["id"] == STAGING)
-        .cloned()
-        .expect("staging");
+    let staging = plan_account(&plan, STAGING);
     assert_eq!(staging["status"], "unassumable");
     let advice = staging["error"].as_str().unwrap_or_default();
     assert!(
@@ -248,13 +181,7 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
     assert!(!text(&out.stdout).contains(EXTERNAL_ID) && !text(&out.stderr).contains(EXTERNAL_ID));
 
     let out = world.run(&second, &["apply"]);
-    assert_eq!(
-        code(&out),
-        3,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 3);
     assert!(
         text(&out.stdout).contains("1 deleted"),
         "{}",
@@ -269,7 +196,7 @@ fn a_denied_account_a_failed_scope_and_a_throttled_scope_behave_as_specified() {
         listing.contains(STAGING) && listing.contains("NO"),
         "{listing}"
     );
-    let snap = world.dir.path().join("snap");
+    let snap = world.ws.path("snap");
     let out = world.run(
         &second,
         &["snapshot", "--out", snap.to_str().expect("utf-8")],
@@ -376,9 +303,9 @@ fn secrets_never_appear_in_any_output_at_trace_level() {
             .env("RUST_LOG", "trace");
         command
     };
-    let config = world.dir.path().join("tidemark.yaml").display().to_string();
+    let config = world.ws.config();
     std::fs::write(
-        world.dir.path().join("items.json"),
+        world.ws.path("items.json"),
         json!({"Identifier": "q", "TypeName": QUEUE, "Properties": queue_props(PROD, "q")})
             .to_string(),
     )
@@ -430,7 +357,7 @@ fn secrets_never_appear_in_any_output_at_trace_level() {
     };
     let listen = format!("127.0.0.1:{port}");
     // Logs go to files: at trace level they would fill a pipe nobody reads yet.
-    let log = |name: &str| std::fs::File::create(world.dir.path().join(name)).expect("log file");
+    let log = |name: &str| std::fs::File::create(world.ws.path(name)).expect("log file");
     let mut watch =
         with_secrets(world.command(&cc, &["watch", "-c", &config, "--listen", &listen]))
             .stdout(log("watch.out"))
@@ -443,7 +370,7 @@ fn secrets_never_appear_in_any_output_at_trace_level() {
             let _ = watch.kill();
             panic!(
                 "watch never became ready; see its log in {}",
-                world.dir.path().display()
+                world.ws.dir.path().display()
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -455,10 +382,10 @@ fn secrets_never_appear_in_any_output_at_trace_level() {
     assert!(term.success());
     let status = watch.wait().expect("watch exit");
     assert_eq!(status.code(), Some(0));
-    let logged = std::fs::read_to_string(world.dir.path().join("watch.err")).expect("log");
+    let logged = std::fs::read_to_string(world.ws.path("watch.err")).expect("log");
     assert!(logged.contains("TRACE"), "watch logged nothing at trace");
 
-    for (path, content) in files_below(world.dir.path()) {
+    for (path, content) in files_below(world.ws.dir.path()) {
         if path.ends_with("tidemark.yaml") || path.ends_with("items.json") {
             continue;
         }
@@ -470,7 +397,7 @@ fn secrets_never_appear_in_any_output_at_trace_level() {
         "recorded/manifest.json",
         ".tidemark/catalog.db",
     ] {
-        assert!(world.dir.path().join(written).exists(), "{written} missing");
+        assert!(world.ws.path(written).exists(), "{written} missing");
     }
 }
 

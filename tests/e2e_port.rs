@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::cli::{Workspace, code, copy_tracked, output_within, text};
+use support::cli::{Workspace, assert_exit, code, copy_tracked, output_within, text, withheld};
+use support::fixtures::{self, QueueResource, RETENTION};
 use support::port_standin::{Hostile, PortStandIn};
 
 struct Setup {
@@ -88,13 +89,7 @@ impl Setup {
 fn the_demo_syncs_into_port_and_a_second_apply_sends_no_writes() {
     let s = setup();
     let first = s.run(&["apply"]);
-    assert_eq!(
-        code(&first),
-        0,
-        "{}\n{}",
-        text(&first.stdout),
-        text(&first.stderr)
-    );
+    assert_exit(&first, 0);
     let entities = s.ours();
     assert_eq!(entities.len(), 96, "entities in the stand-in");
     let counters = s.port.counters();
@@ -213,13 +208,7 @@ fn entities_another_writer_seeded_survive_every_apply() {
         .retain(|a| a["account"] != "444444444444");
     s.ws.write_json("snapshot/manifest.json", &manifest);
     let out = s.run(&["apply", "--allow-mass-delete=444444444444"]);
-    assert_eq!(
-        code(&out),
-        0,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let after = s.ours();
     assert!(after.len() < before, "nothing was deleted");
     assert!(after.iter().all(|(_, id, _)| !id.contains("444444444444")));
@@ -272,13 +261,7 @@ fn an_apply_through_503s_429s_and_dropped_connections_ends_like_a_clean_run() {
         f.drop_after_commit = 3;
     });
     let out = s.run_within(&["apply", "--log-level", "debug"], HANG_LIMIT);
-    assert_eq!(
-        code(&out),
-        0,
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let log = s.port.log();
     for (status, what) in [(503, "a 503"), (429, "a 429"), (0, "a dropped connection")] {
         assert!(
@@ -319,20 +302,16 @@ const FLEET_BLUEPRINTS: &str = r#"[
    "relations": {"owner": {"target": "crashAccount", "many": false, "required": false}}}
 ]"#;
 
-const FLEET_MAPPING: &str = r#"
-resources:
-  - kind: AWS::SQS::Queue
-    selector:
-      query: 'true'
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Arn
-          title: .Properties.QueueName
-          blueprint: '"crashQueue"'
-          properties:
-            retention: .Properties.MessageRetentionPeriod
-"#;
+/// The fleet's queues in `crashQueue` with their retention, and `relations` (name, jq expression).
+fn fleet_mapping(relations: &[(&str, &str)]) -> String {
+    let queues = QueueResource {
+        blueprint: "crashQueue",
+        select_all: true,
+        properties: &[RETENTION],
+        relations,
+    };
+    fixtures::mapping(&[&queues.yaml()])
+}
 
 /// What the snapshot holds per account: queue numbers and their retention.
 type Queues = Vec<(usize, u64)>;
@@ -348,7 +327,7 @@ struct Fleet {
 
 impl Fleet {
     fn new() -> Fleet {
-        Fleet::with_mapping(FLEET_MAPPING)
+        Fleet::with_mapping(&fleet_mapping(&[]))
     }
 
     /// The fleet's snapshot and blueprints with another mapping file.
@@ -366,20 +345,10 @@ impl Fleet {
         );
         write("mappings/queues.yaml", mapping);
         write("mappings/blueprints.json", FLEET_BLUEPRINTS);
-        let accounts: Vec<Json> = FLEET_ACCOUNTS
-            .iter()
-            .map(|id| json!({"Id": id, "Name": id, "assumed": true, "error": null}))
-            .collect();
-        let scopes: Vec<Json> = FLEET_ACCOUNTS
-            .iter()
-            .map(|id| json!({"account": id, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}))
-            .collect();
+        let accounts = FLEET_ACCOUNTS.map(|id| (id, id));
         write(
             "snap/manifest.json",
-            &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z",
-                    "discovery": {"status": "ok", "error": null},
-                    "accounts": accounts, "scopes": scopes})
-            .to_string(),
+            &fixtures::queue_manifest(&accounts).to_string(),
         );
         Fleet { ws, port }
     }
@@ -390,10 +359,8 @@ impl Fleet {
             let items: Vec<Json> = queues
                 .iter()
                 .map(|(n, retention)| {
-                    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/q{n}"),
-                           "Properties": {"QueueName": format!("q{n}"),
-                                          "Arn": format!("arn:aws:sqs:us-east-1:{account}:q{n}"),
-                                          "MessageRetentionPeriod": retention}})
+                    let queue = fixtures::sqs_queue(account, "us-east-1", &format!("q{n}"));
+                    fixtures::retained(queue, *retention)
                 })
                 .collect();
             self.ws.write(
@@ -697,7 +664,8 @@ fn a_207_that_says_ok_false_records_what_was_written_and_the_next_run_retries_on
 /// mapping does not produce would count as a change.
 fn related_replace_mapping() -> String {
     format!(
-        "enableMergeEntity: false\n{FLEET_MAPPING}          relations:\n            owner: .__AccountId\n"
+        "enableMergeEntity: false\n{}",
+        fleet_mapping(&[("owner", ".__AccountId")])
     )
 }
 
@@ -755,17 +723,7 @@ fn a_foreign_entity_related_to_an_owned_one_withholds_its_delete() {
         .expect("plan");
     assert_eq!(code(&plan), 3, "{}", text(&plan.stderr));
     let plan: Json = serde_json::from_slice(&plan.stdout).expect("plan JSON");
-    let withheld: Vec<(&str, &str)> = plan["withheld"]
-        .as_array()
-        .expect("withheld")
-        .iter()
-        .map(|w| {
-            (
-                w["identifier"].as_str().unwrap_or_default(),
-                w["reason"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let withheld = withheld(&plan);
     assert_eq!(withheld, vec![(doomed, "foreign_dependents")]);
     let applied = fleet.apply();
     assert_eq!(code(&applied), 3, "{}", text(&applied.stderr));
@@ -857,7 +815,7 @@ fn search_relations_are_resolved_by_a_port_search_and_a_stable_answer_costs_no_w
     let ws = Workspace::new();
     let port = PortStandIn::start_in_thread();
     ws.write("client-secret", port.config().client_secret.expose());
-    support::fixtures::write_search_workspace(
+    fixtures::write_search_workspace(
         &|rel, text| ws.write(rel, text),
         &format!(
             "  type: port\n  baseUrl: {}\n  clientId: ${{TEST_PORT_CLIENT_ID}}\n  clientSecretFile: client-secret\n",
@@ -869,7 +827,7 @@ fn search_relations_are_resolved_by_a_port_search_and_a_stable_answer_costs_no_w
     )
     .expect("json");
     port.add_blueprint(blueprints[0].clone());
-    for team in support::fixtures::search_teams() {
+    for team in fixtures::search_teams() {
         port.seed_entity("team", team, "people-tool/1.0");
     }
     let plan = port_command(&ws, &port, &["plan", "--format", "json"])
@@ -877,7 +835,7 @@ fn search_relations_are_resolved_by_a_port_search_and_a_stable_answer_costs_no_w
         .expect("plan");
     let parsed: Json = serde_json::from_slice(&plan.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&plan.stderr)));
-    support::fixtures::assert_first_search_plan(code(&plan), &parsed);
+    fixtures::assert_first_search_plan(code(&plan), &parsed);
     // The search went to Port as a blueprint search with the mapping's rule.
     assert!(
         port.log()
@@ -892,7 +850,7 @@ fn search_relations_are_resolved_by_a_port_search_and_a_stable_answer_costs_no_w
         .expect("apply");
     assert_eq!(code(&first), 3, "{}", text(&first.stderr));
     assert_eq!(
-        port.entity("queue", &support::fixtures::search_queue(0))
+        port.entity("queue", &fixtures::search_queue(0))
             .expect("q0 written")
             .body["relations"]["ownerTeam"],
         "t-alpha"

@@ -2,6 +2,10 @@
 //! recorded with jq 1.7.1 by `tests/fixtures/jq/regenerate.py` from `cases.json`; every case runs
 //! here through the same evaluation path mappings use.
 
+#[path = "support/jq.rs"]
+mod jq;
+
+use jq::same;
 use serde_json::Value as Json;
 use tidemark::core::mapping::{ExprOutcome, eval_expression};
 
@@ -9,20 +13,6 @@ fn fixture(name: &str) -> Json {
     let path = format!("{}/tests/fixtures/jq/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"))
-}
-
-/// Values are equal as jq values: numbers compare numerically (jq numbers are doubles).
-fn same(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 /// Cases where tidemark knowingly differs from jq 1.7, with the reason.

@@ -4,10 +4,13 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
 use std::process::{Command, Output};
 
 use cli::{Workspace, code, text};
+use fixtures::{QueueResource, RETENTION};
 use serde_json::{Value as Json, json};
 
 const PROD: &str = "222222222222";
@@ -27,28 +30,20 @@ fn run(ws: &Workspace, args: &[&str]) -> Output {
     command(ws, args).output().expect("run tidemark")
 }
 
-const BLUEPRINTS: &str = r#"[
-  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"retention": {"type": "number"}, "stuck": {"type": "number"}}}, "relations": {}}
-]"#;
+fn blueprints() -> String {
+    fixtures::queue_blueprints(&[("retention", "number"), ("stuck", "number")])
+}
 
+/// Queues with their retention, and `stuck` as the property `stuck`.
 fn mapping(stuck: &str) -> String {
-    format!(
-        r#"
-resources:
-  - kind: AWS::SQS::Queue
-    selector:
-      query: 'true'
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Arn
-          title: .Properties.QueueName
-          blueprint: '"queue"'
-          properties:
-            retention: .Properties.MessageRetentionPeriod
-            stuck: '{stuck}'
-"#
-    )
+    let stuck = format!("'{stuck}'");
+    let queues = QueueResource {
+        blueprint: "queue",
+        select_all: true,
+        properties: &[RETENTION, ("stuck", &stuck)],
+        relations: &[],
+    };
+    fixtures::mapping(&[&queues.yaml()])
 }
 
 /// The expression that hangs on queue q2 only, so that other items map before it.
@@ -57,9 +52,7 @@ fn stuck_expression() -> String {
 }
 
 fn queue(account: &str, name: &str) -> Json {
-    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
-           "Properties": {"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}"),
-                          "MessageRetentionPeriod": 345600}})
+    fixtures::retained(fixtures::sqs_queue(account, "us-east-1", name), 345600)
 }
 
 /// One account, one region, `count` queues, with the given `stuck` expression.
@@ -67,20 +60,18 @@ fn workspace(count: usize, stuck: &str) -> Workspace {
     let ws = Workspace::new();
     ws.write(
         "tidemark.yaml",
-        "integration: {identifier: robust}\nsource: {type: snapshot, path: snap}\ncatalog: {type: local}\nmappings: [mappings/queues.yaml]\n",
+        &fixtures::snapshot_config("robust", "[mappings/queues.yaml]"),
     );
     ws.write("mappings/queues.yaml", &mapping(stuck));
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    ws.write_json(
-        "snap/manifest.json",
-        &json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z", "discovery": {"status": "ok", "error": null},
-                "accounts": [{"Id": PROD, "Name": "prod", "assumed": true, "error": null}],
-                "scopes": [{"account": PROD, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}]}),
-    );
-    let queues: Vec<Json> = (0..count).map(|i| queue(PROD, &format!("q{i}"))).collect();
-    ws.write_json(
-        &format!("snap/{PROD}/us-east-1/AWS_SQS_Queue.json"),
-        &Json::Array(queues),
+    ws.write("mappings/blueprints.json", &blueprints());
+    fixtures::write_queue_snapshot(
+        &|rel, text| ws.write(rel, text),
+        &[(PROD, "prod")],
+        &|account| {
+            (0..count)
+                .map(|i| queue(account, &format!("q{i}")))
+                .collect()
+        },
     );
     ws
 }
@@ -244,7 +235,7 @@ mod properties {
         let path = dir.path().join("tidemark.yaml");
         // A small mapping file: the builtin ones take long to compile for every case.
         std::fs::write(dir.path().join("m.yaml"), valid_mapping()).expect("write");
-        std::fs::write(dir.path().join("blueprints.json"), super::BLUEPRINTS).expect("write");
+        std::fs::write(dir.path().join("blueprints.json"), super::blueprints()).expect("write");
         if let Err(diagnostics) = tidemark::config::load_text(&path, text, &no_env) {
             assert!(!diagnostics.is_empty(), "a failed load must say why");
         }
@@ -312,7 +303,7 @@ mod properties {
         let dir = tempfile::tempdir().expect("tempdir");
         let path: &Path = &dir.path().join("tidemark.yaml");
         std::fs::write(dir.path().join("m.yaml"), valid_mapping()).expect("write");
-        std::fs::write(dir.path().join("blueprints.json"), super::BLUEPRINTS).expect("write");
+        std::fs::write(dir.path().join("blueprints.json"), super::blueprints()).expect("write");
         let loaded = tidemark::config::load_text(path, VALID_CONFIG, &no_env);
         assert!(loaded.is_ok(), "{:?}", loaded.err());
         let sources = [MappingSource {

@@ -9,46 +9,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::cli::{BIN, code, text};
-use support::cloudcontrol::{CloudControl, Keys};
+use support::aws_stand_ins::AwsStandIns;
+use support::cli::{BIN, Workspace, code, text};
+use support::cloudcontrol::CloudControl;
+use support::fixtures::{self, REGION};
 use support::port_standin::PortStandIn;
-use support::sts::StsStandIn;
 use tidemark::core::shard::owner_of;
 
 const BASE_KEY: &str = "AKIATIDEMARKSHARD001";
 const MANAGEMENT: &str = "111111111111";
-const QUEUE: &str = "AWS::SQS::Queue";
 const QUEUES_PER_ACCOUNT: usize = 4;
-
-const MAPPING: &str = r#"
-resources:
-  - kind: AWS::Account::Info
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Id
-          title: .Properties.Name
-          blueprint: '"account"'
-  - kind: AWS::SQS::Queue
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Arn
-          title: .Properties.QueueName
-          blueprint: '"queue"'
-          properties:
-            region: .__Region
-            visibility: .Properties.VisibilityTimeout
-          relations:
-            account: .__AccountId
-"#;
-
-const BLUEPRINTS: &str = r#"[
-  {"identifier": "account", "title": "Account", "schema": {"properties": {}}, "relations": {}},
-  {"identifier": "queue", "title": "Queue",
-   "schema": {"properties": {"region": {"type": "string"}, "visibility": {"type": "number"}}},
-   "relations": {"account": {"target": "account", "many": false, "required": false}}}
-]"#;
 
 /// Twelve member accounts: enough that each of 3 shards and each of 4 owns some, and that going
 /// from 3 to 4 moves some (checked in [`Org::new`], since the assignment is a hash).
@@ -60,11 +30,8 @@ fn members() -> Vec<String> {
 
 /// The stand-ins and a workspace; the binary runs against them.
 struct Org {
-    /// Runs the stand-ins' servers; kept for as long as they serve.
-    _runtime: tokio::runtime::Runtime,
-    sts: StsStandIn,
-    cc: CloudControl,
-    dir: tempfile::TempDir,
+    aws: AwsStandIns,
+    ws: Workspace,
     members: Vec<String>,
 }
 
@@ -89,41 +56,29 @@ impl Org {
             members.iter().any(|a| owner_of(a, 3) != owner_of(a, 4)),
             "going from 3 to 4 shards moves an account"
         );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let sts = runtime.block_on(StsStandIn::start());
-        sts.register_base_key(BASE_KEY);
-        let cc = runtime.block_on(CloudControl::start(Keys::StandIn(sts.keys())));
+        let aws = AwsStandIns::start(BASE_KEY, "shard-base-secret");
         let ids: Vec<&str> = members.iter().map(String::as_str).collect();
-        cc.serve_organization_of(&ids);
+        aws.cc.serve_organization_of(&ids);
         for account in &members {
             for i in 0..QUEUES_PER_ACCOUNT {
-                add_queue(&cc, account, i, 30);
+                add_queue(&aws.cc, account, i, 30);
             }
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("mappings")).expect("mkdir");
-        std::fs::write(dir.path().join("mappings/queues.yaml"), MAPPING).expect("mapping");
-        std::fs::write(dir.path().join("mappings/blueprints.json"), BLUEPRINTS)
-            .expect("blueprints");
-        Org {
-            _runtime: runtime,
-            sts,
-            cc,
-            dir,
-            members,
-        }
+        let ws = Workspace::new();
+        let visibility = ("visibility", ".Properties.VisibilityTimeout");
+        let (mapping, blueprints) =
+            fixtures::accounts_and_queues(false, &[(REGION, "string"), (visibility, "number")]);
+        ws.write("mappings/queues.yaml", &mapping);
+        ws.write("mappings/blueprints.json", &blueprints);
+        Org { aws, ws, members }
     }
 
     /// A fresh Port stand-in and a config file (`name`.yaml) that syncs the organisation into it.
     fn catalog(&self, name: &str) -> Catalog {
         let port = PortStandIn::start_in_thread();
-        let secret = self.dir.path().join(format!("{name}.secret"));
+        let secret = self.ws.path(&format!("{name}.secret"));
         std::fs::write(&secret, port.config().client_secret.expose()).expect("secret");
-        let config = self.dir.path().join(format!("{name}.yaml"));
+        let config = self.ws.path(&format!("{name}.yaml"));
         std::fs::write(
             &config,
             format!(
@@ -141,23 +96,8 @@ impl Org {
     }
 
     fn command(&self, catalog: &Catalog, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .args(["-c", &catalog.config])
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", BASE_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", "shard-base-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
-            .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &self.cc.url)
-            .env("AWS_ENDPOINT_URL_ACCOUNT", &self.cc.url)
-            .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &self.cc.url)
-            .env("NO_COLOR", "1");
+        let mut command = self.aws.command_in(BIN, self.ws.dir.path(), &self.aws.cc);
+        command.args(args).args(["-c", &catalog.config]);
         command
     }
 
@@ -226,24 +166,34 @@ impl Org {
             doc["shard"],
             json!({"index": index.parse::<u32>().expect("index"), "count": count.parse::<u32>().expect("count")})
         );
-        doc["accounts"]
-            .as_array()
-            .expect("accounts")
+        account_ids(&doc)
+    }
+
+    /// The members shard `index` of `count` owns.
+    fn owned_by(&self, index: u32, count: u32) -> BTreeSet<String> {
+        self.members
             .iter()
-            .map(|a| a["id"].as_str().expect("id").to_string())
+            .filter(|a| owner_of(a, count) == index)
+            .cloned()
             .collect()
     }
 }
 
+/// The ids of the accounts a plan or an `accounts` listing names, in its order.
+fn account_ids(doc: &Json) -> Vec<String> {
+    doc["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .map(|a| a["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
 fn add_queue(cc: &CloudControl, account: &str, i: usize, visibility: u64) {
-    let name = format!("q{i}");
-    cc.add(
+    cc.add_sqs_queue(
         account,
-        "us-east-1",
-        QUEUE,
-        &format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
-        json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}"),
-               "VisibilityTimeout": visibility}),
+        &format!("q{i}"),
+        json!({"VisibilityTimeout": visibility}),
     );
 }
 
@@ -299,18 +249,8 @@ fn three_shards_write_exactly_the_catalog_that_one_process_writes() {
         assert_eq!(plan["shard"], json!({"index": i, "count": 3}));
         assert_eq!(plan["summary"]["delete"], 0, "{plan}");
         assert_eq!(plan["summary"]["withheld"], 0, "{plan}");
-        let listed: BTreeSet<String> = plan["accounts"]
-            .as_array()
-            .expect("accounts")
-            .iter()
-            .map(|a| a["id"].as_str().expect("id").to_string())
-            .collect();
-        let own: BTreeSet<String> = org
-            .members
-            .iter()
-            .filter(|a| owner_of(a, 3) == i)
-            .cloned()
-            .collect();
+        let listed: BTreeSet<String> = account_ids(&plan).into_iter().collect();
+        let own = org.owned_by(i, 3);
         assert_eq!(listed, own, "shard {i}/3 plans exactly its accounts");
         org.apply(&three, &["--shard", &format!("{i}/3")]);
     }
@@ -432,7 +372,7 @@ fn resharding_from_three_to_four_moves_accounts_without_deletes_or_writes() {
         .iter()
         .find(|a| owner_of(a, 3) != owner_of(a, 4))
         .expect("a moved account");
-    add_queue(&org.cc, moved, QUEUES_PER_ACCOUNT, 99);
+    add_queue(&org.aws.cc, moved, QUEUES_PER_ACCOUNT, 99);
     for i in 0..4 {
         let (_, plan) = org.plan(&catalog, &["--shard", &format!("{i}/4")]);
         let expected = u32::from(i == owner_of(moved, 4));
@@ -450,7 +390,7 @@ fn only_the_owning_shard_takes_an_account_that_left_the_organisation_for_gone() 
     let leaving = org.members[0].clone();
     let owner = owner_of(&leaving, 3);
     let remaining: Vec<&str> = org.members[1..].iter().map(String::as_str).collect();
-    org.cc.serve_organization_of(&remaining);
+    org.aws.cc.serve_organization_of(&remaining);
 
     for i in (0..3).filter(|&i| i != owner) {
         let (exit, plan) = org.plan(&catalog, &["--shard", &format!("{i}/3")]);
@@ -506,18 +446,8 @@ fn the_shard_comes_from_the_pod_name_and_a_bad_one_is_an_error() {
     assert_eq!(code(&out), 0, "{}", show(&out));
     let doc: Json = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["shard"], json!({"index": 2, "count": 3}));
-    let ids: BTreeSet<String> = doc["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .map(|a| a["id"].as_str().expect("id").to_string())
-        .collect();
-    let own: BTreeSet<String> = org
-        .members
-        .iter()
-        .filter(|a| owner_of(a, 3) == 2)
-        .cloned()
-        .collect();
+    let ids: BTreeSet<String> = account_ids(&doc).into_iter().collect();
+    let own = org.owned_by(2, 3);
     assert_eq!(ids, own);
 
     // Without a pod name, `auto` cannot be resolved; the flag wins over the config.

@@ -18,12 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use tokio::sync::Notify;
 
 use tidemark::adapters::AnySource;
-use tidemark::adapters::aws::{AwsConfig, AwsSource, BaseAws, MemberAuth, ServiceEndpoints};
+use tidemark::adapters::aws::{AwsSource, BaseAws, ServiceEndpoints};
 use tidemark::adapters::local::LocalCatalog;
 use tidemark::adapters::{Catalog, CatalogError, ReadCheck};
 use tidemark::adapters::{ItemSink, Source, SourceError};
@@ -31,179 +29,123 @@ use tidemark::config::{Config, ProcessEnv};
 use tidemark::core::model::{
     Blueprint, EntityKey, ForeignEntity, ForeignReference, OwnedEntity, RawItem,
 };
-use tidemark::core::report::{ListRequest, Regions, SourceReport};
+use tidemark::core::report::{ListRequest, SourceReport};
 use tidemark::core::writes::{ApplyReport, NoProgress, Progress, Writes};
 use tidemark::engine::{self, InProcess};
 use tidemark::watch::{self, Adapters, Configured, Shared, WatchError, WatchOptions};
 
+use support::aws_stand_ins::{sdk_config, source_config};
+use support::cli::{BIN, Workspace};
 use support::cloudcontrol::{CloudControl, Effect, Fault, Keys};
+use support::fixtures::{self, ACCOUNT_RELATION, ACCOUNT_RESOURCE, QueueResource, REGION};
 use support::port_standin::{CLIENT_ID, CLIENT_SECRET, PortStandIn};
 use support::sts::{BASE_ACCOUNT, StsStandIn};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 const PROD: &str = "222222222222";
 const STAGING: &str = "333333333333";
 const OWNER: &str = "watch-test";
 /// Generous: these waits end as soon as the condition holds; the bound only stops a hung test.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-const MAPPING: &str = r#"
-resources:
-  - kind: AWS::SQS::Queue
-    selector:
-      query: 'true'
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Arn
-          title: .Properties.QueueName
-          blueprint: '"queue"'
-          properties:
-            region: .__Region
-          relations:
-            account: .__AccountId
-"#;
-
-const ACCOUNT_MAPPING: &str = r#"
-resources:
-  - kind: AWS::Account::Info
-    port:
-      entity:
-        mappings:
-          identifier: .Properties.Id
-          title: .Properties.Name
-          blueprint: '"account"'
-"#;
-
-const BLUEPRINTS: &str = r#"[
-  {"identifier": "account", "title": "Account", "schema": {"properties": {}}, "relations": {}},
-  {"identifier": "queue", "title": "Queue", "schema": {"properties": {"region": {"type": "string"}}},
-   "relations": {"account": {"target": "account", "many": false, "required": false}}}
-]"#;
-
-/// A temp dir with a config, a snapshot of two accounts with three queues each, and mappings.
-struct Workspace {
-    dir: tempfile::TempDir,
+/// Queues in the `queue` blueprint with their region, related to their account.
+fn queue_mapping() -> String {
+    let queues = QueueResource {
+        blueprint: "queue",
+        select_all: true,
+        properties: &[REGION],
+        relations: &[ACCOUNT_RELATION],
+    };
+    fixtures::mapping(&[&queues.yaml()])
 }
 
-impl Workspace {
-    /// `mappings` is the config's `mappings:` value; the caller writes the files it names.
-    fn new(mappings: &str) -> Workspace {
-        let ws = Workspace {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        ws.write_config(OWNER, mappings);
-        ws.write_snapshot();
-        ws
-    }
+fn account_mapping() -> String {
+    fixtures::mapping(&[ACCOUNT_RESOURCE])
+}
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
+fn blueprints() -> String {
+    fixtures::account_and_queue_blueprints(&[("region", "string")])
+}
 
-    fn config(&self) -> PathBuf {
-        self.path("tidemark.yaml")
-    }
+/// A workspace with a config, a snapshot of two accounts with three queues each, and no
+/// mappings: `mappings` is the config's `mappings:` value, and the caller writes the files it
+/// names.
+fn workspace(mappings: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.write("tidemark.yaml", &fixtures::snapshot_config(OWNER, mappings));
+    write_snapshot(&ws, 3);
+    ws
+}
 
-    fn write_config(&self, owner: &str, mappings: &str) {
-        self.write(
-            "tidemark.yaml",
-            &format!(
-                "integration: {{identifier: {owner}}}\nsource: {{type: snapshot, path: snap}}\ncatalog: {{type: local}}\nmappings: {mappings}\n"
-            ),
-        );
-    }
+/// [`workspace`] with the queue mapping and its blueprints.
+fn queue_workspace() -> Workspace {
+    let ws = workspace("[mappings/queues.yaml]");
+    ws.write("mappings/queues.yaml", &queue_mapping());
+    ws.write("mappings/blueprints.json", &blueprints());
+    ws
+}
 
-    /// The config with Port (`url`, the stand-in's credentials) as the catalog.
-    fn write_port_config(&self, url: &str) {
-        self.write(
-            "tidemark.yaml",
-            &format!(
-                "integration: {{identifier: {OWNER}}}\nsource: {{type: snapshot, path: snap}}\ncatalog: {{type: port, baseUrl: '{url}', clientId: {CLIENT_ID}, clientSecret: {CLIENT_SECRET}}}\nmappings: [mappings/queues.yaml]\n"
-            ),
-        );
-    }
+/// The config with Port (`url`, the stand-in's credentials) as the catalog.
+fn write_port_config(ws: &Workspace, url: &str) {
+    ws.write(
+        "tidemark.yaml",
+        &format!(
+            "integration: {{identifier: {OWNER}}}\nsource: {{type: snapshot, path: snap}}\ncatalog: {{type: port, baseUrl: '{url}', clientId: {CLIENT_ID}, clientSecret: {CLIENT_SECRET}}}\nmappings: [mappings/queues.yaml]\n"
+        ),
+    );
+}
 
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    }
+/// A snapshot of two accounts with `queues` queues each.
+fn write_snapshot(ws: &Workspace, queues: usize) {
+    fixtures::write_queue_snapshot(
+        &|rel, text| ws.write(rel, text),
+        &[(PROD, "prod"), (STAGING, "staging")],
+        &|account| {
+            (0..queues)
+                .map(|i| fixtures::sqs_queue(account, "us-east-1", &format!("q{i}")))
+                .collect()
+        },
+    );
+}
 
-    fn write_snapshot(&self) {
-        self.write_snapshot_with(3);
-    }
-
-    /// A snapshot of two accounts with `queues` queues each.
-    fn write_snapshot_with(&self, queues: usize) {
-        let scopes: Vec<Json> = [PROD, STAGING]
-            .iter()
-            .map(|a| json!({"account": a, "region": "us-east-1", "kind": "AWS::SQS::Queue", "status": "ok", "error": null}))
-            .collect();
-        let manifest = json!({"format_version": "1", "recorded_at": "2026-11-01T00:00:00Z", "discovery": {"status": "ok", "error": null},
-            "accounts": [{"Id": PROD, "Name": "prod", "assumed": true, "error": null},
-                         {"Id": STAGING, "Name": "staging", "assumed": true, "error": null}],
-            "scopes": scopes});
-        for account in [PROD, STAGING] {
-            let queues: Vec<Json> = (0..queues)
-                .map(|i| {
-                    let name = format!("q{i}");
-                    json!({"Identifier": format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}"),
-                           "Properties": {"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{account}:{name}")}})
-                })
-                .collect();
-            self.write(
-                &format!("snap/{account}/us-east-1/AWS_SQS_Queue.json"),
-                &Json::Array(queues).to_string(),
-            );
+/// Records `account`'s queue listing in the snapshot as failed.
+fn fail_listing(ws: &Workspace, account: &str) {
+    let mut manifest = ws.read_json("snap/manifest.json");
+    for scope in manifest["scopes"].as_array_mut().expect("scopes") {
+        if scope["account"] == account {
+            scope["status"] = json!("failed");
+            scope["error"] = json!("AccessDenied: recorded as failed");
         }
-        // The manifest last, as `tidemark snapshot` writes it.
-        self.write("snap/manifest.json", &manifest.to_string());
     }
+    ws.write("snap/manifest.json", &manifest.to_string());
+}
 
-    /// Records `account`'s queue listing in the snapshot as failed.
-    fn fail_listing(&self, account: &str) {
-        let path = self.path("snap/manifest.json");
-        let mut manifest: Json =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read manifest"))
-                .expect("manifest");
-        for scope in manifest["scopes"].as_array_mut().expect("scopes") {
-            if scope["account"] == account {
-                scope["status"] = json!("failed");
-                scope["error"] = json!("AccessDenied: recorded as failed");
-            }
-        }
-        std::fs::write(path, manifest.to_string()).expect("write manifest");
-    }
+/// (blueprint, identifier, title) of every owned entity, sorted.
+async fn owned(ws: &Workspace) -> Vec<(String, String, Json)> {
+    let catalog = LocalCatalog::open(&ws.path(".tidemark/catalog.db")).expect("open catalog");
+    let mut owned: Vec<(String, String, Json)> = catalog
+        .owned(OWNER, &[])
+        .await
+        .expect("owned")
+        .into_iter()
+        .map(|o| {
+            (
+                o.entity.blueprint.clone(),
+                o.entity.identifier.clone(),
+                serde_json::to_value(&o.entity).expect("json")["title"].clone(),
+            )
+        })
+        .collect();
+    owned.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    owned
+}
 
-    /// (blueprint, identifier, title) of every owned entity, sorted.
-    async fn entities(&self) -> Vec<(String, String, Json)> {
-        let catalog = LocalCatalog::open(&self.path(".tidemark/catalog.db")).expect("open catalog");
-        let mut owned: Vec<(String, String, Json)> = catalog
-            .owned(OWNER, &[])
-            .await
-            .expect("owned")
-            .into_iter()
-            .map(|o| {
-                (
-                    o.entity.blueprint.clone(),
-                    o.entity.identifier.clone(),
-                    serde_json::to_value(&o.entity).expect("json")["title"].clone(),
-                )
-            })
-            .collect();
-        owned.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        owned
-    }
-
-    async fn queue_titles(&self) -> Vec<String> {
-        self.entities()
-            .await
-            .into_iter()
-            .filter(|e| e.0 == "queue")
-            .map(|e| e.2.as_str().unwrap_or_default().to_string())
-            .collect()
-    }
+async fn queue_titles(ws: &Workspace) -> Vec<String> {
+    owned(ws)
+        .await
+        .into_iter()
+        .filter(|e| e.0 == "queue")
+        .map(|e| e.2.as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// The configured adapters, with every source listing counted.
@@ -363,7 +305,7 @@ fn titled(prefix: &str) -> String {
 
 /// The mapping with `expression` for the title.
 fn titled_with(expression: &str) -> String {
-    MAPPING.replace(
+    queue_mapping().replace(
         "title: .Properties.QueueName",
         &format!("title: '{expression}'"),
     )
@@ -371,20 +313,18 @@ fn titled_with(expression: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_mapping_is_applied_without_listing_the_source() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = queue_workspace();
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     assert_eq!(
-        ws.queue_titles().await,
+        queue_titles(&ws).await,
         ["q0", "q1", "q2", "q0", "q1", "q2"]
     );
     assert_eq!(daemon.listings(), 1);
 
     ws.write("mappings/queues.yaml", &titled("Q "));
     wait_for("the edited titles", || async {
-        ws.queue_titles().await.iter().all(|t| t.starts_with("Q "))
+        queue_titles(&ws).await.iter().all(|t| t.starts_with("Q "))
     })
     .await;
     assert_eq!(
@@ -411,12 +351,10 @@ async fn an_edited_mapping_is_applied_without_listing_the_source() {
 /// error holding every one of `said`, the catalog must not change and the daemon must keep
 /// serving; then a good edit must be applied, without listing again.
 async fn a_broken_title_is_refused_and_a_fix_is_applied(broken: &str, said: &[&str]) {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = queue_workspace();
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
-    let before = ws.entities().await;
+    let before = owned(&ws).await;
 
     ws.write("mappings/queues.yaml", &titled_with(broken));
     wait_for("the reload to be refused", || async {
@@ -433,7 +371,7 @@ async fn a_broken_title_is_refused_and_a_fix_is_applied(broken: &str, said: &[&s
     );
     assert_eq!(daemon.metric("tidemark_config_ok"), Some(0.0));
     assert_eq!(
-        ws.entities().await,
+        owned(&ws).await,
         before,
         "a broken mapping changed the catalog"
     );
@@ -441,7 +379,7 @@ async fn a_broken_title_is_refused_and_a_fix_is_applied(broken: &str, said: &[&s
 
     ws.write("mappings/queues.yaml", &titled("fixed "));
     wait_for("the fixed titles", || async {
-        ws.queue_titles()
+        queue_titles(&ws)
             .await
             .iter()
             .all(|t| t.starts_with("fixed "))
@@ -496,10 +434,10 @@ async fn a_function_that_overflows_the_stack_is_rejected_and_the_daemon_keeps_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_file_in_a_watched_folder_is_picked_up() {
-    let ws = Workspace::new("[mappings]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = workspace("[mappings]");
+    ws.write("mappings/queues.yaml", &queue_mapping());
+    ws.write("mappings/blueprints.json", &blueprints());
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     // The queues' relations made empty account placeholders; the new file maps the real ones.
     let account_titles = |entities: Vec<(String, String, Json)>| -> Vec<Json> {
@@ -509,15 +447,11 @@ async fn a_new_file_in_a_watched_folder_is_picked_up() {
             .map(|e| e.2)
             .collect()
     };
-    assert!(
-        account_titles(ws.entities().await)
-            .iter()
-            .all(|t| t.is_null())
-    );
+    assert!(account_titles(owned(&ws).await).iter().all(|t| t.is_null()));
 
-    ws.write("mappings/accounts.yaml", ACCOUNT_MAPPING);
+    ws.write("mappings/accounts.yaml", &account_mapping());
     wait_for("the account entities", || async {
-        account_titles(ws.entities().await) == [json!("prod"), json!("staging")]
+        account_titles(owned(&ws).await) == [json!("prod"), json!("staging")]
     })
     .await;
     assert_eq!(
@@ -534,23 +468,23 @@ async fn a_configmap_style_symlink_swap_is_picked_up() {
     use std::os::unix::fs::symlink;
     // The layout Kubernetes gives a ConfigMap volume: files are symlinks through `..data`, and an
     // update writes a new timestamped folder, then renames a new `..data` link over the old one.
-    let ws = Workspace::new("[cm/queues.yaml]");
-    ws.write("cm/..2026_11_01_a/queues.yaml", MAPPING);
-    ws.write("cm/..2026_11_01_a/blueprints.json", BLUEPRINTS);
+    let ws = workspace("[cm/queues.yaml]");
+    ws.write("cm/..2026_11_01_a/queues.yaml", &queue_mapping());
+    ws.write("cm/..2026_11_01_a/blueprints.json", &blueprints());
     symlink("..2026_11_01_a", ws.path("cm/..data")).expect("symlink");
     symlink("..data/queues.yaml", ws.path("cm/queues.yaml")).expect("symlink");
     symlink("..data/blueprints.json", ws.path("cm/blueprints.json")).expect("symlink");
-    let daemon = Daemon::start(&ws.config()).await;
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
-    assert_eq!(ws.queue_titles().await.len(), 6);
+    assert_eq!(queue_titles(&ws).await.len(), 6);
 
     ws.write("cm/..2026_11_01_b/queues.yaml", &titled("swapped "));
-    ws.write("cm/..2026_11_01_b/blueprints.json", BLUEPRINTS);
+    ws.write("cm/..2026_11_01_b/blueprints.json", &blueprints());
     symlink("..2026_11_01_b", ws.path("cm/..data_tmp")).expect("symlink");
     std::fs::rename(ws.path("cm/..data_tmp"), ws.path("cm/..data")).expect("rename");
     std::fs::remove_dir_all(ws.path("cm/..2026_11_01_a")).expect("remove old");
     wait_for("the swapped titles", || async {
-        ws.queue_titles()
+        queue_titles(&ws)
             .await
             .iter()
             .all(|t| t.starts_with("swapped "))
@@ -562,10 +496,8 @@ async fn a_configmap_style_symlink_swap_is_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_editor_rename_replace_of_the_mapping_is_picked_up() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = queue_workspace();
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     ws.write("mappings/.queues.yaml.swp", &titled("renamed "));
     std::fs::rename(
@@ -574,7 +506,7 @@ async fn an_editor_rename_replace_of_the_mapping_is_picked_up() {
     )
     .expect("rename");
     wait_for("the renamed titles", || async {
-        ws.queue_titles()
+        queue_titles(&ws)
             .await
             .iter()
             .all(|t| t.starts_with("renamed "))
@@ -585,13 +517,14 @@ async fn an_editor_rename_replace_of_the_mapping_is_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_to_the_integration_is_rejected_with_a_message_to_restart() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = queue_workspace();
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
-    let before = ws.entities().await;
-    ws.write_config("someone-else", "[mappings/queues.yaml]");
+    let before = owned(&ws).await;
+    ws.write(
+        "tidemark.yaml",
+        &fixtures::snapshot_config("someone-else", "[mappings/queues.yaml]"),
+    );
     wait_for("the rejection", || async {
         daemon.shared.readiness().config_error.is_some()
     })
@@ -605,9 +538,12 @@ async fn a_change_to_the_integration_is_rejected_with_a_message_to_restart() {
         daemon.metric("tidemark_config_reloads_total{outcome=\"rejected\"}"),
         Some(1.0)
     );
-    assert_eq!(ws.entities().await, before);
+    assert_eq!(owned(&ws).await, before);
     // Putting it back clears the failure.
-    ws.write_config(OWNER, "[mappings/queues.yaml]");
+    ws.write(
+        "tidemark.yaml",
+        &fixtures::snapshot_config(OWNER, "[mappings/queues.yaml]"),
+    );
     wait_for("the failure to clear", || async {
         daemon.shared.readiness().config_error.is_none()
     })
@@ -617,13 +553,11 @@ async fn a_change_to_the_integration_is_rejected_with_a_message_to_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_tried_by_a_withdrawn_reload_never_serves_the_running_config() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = queue_workspace();
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
-    let before = ws.entities().await;
-    let original = std::fs::read_to_string(ws.config()).expect("config");
+    let before = owned(&ws).await;
+    let original = std::fs::read_to_string(ws.config_path()).expect("config");
 
     // New mappings and a source that cannot list: the candidate's sync fails on the listing, so
     // the candidate stays pending with a source opened for `missing`.
@@ -638,23 +572,21 @@ async fn a_source_tried_by_a_withdrawn_reload_never_serves_the_running_config() 
     .await;
     // Withdrawn: the files are the running config again.
     ws.write("tidemark.yaml", &original);
-    ws.write("mappings/queues.yaml", MAPPING);
+    ws.write("mappings/queues.yaml", &queue_mapping());
     // The retry must list `snap` with the running config, not the withdrawn source.
     wait_for("a sync with the running config", || async {
         daemon.shared.readiness().last_sync_error.is_none()
     })
     .await;
-    assert_eq!(ws.entities().await, before);
+    assert_eq!(owned(&ws).await, before);
     assert_eq!(daemon.shared.readiness().config_error, None);
     daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_change_lists_again() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = queue_workspace();
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     ws.write(
         "tidemark.yaml",
@@ -666,17 +598,15 @@ async fn a_source_change_lists_again() {
 
 #[tokio::test(start_paused = true)]
 async fn the_daemon_lists_again_after_each_interval() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     ws.write(
         "tidemark.yaml",
         &format!(
             "{}resync: {{interval: 10m}}\n",
-            std::fs::read_to_string(ws.config()).expect("read")
+            std::fs::read_to_string(ws.config_path()).expect("read")
         ),
     );
-    let daemon = Daemon::start(&ws.config()).await;
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     assert_eq!(daemon.listings(), 1);
     tokio::time::sleep(Duration::from_secs(9 * 60)).await;
@@ -696,11 +626,9 @@ async fn the_daemon_lists_again_after_each_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_sync_is_retried_with_backoff_and_the_daemon_keeps_running() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     std::fs::remove_file(ws.path("snap/manifest.json")).expect("remove manifest");
-    let daemon = Daemon::start(&ws.config()).await;
+    let daemon = Daemon::start(&ws.config_path()).await;
     wait_for("the first attempt", || async { daemon.listings() == 1 }).await;
     let readiness = daemon.shared.readiness();
     assert!(!readiness.synced);
@@ -712,7 +640,7 @@ async fn a_failed_sync_is_retried_with_backoff_and_the_daemon_keeps_running() {
     wait_for("the first retry", || async { daemon.listings() == 2 }).await;
     tokio::time::sleep(Duration::from_millis(9800)).await;
     assert_eq!(daemon.listings(), 2, "the backoff did not grow");
-    ws.write_snapshot();
+    write_snapshot(&ws, 3);
     daemon.synced().await;
     assert_eq!(daemon.listings(), 3);
     assert_eq!(
@@ -724,11 +652,11 @@ async fn a_failed_sync_is_retried_with_backoff_and_the_daemon_keeps_running() {
 
 #[tokio::test]
 async fn an_invalid_initial_config_is_an_error() {
-    let ws = Workspace::new("[mappings/missing.yaml]");
+    let ws = workspace("[mappings/missing.yaml]");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let result = watch::run_with(
         Configured,
-        WatchOptions::new(ws.config()),
+        WatchOptions::new(ws.config_path()),
         listener,
         Arc::new(Shared::new()),
         std::future::pending(),
@@ -752,18 +680,7 @@ impl Adapters for StandInAws {
     type Catalog = <Configured as Adapters>::Catalog;
 
     async fn open_source(&self, _config: &Config) -> Result<AwsSource, SourceError> {
-        let aws = AwsConfig {
-            account_role_arn: None,
-            account_role_arns: None,
-            external_id: None,
-            member_auth: MemberAuth::Auto,
-            organizational_units: Vec::new(),
-            exclude: Vec::new(),
-            regions: Regions::Enabled,
-            concurrency_accounts: 5,
-            requests_per_second: 1000.0,
-        };
-        AwsSource::with_base(aws, self.base.clone()).await
+        AwsSource::with_base(source_config(), self.base.clone()).await
     }
 
     fn open_catalog(
@@ -776,18 +693,7 @@ impl Adapters for StandInAws {
 
 async fn stand_in_aws(sts: &StsStandIn, cc: &CloudControl) -> StandInAws {
     sts.register_base_key(BASE_KEY);
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&sts.url)
-        .credentials_provider(Credentials::new(
-            BASE_KEY,
-            "base-secret",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
+    let sdk_config = sdk_config(&sts.url, BASE_KEY).await;
     StandInAws {
         base: BaseAws {
             sdk_config,
@@ -815,14 +721,7 @@ async fn aws_and_port_requests_and_their_retries_are_scraped_from_metrics() {
     let cc = CloudControl::start(Keys::StandIn(sts.keys())).await;
     cc.set_regions(BASE_ACCOUNT, &["us-east-1"]);
     for i in 0..4 {
-        let name = format!("q{i}");
-        cc.add(
-            BASE_ACCOUNT,
-            "us-east-1",
-            "AWS::SQS::Queue",
-            &format!("https://sqs.us-east-1.amazonaws.com/{BASE_ACCOUNT}/{name}"),
-            json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{BASE_ACCOUNT}:{name}")}),
-        );
+        cc.add_sqs_queue(BASE_ACCOUNT, &format!("q{i}"), json!({}));
     }
     let throttles = 2;
     cc.inject(Fault {
@@ -837,14 +736,14 @@ async fn aws_and_port_requests_and_their_retries_are_scraped_from_metrics() {
         f.burst_429 = port_429s;
         f.retry_after = "0".into();
     });
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write_port_config(port.url());
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = workspace("[mappings/queues.yaml]");
+    write_port_config(&ws, port.url());
+    ws.write("mappings/queues.yaml", &queue_mapping());
+    ws.write("mappings/blueprints.json", &blueprints());
 
     let daemon = Daemon::start_with(
         stand_in_aws(&sts, &cc).await,
-        WatchOptions::new(ws.config()),
+        WatchOptions::new(ws.config_path()),
         Arc::new(AtomicUsize::new(0)),
     )
     .await;
@@ -922,22 +821,13 @@ async fn a_scrape_during_a_long_listing_shows_the_requests_sent_so_far() {
     cc.set_regions(BASE_ACCOUNT, &["us-east-1"]);
     // Four pages of half a second each.
     for i in 0..12 {
-        let name = format!("q{i}");
-        cc.add(
-            BASE_ACCOUNT,
-            "us-east-1",
-            "AWS::SQS::Queue",
-            &format!("https://sqs.us-east-1.amazonaws.com/{BASE_ACCOUNT}/{name}"),
-            json!({"QueueName": name, "Arn": format!("arn:aws:sqs:us-east-1:{BASE_ACCOUNT}:{name}")}),
-        );
+        cc.add_sqs_queue(BASE_ACCOUNT, &format!("q{i}"), json!({}));
     }
     cc.set_latency(Duration::from_millis(500));
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     let daemon = Daemon::start_with(
         stand_in_aws(&sts, &cc).await,
-        WatchOptions::new(ws.config()),
+        WatchOptions::new(ws.config_path()),
         Arc::new(AtomicUsize::new(0)),
     )
     .await;
@@ -966,11 +856,10 @@ async fn a_scrape_during_a_long_listing_shows_the_requests_sent_so_far() {
 
 #[tokio::test]
 async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_limit() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    ws.write_snapshot_with(20);
-    let (config, _) = tidemark::config::load(&ws.config(), &ProcessEnv::default()).expect("config");
+    let ws = queue_workspace();
+    write_snapshot(&ws, 20);
+    let (config, _) =
+        tidemark::config::load(&ws.config_path(), &ProcessEnv::default()).expect("config");
     let source = AnySource::open(&config).await.expect("source");
     let everything = engine::collect(&config, &source, true, &NoProgress)
         .await
@@ -1026,25 +915,23 @@ async fn the_raw_cache_is_dropped_during_the_listing_at_the_first_item_past_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_cache_limit_a_mapping_edit_lists_the_source_again() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     ws.write(
         "tidemark.yaml",
         &format!(
             "{}watch: {{cacheLimitMiB: 0}}\n",
-            std::fs::read_to_string(ws.config()).expect("read")
+            std::fs::read_to_string(ws.config_path()).expect("read")
         ),
     );
-    let daemon = Daemon::start(&ws.config()).await;
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     assert_eq!(daemon.metric("tidemark_cache_items"), Some(0.0));
     assert_eq!(daemon.metric("tidemark_cache_bytes"), Some(0.0));
-    assert_eq!(ws.queue_titles().await.len(), 6);
+    assert_eq!(queue_titles(&ws).await.len(), 6);
 
     ws.write("mappings/queues.yaml", &titled("L "));
     wait_for("the edited titles", || async {
-        ws.queue_titles().await.iter().all(|t| t.starts_with("L "))
+        queue_titles(&ws).await.iter().all(|t| t.starts_with("L "))
     })
     .await;
     assert_eq!(daemon.listings(), 2, "the edit was not a full listing");
@@ -1061,11 +948,9 @@ async fn past_the_cache_limit_a_mapping_edit_lists_the_source_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_with_a_failed_listing_is_counted_apart_from_the_ok_ones() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    ws.fail_listing(STAGING);
-    let daemon = Daemon::start(&ws.config()).await;
+    let ws = queue_workspace();
+    fail_listing(&ws, STAGING);
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     assert_eq!(daemon.metric("tidemark_accounts{status=\"ok\"}"), Some(1.0));
     assert_eq!(
@@ -1080,14 +965,14 @@ async fn an_account_with_a_failed_listing_is_counted_apart_from_the_ok_ones() {
 async fn a_remap_withholds_the_deletes_of_a_failed_scope_as_a_full_sync_does() {
     // The account entities keep the mass-delete guards out of it: losing its three queues would
     // not remove every one of staging's entities, nor more than the threshold's share.
-    let ws = Workspace::new("[mappings/queues.yaml, mappings/accounts.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/accounts.yaml", ACCOUNT_MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = workspace("[mappings/queues.yaml, mappings/accounts.yaml]");
+    ws.write("mappings/queues.yaml", &queue_mapping());
+    ws.write("mappings/accounts.yaml", &account_mapping());
+    ws.write("mappings/blueprints.json", &blueprints());
     apply_once(&ws);
     // Staging's queues are owned now; its listing fails from here on, so nothing proves them gone.
-    ws.fail_listing(STAGING);
-    let daemon = Daemon::start(&ws.config()).await;
+    fail_listing(&ws, STAGING);
+    let daemon = Daemon::start(&ws.config_path()).await;
     daemon.synced().await;
     let withheld = "tidemark_entities_withheld{kind=\"AWS::SQS::Queue\"}";
     assert_eq!(daemon.metric(withheld), Some(3.0), "the full sync");
@@ -1109,7 +994,7 @@ async fn a_remap_withholds_the_deletes_of_a_failed_scope_as_a_full_sync_does() {
     // What a full sync with the edited mapping would withhold: `tidemark plan` on the same files.
     let out = Command::new(BIN)
         .args(["plan", "--format", "json", "-c"])
-        .arg(ws.config())
+        .arg(ws.config_path())
         .output()
         .expect("run tidemark plan");
     assert_eq!(
@@ -1126,7 +1011,7 @@ async fn a_remap_withholds_the_deletes_of_a_failed_scope_as_a_full_sync_does() {
     );
     let planned = planned.len();
     assert_eq!(daemon.metric(withheld), Some(planned as f64));
-    let mut titles = ws.queue_titles().await;
+    let mut titles = queue_titles(&ws).await;
     titles.sort();
     assert_eq!(
         titles,
@@ -1190,11 +1075,11 @@ async fn stop_during_the_queue_bulks(
     grace: Duration,
 ) -> (usize, Duration) {
     port.faults(|f| f.latency = latency);
-    ws.write_snapshot_with(MANY_QUEUES);
-    ws.write_port_config(port.url());
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let mut options = WatchOptions::new(ws.config());
+    write_snapshot(ws, MANY_QUEUES);
+    write_port_config(ws, port.url());
+    ws.write("mappings/queues.yaml", &queue_mapping());
+    ws.write("mappings/blueprints.json", &blueprints());
+    let mut options = WatchOptions::new(ws.config_path());
     options.shutdown_grace = grace;
     let listings = Arc::new(AtomicUsize::new(0));
     let adapters = Counting {
@@ -1214,7 +1099,7 @@ async fn stop_during_the_queue_bulks(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_during_an_apply_waits_for_the_bulks_in_flight_and_starts_no_more() {
     let port = PortStandIn::start().await;
-    let ws = Workspace::new("[mappings/queues.yaml]");
+    let ws = workspace("[mappings/queues.yaml]");
     let latency = Duration::from_millis(300);
     let (before, _) =
         stop_during_the_queue_bulks(&port, &ws, latency, Duration::from_secs(25)).await;
@@ -1232,7 +1117,7 @@ async fn shutdown_during_an_apply_waits_for_the_bulks_in_flight_and_starts_no_mo
 
     port.faults(|f| f.latency = Duration::ZERO);
     port.reset_counters();
-    let again = Daemon::start(&ws.config()).await;
+    let again = Daemon::start(&ws.config_path()).await;
     again.synced().await;
     assert_eq!(assert_queues_whole(&port, MANY_QUEUES), 2 * MANY_QUEUES);
     assert_eq!(
@@ -1250,7 +1135,7 @@ async fn shutdown_during_an_apply_waits_for_the_bulks_in_flight_and_starts_no_mo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_stopped_after_the_grace_period_leaves_no_half_written_entity() {
     let port = PortStandIn::start().await;
-    let ws = Workspace::new("[mappings/queues.yaml]");
+    let ws = workspace("[mappings/queues.yaml]");
     // Requests that outlast the grace period many times over: the apply is stopped with bulks in
     // flight, not after them.
     let latency = Duration::from_secs(1);
@@ -1269,7 +1154,7 @@ async fn an_apply_stopped_after_the_grace_period_leaves_no_half_written_entity()
     );
 
     port.faults(|f| f.latency = Duration::ZERO);
-    let again = Daemon::start(&ws.config()).await;
+    let again = Daemon::start(&ws.config_path()).await;
     again.synced().await;
     assert_eq!(assert_queues_whole(&port, MANY_QUEUES), 2 * MANY_QUEUES);
     again.stop().await;
@@ -1360,9 +1245,7 @@ impl Adapters for Slow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_edit_during_the_sync_of_a_good_edit_does_not_revert_it() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     let delay = Duration::from_secs(2);
     let applying = Arc::new(Notify::new());
     let adapters = Slow {
@@ -1371,7 +1254,7 @@ async fn a_broken_edit_during_the_sync_of_a_good_edit_does_not_revert_it() {
         applying: Arc::clone(&applying),
     };
     let listings = Arc::new(AtomicUsize::new(0));
-    let daemon = Daemon::start_with(adapters, WatchOptions::new(ws.config()), listings).await;
+    let daemon = Daemon::start_with(adapters, WatchOptions::new(ws.config_path()), listings).await;
     daemon.synced().await;
     // The first sync's apply left a notification behind.
     applying.notified().await;
@@ -1382,7 +1265,7 @@ async fn a_broken_edit_during_the_sync_of_a_good_edit_does_not_revert_it() {
         .expect("the good edit's apply began");
     ws.write(
         "mappings/queues.yaml",
-        &MAPPING.replace("title: .Properties.QueueName", "title: '(.'"),
+        &queue_mapping().replace("title: .Properties.QueueName", "title: '(.'"),
     );
     wait_for("the broken edit to be refused", || async {
         daemon.metric("tidemark_config_reloads_total{outcome=\"invalid\"}") == Some(1.0)
@@ -1394,7 +1277,7 @@ async fn a_broken_edit_during_the_sync_of_a_good_edit_does_not_revert_it() {
     .await;
     // Long enough for a follow-up sync (an apply takes `delay`) to have written.
     tokio::time::sleep(3 * delay).await;
-    let titles = ws.queue_titles().await;
+    let titles = queue_titles(&ws).await;
     assert!(
         titles.len() == 6 && titles.iter().all(|t| t.starts_with("good ")),
         "the good edit was reverted: {titles:?}"
@@ -1426,7 +1309,7 @@ async fn shut_down_during_a_slow_apply(
         delay,
         applying: Arc::clone(&applying),
     };
-    let mut options = WatchOptions::new(ws.config());
+    let mut options = WatchOptions::new(ws.config_path());
     options.shutdown_grace = grace;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let fired = Arc::new(std::sync::Mutex::new(None));
@@ -1452,10 +1335,8 @@ async fn shut_down_during_a_slow_apply(
 
 #[test]
 fn a_sync_that_outlasts_the_interval_does_not_keep_the_loop_awake() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
-    let config = std::fs::read_to_string(ws.config()).expect("read config");
+    let ws = queue_workspace();
+    let config = std::fs::read_to_string(ws.config_path()).expect("read config");
     ws.write(
         "tidemark.yaml",
         &format!("{config}resync: {{interval: 30s}}\n"),
@@ -1465,7 +1346,7 @@ fn a_sync_that_outlasts_the_interval_does_not_keep_the_loop_awake() {
     // ends; a watchdog in real time tells that apart from a loop that waits for the sync.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let path = ws.path(".tidemark/catalog.db");
-    let options = WatchOptions::new(ws.config());
+    let options = WatchOptions::new(ws.config_path());
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1501,7 +1382,7 @@ fn a_sync_that_outlasts_the_interval_does_not_keep_the_loop_awake() {
 fn apply_once(ws: &Workspace) {
     let out = Command::new(BIN)
         .args(["apply", "-c"])
-        .arg(ws.config())
+        .arg(ws.config_path())
         .env("NO_COLOR", "1")
         .output()
         .expect("run tidemark apply");
@@ -1515,22 +1396,20 @@ fn apply_once(ws: &Workspace) {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_the_writes_in_flight_then_starts_no_more() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     // The slow part stands for a batch in flight when the signal comes.
     let delay = Duration::from_secs(10);
     let grace = Duration::from_secs(25);
     let took = shut_down_during_a_slow_apply(&ws, delay, grace).await;
     assert!(took >= delay && took < grace, "{took:?}");
     assert!(
-        ws.entities().await.is_empty(),
+        owned(&ws).await.is_empty(),
         "the apply started another batch after the shutdown"
     );
 
     apply_once(&ws);
     assert_eq!(
-        ws.queue_titles().await.len(),
+        queue_titles(&ws).await.len(),
         6,
         "the next run did not finish"
     );
@@ -1538,20 +1417,18 @@ async fn shutdown_waits_for_the_writes_in_flight_then_starts_no_more() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_stops_an_apply_that_outlasts_the_grace_period_and_the_next_run_completes_it() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     let delay = Duration::from_secs(600);
     let grace = Duration::from_secs(25);
     let took = shut_down_during_a_slow_apply(&ws, delay, grace).await;
     assert!(took >= grace && took < delay, "{took:?}");
     assert!(
-        ws.entities().await.is_empty(),
+        owned(&ws).await.is_empty(),
         "a stopped apply wrote something"
     );
 
     apply_once(&ws);
-    assert_eq!(ws.queue_titles().await.len(), 6);
+    assert_eq!(queue_titles(&ws).await.len(), 6);
 }
 
 // ---- the binary, end to end ----
@@ -1633,7 +1510,7 @@ fn watch_binary(ws: &Workspace, port: u16, log: &Path) -> Process {
     Process(
         Command::new(BIN)
             .args(["watch", "-c"])
-            .arg(ws.config())
+            .arg(ws.config_path())
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
@@ -1650,9 +1527,7 @@ fn watch_binary(ws: &Workspace, port: u16, log: &Path) -> Process {
 
 #[test]
 fn the_watch_binary_serves_health_applies_an_edit_and_exits_0_on_sigterm() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     let port = free_port();
     let log = ws.path("watch.log");
     let mut child = watch_binary(&ws, port, &log);
@@ -1762,23 +1637,23 @@ fn map_workers_of(pid: u32) -> Vec<u32> {
 
 #[test]
 fn sigterm_while_the_worker_maps_ends_the_worker_and_exits_0_at_once() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write_snapshot_with(100);
+    let ws = workspace("[mappings/queues.yaml]");
+    write_snapshot(&ws, 100);
     // A fraction of a second per item, well inside the evaluation limit: 200 items keep the
     // worker busy for far longer than shutdown may take.
     ws.write(
         "mappings/queues.yaml",
-        &MAPPING.replace(
+        &queue_mapping().replace(
             "title: .Properties.QueueName",
             "title: '(last(range(2000000)) | tostring) + .Properties.QueueName'",
         ),
     );
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    ws.write("mappings/blueprints.json", &blueprints());
     let port = free_port();
     let mut child = Process(
         Command::new(BIN)
             .args(["watch", "-c"])
-            .arg(ws.config())
+            .arg(ws.config_path())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("RUST_LOG")
             .env("PORT_CLIENT_SECRET", "worker-must-not-see-this")
@@ -1838,22 +1713,20 @@ fn sigterm_while_the_worker_maps_ends_the_worker_and_exits_0_at_once() {
 
 #[test]
 fn sigterm_while_the_config_loads_is_a_clean_shutdown() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     // Reading a FIFO blocks until something writes to it: the daemon is held in its config load
     // for as long as the test wants.
-    let config = std::fs::read_to_string(ws.config()).expect("read config");
-    std::fs::remove_file(ws.config()).expect("remove config");
+    let config = std::fs::read_to_string(ws.config_path()).expect("read config");
+    std::fs::remove_file(ws.config_path()).expect("remove config");
     let made = Command::new("mkfifo")
-        .arg(ws.config())
+        .arg(ws.config_path())
         .status()
         .expect("mkfifo");
     assert!(made.success());
     let mut child = Process(
         Command::new(BIN)
             .args(["watch", "-c"])
-            .arg(ws.config())
+            .arg(ws.config_path())
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -1874,7 +1747,7 @@ fn sigterm_while_the_config_loads_is_a_clean_shutdown() {
         panic!("SIGTERM during the config load ended the daemon by signal: {status}");
     }
     // Opening the FIFO for writing waits for the daemon's read, which is there.
-    std::fs::write(ws.config(), config).expect("write the config");
+    std::fs::write(ws.config_path(), config).expect("write the config");
     let mut status = None;
     wait_blocking("the daemon to exit", || {
         status = child.0.try_wait().expect("try_wait");
@@ -1885,11 +1758,11 @@ fn sigterm_while_the_config_loads_is_a_clean_shutdown() {
 
 #[test]
 fn the_watch_binary_exits_1_on_an_invalid_initial_config() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
+    let ws = workspace("[mappings/queues.yaml]");
     ws.write("mappings/queues.yaml", "resources: [");
     let out = Command::new(BIN)
         .args(["watch", "-c"])
-        .arg(ws.config())
+        .arg(ws.config_path())
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .output()
         .expect("run");
@@ -1905,9 +1778,7 @@ fn the_watch_binary_exits_1_on_an_invalid_initial_config() {
 fn the_watch_binary_reloads_an_edit_with_the_default_relative_config_path() {
     // `-c tidemark.yaml` run from the config's folder: the file watcher reports absolute paths,
     // and the edit must still count as one of the config's files.
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     let port = free_port();
     let _child = Process(
         Command::new(BIN)
@@ -1934,9 +1805,7 @@ fn the_watch_binary_reloads_an_edit_with_the_default_relative_config_path() {
 
 #[test]
 fn a_mapping_edit_that_fails_every_item_of_a_kind_is_rejected_naming_the_expression() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     let port = free_port();
     let log = ws.path("watch.log");
     let mut child = watch_binary(&ws, port, &log);
@@ -1949,7 +1818,7 @@ fn a_mapping_edit_that_fails_every_item_of_a_kind_is_rejected_naming_the_express
     // Compiles, and gives null for every queue: each would be a mapping error.
     ws.write(
         "mappings/queues.yaml",
-        &MAPPING.replace(
+        &queue_mapping().replace(
             "identifier: .Properties.Arn",
             "identifier: .Properties.Nope",
         ),
@@ -2014,14 +1883,12 @@ fn a_mapping_edit_that_fails_every_item_of_a_kind_is_rejected_naming_the_express
 
 #[test]
 fn a_listen_address_in_use_is_one_error_line_and_exit_1() {
-    let ws = Workspace::new("[mappings/queues.yaml]");
-    ws.write("mappings/queues.yaml", MAPPING);
-    ws.write("mappings/blueprints.json", BLUEPRINTS);
+    let ws = queue_workspace();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("address").to_string();
     let out = Command::new(BIN)
         .args(["watch", "-c"])
-        .arg(ws.config())
+        .arg(ws.config_path())
         .args(["--listen", &addr])
         .env_remove("RUST_LOG")
         .output()

@@ -605,19 +605,12 @@ fn specs_of(mapping: &str) -> Vec<KindSpec> {
     mappings.kinds()
 }
 
-const NODEGROUPS_FROM_CLUSTERS: &str = r#"
-resources:
-  - kind: AWS::EKS::Nodegroup
-    selector:
-      resourceModelsFrom:
-        kind: AWS::EKS::Cluster
-        model: '{"ClusterName": .Identifier}'
-    port:
-      entity:
-        mappings:
-          identifier: .Identifier
-          blueprint: '"ng"'
-"#;
+/// Nodegroups listed per cluster, as `ng` entities.
+fn nodegroups_from_clusters() -> String {
+    support::fixtures::nodegroups_from_clusters(
+        "    port:\n      entity:\n        mappings:\n          identifier: .Identifier\n          blueprint: '\"ng\"'\n",
+    )
+}
 
 #[tokio::test]
 async fn nodegroups_are_listed_once_per_cluster_the_cluster_listing_found_in_each_region() {
@@ -633,7 +626,7 @@ async fn nodegroups_are_listed_once_per_cluster_the_cluster_listing_found_in_eac
         json!({"Name": "empty"}),
     );
     let source = hostile_source(&sts, &cc).await;
-    let specs = specs_of(NODEGROUPS_FROM_CLUSTERS);
+    let specs = specs_of(&nodegroups_from_clusters());
     let (report, items) = run(&source, &request(specs, Regions::Enabled)).await;
     let mut listed: Vec<(String, String)> = items
         .iter()
@@ -703,7 +696,7 @@ async fn a_failed_cluster_listing_fails_the_nodegroups_scope_there_and_withholds
         },
     });
     let source = hostile_source(&sts, &cc).await;
-    let specs = specs_of(NODEGROUPS_FROM_CLUSTERS);
+    let specs = specs_of(&nodegroups_from_clusters());
     let (report, items) = run(&source, &request(specs, Regions::Enabled)).await;
     let nodegroups: Vec<&Listing> = report
         .listings
@@ -758,7 +751,7 @@ async fn a_snapshot_replays_derived_listings_as_the_live_run_made_them() {
         },
     });
     let source = hostile_source(&sts, &cc).await;
-    let specs = request(specs_of(NODEGROUPS_FROM_CLUSTERS), Regions::Enabled);
+    let specs = request(specs_of(&nodegroups_from_clusters()), Regions::Enabled);
     let (report, items) = run(&source, &specs).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1019,7 +1012,7 @@ async fn bench_listing_the_default_mappings_for_twenty_accounts() {
             let mut times = Vec::new();
             let mut counts = (0, 0);
             for _ in 0..3 {
-                let mut cfg = config();
+                let mut cfg = source_config();
                 cfg.account_role_arns = Some(accounts.iter().map(|a| role(a)).collect());
                 cfg.concurrency_accounts = 5;
                 cfg.requests_per_second = rps;

@@ -2,13 +2,14 @@
 //! stand-in's S3 across regions, partial list models, child types, types missing in a region),
 //! synced into the local catalog.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value as Json, json};
 
-use super::support::cli::{BIN, code, text};
-use super::support::cloudcontrol::{CloudControl, CrossRegion, Effect, Fault, Keys};
-use super::support::sts::StsStandIn;
+use super::support::aws_stand_ins::AwsStandIns;
+use super::support::cli::{BIN, Workspace, code, text, withheld};
+use super::support::cloudcontrol::{CloudControl, CrossRegion, Effect, Fault};
+use super::support::fixtures;
 
 const BASE_KEY: &str = "AKIATIDEMARKFIDELITY";
 const MANAGEMENT: &str = "111111111111";
@@ -17,79 +18,47 @@ const STAGING: &str = "333333333333";
 
 /// The stand-ins, a workspace, and the binary run against them.
 struct Org {
-    runtime: tokio::runtime::Runtime,
-    cc: CloudControl,
-    sts: StsStandIn,
-    dir: tempfile::TempDir,
+    aws: AwsStandIns,
+    ws: Workspace,
 }
 
 impl Org {
     /// An organisation of `members` (Organizations mode), listed in `regions` with `mappings`.
     fn new(members: &[&str], regions: &str, mappings: &str) -> Org {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let sts = runtime.block_on(StsStandIn::start());
-        sts.register_base_key(BASE_KEY);
-        let cc = runtime.block_on(CloudControl::start(Keys::StandIn(sts.keys())));
-        cc.serve_organization_of(members);
+        let aws = AwsStandIns::start(BASE_KEY, "fidelity-base-secret");
+        aws.cc.serve_organization_of(members);
         let org = Org {
-            runtime,
-            cc,
-            sts,
-            dir: tempfile::tempdir().expect("tempdir"),
+            aws,
+            ws: Workspace::new(),
         };
         org.configure(regions, mappings);
         org
     }
 
     fn configure(&self, regions: &str, mappings: &str) {
-        std::fs::write(
-            self.dir.path().join("tidemark.yaml"),
-            format!(
+        self.ws.write(
+            "tidemark.yaml",
+            &format!(
                 "integration: {{identifier: e2e-fidelity}}\nsource:\n  type: aws\n  accounts:\n    accountRoleArn: arn:aws:iam::{MANAGEMENT}:role/PortOceanReadRole\n  regions: {regions}\n  concurrency: {{accounts: 2, requestsPerSecond: 1000}}\ncatalog: {{type: local}}\nmappings: {mappings}\n"
             ),
-        )
-        .expect("config");
+        );
     }
 
     /// The same organisation and workspace, with a new Cloud Control holding nothing yet: what
     /// AWS holds after resources were deleted.
-    fn with_fresh_cloud_control(self, members: &[&str]) -> Org {
-        let cc = self
-            .runtime
-            .block_on(CloudControl::start(Keys::StandIn(self.sts.keys())));
-        cc.serve_organization_of(members);
-        Org { cc, ..self }
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        let path = self.dir.path().join(name);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
+    fn with_fresh_cloud_control(mut self, members: &[&str]) -> Org {
+        self.aws.cc = self.aws.cloud_control();
+        self.aws.cc.serve_organization_of(members);
+        self
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let config = self.dir.path().join("tidemark.yaml").display().to_string();
+        let config = self.ws.config();
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["-c", &config]);
-        Command::new(BIN)
+        self.aws
+            .command_in(BIN, self.ws.dir.path(), &self.aws.cc)
             .args(&all)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", BASE_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", "fidelity-base-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL_STS", &self.sts.url)
-            .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &self.cc.url)
-            .env("AWS_ENDPOINT_URL_ACCOUNT", &self.cc.url)
-            .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &self.cc.url)
-            .env("NO_COLOR", "1")
             .output()
             .expect("run tidemark")
     }
@@ -166,7 +135,7 @@ fn buckets_in_standard_and_opt_in_regions_all_reach_the_catalog_in_their_own_reg
         "[builtin:aws]",
     );
     // The strictest answer: no region reads another's bucket.
-    org.cc.set_cross_region(CrossRegion::NotFound);
+    org.aws.cc.set_cross_region(CrossRegion::NotFound);
     let buckets = [
         (PROD, "prod-logs", "us-east-1"),
         (PROD, "prod-assets", "eu-west-1"),
@@ -176,7 +145,8 @@ fn buckets_in_standard_and_opt_in_regions_all_reach_the_catalog_in_their_own_reg
         (STAGING, "staging-assets", "eu-west-1"),
     ];
     for (account, name, home) in buckets {
-        org.cc
+        org.aws
+            .cc
             .add_resource(account, home, "AWS::S3::Bucket", name, bucket_model(name));
     }
     let out = org.apply();
@@ -219,25 +189,8 @@ fn buckets_in_standard_and_opt_in_regions_all_reach_the_catalog_in_their_own_reg
     assert_eq!(org.entities("awsS3Bucket").len(), buckets.len());
 }
 
-const NODEGROUP_MAPPING: &str = r#"
-resources:
-  - kind: AWS::EKS::Nodegroup
-    selector:
-      resourceModel: {ClusterName: blue}
-      regionPolicy: {allow: [us-east-1]}
-    port:
-      entity:
-        mappings:
-          identifier: .Identifier
-          title: .Properties.NodegroupName
-          blueprint: '"nodegroup"'
-          properties:
-            cluster: .Properties.ClusterName
-  - kind: AWS::EKS::Nodegroup
-    selector:
-      resourceModel: {ClusterName: green}
-      regionPolicy: {allow: [eu-west-1]}
-    port:
+/// The `port:` section of a nodegroup: a `nodegroup` entity with its cluster.
+const NODEGROUP_PORT: &str = r#"    port:
       entity:
         mappings:
           identifier: .Identifier
@@ -247,22 +200,24 @@ resources:
             cluster: .Properties.ClusterName
 "#;
 
-const DERIVED_NODEGROUP_MAPPING: &str = r#"
-resources:
-  - kind: AWS::EKS::Nodegroup
-    selector:
-      resourceModelsFrom:
-        kind: AWS::EKS::Cluster
-        model: '{"ClusterName": .Identifier}'
-    port:
-      entity:
-        mappings:
-          identifier: .Identifier
-          title: .Properties.NodegroupName
-          blueprint: '"nodegroup"'
-          properties:
-            cluster: .Properties.ClusterName
-"#;
+/// Nodegroups named by cluster: blue's in us-east-1, green's in eu-west-1.
+fn nodegroup_mapping() -> String {
+    let of = |cluster: &str, region: &str| {
+        format!(
+            "  - kind: AWS::EKS::Nodegroup\n    selector:\n      resourceModel: {{ClusterName: {cluster}}}\n      regionPolicy: {{allow: [{region}]}}\n{NODEGROUP_PORT}"
+        )
+    };
+    format!(
+        "\nresources:\n{}{}",
+        of("blue", "us-east-1"),
+        of("green", "eu-west-1")
+    )
+}
+
+/// Nodegroups listed per cluster the cluster listing found.
+fn derived_nodegroup_mapping() -> String {
+    fixtures::nodegroups_from_clusters(NODEGROUP_PORT)
+}
 
 const NODEGROUP_BLUEPRINTS: &str = r#"[
   {"identifier": "nodegroup", "title": "Nodegroup",
@@ -301,16 +256,23 @@ fn nodegroup_ids(org: &Org) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_their_clusters() {
+/// Prod, listed in eu-west-1 and us-east-1, with its nodegroups mapped by `mapping`.
+fn nodegroup_org(mapping: &str) -> Org {
     let org = Org::new(
         &[PROD],
         "[eu-west-1, us-east-1]",
         "[mappings/nodegroups.yaml]",
     );
-    org.write("mappings/nodegroups.yaml", NODEGROUP_MAPPING);
-    org.write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
-    add_clusters(&org.cc, &["green-a"]);
+    org.ws.write("mappings/nodegroups.yaml", mapping);
+    org.ws
+        .write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
+    org
+}
+
+#[test]
+fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_their_clusters() {
+    let org = nodegroup_org(&nodegroup_mapping());
+    add_clusters(&org.aws.cc, &["green-a"]);
     let all = vec![
         "blue/blue-a".to_string(),
         "blue/blue-b".to_string(),
@@ -330,7 +292,8 @@ fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_the
     assert_eq!(plan["summary"]["update"], 0);
 
     // The same nodegroups from the clusters the listing finds, with no model written by hand.
-    org.write("mappings/nodegroups.yaml", DERIVED_NODEGROUP_MAPPING);
+    org.ws
+        .write("mappings/nodegroups.yaml", &derived_nodegroup_mapping());
     let (exit, plan) = org.plan();
     assert_eq!(exit, 0, "{plan:#}");
     assert_eq!(plan["summary"]["create"], 0, "{plan:#}");
@@ -340,21 +303,15 @@ fn nodegroups_of_two_clusters_in_two_regions_are_all_listed_by_model_or_from_the
 
 #[test]
 fn a_failed_cluster_listing_withholds_the_deletes_of_its_regions_nodegroups() {
-    let org = Org::new(
-        &[PROD],
-        "[eu-west-1, us-east-1]",
-        "[mappings/nodegroups.yaml]",
-    );
-    org.write("mappings/nodegroups.yaml", DERIVED_NODEGROUP_MAPPING);
-    org.write("mappings/blueprints.json", NODEGROUP_BLUEPRINTS);
-    add_clusters(&org.cc, &["green-a", "green-b"]);
+    let org = nodegroup_org(&derived_nodegroup_mapping());
+    add_clusters(&org.aws.cc, &["green-a", "green-b"]);
     assert_exit(&org.apply(), 0);
     assert_eq!(nodegroup_ids(&org).len(), 4);
 
     // green-b is deleted in AWS, and the cluster listing in eu-west-1 is then denied.
     let org = org.with_fresh_cloud_control(&[PROD]);
-    add_clusters(&org.cc, &["green-a"]);
-    org.cc.inject(Fault {
+    add_clusters(&org.aws.cc, &["green-a"]);
+    org.aws.cc.inject(Fault {
         account: Some(PROD.into()),
         region: Some("eu-west-1".into()),
         kind: Some("AWS::EKS::Cluster".into()),
@@ -373,17 +330,7 @@ fn a_failed_cluster_listing_withholds_the_deletes_of_its_regions_nodegroups() {
         .filter_map(|c| c["identifier"].as_str())
         .collect();
     assert!(deleted.is_empty(), "{deleted:?}");
-    let withheld: Vec<(&str, &str)> = plan["withheld"]
-        .as_array()
-        .expect("withheld")
-        .iter()
-        .map(|w| {
-            (
-                w["identifier"].as_str().unwrap_or_default(),
-                w["reason"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let withheld = withheld(&plan);
     assert!(
         withheld.contains(&("green/green-b", "scope_failed")),
         "{withheld:?}"
@@ -426,10 +373,12 @@ fn a_type_missing_in_one_region_is_exit_0_without_warnings_until_something_owned
         "[eu-west-1, us-east-1]",
         "[mappings/repositories.yaml]",
     );
-    org.write("mappings/repositories.yaml", REPOSITORY_MAPPING);
-    org.write("mappings/blueprints.json", REPOSITORY_BLUEPRINTS);
+    org.ws
+        .write("mappings/repositories.yaml", REPOSITORY_MAPPING);
+    org.ws
+        .write("mappings/blueprints.json", REPOSITORY_BLUEPRINTS);
     for account in [PROD, STAGING] {
-        org.cc.add_resource(
+        org.aws.cc.add_resource(
             account,
             "us-east-1",
             "AWS::ECR::Repository",
@@ -437,7 +386,9 @@ fn a_type_missing_in_one_region_is_exit_0_without_warnings_until_something_owned
             json!({"RepositoryName": format!("repo-{account}")}),
         );
     }
-    org.cc.type_missing_in("eu-west-1", "AWS::ECR::Repository");
+    org.aws
+        .cc
+        .type_missing_in("eu-west-1", "AWS::ECR::Repository");
     for _ in 0..2 {
         let out = org.apply();
         assert_exit(&out, 0);
@@ -450,7 +401,7 @@ fn a_type_missing_in_one_region_is_exit_0_without_warnings_until_something_owned
     // is gone from the region's registry again. That repository may still be there.
     let org = org.with_fresh_cloud_control(&[PROD, STAGING]);
     for account in [PROD, STAGING] {
-        org.cc.add_resource(
+        org.aws.cc.add_resource(
             account,
             "us-east-1",
             "AWS::ECR::Repository",
@@ -458,7 +409,7 @@ fn a_type_missing_in_one_region_is_exit_0_without_warnings_until_something_owned
             json!({"RepositoryName": format!("repo-{account}")}),
         );
     }
-    org.cc.add_resource(
+    org.aws.cc.add_resource(
         PROD,
         "eu-west-1",
         "AWS::ECR::Repository",
@@ -467,7 +418,9 @@ fn a_type_missing_in_one_region_is_exit_0_without_warnings_until_something_owned
     );
     assert_exit(&org.apply(), 0);
     assert_eq!(org.entities("repository").len(), 3);
-    org.cc.type_missing_in("eu-west-1", "AWS::ECR::Repository");
+    org.aws
+        .cc
+        .type_missing_in("eu-west-1", "AWS::ECR::Repository");
     let (exit, plan) = org.plan();
     assert_eq!(exit, 3, "{plan:#}");
     assert_eq!(plan["summary"]["delete"], 0, "{plan:#}");

@@ -8,15 +8,14 @@
 //! `SIM_CONCURRENCY` (`concurrency.accounts`, 20), `SIM_BIN` (the tidemark binary; default the
 //! test build's).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::support::cli::BIN;
-use super::support::cloudcontrol::{CloudControl, Keys};
+use super::support::aws_stand_ins::AwsStandIns;
+use super::support::cli::{BIN, Workspace};
 use super::support::port_standin::PortStandIn;
-use super::support::sts::StsStandIn;
 
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"];
 const KINDS: usize = 20;
@@ -50,15 +49,9 @@ fn bench_simulation() {
     let concurrency = env_or("SIM_CONCURRENCY", 20);
     let bin = std::env::var("SIM_BIN").unwrap_or_else(|_| BIN.to_string());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let sts = runtime.block_on(StsStandIn::start());
-    sts.register_base_key("AKIATIDEMARKSIMULATE");
+    let aws = AwsStandIns::start("AKIATIDEMARKSIMULATE", "simulation-secret");
+    let (sts, cc) = (&aws.sts, &aws.cc);
     sts.set_latency(LATENCY);
-    let cc = runtime.block_on(CloudControl::start(Keys::StandIn(sts.keys())));
     cc.set_latency(LATENCY);
     cc.set_page_size(PAGE);
     let members: Vec<String> = (0..accounts as u64)
@@ -84,7 +77,7 @@ fn bench_simulation() {
         }
     }
 
-    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::new();
     let mut mapping = String::from(
         "resources:\n  - kind: AWS::Account::Info\n    port:\n      entity:\n        mappings:\n          identifier: .Properties.Id\n          title: .Properties.Name\n          blueprint: '\"simAccount\"'\n",
     );
@@ -101,13 +94,11 @@ fn bench_simulation() {
             "relations": {"account": {"target": "simAccount", "many": false, "required": false}}}),
         );
     }
-    std::fs::create_dir_all(dir.path().join("mappings")).expect("mkdir");
-    std::fs::write(dir.path().join("mappings/sim.yaml"), mapping).expect("mapping");
-    std::fs::write(
-        dir.path().join("mappings/blueprints.json"),
-        serde_json::to_string(&blueprints).expect("json"),
-    )
-    .expect("blueprints");
+    ws.write("mappings/sim.yaml", &mapping);
+    ws.write(
+        "mappings/blueprints.json",
+        &serde_json::to_string(&blueprints).expect("json"),
+    );
 
     println!(
         "BENCH simulation: {accounts} accounts x {} regions x {KINDS} kinds x {items} items, pages of {PAGE}, {} ms latency, concurrency.accounts {concurrency}",
@@ -122,9 +113,9 @@ fn bench_simulation() {
     for count in runs {
         let port = PortStandIn::start_in_thread();
         port.faults(|f| f.latency = LATENCY);
-        let secret = dir.path().join(format!("port-{count}.secret"));
+        let secret = ws.path(&format!("port-{count}.secret"));
         std::fs::write(&secret, port.config().client_secret.expose()).expect("secret");
-        let config = dir.path().join(format!("sim-{count}.yaml"));
+        let config = ws.path(&format!("sim-{count}.yaml"));
         std::fs::write(
             &config,
             format!(
@@ -142,23 +133,10 @@ fn bench_simulation() {
             let started = Instant::now();
             let handles: Vec<_> = (0..count)
                 .map(|i| {
-                    let mut command = Command::new("/usr/bin/time");
+                    let mut command = aws.command_in("/usr/bin/time", ws.dir.path(), cc);
                     command
                         .args(["-f", "SIM_MAX_RSS_KB %M", &bin, "apply", "-c"])
                         .arg(&config)
-                        .current_dir(dir.path())
-                        .env_clear()
-                        .env("PATH", std::env::var("PATH").unwrap_or_default())
-                        .env("HOME", dir.path())
-                        .env("AWS_REGION", "us-east-1")
-                        .env("AWS_ACCESS_KEY_ID", "AKIATIDEMARKSIMULATE")
-                        .env("AWS_SECRET_ACCESS_KEY", "simulation-secret")
-                        .env("AWS_EC2_METADATA_DISABLED", "true")
-                        .env("AWS_ENDPOINT_URL_STS", &sts.url)
-                        .env("AWS_ENDPOINT_URL_CLOUDCONTROL", &cc.url)
-                        .env("AWS_ENDPOINT_URL_ACCOUNT", &cc.url)
-                        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &cc.url)
-                        .env("NO_COLOR", "1")
                         .stdout(Stdio::null())
                         .stderr(Stdio::piped());
                     if count > 1 {

@@ -38,7 +38,11 @@ impl Workspace {
 
     /// The path of `tidemark.yaml`, as an argument.
     pub fn config(&self) -> String {
-        self.path("tidemark.yaml").display().to_string()
+        self.config_path().display().to_string()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("tidemark.yaml")
     }
 
     pub fn write(&self, rel: &str, text: &str) {
@@ -147,6 +151,44 @@ pub fn output_within(mut command: Command, limit: Duration) -> Output {
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     }
+}
+
+/// The entry of account `id` in a plan's `accounts`.
+pub fn plan_account(plan: &Json, id: &str) -> Json {
+    plan["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no account {id} in the plan"))
+}
+
+/// (identifier, reason) of every entity `plan` withholds.
+pub fn withheld(plan: &Json) -> Vec<(&str, &str)> {
+    plan["withheld"]
+        .as_array()
+        .expect("withheld")
+        .iter()
+        .map(|w| {
+            (
+                w["identifier"].as_str().unwrap_or_default(),
+                w["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `out` exited with `expected`, showing its stdout and stderr when it did not.
+#[track_caller]
+pub fn assert_exit(out: &Output, expected: i32) {
+    assert_eq!(
+        code(out),
+        expected,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// The exit code; -1 for a process ended by a signal.

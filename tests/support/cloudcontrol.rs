@@ -364,6 +364,24 @@ impl CloudControl {
         );
     }
 
+    /// Adds an SQS queue `name` in `account`'s us-east-1 as [`sqs_queue`](super::fixtures::sqs_queue)
+    /// records it, identified by its URL, with `more` (an object) added to its properties.
+    pub fn add_sqs_queue(&self, account: &str, name: &str, more: Json) {
+        let mut queue = super::fixtures::sqs_queue(account, "us-east-1", name);
+        let mut properties = queue["Properties"].take();
+        if let (Some(properties), Json::Object(more)) = (properties.as_object_mut(), more) {
+            properties.extend(more);
+        }
+        let identifier = queue["Identifier"].as_str().expect("identifier");
+        self.add(
+            account,
+            "us-east-1",
+            "AWS::SQS::Queue",
+            identifier,
+            properties,
+        );
+    }
+
     /// Adds a resource with `ListResources` properties given verbatim (possibly invalid JSON) and
     /// the full model that `GetResource` returns.
     pub fn add_raw(
