@@ -487,35 +487,15 @@ mod tests {
     }
 
     /// Maps `input` with [`outcome`]; a chunk with an item named `fail-…` fails as a whole, as
-    /// a worker child that died would. Gives the output, and the summary or the error.
-    fn try_run(spread: &dyn Spread, input: &str) -> (String, Result<MapSummary, String>) {
+    /// a worker child that died would. Gives the output, the diagnostics, and the summary or the
+    /// error.
+    fn try_run(spread: &dyn Spread, input: &str) -> (String, String, Result<MapSummary, String>) {
         let mut map_items = |items: &[RawItem]| {
             if items.iter().any(|i| i.identifier.starts_with("fail-")) {
                 return Err("the worker died".to_string());
             }
             Ok(items.iter().map(outcome).collect())
         };
-        let mut out = Vec::new();
-        let options = MapOptions {
-            region: Some("eu-west-1".into()),
-            ..MapOptions::default()
-        };
-        let summary = run_map(
-            &mut map_items,
-            &|kind| kind == "AWS::S3::Bucket",
-            spread,
-            &options,
-            input,
-            &mut out,
-            &mut Vec::new(),
-        );
-        let out = String::from_utf8(out).expect("UTF-8");
-        (out, summary.map_err(|e| e.message))
-    }
-
-    fn run(spread: &dyn Spread, input: &str) -> (String, String, MapSummary) {
-        let mut map_items =
-            |items: &[RawItem]| Ok::<_, String>(items.iter().map(outcome).collect());
         let (mut out, mut diagnostics) = (Vec::new(), Vec::new());
         let options = MapOptions {
             region: Some("eu-west-1".into()),
@@ -529,10 +509,14 @@ mod tests {
             input,
             &mut out,
             &mut diagnostics,
-        )
-        .expect("the input is JSON");
+        );
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
-        (text(out), text(diagnostics), summary)
+        (text(out), text(diagnostics), summary.map_err(|e| e.message))
+    }
+
+    fn run(spread: &dyn Spread, input: &str) -> (String, String, MapSummary) {
+        let (out, diagnostics, summary) = try_run(spread, input);
+        (out, diagnostics, summary.expect("the input is JSON"))
     }
 
     fn buckets(ids: impl Iterator<Item = String>) -> Vec<String> {
@@ -548,14 +532,14 @@ mod tests {
         lines[2 * CHUNK + 1] = buckets(["fail-1".to_string()].into_iter()).remove(0);
         let failed_mapping = lines.join("\n");
         for spread in [&InOrder as &dyn Spread, &Backwards] {
-            let (out, result) = try_run(spread, &broken_json);
+            let (out, _, result) = try_run(spread, &broken_json);
             assert_eq!(out.lines().count(), 2 * CHUNK);
             let error = result.expect_err("the input ends inside an object");
             assert!(
                 error.starts_with(&format!("input is not JSON at line {}", 2 * CHUNK + 6)),
                 "{error}"
             );
-            let (out, result) = try_run(spread, &failed_mapping);
+            let (out, _, result) = try_run(spread, &failed_mapping);
             assert_eq!(out.lines().count(), 2 * CHUNK);
             assert_eq!(
                 result.expect_err("the third chunk fails"),
