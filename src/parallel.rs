@@ -1,7 +1,8 @@
 //! Mapping on every core. The core maps one item at a time and holds no threads; items map
 //! independently, so here a batch is split across a pool of threads and the outcomes come back
-//! in item order: the output does not depend on the number of cores. The pool's threads get the main thread's stack size, so an expression that nests
-//! deeply behaves the same as when it mapped on the main thread.
+//! in item order: the output does not depend on the number of cores. The pool's threads get the
+//! main thread's stack size, so an expression that nests deeply behaves the same as when it
+//! mapped on the main thread.
 
 use std::sync::OnceLock;
 

@@ -148,10 +148,11 @@ fn spread_into<T: Send, U: Send + Sync>(
     })
 }
 
-/// Runs `tidemark map` on the input `text`: items in (a JSON object, array, or JSON lines; raw Cloud Control
-/// descriptions or items as mappings see them), one entity per output line, skipped items and
-/// warnings to `diagnostics`. `map_items` maps them, here or in a worker child; `maps_kind`
-/// says which kinds the mapping has entries for, so that items nothing maps are reported.
+/// Runs `tidemark map` on the input `text`: items in (a JSON object, array, or JSON lines; raw
+/// Cloud Control descriptions or items as mappings see them), one entity per output line,
+/// skipped items and warnings to `diagnostics`. `map_items` maps them, here or in a worker
+/// child; `maps_kind` says which kinds the mapping has entries for, so that items nothing maps
+/// are reported.
 ///
 /// The run is a pipeline of chunks through `spread`: while one chunk's items are read, mapped
 /// and formatted (each of those spread over the items), the chunk before it is written and
