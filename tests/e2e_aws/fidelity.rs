@@ -7,7 +7,7 @@ use std::process::Output;
 use serde_json::{Value as Json, json};
 
 use super::support::aws_stand_ins::AwsStandIns;
-use super::support::cli::{BIN, Workspace, code, text, withheld};
+use super::support::cli::{BIN, Workspace, assert_exit, code, text, withheld};
 use super::support::cloudcontrol::{CloudControl, CrossRegion, Effect, Fault};
 use super::support::fixtures;
 
@@ -101,16 +101,6 @@ impl Org {
         );
         out
     }
-}
-
-fn assert_exit(out: &Output, expected: i32) {
-    assert_eq!(
-        code(out),
-        expected,
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// A bucket's full model, as GetResource returns it in the bucket's region (the stand-in adds

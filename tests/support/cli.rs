@@ -185,7 +185,7 @@ pub fn assert_exit(out: &Output, expected: i32) {
     assert_eq!(
         code(out),
         expected,
-        "{}\n{}",
+        "stdout:\n{}\nstderr:\n{}",
         text(&out.stdout),
         text(&out.stderr)
     );
