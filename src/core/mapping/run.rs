@@ -219,6 +219,9 @@ pub fn run_map(
     write.finish()
 }
 
+/// A chunk of the input's values, with the index of its first value in the input.
+type Chunk<'t> = (usize, Vec<&'t RawValue>);
+
 /// The input's values a chunk at a time, each chunk with the index of its first item. Only the
 /// bounds of each value are found here; reading it happens in [`Prepare::chunk`].
 struct Chunks<'t> {
@@ -237,8 +240,7 @@ impl<'t> Chunks<'t> {
     }
 
     /// The next [`CHUNK`] values, fewer only at the end of the input; `None` after the last.
-    #[allow(clippy::type_complexity)]
-    fn next(&mut self) -> Result<Option<(usize, Vec<&'t RawValue>)>, MapInputError> {
+    fn next(&mut self) -> Result<Option<Chunk<'t>>, MapInputError> {
         let not_json = |e: serde_json::Error| {
             input_error(format!(
                 "input is not JSON at line {}, column {}: {e}",
