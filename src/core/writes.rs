@@ -1,6 +1,8 @@
 //! What `apply` writes and what the catalog says it did. The plan produces [`Writes`], ordered;
 //! a catalog adapter turns them into requests and answers with an [`ApplyReport`].
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -150,6 +152,115 @@ impl From<String> for Stop {
     }
 }
 
+/// One apply's record as it goes, kept the same way by every catalog: the writes confirmed and
+/// refused, and the progress shown. An entity write advances the progress once, when it is
+/// settled (written or refused); blueprint changes advance it with [`Tally::advance`], because one
+/// blueprint may be created and still have a relation refused.
+pub struct Tally<'a> {
+    writes: &'a Writes,
+    report: ApplyReport,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> Tally<'a> {
+    /// Starts the progress at the number of writes in `writes`.
+    pub fn start(writes: &'a Writes, progress: &'a dyn Progress) -> Tally<'a> {
+        progress
+            .start((writes.blueprints.len() + writes.upserts.len() + writes.deletes.len()) as u64);
+        Tally {
+            writes,
+            report: ApplyReport::default(),
+            progress,
+        }
+    }
+
+    /// Whether the daemon's shutdown asks the apply to send nothing more.
+    pub fn stop_requested(&self) -> bool {
+        self.progress.stop_requested()
+    }
+
+    pub fn advance(&self, n: u64) {
+        self.progress.advance(n);
+    }
+
+    pub fn blueprint_written(&mut self, identifier: String) {
+        self.report.blueprints_written.push(identifier);
+    }
+
+    pub fn upserted(&mut self, key: EntityKey) {
+        self.report.upserted.push(key);
+        self.progress.advance(1);
+    }
+
+    pub fn deleted(&mut self, key: EntityKey) {
+        self.report.deleted.push(key);
+        self.progress.advance(1);
+    }
+
+    /// A write the catalog refused; an entity write's refusal settles it.
+    pub fn rejected(&mut self, action: WriteAction, key: EntityKey, message: String) {
+        if action != WriteAction::Blueprint {
+            self.progress.advance(1);
+        }
+        self.report.rejected.push(Rejected {
+            action,
+            key,
+            message,
+        });
+    }
+
+    /// How many upserts the catalog has confirmed so far.
+    pub fn upserted_count(&self) -> usize {
+        self.report.upserted.len()
+    }
+
+    /// Ends the progress and hands over the report.
+    pub fn finish(mut self, stopped: Option<Stop>, write_requests: usize) -> ApplyReport {
+        self.progress.finish();
+        self.refusals_in_plan_order();
+        self.report.stopped = stopped;
+        self.report.write_requests = write_requests;
+        self.report
+    }
+}
+
+impl Tally<'_> {
+    /// Puts the refusals, which users read, in the order of the plan's writes: a catalog settles
+    /// concurrent requests and retried upserts in an order of its own.
+    fn refusals_in_plan_order(&mut self) {
+        if self.report.rejected.len() < 2 {
+            return;
+        }
+        let writes = self.writes;
+        let blueprints: HashMap<&str, usize> = (writes.blueprints.iter())
+            .enumerate()
+            .map(|(i, b)| (b.identifier(), i))
+            .collect();
+        let upserts: HashMap<(&str, &str), usize> = (writes.upserts.iter())
+            .enumerate()
+            .map(|(i, u)| {
+                (
+                    (u.entity.blueprint.as_str(), u.entity.identifier.as_str()),
+                    i,
+                )
+            })
+            .collect();
+        let deletes: HashMap<(&str, &str), usize> = (writes.deletes.iter())
+            .enumerate()
+            .map(|(i, d)| ((d.key.blueprint.as_str(), d.key.identifier.as_str()), i))
+            .collect();
+        self.report.rejected.sort_by_key(|r| {
+            let key = (r.key.blueprint.as_str(), r.key.identifier.as_str());
+            let position = match r.action {
+                WriteAction::Blueprint => blueprints.get(key.0),
+                WriteAction::Upsert => upserts.get(&key),
+                WriteAction::Delete => deletes.get(&key),
+            };
+            (r.action as u8, position.copied().unwrap_or(usize::MAX))
+        });
+    }
+}
+
 /// No progress reporting.
 pub struct NoProgress;
 
@@ -157,4 +268,57 @@ impl Progress for NoProgress {
     fn start(&self, _: u64) {}
     fn advance(&self, _: u64) {}
     fn finish(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_come_out_in_the_order_of_the_plans_writes() {
+        let upsert = |identifier: &str| Upsert {
+            entity: Entity::new("bucket", identifier),
+            account: "1".into(),
+            kind: "AWS::S3::Bucket".into(),
+            write: WriteOptions::default(),
+        };
+        let writes = Writes {
+            blueprints: vec![BlueprintChange::Update {
+                identifier: "bucket".into(),
+                add_properties: Map::new(),
+                add_relations: Map::new(),
+            }],
+            upserts: vec![upsert("a"), upsert("b"), upsert("c")],
+            deletes: vec![Delete {
+                key: EntityKey::new("bucket", "d"),
+                account: None,
+            }],
+        };
+        let mut tally = Tally::start(&writes, &NoProgress);
+        for (action, identifier) in [
+            (WriteAction::Delete, "d"),
+            (WriteAction::Upsert, "c"),
+            (WriteAction::Upsert, "a"),
+            (WriteAction::Blueprint, ""),
+        ] {
+            tally.rejected(
+                action,
+                EntityKey::new("bucket", identifier),
+                "refused".into(),
+            );
+        }
+        let report = tally.finish(None, 0);
+        let order: Vec<(WriteAction, &str)> = (report.rejected.iter())
+            .map(|r| (r.action, r.key.identifier.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (WriteAction::Blueprint, ""),
+                (WriteAction::Upsert, "a"),
+                (WriteAction::Upsert, "c"),
+                (WriteAction::Delete, "d"),
+            ]
+        );
+    }
 }
