@@ -62,6 +62,7 @@ contract! {
     a_placeholder_written_for_real_later_is_updated_in_place,
     a_missing_relation_target_without_create_missing_is_rejected_and_nothing_is_stored,
     a_relation_target_written_later_in_the_same_apply_is_found_by_the_retry,
+    a_chain_of_relation_targets_in_reverse_order_is_written_whole_and_a_lost_target_is_rejected,
     owned_lists_only_this_integrations_entities_each_with_its_account,
     owned_still_attributes_entities_of_accounts_no_longer_discovered,
     foreign_reports_entities_other_owners_hold_at_the_keys_asked_for,
@@ -547,6 +548,43 @@ async fn a_relation_target_written_later_in_the_same_apply_is_found_by_the_retry
         vec![key("awsAccount", A), key("bucket", "b1")]
     );
     assert!(stored.iter().all(|s| !s.placeholder), "{stored:#?}");
+}
+
+/// The retry goes on while a pass writes something, however long the chain: each pass here
+/// writes one more link. It ends when a pass writes nothing, and rejects what is left.
+async fn a_chain_of_relation_targets_in_reverse_order_is_written_whole_and_a_lost_target_is_rejected<
+    F: CatalogFixture,
+>(
+    f: &F,
+) {
+    let replica_of = |id: &str, target: Option<&str>| {
+        let relations = match target {
+            Some(t) => json!({"replicas": [t]}),
+            None => json!({}),
+        };
+        upsert(
+            entity("bucket", id, json!({"relations": relations})),
+            A,
+            true,
+            false,
+        )
+    };
+    let chain: Vec<String> = (1..=12).map(|n| format!("b{n:02}")).collect();
+    // b12 → b11 → … → b01, sent from b12 down, then one whose target never appears.
+    let mut sent: Vec<Upsert> = (1..chain.len())
+        .rev()
+        .map(|n| replica_of(&chain[n], Some(&chain[n - 1])))
+        .collect();
+    sent.push(replica_of(&chain[0], None));
+    sent.push(replica_of("lost", Some("nowhere")));
+    let report = upserts(f.catalog(), sent).await;
+    assert_eq!(report.stopped, None);
+    assert_eq!(rejected_keys(&report), vec![key("bucket", "lost")]);
+    let message = report.rejected[0].message.replace('_', " ");
+    assert!(message.contains("not found"), "{message}");
+    let written: Vec<EntityKey> = chain.iter().map(|id| key("bucket", id)).collect();
+    assert_eq!(sorted(report.upserted), written);
+    assert_eq!(keys(&f.stored()), written);
 }
 
 // Ownership.

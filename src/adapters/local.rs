@@ -47,13 +47,14 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
+use crate::adapters::apply::{self, Writer, unless_stopped};
 use crate::adapters::{Catalog, CatalogError, PREFLIGHT_IDENTIFIER, ReadCheck, ReadOutcome};
 use crate::core::model::{
     Blueprint, Entity, EntityKey, ForeignEntity, ForeignReference, OwnedEntity,
 };
 use crate::core::validate::{is_valid_blueprint_identifier, validate_entity};
 use crate::core::writes::{
-    ApplyReport, BlueprintChange, Delete, Progress, Rejected, Stop, Upsert, WriteAction, Writes,
+    ApplyReport, BlueprintChange, Delete, Progress, Stop, Tally, Upsert, WriteAction, Writes,
 };
 
 /// The tables, created on open. Kept readable on purpose: users inspect the file with `sqlite3`.
@@ -417,25 +418,6 @@ impl LocalCatalog {
             .map_err(|e| self.error(format!("cannot write {}: {e}", self.lock_path.display())))?;
         Ok(held)
     }
-
-    fn apply_locked(
-        &self,
-        owner: &str,
-        writes: &Writes,
-        progress: &dyn Progress,
-        report: &mut ApplyReport,
-        conn: &mut Connection,
-    ) -> Result<(), rusqlite::Error> {
-        let mut applier = Applier {
-            conn,
-            owner,
-            report,
-            progress,
-        };
-        applier.write_blueprints(&writes.blueprints)?;
-        applier.write_upserts(&writes.upserts)?;
-        applier.write_deletes(&writes.deletes)
-    }
 }
 
 impl Catalog for LocalCatalog {
@@ -529,7 +511,6 @@ impl Catalog for LocalCatalog {
     }
 
     async fn apply(&self, owner: &str, writes: &Writes, progress: &dyn Progress) -> ApplyReport {
-        let mut report = ApplyReport::default();
         // The file (and its folder, where the lock file goes) exists before the lock is taken.
         let lock = match self.writable().map(drop) {
             Ok(()) => self.lock_for_apply().await,
@@ -538,18 +519,19 @@ impl Catalog for LocalCatalog {
         let lock = match lock {
             Ok(lock) => lock,
             Err(e) => {
-                report.stopped = Some(Stop::Failed(e.to_string()));
-                return report;
+                return ApplyReport {
+                    stopped: Some(Stop::Failed(e.to_string())),
+                    ..ApplyReport::default()
+                };
             }
         };
-        progress
-            .start((writes.blueprints.len() + writes.upserts.len() + writes.deletes.len()) as u64);
-        let result =
-            self.apply_locked(owner, writes, progress, &mut report, &mut self.connection());
-        if let Err(e) = result {
-            report.stopped = Some(Stop::Failed(self.error(e).to_string()));
-        }
-        progress.finish();
+        let mut applier = Applier {
+            catalog: self,
+            owner,
+            blueprints: None,
+            requests: 0,
+        };
+        let report = apply::apply(&mut applier, writes, progress).await;
         drop(lock);
         report
     }
@@ -867,40 +849,65 @@ enum Outcome {
     MissingTarget(String),
 }
 
-/// One apply's state: the connection, the owner and the report being filled.
+/// The local catalog's side of the shared apply loop: transactions of up to [`WRITE_BATCH`]
+/// writes. It takes the connection for each call and holds it only while the call runs.
 struct Applier<'a> {
-    conn: &'a mut Connection,
+    catalog: &'a LocalCatalog,
     owner: &'a str,
-    report: &'a mut ApplyReport,
-    progress: &'a dyn Progress,
+    /// The blueprints as the blueprint step left them, read at the first upsert.
+    blueprints: Option<Blueprints>,
+    /// Writes committed (each counts as one request, as a single write to Port would).
+    requests: usize,
+}
+
+impl Writer for Applier<'_> {
+    async fn blueprints(
+        &mut self,
+        changes: &[BlueprintChange],
+        tally: &mut Tally<'_>,
+    ) -> Result<(), Stop> {
+        let result = self.write_blueprints(changes, tally);
+        result.map_err(|e| self.failed(e))
+    }
+
+    async fn upserts(
+        &mut self,
+        _blueprint: &str,
+        stage: Vec<(usize, &Upsert)>,
+        tally: &mut Tally<'_>,
+        missing: &mut Vec<(usize, String)>,
+    ) -> Result<(), Stop> {
+        self.write_upserts(stage, tally, missing)
+    }
+
+    async fn deletes(
+        &mut self,
+        _blueprint: &str,
+        stage: Vec<&Delete>,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), Stop> {
+        self.write_deletes(stage, tally)
+    }
+
+    fn write_requests(&self) -> usize {
+        self.requests
+    }
 }
 
 impl Applier<'_> {
-    /// Whether to stop before the next transaction; the first `true` records why.
-    fn stopping(&mut self) -> bool {
-        if self.report.stopped.is_none() && self.progress.stop_requested() {
-            self.report.stopped = Some(Stop::OnRequest);
-        }
-        self.report.stopped.is_some()
-    }
-
-    fn reject(&mut self, action: WriteAction, key: EntityKey, message: String) {
-        self.report.rejected.push(Rejected {
-            action,
-            key,
-            message,
-        });
+    fn failed(&self, e: rusqlite::Error) -> Stop {
+        Stop::Failed(self.catalog.error(e).to_string())
     }
 
     /// Creates blueprints without relations, then adds every relation (so cycles work), then
     /// applies additive updates. One transaction: the definitions are small.
-    fn write_blueprints(&mut self, changes: &[BlueprintChange]) -> rusqlite::Result<()> {
-        if changes.is_empty() || self.stopping() {
-            return Ok(());
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn write_blueprints(
+        &mut self,
+        changes: &[BlueprintChange],
+        tally: &mut Tally<'_>,
+    ) -> rusqlite::Result<()> {
+        let mut conn = self.catalog.connection();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now();
         let mut written: Vec<String> = Vec::new();
         let mut rejected: Vec<(String, String)> = Vec::new();
@@ -993,93 +1000,96 @@ impl Applier<'_> {
             written.push(identifier.clone());
         }
         tx.commit()?;
-        self.report.write_requests += written.len();
-        self.report.blueprints_written.extend(written);
+        self.requests += written.len();
+        for identifier in written {
+            tally.blueprint_written(identifier);
+        }
         for (identifier, message) in rejected {
-            self.reject(
+            tally.rejected(
                 WriteAction::Blueprint,
                 EntityKey::new(identifier, ""),
                 message,
             );
         }
-        self.progress.advance(changes.len() as u64);
+        tally.advance(changes.len() as u64);
         Ok(())
     }
 
-    fn write_upserts(&mut self, upserts: &[Upsert]) -> rusqlite::Result<()> {
-        if upserts.is_empty() || self.stopping() {
-            return Ok(());
+    /// One blueprint's upserts, a transaction per [`WRITE_BATCH`], asking before each whether
+    /// to stop.
+    fn write_upserts(
+        &mut self,
+        stage: Vec<(usize, &Upsert)>,
+        tally: &mut Tally<'_>,
+        missing: &mut Vec<(usize, String)>,
+    ) -> Result<(), Stop> {
+        for chunk in stage.chunks(WRITE_BATCH) {
+            unless_stopped(tally)?;
+            self.upsert_chunk(chunk, tally, missing)
+                .map_err(|e| self.failed(e))?;
         }
-        let blueprints = Blueprints::load(self.conn)?;
-        let mut pending: Vec<usize> = (0..upserts.len()).collect();
-        let mut first_pass = true;
-        loop {
-            let mut deferred: Vec<(usize, String)> = Vec::new();
-            let mut written_in_pass = 0;
-            for chunk in pending.chunks(WRITE_BATCH) {
-                if self.stopping() {
-                    return Ok(());
-                }
-                let tx = self
-                    .conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut written = Vec::new();
-                let mut rejected = Vec::new();
-                for &i in chunk {
-                    let upsert = &upserts[i];
-                    match upsert_one(&tx, self.owner, &blueprints, upsert)? {
-                        Outcome::Written => written.push(upsert.entity.key()),
-                        Outcome::Rejected(message) => rejected.push((upsert.entity.key(), message)),
-                        Outcome::MissingTarget(message) => deferred.push((i, message)),
-                    }
-                }
-                tx.commit()?;
-                written_in_pass += written.len();
-                self.report.write_requests += written.len();
-                self.report.upserted.extend(written);
-                for (key, message) in rejected {
-                    self.reject(WriteAction::Upsert, key, message);
-                }
-                if first_pass {
-                    self.progress.advance(chunk.len() as u64);
-                }
-            }
-            first_pass = false;
-            // Like Ocean's unmet-dependency retry: entities whose targets were written later in
-            // the batch succeed now; when a pass writes nothing, nothing more can change.
-            if deferred.is_empty() || written_in_pass == 0 {
-                for (i, message) in deferred {
-                    self.reject(WriteAction::Upsert, upserts[i].entity.key(), message);
-                }
-                return Ok(());
-            }
-            pending = deferred.into_iter().map(|(i, _)| i).collect();
-        }
+        Ok(())
     }
 
-    fn write_deletes(&mut self, deletes: &[Delete]) -> rusqlite::Result<()> {
-        for chunk in deletes.chunks(WRITE_BATCH) {
-            if self.stopping() {
-                return Ok(());
-            }
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut deleted = Vec::new();
-            let mut rejected = Vec::new();
-            for delete in chunk {
-                match delete_one(&tx, self.owner, &delete.key)? {
-                    None => deleted.push(delete.key.clone()),
-                    Some(message) => rejected.push((delete.key.clone(), message)),
+    fn upsert_chunk(
+        &mut self,
+        chunk: &[(usize, &Upsert)],
+        tally: &mut Tally<'_>,
+        missing: &mut Vec<(usize, String)>,
+    ) -> rusqlite::Result<()> {
+        let mut conn = self.catalog.connection();
+        let blueprints = match &self.blueprints {
+            Some(blueprints) => blueprints,
+            None => self.blueprints.insert(Blueprints::load(&conn)?),
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        for &(i, upsert) in chunk {
+            outcomes.push((i, upsert, upsert_one(&tx, self.owner, blueprints, upsert)?));
+        }
+        tx.commit()?;
+        for (i, upsert, outcome) in outcomes {
+            match outcome {
+                Outcome::Written => {
+                    self.requests += 1;
+                    tally.upserted(upsert.entity.key());
                 }
+                Outcome::Rejected(message) => {
+                    tally.rejected(WriteAction::Upsert, upsert.entity.key(), message);
+                }
+                Outcome::MissingTarget(message) => missing.push((i, message)),
             }
-            tx.commit()?;
-            self.report.write_requests += deleted.len();
-            self.report.deleted.extend(deleted);
-            for (key, message) in rejected {
-                self.reject(WriteAction::Delete, key, message);
+        }
+        Ok(())
+    }
+
+    /// One blueprint's deletes, a transaction per [`WRITE_BATCH`], asking before each whether
+    /// to stop.
+    fn write_deletes(&mut self, stage: Vec<&Delete>, tally: &mut Tally<'_>) -> Result<(), Stop> {
+        for chunk in stage.chunks(WRITE_BATCH) {
+            unless_stopped(tally)?;
+            self.delete_chunk(chunk, tally)
+                .map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+
+    fn delete_chunk(&mut self, chunk: &[&Delete], tally: &mut Tally<'_>) -> rusqlite::Result<()> {
+        let mut conn = self.catalog.connection();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        for delete in chunk {
+            outcomes.push((delete, delete_one(&tx, self.owner, &delete.key)?));
+        }
+        tx.commit()?;
+        for (delete, refusal) in outcomes {
+            match refusal {
+                None => {
+                    self.requests += 1;
+                    tally.deleted(delete.key.clone());
+                }
+                Some(message) => tally.rejected(WriteAction::Delete, delete.key.clone(), message),
             }
-            self.progress.advance(chunk.len() as u64);
         }
         Ok(())
     }

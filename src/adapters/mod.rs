@@ -16,6 +16,7 @@ use port::{PortCatalog, PortOptions};
 use requests::RequestCount;
 use snapshot::SnapshotSource;
 
+mod apply;
 pub mod aws;
 mod catalog;
 pub mod local;

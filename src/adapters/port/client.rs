@@ -115,9 +115,6 @@ pub enum PortError {
     Unexpected { context: String, message: String },
     #[error("could not build the HTTP client: {0}")]
     Client(String),
-    /// [`Progress::stop_requested`](crate::core::writes::Progress::stop_requested) ended the apply.
-    #[error("{}", crate::core::writes::Stop::OnRequest)]
-    StoppedOnRequest,
 }
 
 /// One answer from Port: the status and the parsed JSON body (`Null` when empty).

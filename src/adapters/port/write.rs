@@ -1,8 +1,10 @@
-//! Writing to Port: blueprint bootstrap, bulk upserts in relation order with retries of missing
-//! targets, and bulk deletes that never cascade. Every write is idempotent (`upsert=true`,
-//! deletes where 404 means done), so a retry after a lost answer cannot duplicate anything.
+//! Writing to Port, one blueprint's share at a time for the shared apply loop
+//! ([`crate::adapters::apply`]): blueprint bootstrap, bulk upserts that report missing relation
+//! targets for the loop to retry, and bulk deletes that never cascade. Every write is idempotent
+//! (`upsert=true`, deletes where 404 means done), so a retry after a lost answer cannot duplicate
+//! anything.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -11,9 +13,11 @@ use serde_json::{Map, Value as Json, json};
 
 use super::client::{Http, PortError, Traffic, encode_segment};
 use super::read::{refused, unexpected};
+use crate::adapters::apply::{self, Writer, stages};
 use crate::core::model::{Blueprint, EntityKey, WriteOptions};
 use crate::core::writes::{
-    ApplyReport, BlueprintChange, Delete, Progress, Rejected, Stop, Upsert, WriteAction, Writes,
+    ApplyReport, BlueprintChange, Delete, Progress, Rejected, Stop, Tally, Upsert, WriteAction,
+    Writes,
 };
 
 /// Port rejects bulk upserts of more than 20 entities with 422.
@@ -23,8 +27,13 @@ const BULK_DELETE_MAX: usize = 100;
 /// Port's body limit is 1 MiB; staying 10% under it leaves room for the envelope and for
 /// differences in how Port counts.
 const BULK_BODY_MAX_BYTES: usize = 900 * 1024;
-/// Passes over entities whose relation targets were missing; each pass must make progress.
-const MAX_DEPENDENCY_PASSES: usize = 10;
+
+/// Port's side of the shared apply loop: bulk requests, several in flight at once.
+struct PortWriter<'h> {
+    http: &'h Arc<Http>,
+    /// Write requests counted before this apply.
+    before: usize,
+}
 
 pub(super) async fn apply(
     http: &Arc<Http>,
@@ -32,45 +41,88 @@ pub(super) async fn apply(
     progress: &dyn Progress,
 ) -> ApplyReport {
     let before = http.counts().writes;
-    let mut report = ApplyReport::default();
-    progress.start((writes.blueprints.len() + writes.upserts.len() + writes.deletes.len()) as u64);
-    let mut result = apply_blueprints(http, &writes.blueprints, &mut report, progress).await;
-    if result.is_ok() {
-        result = apply_upserts(http, &writes.upserts, &mut report, progress).await;
+    apply::apply(&mut PortWriter { http, before }, writes, progress).await
+}
+
+impl Writer for PortWriter<'_> {
+    async fn blueprints(
+        &mut self,
+        changes: &[BlueprintChange],
+        tally: &mut Tally<'_>,
+    ) -> Result<(), Stop> {
+        apply_blueprints(self.http, changes, tally)
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))
     }
-    // Deletes run only when every upsert got a definite answer: after an uncertain answer the
-    // apply stops, so nothing is deleted on a guess.
-    if result.is_ok() {
-        result = apply_deletes(http, &writes.deletes, &mut report, progress).await;
-    }
-    match result {
-        Ok(()) => {}
-        Err(PortError::StoppedOnRequest) => {
-            tracing::info!("the Port apply stopped on request after the writes in flight");
-            report.stopped = Some(Stop::OnRequest);
+
+    /// Bulk requests of at most 20 entities that share an account (User-Agent) and write flags,
+    /// sent concurrently.
+    async fn upserts(
+        &mut self,
+        blueprint: &str,
+        stage: Vec<(usize, &Upsert)>,
+        tally: &mut Tally<'_>,
+        missing: &mut Vec<(usize, String)>,
+    ) -> Result<(), Stop> {
+        let mut groups: Vec<(Group, Vec<(usize, Upsert)>)> = Vec::new();
+        for (i, upsert) in stage {
+            let group = (upsert.account.clone(), upsert.write);
+            let item = (i, upsert.clone());
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, list)) => list.push(item),
+                None => groups.push((group, vec![item])),
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "the Port apply stopped");
-            report.stopped = Some(Stop::Failed(e.to_string()));
+        let mut jobs = Vec::new();
+        for ((account, write), items) in groups {
+            for batch in upsert_batches(items, tally) {
+                let http = Arc::clone(self.http);
+                let blueprint = blueprint.to_string();
+                let account = account.clone();
+                jobs.push(
+                    async move { send_upserts(&http, &blueprint, &account, write, batch).await },
+                );
+            }
         }
+        run_batches(jobs, self.http.concurrency(), tally, missing).await
     }
-    report.write_requests = http.counts().writes.saturating_sub(before);
-    progress.finish();
-    report
+
+    /// Bulk deletes of at most 100 identifiers per account, sent concurrently.
+    async fn deletes(
+        &mut self,
+        blueprint: &str,
+        stage: Vec<&Delete>,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), Stop> {
+        let mut jobs = Vec::new();
+        for (account, items) in stages(stage, |d| d.account.clone().unwrap_or_default()) {
+            let ids: Vec<String> = items
+                .into_iter()
+                .map(|d| d.key.identifier.clone())
+                .collect();
+            for chunk in ids.chunks(BULK_DELETE_MAX) {
+                let http = Arc::clone(self.http);
+                let blueprint = blueprint.to_string();
+                let account = Some(account.clone()).filter(|a| !a.is_empty());
+                let chunk = chunk.to_vec();
+                jobs.push(async move {
+                    send_deletes(&http, &blueprint, account.as_deref(), chunk).await
+                });
+            }
+        }
+        run_batches(jobs, self.http.concurrency(), tally, &mut Vec::new()).await
+    }
+
+    fn write_requests(&self) -> usize {
+        self.http.counts().writes.saturating_sub(self.before)
+    }
 }
 
 async fn apply_blueprints(
     http: &Http,
     changes: &[BlueprintChange],
-    report: &mut ApplyReport,
-    progress: &dyn Progress,
+    tally: &mut Tally<'_>,
 ) -> Result<(), PortError> {
-    // A stop ends an apply before its last write; with nothing to write here, the next step
-    // checks for it before its first write, and an apply with no writes at all has none to end.
-    if changes.is_empty() {
-        return Ok(());
-    }
-    unless_stopped(progress)?;
     let creates: Vec<(&String, &Blueprint)> = changes
         .iter()
         .filter_map(|c| match c {
@@ -143,10 +195,8 @@ async fn apply_blueprints(
                 add_relations,
             } => add_missing(http, identifier, add_properties, add_relations).await?,
         }
-        report
-            .blueprints_written
-            .push(change.identifier().to_string());
-        progress.advance(1);
+        tally.blueprint_written(change.identifier().to_string());
+        tally.advance(1);
     }
     Ok(())
 }
@@ -284,128 +334,19 @@ async fn patch_blueprint(http: &Http, identifier: &str, body: Json) -> Result<()
 /// Entities that can share one bulk request: same account (User-Agent) and same flags.
 type Group = (String, WriteOptions);
 
-/// An upsert waiting for a retry because a relation target did not exist yet.
-struct Deferred {
-    order: usize,
-    upsert: Upsert,
-    message: String,
-}
-
 #[derive(Default)]
 struct BatchResult {
     upserted: Vec<EntityKey>,
     deleted: Vec<EntityKey>,
     rejected: Vec<Rejected>,
-    deferred: Vec<Deferred>,
+    /// Upserts refused for a missing relation target, by position, with Port's message.
+    missing: Vec<(usize, String)>,
     fatal: Option<PortError>,
-}
-
-async fn apply_upserts(
-    http: &Arc<Http>,
-    upserts: &[Upsert],
-    report: &mut ApplyReport,
-    progress: &dyn Progress,
-) -> Result<(), PortError> {
-    let mut pending: Vec<(usize, Upsert)> = upserts.iter().cloned().enumerate().collect();
-    let mut passes = 0;
-    while !pending.is_empty() {
-        let before = pending.len();
-        let mut deferred = upsert_pass(http, pending, report, progress).await?;
-        passes += 1;
-        if deferred.is_empty() {
-            break;
-        }
-        if deferred.len() == before || passes >= MAX_DEPENDENCY_PASSES {
-            // No progress: the targets will not appear by retrying.
-            for d in deferred {
-                report.rejected.push(Rejected {
-                    action: WriteAction::Upsert,
-                    key: d.upsert.entity.key(),
-                    message: d.message,
-                });
-                progress.advance(1);
-            }
-            break;
-        }
-        deferred.sort_by_key(|d| d.order);
-        tracing::debug!(
-            count = deferred.len(),
-            "retrying upserts whose relation targets were missing"
-        );
-        pending = deferred.into_iter().map(|d| (d.order, d.upsert)).collect();
-    }
-    Ok(())
-}
-
-/// One pass over `pending`, blueprint by blueprint in the order the plan wants them; the batches
-/// of one blueprint go out concurrently.
-async fn upsert_pass(
-    http: &Arc<Http>,
-    pending: Vec<(usize, Upsert)>,
-    report: &mut ApplyReport,
-    progress: &dyn Progress,
-) -> Result<Vec<Deferred>, PortError> {
-    let mut deferred = Vec::new();
-    for (blueprint, items) in stages(pending, |(_, u)| u.entity.blueprint.clone()) {
-        unless_stopped(progress)?;
-        let mut groups: Vec<(Group, Vec<(usize, Upsert)>)> = Vec::new();
-        for item in items {
-            let group = (item.1.account.clone(), item.1.write);
-            match groups.iter_mut().find(|(g, _)| *g == group) {
-                Some((_, list)) => list.push(item),
-                None => groups.push((group, vec![item])),
-            }
-        }
-        let mut jobs = Vec::new();
-        for ((account, write), items) in groups {
-            for batch in upsert_batches(items, report, progress) {
-                let http = Arc::clone(http);
-                let blueprint = blueprint.clone();
-                let account = account.clone();
-                jobs.push(
-                    async move { send_upserts(&http, &blueprint, &account, write, batch).await },
-                );
-            }
-        }
-        run_batches(jobs, http.concurrency(), report, progress, &mut deferred).await?;
-    }
-    Ok(deferred)
-}
-
-/// Checked before each stage (and, in [`run_batches`], before each request): a stop lets the
-/// requests in flight finish.
-fn unless_stopped(progress: &dyn Progress) -> Result<(), PortError> {
-    if progress.stop_requested() {
-        Err(PortError::StoppedOnRequest)
-    } else {
-        Ok(())
-    }
-}
-
-/// Items grouped by a key, groups in the order their key first appears, items in their order.
-fn stages<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<(String, Vec<T>)> {
-    let mut order: Vec<(String, Vec<T>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for item in items {
-        let k = key(&item);
-        match index.get(&k) {
-            Some(&i) => order[i].1.push(item),
-            None => {
-                index.insert(k.clone(), order.len());
-                order.push((k, vec![item]));
-            }
-        }
-    }
-    order
 }
 
 /// Cuts one group into bulk requests: at most 20 entities and under the body limit each. An
 /// entity too large for any request is rejected here.
-fn upsert_batches(
-    items: Vec<(usize, Upsert)>,
-    report: &mut ApplyReport,
-    progress: &dyn Progress,
-) -> Vec<Vec<(usize, Upsert)>> {
+fn upsert_batches(items: Vec<(usize, Upsert)>, tally: &mut Tally<'_>) -> Vec<Vec<(usize, Upsert)>> {
     let mut batches = Vec::new();
     let mut current: Vec<(usize, Upsert)> = Vec::new();
     let mut bytes = 0;
@@ -415,14 +356,11 @@ fn upsert_batches(
             .unwrap_or(0)
             + 1;
         if size > BULK_BODY_MAX_BYTES {
-            report.rejected.push(Rejected {
-                action: WriteAction::Upsert,
-                key: item.1.entity.key(),
-                message: format!(
-                    "the entity is {size} bytes, more than Port's 1 MiB request limit"
-                ),
-            });
-            progress.advance(1);
+            tally.rejected(
+                WriteAction::Upsert,
+                item.1.entity.key(),
+                format!("the entity is {size} bytes, more than Port's 1 MiB request limit"),
+            );
             continue;
         }
         if !current.is_empty()
@@ -441,16 +379,15 @@ fn upsert_batches(
 }
 
 /// Runs the bulk requests of one stage, at most `in_flight` at once, moving their results into
-/// the report. A new request starts only while nothing failed and no stop was requested: after
-/// either, the requests in flight finish and are recorded, and the first fatal error (or the stop)
+/// the tally. A new request starts only while nothing failed and no stop was requested: after
+/// either, the requests in flight finish and are recorded, and the first failure (or the stop)
 /// is returned.
 async fn run_batches<F>(
     jobs: Vec<F>,
     in_flight: usize,
-    report: &mut ApplyReport,
-    progress: &dyn Progress,
-    deferred: &mut Vec<Deferred>,
-) -> Result<(), PortError>
+    tally: &mut Tally<'_>,
+    missing: &mut Vec<(usize, String)>,
+) -> Result<(), Stop>
 where
     F: Future<Output = BatchResult> + Send + 'static,
 {
@@ -460,7 +397,7 @@ where
     let mut stopped = false;
     loop {
         while fatal.is_none() && !stopped && set.len() < in_flight {
-            if progress.stop_requested() {
+            if tally.stop_requested() {
                 stopped = true;
                 break;
             }
@@ -481,19 +418,23 @@ where
                 ..BatchResult::default()
             },
         };
-        progress
-            .advance((result.upserted.len() + result.deleted.len() + result.rejected.len()) as u64);
-        report.upserted.extend(result.upserted);
-        report.deleted.extend(result.deleted);
-        report.rejected.extend(result.rejected);
-        deferred.extend(result.deferred);
+        for key in result.upserted {
+            tally.upserted(key);
+        }
+        for key in result.deleted {
+            tally.deleted(key);
+        }
+        for r in result.rejected {
+            tally.rejected(r.action, r.key, r.message);
+        }
+        missing.extend(result.missing);
         if fatal.is_none() {
             fatal = result.fatal;
         }
     }
     match fatal {
-        Some(e) => Err(e),
-        None if stopped && jobs.len() > 0 => Err(PortError::StoppedOnRequest),
+        Some(e) => Err(Stop::Failed(e.to_string())),
+        None if stopped && jobs.len() > 0 => Err(Stop::OnRequest),
         None => Ok(()),
     }
 }
@@ -544,11 +485,7 @@ async fn send_upserts(
                             Some((status, code, message))
                                 if status == 404 && code == "not_found" =>
                             {
-                                result.deferred.push(Deferred {
-                                    order,
-                                    upsert,
-                                    message,
-                                });
+                                result.missing.push((order, message));
                             }
                             Some((_, _, message)) => result.rejected.push(Rejected {
                                 action: WriteAction::Upsert,
@@ -662,33 +599,6 @@ fn bulk_outcomes(
         ));
     }
     Ok(outcomes.into_iter().flatten().collect())
-}
-
-async fn apply_deletes(
-    http: &Arc<Http>,
-    deletes: &[Delete],
-    report: &mut ApplyReport,
-    progress: &dyn Progress,
-) -> Result<(), PortError> {
-    let mut unused = Vec::new();
-    for (blueprint, items) in stages(deletes.to_vec(), |d| d.key.blueprint.clone()) {
-        unless_stopped(progress)?;
-        let mut jobs = Vec::new();
-        for (account, items) in stages(items, |d| d.account.clone().unwrap_or_default()) {
-            let ids: Vec<String> = items.into_iter().map(|d| d.key.identifier).collect();
-            for chunk in ids.chunks(BULK_DELETE_MAX) {
-                let http = Arc::clone(http);
-                let blueprint = blueprint.clone();
-                let account = Some(account.clone()).filter(|a| !a.is_empty());
-                let chunk = chunk.to_vec();
-                jobs.push(async move {
-                    send_deletes(&http, &blueprint, account.as_deref(), chunk).await
-                });
-            }
-        }
-        run_batches(jobs, http.concurrency(), report, progress, &mut unused).await?;
-    }
-    Ok(())
 }
 
 /// One bulk delete with `delete_dependents=false`. Identifiers Port did not confirm are deleted
@@ -820,9 +730,10 @@ mod tests {
 
     #[test]
     fn batches_hold_at_most_twenty_entities_and_stay_under_the_body_limit() {
-        let mut report = ApplyReport::default();
+        let writes = Writes::default();
+        let mut tally = Tally::start(&writes, &NoProgress);
         let items: Vec<_> = (0..45).map(|i| upsert(&format!("e{i}"), 10)).collect();
-        let sizes: Vec<usize> = upsert_batches(items, &mut report, &NoProgress)
+        let sizes: Vec<usize> = upsert_batches(items, &mut tally)
             .iter()
             .map(Vec::len)
             .collect();
@@ -831,15 +742,16 @@ mod tests {
         let items: Vec<_> = (0..5)
             .map(|i| upsert(&format!("e{i}"), 300 * 1024))
             .collect();
-        let sizes: Vec<usize> = upsert_batches(items, &mut report, &NoProgress)
+        let sizes: Vec<usize> = upsert_batches(items, &mut tally)
             .iter()
             .map(Vec::len)
             .collect();
         assert_eq!(sizes, vec![2, 2, 1]);
 
         let items = vec![upsert("huge", 2 * 1024 * 1024), upsert("small", 1)];
-        let batches = upsert_batches(items, &mut report, &NoProgress);
+        let batches = upsert_batches(items, &mut tally);
         assert_eq!(batches.len(), 1);
+        let report = tally.finish(None, 0);
         assert_eq!(report.rejected.len(), 1);
         assert_eq!(report.rejected[0].key.identifier, "huge");
     }
@@ -879,19 +791,5 @@ mod tests {
         );
         assert!(deleted_entities(&json!({"deletedEntities": ["c"]}), &sent).is_err());
         assert!(deleted_entities(&json!({"ok": true}), &sent).is_err());
-    }
-
-    #[test]
-    fn stages_keep_first_appearance_order() {
-        let s = stages(vec!["b1", "a1", "b2", "c1", "a2"], |x| x[..1].to_string());
-        let keys: Vec<(String, Vec<&str>)> = s;
-        assert_eq!(
-            keys,
-            vec![
-                ("b".to_string(), vec!["b1", "b2"]),
-                ("a".to_string(), vec!["a1", "a2"]),
-                ("c".to_string(), vec!["c1"])
-            ]
-        );
     }
 }
