@@ -16,6 +16,7 @@ mod core {
 #[allow(dead_code)]
 #[path = "../../src/adapters"]
 mod adapters {
+    mod apply;
     mod catalog;
     pub mod local;
     pub mod requests;
