@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::sync::atomic::Ordering;
+
 use serde_json::json;
 
 use support::catalogs::{
@@ -577,8 +579,16 @@ async fn a_chain_of_relation_targets_in_reverse_order_is_written_whole_and_a_los
         .collect();
     sent.push(replica_of(&chain[0], None));
     sent.push(replica_of("lost", Some("nowhere")));
-    let report = upserts(f.catalog(), sent).await;
+    let writes = Writes {
+        upserts: sent,
+        ..Writes::default()
+    };
+    let progress = Counting::new(u64::MAX);
+    let report = f.catalog().apply(OWNER, &writes, &progress).await;
     assert_eq!(report.stopped, None);
+    // Each write counts once, when it is settled, however many passes it took.
+    assert_eq!(progress.total.load(Ordering::SeqCst), 13);
+    assert_eq!(progress.done.load(Ordering::SeqCst), 13);
     assert_eq!(rejected_keys(&report), vec![key("bucket", "lost")]);
     let message = report.rejected[0].message.replace('_', " ");
     assert!(message.contains("not found"), "{message}");

@@ -154,12 +154,13 @@ pub(crate) fn stages<T>(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use serde_json::json;
 
     use super::*;
     use crate::core::model::{Entity, EntityKey};
+    use crate::core::writes::NoProgress;
 
     /// A catalog in memory: an upsert whose `to` target is not written yet is missing; the
     /// identifier `refused` is refused outright; `fail_at` fails the n-th upserts call.
@@ -231,33 +232,15 @@ mod tests {
         }
     }
 
-    /// Counts progress and asks to stop once `stop_after` writes are settled.
-    struct Counter {
-        total: AtomicU64,
-        done: AtomicU64,
-        stop_after: u64,
-    }
+    /// Asks for a stop from its `n`-th question on (the first is asked before any write).
+    struct StopAt(AtomicUsize, usize);
 
-    impl Counter {
-        fn new(stop_after: u64) -> Counter {
-            Counter {
-                total: AtomicU64::new(0),
-                done: AtomicU64::new(0),
-                stop_after,
-            }
-        }
-    }
-
-    impl Progress for Counter {
-        fn start(&self, total: u64) {
-            self.total.store(total, Ordering::SeqCst);
-        }
-        fn advance(&self, n: u64) {
-            self.done.fetch_add(n, Ordering::SeqCst);
-        }
+    impl Progress for StopAt {
+        fn start(&self, _: u64) {}
+        fn advance(&self, _: u64) {}
         fn finish(&self) {}
         fn stop_requested(&self) -> bool {
-            self.done.load(Ordering::SeqCst) >= self.stop_after
+            self.0.fetch_add(1, Ordering::SeqCst) + 1 >= self.1
         }
     }
 
@@ -288,6 +271,18 @@ mod tests {
             .collect()
     }
 
+    /// `upserts`, then the delete of `bucket/gone`.
+    fn then_delete_gone(upserts: Vec<Upsert>) -> Writes {
+        Writes {
+            upserts,
+            deletes: vec![Delete {
+                key: EntityKey::new("bucket", "gone"),
+                account: None,
+            }],
+            ..Writes::default()
+        }
+    }
+
     #[tokio::test]
     async fn a_chain_of_any_length_is_written_whole_one_link_per_pass() {
         let writes = Writes {
@@ -295,12 +290,10 @@ mod tests {
             ..Writes::default()
         };
         let mut memory = Memory::default();
-        let progress = Counter::new(u64::MAX);
-        let report = apply(&mut memory, &writes, &progress).await;
+        let report = apply(&mut memory, &writes, &NoProgress).await;
         assert_eq!(report.upserted.len(), 25);
         assert!(report.rejected.is_empty() && report.stopped.is_none());
         assert_eq!(memory.upsert_calls, 25);
-        assert_eq!(progress.done.load(Ordering::SeqCst), 25);
     }
 
     #[tokio::test]
@@ -308,17 +301,9 @@ mod tests {
         let mut upserts = reversed_chain(3);
         upserts.insert(0, upsert("lost", Some("nowhere")));
         upserts.push(upsert("refused", None));
-        let writes = Writes {
-            upserts,
-            deletes: vec![Delete {
-                key: EntityKey::new("bucket", "gone"),
-                account: None,
-            }],
-            ..Writes::default()
-        };
+        let writes = then_delete_gone(upserts);
         let mut memory = Memory::default();
-        let progress = Counter::new(u64::MAX);
-        let report = apply(&mut memory, &writes, &progress).await;
+        let report = apply(&mut memory, &writes, &NoProgress).await;
         assert_eq!(report.upserted.len(), 3);
         let rejected: Vec<(&str, &str)> = report
             .rejected
@@ -333,22 +318,14 @@ mod tests {
         // refusals are in the order of the writes, not the order they were settled in.
         assert_eq!(memory.upsert_calls, 4);
         assert_eq!(report.deleted, [EntityKey::new("bucket", "gone")]);
-        assert_eq!(progress.done.load(Ordering::SeqCst), 6);
-        assert_eq!(progress.total.load(Ordering::SeqCst), 6);
     }
 
     #[tokio::test]
     async fn a_stop_on_request_keeps_what_was_written_and_sends_nothing_more() {
-        let writes = Writes {
-            upserts: reversed_chain(5),
-            deletes: vec![Delete {
-                key: EntityKey::new("bucket", "gone"),
-                account: None,
-            }],
-            ..Writes::default()
-        };
+        let writes = then_delete_gone(reversed_chain(5));
         let mut memory = Memory::default();
-        let report = apply(&mut memory, &writes, &Counter::new(2)).await;
+        // Asked before each pass: the third question comes after b1 and b2 are written.
+        let report = apply(&mut memory, &writes, &StopAt(AtomicUsize::new(0), 3)).await;
         assert_eq!(report.stopped, Some(Stop::OnRequest));
         assert_eq!(
             report.upserted,
@@ -362,19 +339,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_upsert_step_deletes_nothing() {
-        let writes = Writes {
-            upserts: reversed_chain(2),
-            deletes: vec![Delete {
-                key: EntityKey::new("bucket", "gone"),
-                account: None,
-            }],
-            ..Writes::default()
-        };
+        let writes = then_delete_gone(reversed_chain(2));
         let mut memory = Memory {
             fail_at: Some(2),
             ..Memory::default()
         };
-        let report = apply(&mut memory, &writes, &Counter::new(u64::MAX)).await;
+        let report = apply(&mut memory, &writes, &NoProgress).await;
         assert_eq!(
             report.stopped,
             Some(Stop::Failed("the catalog is down".into()))
