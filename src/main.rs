@@ -24,7 +24,7 @@ use tidemark::engine::{
 };
 use tidemark::render::{self, Style};
 use tidemark::sandbox::watchdog;
-use tidemark::sandbox::worker::Worker;
+use tidemark::sandbox::worker::{Children, Worker};
 
 /// Mapping allocates many small, short-lived jq values; mimalloc serves them far faster than
 /// glibc's malloc (BENCHMARKS.md, mapping).
@@ -633,10 +633,11 @@ async fn watch_command(
     listen: std::net::SocketAddr,
     shard: ShardArg,
 ) -> anyhow::Result<u8> {
-    // First, so a signal during the config load, the bind or the catalog open is a clean
-    // shutdown too.
-    let shutdown = tidemark::watch::signals(exit_at_once);
     let mut options = tidemark::watch::WatchOptions::new(config.config);
+    // Before anything else, so a signal during the config load, the bind or the catalog open is
+    // a clean shutdown too.
+    let children = options.children.clone();
+    let shutdown = tidemark::watch::signals(move || exit_at_once(&children));
     options.env = process_env();
     options.shard = shard.shard;
     // Map in a child of this same executable, so a runaway expression cannot stop the
@@ -970,8 +971,8 @@ fn end_runaway(message: &str) -> ! {
 /// Exits at once (exit 0) on a second shutdown signal. `process::exit` runs no destructors, so
 /// the mapping workers' children are ended first: one in the middle of a batch would go on
 /// mapping the items in its pipe.
-fn exit_at_once() -> ! {
-    tidemark::sandbox::worker::kill_all();
+fn exit_at_once(children: &Children) -> ! {
+    children.kill_all();
     std::process::exit(i32::from(EXIT_OK))
 }
 

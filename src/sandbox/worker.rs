@@ -220,15 +220,33 @@ fn kill(process: &Mutex<Process>) {
     }
 }
 
-/// Every worker's child, for [`kill_all`].
-static PROCESSES: Mutex<Vec<Weak<Mutex<Process>>>> = Mutex::new(Vec::new());
+/// The children of a set of workers (a daemon's), for a process about to exit without dropping
+/// its workers (a second shutdown signal): a child in the middle of a batch would otherwise go
+/// on mapping the items left in its pipe. It holds the workers weakly, so a dropped worker
+/// leaves it.
+#[derive(Clone, Default)]
+pub struct Children(Arc<Mutex<Vec<Weak<Mutex<Process>>>>>);
 
-/// Ends every worker's child, for a process about to exit without dropping its workers: a child
-/// in the middle of a batch would otherwise go on mapping the items left in its pipe.
-pub fn kill_all() {
-    let processes = PROCESSES.lock().unwrap_or_else(PoisonError::into_inner);
-    for process in processes.iter().filter_map(Weak::upgrade) {
-        kill(&process);
+impl std::fmt::Debug for Children {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Children").finish_non_exhaustive()
+    }
+}
+
+impl Children {
+    /// Adds the worker `killer` ends.
+    pub fn add(&self, killer: &Killer) {
+        let mut processes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        processes.retain(|p| p.strong_count() > 0);
+        processes.push(Arc::downgrade(&killer.0));
+    }
+
+    /// Ends the child of every worker still alive; none of them starts another.
+    pub fn kill_all(&self) {
+        let processes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for process in processes.iter().filter_map(Weak::upgrade) {
+            kill(&process);
+        }
     }
 }
 
@@ -249,17 +267,13 @@ impl Worker {
                 .collect(),
             hidden_env: mappings.options.hidden_env.clone(),
         };
-        let process = Arc::new(Mutex::new(Process::default()));
-        let mut processes = PROCESSES.lock().unwrap_or_else(PoisonError::into_inner);
-        processes.retain(|p| p.strong_count() > 0);
-        processes.push(Arc::downgrade(&process));
         Worker {
             exe,
             // Strings and a list of strings always serialise.
             header: serde_json::to_string(&header).unwrap_or_default(),
             hidden_env: header.hidden_env,
             child: None,
-            process,
+            process: Arc::default(),
         }
     }
 
@@ -642,6 +656,36 @@ mod tests {
         let error =
             serve(input.as_bytes(), Vec::new(), LoadOptions::default()).expect_err("an error");
         assert!(error.contains("bad.yaml:"), "{error}");
+    }
+
+    #[test]
+    fn children_end_every_live_workers_child_and_forget_dropped_workers() {
+        let (mappings, _) = Mappings::load(&[], &LoadOptions::default()).expect("test data");
+        let exe =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unanswering-map-worker");
+        let children = Children::default();
+        let dropped = Worker::new(exe.clone(), &mappings);
+        children.add(&dropped.killer());
+        drop(dropped);
+        let mut worker = Worker::new(exe, &mappings);
+        children.add(&worker.killer());
+        assert_eq!(children.0.lock().expect("test data").len(), 1);
+
+        let mut batch = worker.batch();
+        batch.send(&item("a"));
+        children.kill_all();
+        // The killed child's pipes close at once: the batch fails on that, not on its patience.
+        let error = batch.finish(|i| format!("item {i}")).expect_err("killed");
+        let error = error.to_string();
+        assert!(error.contains("ended unexpectedly"), "{error}");
+        assert!(error.contains("signal: 9"), "{error}");
+        // And no child is started again.
+        let batch = worker.batch();
+        let error = batch.finish(|i| format!("item {i}")).expect_err("stopped");
+        assert!(
+            error.to_string().contains("stopped for shutdown"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::adapters::{Source, SourceError};
 use crate::config::{self, Config, ProcessEnv};
 use crate::core::shard::{Shard, ShardError};
 use crate::core::yaml::Diagnostic;
-use crate::sandbox::worker::{Killer, Worker};
+use crate::sandbox::worker::{Children, Killer, Worker};
 use metrics::{ReloadOutcome, SyncOutcome};
 
 pub mod http;
@@ -72,6 +72,8 @@ pub struct WatchOptions {
     pub env: ProcessEnv,
     /// `--shard`: wins over the config's `shard:`, in the initial config and every reload.
     pub shard: Option<Shard>,
+    /// Every mapping worker's child joins these, for an exit on a second signal to end them.
+    pub children: Children,
 }
 
 impl WatchOptions {
@@ -83,6 +85,7 @@ impl WatchOptions {
             map_worker: None,
             env: ProcessEnv::default(),
             shard: None,
+            children: Children::default(),
         }
     }
 }
@@ -362,6 +365,7 @@ async fn run_loaded<A: Adapters>(
 
 fn map_worker(options: &WatchOptions, config: &Config) -> MapWorker {
     let worker = Worker::new(options.map_worker.clone()?, &config.mappings);
+    options.children.add(&worker.killer());
     Some(MapIn {
         killer: worker.killer(),
         worker: Arc::new(tokio::sync::Mutex::new(worker)),
@@ -755,8 +759,8 @@ impl<A: Adapters> Daemon<A> {
 /// progress. Call it before loading the config: until a handler is registered a signal has its
 /// default effect, which ends the process by signal (exit 143) instead of shutting it down.
 /// Must be called within the runtime. A second signal calls `exit_now`, which the binary
-/// supplies: it ends the mapping workers' children and exits 0 at once.
-pub fn signals(exit_now: fn() -> !) -> impl Future<Output = ()> {
+/// supplies: it ends the mapping workers' children and exits 0 at once, never returning.
+pub fn signals(exit_now: impl FnOnce() + Send + 'static) -> impl Future<Output = ()> {
     #[cfg(unix)]
     let registered = {
         use tokio::signal::unix::{SignalKind, signal};
