@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hash;
 
 use crate::core::writes::{
     ApplyReport, BlueprintChange, Delete, Progress, Stop, Tally, Upsert, WriteAction, Writes,
@@ -40,8 +41,8 @@ pub(crate) trait Writer: Send {
         tally: &mut Tally<'_>,
     ) -> impl Future<Output = Result<(), Stop>> + Send;
 
-    /// The write requests sent so far (a bulk request counts once).
-    fn write_requests(&self) -> usize;
+    /// The write requests sent so far (a bulk request counts once), given what `tally` holds.
+    fn write_requests(&self, tally: &Tally<'_>) -> usize;
 }
 
 /// Applies `writes` through `writer`. Whatever stops the apply is in the report's `stopped`,
@@ -60,7 +61,8 @@ pub(crate) async fn apply<W: Writer>(
         }
         Some(Stop::Failed(message)) => tracing::error!(error = %message, "the apply stopped"),
     }
-    tally.finish(stopped, writer.write_requests())
+    let requests = writer.write_requests(&tally);
+    tally.finish(stopped, requests)
 }
 
 async fn steps<W: Writer>(
@@ -132,12 +134,12 @@ pub(crate) fn unless_stopped(tally: &Tally<'_>) -> Result<(), Stop> {
 }
 
 /// Items grouped by a key, groups in the order their key first appears, items in their order.
-pub(crate) fn stages<T>(
+pub(crate) fn stages<T, K: Clone + Eq + Hash>(
     items: impl IntoIterator<Item = T>,
-    key: impl Fn(&T) -> String,
-) -> Vec<(String, Vec<T>)> {
-    let mut order: Vec<(String, Vec<T>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    key: impl Fn(&T) -> K,
+) -> Vec<(K, Vec<T>)> {
+    let mut order: Vec<(K, Vec<T>)> = Vec::new();
+    let mut index: HashMap<K, usize> = HashMap::new();
     for item in items {
         let k = key(&item);
         match index.get(&k) {
@@ -227,7 +229,7 @@ mod tests {
             Ok(())
         }
 
-        fn write_requests(&self) -> usize {
+        fn write_requests(&self, _: &Tally<'_>) -> usize {
             self.written.len()
         }
     }

@@ -529,7 +529,6 @@ impl Catalog for LocalCatalog {
             catalog: self,
             owner,
             blueprints: None,
-            requests: 0,
         };
         let report = apply::apply(&mut applier, writes, progress).await;
         drop(lock);
@@ -856,8 +855,6 @@ struct Applier<'a> {
     owner: &'a str,
     /// The blueprints as the blueprint step left them, read at the first upsert.
     blueprints: Option<Blueprints>,
-    /// Writes committed (each counts as one request, as a single write to Port would).
-    requests: usize,
 }
 
 impl Writer for Applier<'_> {
@@ -870,6 +867,7 @@ impl Writer for Applier<'_> {
         result.map_err(|e| self.failed(e))
     }
 
+    /// A transaction per [`WRITE_BATCH`], asking before each whether to stop.
     async fn upserts(
         &mut self,
         _blueprint: &str,
@@ -877,20 +875,32 @@ impl Writer for Applier<'_> {
         tally: &mut Tally<'_>,
         missing: &mut Vec<(usize, String)>,
     ) -> Result<(), Stop> {
-        self.write_upserts(stage, tally, missing)
+        for chunk in stage.chunks(WRITE_BATCH) {
+            unless_stopped(tally)?;
+            self.upsert_chunk(chunk, tally, missing)
+                .map_err(|e| self.failed(e))?;
+        }
+        Ok(())
     }
 
+    /// A transaction per [`WRITE_BATCH`], asking before each whether to stop.
     async fn deletes(
         &mut self,
         _blueprint: &str,
         stage: Vec<&Delete>,
         tally: &mut Tally<'_>,
     ) -> Result<(), Stop> {
-        self.write_deletes(stage, tally)
+        for chunk in stage.chunks(WRITE_BATCH) {
+            unless_stopped(tally)?;
+            self.delete_chunk(chunk, tally)
+                .map_err(|e| self.failed(e))?;
+        }
+        Ok(())
     }
 
-    fn write_requests(&self) -> usize {
-        self.requests
+    /// Each committed write counts as one request, as a single write to Port would.
+    fn write_requests(&self, tally: &Tally<'_>) -> usize {
+        tally.confirmed_count()
     }
 }
 
@@ -1000,7 +1010,6 @@ impl Applier<'_> {
             written.push(identifier.clone());
         }
         tx.commit()?;
-        self.requests += written.len();
         for identifier in written {
             tally.blueprint_written(identifier);
         }
@@ -1012,22 +1021,6 @@ impl Applier<'_> {
             );
         }
         tally.advance(changes.len() as u64);
-        Ok(())
-    }
-
-    /// One blueprint's upserts, a transaction per [`WRITE_BATCH`], asking before each whether
-    /// to stop.
-    fn write_upserts(
-        &mut self,
-        stage: Vec<(usize, &Upsert)>,
-        tally: &mut Tally<'_>,
-        missing: &mut Vec<(usize, String)>,
-    ) -> Result<(), Stop> {
-        for chunk in stage.chunks(WRITE_BATCH) {
-            unless_stopped(tally)?;
-            self.upsert_chunk(chunk, tally, missing)
-                .map_err(|e| self.failed(e))?;
-        }
         Ok(())
     }
 
@@ -1050,26 +1043,12 @@ impl Applier<'_> {
         tx.commit()?;
         for (i, upsert, outcome) in outcomes {
             match outcome {
-                Outcome::Written => {
-                    self.requests += 1;
-                    tally.upserted(upsert.entity.key());
-                }
+                Outcome::Written => tally.upserted(upsert.entity.key()),
                 Outcome::Rejected(message) => {
                     tally.rejected(WriteAction::Upsert, upsert.entity.key(), message);
                 }
                 Outcome::MissingTarget(message) => missing.push((i, message)),
             }
-        }
-        Ok(())
-    }
-
-    /// One blueprint's deletes, a transaction per [`WRITE_BATCH`], asking before each whether
-    /// to stop.
-    fn write_deletes(&mut self, stage: Vec<&Delete>, tally: &mut Tally<'_>) -> Result<(), Stop> {
-        for chunk in stage.chunks(WRITE_BATCH) {
-            unless_stopped(tally)?;
-            self.delete_chunk(chunk, tally)
-                .map_err(|e| self.failed(e))?;
         }
         Ok(())
     }
@@ -1084,10 +1063,7 @@ impl Applier<'_> {
         tx.commit()?;
         for (delete, refusal) in outcomes {
             match refusal {
-                None => {
-                    self.requests += 1;
-                    tally.deleted(delete.key.clone());
-                }
+                None => tally.deleted(delete.key.clone()),
                 Some(message) => tally.rejected(WriteAction::Delete, delete.key.clone(), message),
             }
         }

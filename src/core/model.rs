@@ -154,7 +154,7 @@ impl Entity {
 }
 
 /// How a desired entity is written, from its mapping file's top-level flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WriteOptions {
     /// `enableMergeEntity`: merge into the existing entity instead of replacing it.
     pub merge: bool,

@@ -209,6 +209,12 @@ impl<'a> Tally<'a> {
         });
     }
 
+    /// How many writes the catalog has confirmed so far: blueprints, upserts and deletes.
+    pub fn confirmed_count(&self) -> usize {
+        let report = &self.report;
+        report.blueprints_written.len() + report.upserted.len() + report.deleted.len()
+    }
+
     /// How many upserts the catalog has confirmed so far.
     pub fn upserted_count(&self) -> usize {
         self.report.upserted.len()

@@ -64,15 +64,8 @@ impl Writer for PortWriter<'_> {
         tally: &mut Tally<'_>,
         missing: &mut Vec<(usize, String)>,
     ) -> Result<(), Stop> {
-        let mut groups: Vec<(Group, Vec<(usize, Upsert)>)> = Vec::new();
-        for (i, upsert) in stage {
-            let group = (upsert.account.clone(), upsert.write);
-            let item = (i, upsert.clone());
-            match groups.iter_mut().find(|(g, _)| *g == group) {
-                Some((_, list)) => list.push(item),
-                None => groups.push((group, vec![item])),
-            }
-        }
+        let owned = stage.into_iter().map(|(i, u)| (i, u.clone()));
+        let groups = stages(owned, |(_, u)| (u.account.clone(), u.write));
         let mut jobs = Vec::new();
         for ((account, write), items) in groups {
             for batch in upsert_batches(items, tally) {
@@ -95,7 +88,7 @@ impl Writer for PortWriter<'_> {
         tally: &mut Tally<'_>,
     ) -> Result<(), Stop> {
         let mut jobs = Vec::new();
-        for (account, items) in stages(stage, |d| d.account.clone().unwrap_or_default()) {
+        for (account, items) in stages(stage, |d| d.account.clone().filter(|a| !a.is_empty())) {
             let ids: Vec<String> = items
                 .into_iter()
                 .map(|d| d.key.identifier.clone())
@@ -103,7 +96,7 @@ impl Writer for PortWriter<'_> {
             for chunk in ids.chunks(BULK_DELETE_MAX) {
                 let http = Arc::clone(self.http);
                 let blueprint = blueprint.to_string();
-                let account = Some(account.clone()).filter(|a| !a.is_empty());
+                let account = account.clone();
                 let chunk = chunk.to_vec();
                 jobs.push(async move {
                     send_deletes(&http, &blueprint, account.as_deref(), chunk).await
@@ -113,7 +106,7 @@ impl Writer for PortWriter<'_> {
         run_batches(jobs, self.http.concurrency(), tally, &mut Vec::new()).await
     }
 
-    fn write_requests(&self) -> usize {
+    fn write_requests(&self, _: &Tally<'_>) -> usize {
         self.http.counts().writes.saturating_sub(self.before)
     }
 }
@@ -330,9 +323,6 @@ async fn patch_blueprint(http: &Http, identifier: &str, body: Json) -> Result<()
         Err(refused("PATCH", &path, &reply))
     }
 }
-
-/// Entities that can share one bulk request: same account (User-Agent) and same flags.
-type Group = (String, WriteOptions);
 
 #[derive(Default)]
 struct BatchResult {
