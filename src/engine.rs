@@ -211,7 +211,7 @@ pub async fn collect_with<S: Source>(
             for item in &mut items {
                 config.redactor.redact(item);
             }
-            blocking(|| mapper.map_batch(&items, &mut collected));
+            mapper.map_batch(&items, &mut collected);
             for item in items {
                 collected.keep_raw(item, limit);
             }
@@ -226,23 +226,13 @@ pub async fn collect_with<S: Source>(
         .iter()
         .any(|k| k.kind == ACCOUNT_INFO_KIND);
     if wants_accounts {
-        let items = account_items(&report.accounts);
-        blocking(|| mapper.map_batch(&items, &mut collected));
+        for item in account_items(&report.accounts) {
+            mapper.map(&item, &mut collected);
+        }
     }
-    blocking(|| mapper.finish(&mut collected))?;
+    mapper.finish(&mut collected)?;
     collected.report = Some(report);
     Ok(collected)
-}
-
-/// Runs mapping work, which blocks (on the pool, or on the worker child's pipes), without
-/// holding up the runtime's other tasks (the daemon's `/metrics` and `/readyz`, the catalog's
-/// connections): on a multi-threaded runtime the thread hands them over to another first.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
 }
 
 /// Re-maps cached raw items with (possibly new) mappings: the watch fast path.
@@ -715,8 +705,7 @@ pub async fn run<S: Source, C: Catalog>(
             collected?
         }
         Items::Cached { report, raw } => {
-            blocking(|| remap(&config.mappings, item_mapper, report, raw))
-                .map_err(CollectError::Mapping)?
+            remap(&config.mappings, item_mapper, report, raw).map_err(CollectError::Mapping)?
         }
     };
     steps.mapped(&mut collected).map_err(PassError::Refused)?;
@@ -754,30 +743,5 @@ pub fn map_items(
     match mapper {
         Mapper::Sandbox(worker) => worker.map_items(items).map_err(|e| e.to_string()),
         Mapper::InProcess => Ok(crate::parallel::map_items(mappings, items)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use super::blocking;
-
-    /// One runtime thread, held by a task that waits on another: only if the waiting task hands
-    /// its thread over can the other run at all.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn blocking_work_lets_the_runtimes_other_tasks_run() {
-        let waiting = tokio::spawn(async {
-            let (tx, rx) = mpsc::channel();
-            tokio::spawn(async move { tx.send("ran") });
-            blocking(|| rx.recv_timeout(Duration::from_secs(10)))
-        });
-        assert_eq!(waiting.await.expect("joined"), Ok("ran"));
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn on_a_single_threaded_runtime_the_work_simply_runs() {
-        assert_eq!(blocking(|| 1 + 1), 2);
     }
 }
